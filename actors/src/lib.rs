@@ -1,0 +1,20 @@
+//! pushgate's transport-independent core.
+//!
+//! Everything here speaks in rooms, sessions and pre-encoded frames, never in sockets or HTTP:
+//!
+//! - [`room_supervisor::RoomSupervisor`] owns the room registry and the session registry, and
+//!   turns each accepted push into one encoded frame handed to the right [`room::Room`].
+//! - [`room::Room`] is one actor per non-empty room; it fans a frame out to its members.
+//! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
+//! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+
+pub mod messages;
+pub mod metrics;
+pub mod readiness;
+pub mod room;
+pub mod room_supervisor;
+pub mod routing;
+
+pub use messages::*;
+pub use room_supervisor::RoomSupervisor;

@@ -1,0 +1,153 @@
+//! The messages exchanged between session actors, room actors, the room supervisor and the
+//! pushers (HTTP API, RabbitMQ consumers).
+//!
+//! Frames travel as [`ByteString`]: encoded once per push, then shared by reference count with
+//! every receiving session.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+pub use crate::routing::PushEvent;
+
+/// Identifies one session inside this process (never shown to clients).
+pub type SessionId = u64;
+
+/// Turns an event name and its JSON payload into the frame sessions write to the wire
+/// (the Socket.IO codec provides it, so this crate stays protocol-agnostic).
+pub type EncodeFrame = fn(event: &str, payload_json: &str) -> String;
+
+/// One encoded frame for a session to write, shared by every receiver of the same push.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// The complete frame, e.g. `42["notification",{...}]`.
+    pub frame: ByteString,
+}
+
+/// A session authenticated and can receive pushes from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterSession {
+    /// The session's process-local id.
+    pub session: SessionId,
+    /// Where its pushes go.
+    pub recipient: Recipient<Deliver>,
+}
+
+/// A session is gone: remove it from every room it was in.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnregisterSession {
+    /// The session that ended.
+    pub session: SessionId,
+}
+
+/// A session moved to another actor (Engine.IO transport upgrade): keep its rooms, send its
+/// pushes to the new recipient from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RebindSession {
+    /// The session being moved.
+    pub session: SessionId,
+    /// Its new recipient.
+    pub recipient: Recipient<Deliver>,
+}
+
+/// Add a registered session to a room (creating the room when it is new).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinRoom {
+    /// The joining session.
+    pub session: SessionId,
+    /// The room name, already validated by the caller.
+    pub room: String,
+}
+
+/// Remove a session from a room (stopping the room when it becomes empty).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaveRoom {
+    /// The leaving session.
+    pub session: SessionId,
+    /// The room name.
+    pub room: String,
+}
+
+/// Who a push goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    /// Every session in the named room.
+    Room(String),
+    /// Every connected session.
+    Everyone,
+}
+
+/// Emit `event` with `payload` to `target`. Answers with the number of sessions it reached.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct Push {
+    /// The receivers.
+    pub target: PushTarget,
+    /// The Socket.IO event name it is emitted as.
+    pub event: PushEvent,
+    /// The payload, as serialized JSON text (serialized once by the pusher).
+    pub payload: Arc<str>,
+}
+
+/// Ask how many sessions are in a room.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RoomSize {
+    /// The room name.
+    pub room: String,
+}
+
+/// Ask for the supervisor's counters.
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+/// A snapshot of the supervisor's state.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Registered (authenticated) sessions.
+    pub connections: usize,
+    /// Non-empty rooms.
+    pub rooms: usize,
+    /// Pushes accepted since start, by Socket.IO event name.
+    pub pushes: BTreeMap<&'static str, u64>,
+    /// Frames handed to sessions since start, by Socket.IO event name.
+    pub deliveries: BTreeMap<&'static str, u64>,
+}
+
+/// Room-internal: add a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddMember {
+    /// The member's session id.
+    pub session: SessionId,
+    /// Where the member's frames go.
+    pub recipient: Recipient<Deliver>,
+}
+
+/// Room-internal: remove a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveMember {
+    /// The member's session id.
+    pub session: SessionId,
+}
+
+/// Room-internal: write one frame to every member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fanout {
+    /// The frame.
+    pub frame: ByteString,
+    /// When the supervisor accepted the push (for the fan-out latency histogram).
+    pub accepted_at: Instant,
+}

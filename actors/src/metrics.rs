@@ -1,0 +1,246 @@
+//! The Prometheus metrics every part of pushgate records into, and their text rendering.
+//!
+//! One [`Metrics`] is created at start and shared (`Arc`) by the supervisor, rooms, sessions,
+//! consumers and the HTTP routes. Names start with `pushgate_`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// How many distinct routing keys get their own label value; later ones share `other`, so a
+/// publisher inventing keys cannot grow the metrics without bound.
+pub const MAX_ROUTING_KEY_LABELS: usize = 64;
+
+/// The outcome of one AMQP delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmqpOutcome {
+    /// Turned into pushes.
+    Routed,
+    /// No row in the routing table: acked and dropped.
+    Ignored,
+    /// Malformed: rejected to the dead-letter exchange.
+    DeadLettered,
+}
+
+impl AmqpOutcome {
+    /// The `outcome` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            AmqpOutcome::Routed => "routed",
+            AmqpOutcome::Ignored => "ignored",
+            AmqpOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// All of pushgate's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// `pushgate_connected_clients`: authenticated Socket.IO sessions.
+    pub connected_clients: IntGauge,
+    /// `pushgate_rooms`: non-empty rooms.
+    pub rooms: IntGauge,
+    /// `pushgate_pushes_total{event}`: pushes accepted by the supervisor.
+    pub pushes: IntCounterVec,
+    /// `pushgate_deliveries_total{event}`: frames handed to sessions.
+    pub deliveries: IntCounterVec,
+    /// `pushgate_auth_rejected_total`: refused Socket.IO connects.
+    pub auth_rejected: IntCounter,
+    /// `pushgate_amqp_messages_total{routing_key,outcome}`.
+    amqp_messages: IntCounterVec,
+    /// `pushgate_amqp_reconnects_total`: broker connections after the first.
+    pub amqp_reconnects: IntCounter,
+    /// `pushgate_consumer_up{consumer}`: 1 while a consumer is consuming.
+    pub consumer_up: IntGaugeVec,
+    /// `pushgate_push_fanout_seconds`: from the supervisor accepting a push to the last member
+    /// of the room having it in its mailbox.
+    pub push_fanout_seconds: Histogram,
+    /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions by reason.
+    pub disconnects: IntCounterVec,
+    routing_key_labels: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let connected_clients = IntGauge::new(
+            "pushgate_connected_clients",
+            "Authenticated Socket.IO sessions on this node",
+        )
+        .expect("valid metric");
+        let rooms = IntGauge::new("pushgate_rooms", "Non-empty rooms on this node").expect("valid");
+        let pushes = IntCounterVec::new(
+            Opts::new("pushgate_pushes_total", "Pushes accepted, by Socket.IO event"),
+            &["event"],
+        )
+        .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "pushgate_deliveries_total",
+                "Frames handed to sessions, by Socket.IO event",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let auth_rejected = IntCounter::new(
+            "pushgate_auth_rejected_total",
+            "Socket.IO connects refused for a missing, invalid or expired token",
+        )
+        .expect("valid metric");
+        let amqp_messages = IntCounterVec::new(
+            Opts::new(
+                "pushgate_amqp_messages_total",
+                "RabbitMQ deliveries, by routing key and outcome",
+            ),
+            &["routing_key", "outcome"],
+        )
+        .expect("valid metric");
+        let amqp_reconnects = IntCounter::new(
+            "pushgate_amqp_reconnects_total",
+            "Broker connections made after the first one",
+        )
+        .expect("valid metric");
+        let consumer_up = IntGaugeVec::new(
+            Opts::new("pushgate_consumer_up", "1 while the consumer is consuming"),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        let push_fanout_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "pushgate_push_fanout_seconds",
+                "Time from a push being accepted to every session of the room having it queued",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        let disconnects = IntCounterVec::new(
+            Opts::new(
+                "pushgate_disconnects_total",
+                "Ended Socket.IO sessions, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rooms.clone()),
+            Box::new(pushes.clone()),
+            Box::new(deliveries.clone()),
+            Box::new(auth_rejected.clone()),
+            Box::new(amqp_messages.clone()),
+            Box::new(amqp_reconnects.clone()),
+            Box::new(consumer_up.clone()),
+            Box::new(push_fanout_seconds.clone()),
+            Box::new(disconnects.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        for consumer in ["quota", "device"] {
+            consumer_up.with_label_values(&[consumer]).set(0);
+        }
+        for event in ["notification", "message"] {
+            pushes.with_label_values(&[event]);
+            deliveries.with_label_values(&[event]);
+        }
+        Metrics {
+            registry,
+            connected_clients,
+            rooms,
+            pushes,
+            deliveries,
+            auth_rejected,
+            amqp_messages,
+            amqp_reconnects,
+            consumer_up,
+            push_fanout_seconds,
+            disconnects,
+            routing_key_labels: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Count one AMQP delivery. Routing keys past [`MAX_ROUTING_KEY_LABELS`] distinct values
+    /// are counted under `other`.
+    pub fn amqp_message(&self, routing_key: &str, outcome: AmqpOutcome) {
+        let label = {
+            let mut seen = self
+                .routing_key_labels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.contains(routing_key) {
+                routing_key
+            } else if seen.len() < MAX_ROUTING_KEY_LABELS {
+                seen.insert(routing_key.to_owned());
+                routing_key
+            } else {
+                "other"
+            }
+        };
+        self.amqp_messages
+            .with_label_values(&[label, outcome.name()])
+            .inc();
+    }
+
+    /// The count for one routing key and outcome (for tests and stats).
+    pub fn amqp_message_count(&self, routing_key: &str, outcome: AmqpOutcome) -> u64 {
+        self.amqp_messages
+            .with_label_values(&[routing_key, outcome.name()])
+            .get()
+    }
+
+    /// Render everything in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(4096);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_required_metric() {
+        let m = Metrics::new();
+        m.amqp_message("quota.updated", AmqpOutcome::Routed);
+        m.push_fanout_seconds.observe(0.001);
+        let text = m.render();
+        for name in [
+            "pushgate_connected_clients",
+            "pushgate_rooms",
+            "pushgate_pushes_total{event=\"notification\"}",
+            "pushgate_auth_rejected_total",
+            "pushgate_amqp_messages_total{outcome=\"routed\",routing_key=\"quota.updated\"} 1",
+            "pushgate_amqp_reconnects_total",
+            "pushgate_consumer_up{consumer=\"quota\"} 0",
+            "pushgate_push_fanout_seconds_bucket",
+        ] {
+            assert!(text.contains(name), "missing {name} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn routing_key_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..(MAX_ROUTING_KEY_LABELS + 10) {
+            m.amqp_message(&format!("x.{i}"), AmqpOutcome::Ignored);
+        }
+        assert_eq!(m.amqp_message_count("other", AmqpOutcome::Ignored), 10);
+        assert_eq!(m.amqp_message_count("x.0", AmqpOutcome::Ignored), 1);
+    }
+}

@@ -1,0 +1,121 @@
+//! What `/ready` reports: the broker connection's state and each consumer's.
+//!
+//! Written by the RabbitMQ consumers, read by the HTTP probe; lock-free.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// State of the broker connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmqpState {
+    /// Not connected and not trying right now (waiting out a backoff).
+    Disconnected = 0,
+    /// A connection attempt is under way.
+    Connecting = 1,
+    /// Connected.
+    Connected = 2,
+}
+
+impl AmqpState {
+    /// The name `/ready` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            AmqpState::Disconnected => "disconnected",
+            AmqpState::Connecting => "connecting",
+            AmqpState::Connected => "connected",
+        }
+    }
+}
+
+/// The consumers `/ready` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerKind {
+    /// `pushgate.<node>.quota`, bound to `quota.*`.
+    Quota = 0,
+    /// `pushgate.<node>.device`, bound to `device.*`.
+    Device = 1,
+}
+
+impl ConsumerKind {
+    /// Both kinds, in display order.
+    pub const ALL: [ConsumerKind; 2] = [ConsumerKind::Quota, ConsumerKind::Device];
+
+    /// The name used in `/ready`, metrics labels and queue names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumerKind::Quota => "quota",
+            ConsumerKind::Device => "device",
+        }
+    }
+}
+
+/// Shared readiness flags.
+#[derive(Debug)]
+pub struct Readiness {
+    amqp: AtomicU8,
+    consumers: [AtomicBool; 2],
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Readiness {
+    /// Everything down: the state before the first connection.
+    pub fn new() -> Self {
+        Readiness {
+            amqp: AtomicU8::new(AmqpState::Disconnected as u8),
+            consumers: [AtomicBool::new(false), AtomicBool::new(false)],
+        }
+    }
+
+    /// Record the broker connection's state.
+    pub fn set_amqp(&self, state: AmqpState) {
+        self.amqp.store(state as u8, Ordering::Release);
+    }
+
+    /// The broker connection's state.
+    pub fn amqp(&self) -> AmqpState {
+        match self.amqp.load(Ordering::Acquire) {
+            2 => AmqpState::Connected,
+            1 => AmqpState::Connecting,
+            _ => AmqpState::Disconnected,
+        }
+    }
+
+    /// Record whether a consumer is consuming.
+    pub fn set_consuming(&self, kind: ConsumerKind, consuming: bool) {
+        self.consumers[kind as usize].store(consuming, Ordering::Release);
+    }
+
+    /// Whether a consumer is consuming.
+    pub fn consuming(&self, kind: ConsumerKind) -> bool {
+        self.consumers[kind as usize].load(Ordering::Acquire)
+    }
+
+    /// Ready when every consumer is consuming.
+    pub fn is_ready(&self) -> bool {
+        ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_every_consumer_consumes() {
+        let r = Readiness::new();
+        assert!(!r.is_ready());
+        assert_eq!(r.amqp(), AmqpState::Disconnected);
+        r.set_amqp(AmqpState::Connected);
+        r.set_consuming(ConsumerKind::Quota, true);
+        assert!(!r.is_ready());
+        r.set_consuming(ConsumerKind::Device, true);
+        assert!(r.is_ready());
+        r.set_consuming(ConsumerKind::Quota, false);
+        assert!(!r.is_ready());
+        assert_eq!(r.amqp().name(), "connected");
+    }
+}

@@ -1,0 +1,350 @@
+//! The room supervisor: the one actor that knows every session and every room.
+//!
+//! Sessions register with it once authenticated, then join and leave rooms through it; pushers
+//! (HTTP API, RabbitMQ consumers) hand it [`Push`]es. It encodes each push once and passes the
+//! shared frame to the room actor, which fans it out. Because every request goes through this
+//! one mailbox, a join followed by a push is always seen in that order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::room::Room;
+
+struct SessionEntry {
+    recipient: Recipient<Deliver>,
+    rooms: Vec<String>,
+}
+
+struct RoomEntry {
+    addr: Addr<Room>,
+    members: usize,
+}
+
+/// Owns the session and room registries and routes pushes to rooms.
+pub struct RoomSupervisor {
+    sessions: HashMap<SessionId, SessionEntry>,
+    rooms: HashMap<String, RoomEntry>,
+    encode: EncodeFrame,
+    metrics: Arc<Metrics>,
+}
+
+impl RoomSupervisor {
+    /// A supervisor with no sessions; `encode` turns an event and its JSON payload into the
+    /// frame sessions write.
+    pub fn new(encode: EncodeFrame, metrics: Arc<Metrics>) -> Self {
+        RoomSupervisor {
+            sessions: HashMap::new(),
+            rooms: HashMap::new(),
+            encode,
+            metrics,
+        }
+    }
+
+    fn leave(&mut self, session: SessionId, room: &str) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        entry.addr.do_send(RemoveMember { session });
+        entry.members -= 1;
+        if entry.members == 0 {
+            // The room actor stops itself once its last member is removed.
+            self.rooms.remove(room);
+            self.metrics.rooms.set(self.rooms.len() as i64);
+        }
+    }
+}
+
+impl Actor for RoomSupervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<RegisterSession> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterSession, _ctx: &mut Self::Context) {
+        self.sessions.insert(
+            msg.session,
+            SessionEntry {
+                recipient: msg.recipient,
+                rooms: Vec::new(),
+            },
+        );
+        self.metrics.connected_clients.set(self.sessions.len() as i64);
+    }
+}
+
+impl Handler<UnregisterSession> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnregisterSession, _ctx: &mut Self::Context) {
+        let Some(entry) = self.sessions.remove(&msg.session) else {
+            return;
+        };
+        for room in &entry.rooms {
+            self.leave(msg.session, room);
+        }
+        self.metrics.connected_clients.set(self.sessions.len() as i64);
+    }
+}
+
+impl Handler<RebindSession> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RebindSession, _ctx: &mut Self::Context) {
+        let Some(entry) = self.sessions.get_mut(&msg.session) else {
+            return;
+        };
+        for room in &entry.rooms {
+            if let Some(r) = self.rooms.get(room) {
+                r.addr.do_send(AddMember {
+                    session: msg.session,
+                    recipient: msg.recipient.clone(),
+                });
+            }
+        }
+        entry.recipient = msg.recipient;
+    }
+}
+
+impl Handler<JoinRoom> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: JoinRoom, _ctx: &mut Self::Context) {
+        let Some(session) = self.sessions.get_mut(&msg.session) else {
+            log::debug!("join of {} by unknown session {}", msg.room, msg.session);
+            return;
+        };
+        if session.rooms.iter().any(|r| *r == msg.room) {
+            return;
+        }
+        let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| RoomEntry {
+            addr: Room::new(msg.room.clone(), self.metrics.clone()).start(),
+            members: 0,
+        });
+        entry.members += 1;
+        entry.addr.do_send(AddMember {
+            session: msg.session,
+            recipient: session.recipient.clone(),
+        });
+        session.rooms.push(msg.room);
+        self.metrics.rooms.set(self.rooms.len() as i64);
+    }
+}
+
+impl Handler<LeaveRoom> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaveRoom, _ctx: &mut Self::Context) {
+        let Some(session) = self.sessions.get_mut(&msg.session) else {
+            return;
+        };
+        let Some(pos) = session.rooms.iter().position(|r| *r == msg.room) else {
+            return;
+        };
+        session.rooms.swap_remove(pos);
+        self.leave(msg.session, &msg.room);
+    }
+}
+
+impl Handler<Push> for RoomSupervisor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> usize {
+        let accepted_at = Instant::now();
+        let event = msg.event.name();
+        self.metrics.pushes.with_label_values(&[event]).inc();
+        let reached = match &msg.target {
+            PushTarget::Room(name) => match self.rooms.get(name) {
+                Some(room) => {
+                    let frame = ByteString::from((self.encode)(event, &msg.payload));
+                    room.addr.do_send(Fanout { frame, accepted_at });
+                    room.members
+                }
+                None => 0,
+            },
+            PushTarget::Everyone => {
+                if !self.sessions.is_empty() {
+                    let frame = ByteString::from((self.encode)(event, &msg.payload));
+                    for s in self.sessions.values() {
+                        s.recipient.do_send(Deliver {
+                            frame: frame.clone(),
+                        });
+                    }
+                    self.metrics
+                        .push_fanout_seconds
+                        .observe(accepted_at.elapsed().as_secs_f64());
+                }
+                self.sessions.len()
+            }
+        };
+        self.metrics
+            .deliveries
+            .with_label_values(&[event])
+            .inc_by(reached as u64);
+        reached
+    }
+}
+
+impl Handler<RoomSize> for RoomSupervisor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: RoomSize, _ctx: &mut Self::Context) -> usize {
+        self.rooms.get(&msg.room).map_or(0, |r| r.members)
+    }
+}
+
+impl Handler<GetStats> for RoomSupervisor {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _msg: GetStats, _ctx: &mut Self::Context) -> Self::Result {
+        let mut stats = Stats {
+            connections: self.sessions.len(),
+            rooms: self.rooms.len(),
+            ..Stats::default()
+        };
+        for event in [PushEvent::Notification, PushEvent::Message] {
+            let name = event.name();
+            stats
+                .pushes
+                .insert(name, self.metrics.pushes.with_label_values(&[name]).get());
+            stats.deliveries.insert(
+                name,
+                self.metrics.deliveries.with_label_values(&[name]).get(),
+            );
+        }
+        MessageResult(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A stand-in session that records the frames it receives.
+    struct Probe(Arc<Mutex<Vec<String>>>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+            self.0.lock().unwrap().push(msg.frame.to_string());
+        }
+    }
+
+    fn encode(event: &str, payload: &str) -> String {
+        format!("{event}:{payload}")
+    }
+
+    fn push(room: &str, payload: &str) -> Push {
+        Push {
+            target: PushTarget::Room(room.into()),
+            event: PushEvent::Notification,
+            payload: payload.into(),
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..5 {
+            actix::clock::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn pushes_reach_members_only_and_rooms_close_when_empty() {
+        let metrics = Arc::new(Metrics::new());
+        let sup = RoomSupervisor::new(encode, metrics.clone()).start();
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::new(Mutex::new(Vec::new()));
+        let pa = Probe(a.clone()).start();
+        let pb = Probe(b.clone()).start();
+        sup.do_send(RegisterSession {
+            session: 1,
+            recipient: pa.recipient(),
+        });
+        sup.do_send(RegisterSession {
+            session: 2,
+            recipient: pb.recipient(),
+        });
+        sup.do_send(JoinRoom {
+            session: 1,
+            room: "admin".into(),
+        });
+        // Joining twice counts once.
+        sup.do_send(JoinRoom {
+            session: 1,
+            room: "admin".into(),
+        });
+        assert_eq!(sup.send(push("admin", "{}")).await.unwrap(), 1);
+        assert_eq!(sup.send(push("nobody", "{}")).await.unwrap(), 0);
+        let everyone = Push {
+            target: PushTarget::Everyone,
+            event: PushEvent::Message,
+            payload: "1".into(),
+        };
+        assert_eq!(sup.send(everyone).await.unwrap(), 2);
+        settle().await;
+        assert_eq!(*a.lock().unwrap(), vec!["notification:{}", "message:1"]);
+        assert_eq!(*b.lock().unwrap(), vec!["message:1"]);
+        assert_eq!(metrics.rooms.get(), 1);
+
+        sup.do_send(LeaveRoom {
+            session: 1,
+            room: "admin".into(),
+        });
+        assert_eq!(
+            sup.send(RoomSize {
+                room: "admin".into()
+            })
+            .await
+            .unwrap(),
+            0
+        );
+        assert_eq!(metrics.rooms.get(), 0);
+        sup.do_send(UnregisterSession { session: 2 });
+        let stats = sup.send(GetStats).await.unwrap();
+        assert_eq!(stats.connections, 1);
+        assert_eq!(stats.rooms, 0);
+        assert_eq!(stats.pushes["notification"], 2);
+        assert_eq!(stats.deliveries["message"], 2);
+    }
+
+    #[actix::test]
+    async fn unregister_leaves_every_room_and_rebind_redirects() {
+        let metrics = Arc::new(Metrics::new());
+        let sup = RoomSupervisor::new(encode, metrics.clone()).start();
+        let old = Arc::new(Mutex::new(Vec::new()));
+        let new = Arc::new(Mutex::new(Vec::new()));
+        sup.do_send(RegisterSession {
+            session: 7,
+            recipient: Probe(old.clone()).start().recipient(),
+        });
+        for room in ["user:1", "admin"] {
+            sup.do_send(JoinRoom {
+                session: 7,
+                room: room.into(),
+            });
+        }
+        sup.do_send(RebindSession {
+            session: 7,
+            recipient: Probe(new.clone()).start().recipient(),
+        });
+        assert_eq!(sup.send(push("user:1", "2")).await.unwrap(), 1);
+        settle().await;
+        assert!(old.lock().unwrap().is_empty());
+        assert_eq!(*new.lock().unwrap(), vec!["notification:2"]);
+        sup.do_send(UnregisterSession { session: 7 });
+        let stats = sup.send(GetStats).await.unwrap();
+        assert_eq!((stats.connections, stats.rooms), (0, 0));
+        assert_eq!(metrics.connected_clients.get(), 0);
+    }
+}
