@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make sure a RabbitMQ broker listens on 127.0.0.1:5672: install Debian's rabbitmq-server when it
+# is missing, start it detached when it is not running, then wait for the port.
+set -euo pipefail
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+if port_open; then
+  exit 0
+fi
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+  echo "installing rabbitmq-server (Debian package)..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  echo "starting rabbitmq-server..." >&2
+  # The Debian package may try to start the service itself; a detached node is what we use.
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+fi
+for _ in $(seq 1 120); do
+  if port_open; then
+    rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+    echo "rabbitmq is up on 127.0.0.1:5672" >&2
+    exit 0
+  fi
+  sleep 0.5
+done
+echo "rabbitmq did not open 127.0.0.1:5672 within 60 s" >&2
+exit 1
