@@ -1,1 +1,92 @@
-fn main(){}
+//! The `pushgate` binary: parse the command line and configuration, then run the server.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pushgate::auth::{mint, TokenClaims};
+use pushgate::config::{parse_args, Command, Config, Sources};
+use pushgate::session::Mode;
+
+const USAGE: &str = "usage: pushgate [--dev]
+
+  --dev      run with an insecure dev secret and API key and print tokens to try
+  --help     print this help
+  --version  print the version
+
+Configuration comes from config/*.toml, .env and the environment (see README.md).";
+
+fn main() -> ExitCode {
+    let dev = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run { dev }) => dev,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("pushgate {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("pushgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Sources::from_process().and_then(|s| Config::from_sources(&s, dev)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pushgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match actix_web::rt::System::new().block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> std::io::Result<()> {
+    let limit = pushgate::server::raise_open_file_limit();
+    log::info!(
+        "open file limit {limit}: at most ~{} client connections",
+        limit.saturating_sub(100)
+    );
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind {}:{}: {e}", config.host, config.port),
+        )
+    })?;
+    if config.dev {
+        print_dev_banner(&config, listener.local_addr()?.port());
+    }
+    let running = pushgate::start(config, listener, Mode::Gateway)?;
+    log::info!("pushgate listening on {}", running.local_addr);
+    running.server.await
+}
+
+fn print_dev_banner(config: &Config, port: u16) {
+    let day = Duration::from_secs(24 * 3600);
+    let admin = mint(
+        &config.jwt.secret,
+        &TokenClaims::new(&config.jwt, "1", true, day),
+    );
+    let user = mint(
+        &config.jwt.secret,
+        &TokenClaims::new(&config.jwt, "42", false, day),
+    );
+    println!(
+        "\n*** pushgate DEV MODE: insecure secret and API key, never use in production ***\n\
+         admin token (sub 1):  {admin}\n\
+         user token (sub 42):  {user}\n\
+         API key:              {key}\n\n\
+         try:  curl -s -X POST localhost:{port}/api/v1/users/42/notifications \\\n\
+         \x20       -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\\n\
+         \x20       -d '{{\"type\":\"hello\",\"data\":{{}}}}'\n",
+        key = config.push_api_key.as_deref().unwrap_or("(disabled)"),
+    );
+}

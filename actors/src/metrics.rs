@@ -81,7 +81,10 @@ impl Metrics {
         .expect("valid metric");
         let rooms = IntGauge::new("pushgate_rooms", "Non-empty rooms on this node").expect("valid");
         let pushes = IntCounterVec::new(
-            Opts::new("pushgate_pushes_total", "Pushes accepted, by Socket.IO event"),
+            Opts::new(
+                "pushgate_pushes_total",
+                "Pushes accepted, by Socket.IO event",
+            ),
             &["event"],
         )
         .expect("valid metric");

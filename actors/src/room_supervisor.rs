@@ -75,7 +75,9 @@ impl Handler<RegisterSession> for RoomSupervisor {
                 rooms: Vec::new(),
             },
         );
-        self.metrics.connected_clients.set(self.sessions.len() as i64);
+        self.metrics
+            .connected_clients
+            .set(self.sessions.len() as i64);
     }
 }
 
@@ -89,7 +91,9 @@ impl Handler<UnregisterSession> for RoomSupervisor {
         for room in &entry.rooms {
             self.leave(msg.session, room);
         }
-        self.metrics.connected_clients.set(self.sessions.len() as i64);
+        self.metrics
+            .connected_clients
+            .set(self.sessions.len() as i64);
     }
 }
 
@@ -123,10 +127,13 @@ impl Handler<JoinRoom> for RoomSupervisor {
         if session.rooms.iter().any(|r| *r == msg.room) {
             return;
         }
-        let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| RoomEntry {
-            addr: Room::new(msg.room.clone(), self.metrics.clone()).start(),
-            members: 0,
-        });
+        let entry = self
+            .rooms
+            .entry(msg.room.clone())
+            .or_insert_with(|| RoomEntry {
+                addr: Room::new(msg.room.clone(), self.metrics.clone()).start(),
+                members: 0,
+            });
         entry.members += 1;
         entry.addr.do_send(AddMember {
             session: msg.session,

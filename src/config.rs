@@ -1,0 +1,526 @@
+//! Configuration: built-in defaults, then `config/*.toml`, then `.env`, then the process
+//! environment, highest last. Variable names are the old notification-service's, so an existing
+//! `.env` keeps working; a TOML file uses the same names as keys (any case).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The insecure secret `--dev` signs tokens with when `JWT_SECRET` is unset.
+pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
+/// The API key `--dev` accepts when `PUSH_API_KEY` is unset.
+pub const DEV_API_KEY: &str = "pushgate-INSECURE-dev-api-key";
+/// A shorter `JWT_SECRET` is refused outside dev mode.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why the configuration cannot be used. Each is printed as one line and exits with code 2.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// `JWT_SECRET` is unset or empty outside dev mode.
+    #[error("JWT_SECRET is required (HS256 secret shared with user-service, at least {MIN_SECRET_LEN} characters); run with --dev to try pushgate with an insecure dev secret")]
+    MissingSecret,
+    /// `JWT_SECRET` is too short.
+    #[error("JWT_SECRET is too weak: {0} characters, at least {MIN_SECRET_LEN} are required")]
+    WeakSecret(usize),
+    /// A variable has a value that cannot be used.
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configuration file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An unknown command-line argument.
+    #[error("unknown argument {0:?} (usage: pushgate [--dev] [--help] [--version])")]
+    UnknownArgument(String),
+}
+
+/// Allowed browser origins for CORS and WebSocket upgrades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// `*`: every origin is echoed back, with credentials.
+    Any,
+    /// Exactly these origins.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Whether a request's `Origin` is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+/// JWT verification settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// The current HS256 secret.
+    pub secret: String,
+    /// The previous secret, still accepted during a rotation.
+    pub old_secret: Option<String>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+}
+
+/// RabbitMQ settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpConfig {
+    /// Broker URL.
+    pub url: String,
+    /// The topic exchange publishers use.
+    pub exchange: String,
+    /// The dead-letter exchange for poison messages.
+    pub dlx: String,
+    /// Names this node's queues.
+    pub node_id: String,
+    /// Unacked deliveries per consumer.
+    pub prefetch: u16,
+    /// `x-expires` of this node's queues, in milliseconds.
+    pub queue_expires_ms: u32,
+}
+
+/// Engine.IO / Socket.IO settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Heartbeat interval.
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping.
+    pub ping_timeout: Duration,
+    /// Largest message a client may send, in bytes.
+    pub max_payload: usize,
+    /// A client that sends no CONNECT in this time is closed.
+    pub connect_timeout: Duration,
+}
+
+/// Everything pushgate runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Bind address.
+    pub host: String,
+    /// Port for Socket.IO, the HTTP API, health and metrics.
+    pub port: u16,
+    /// JWT settings.
+    pub jwt: JwtConfig,
+    /// RabbitMQ settings.
+    pub amqp: AmqpConfig,
+    /// Allowed browser origins.
+    pub cors: CorsOrigins,
+    /// Service-to-service key; `None` disables the HTTP push API.
+    pub push_api_key: Option<String>,
+    /// Engine.IO settings.
+    pub engine: EngineConfig,
+    /// HTTP API body limit in bytes.
+    pub push_max_body_bytes: usize,
+    /// `--dev`: insecure defaults, tokens printed at start.
+    pub dev: bool,
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Serve.
+    Run {
+        /// `--dev` was given.
+        dev: bool,
+    },
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parse the command-line arguments (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
+    let mut dev = false;
+    for arg in args {
+        match arg.as_str() {
+            "--dev" => dev = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => return Err(ConfigError::UnknownArgument(arg)),
+        }
+    }
+    Ok(Command::Run { dev })
+}
+
+/// Where configuration values come from, in order of precedence.
+pub struct Sources {
+    /// Values from `config/*.toml`, keys upper-cased.
+    pub files: HashMap<String, String>,
+    /// Looks a variable up in the environment (after `.env` was loaded into it).
+    pub env: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+impl Sources {
+    /// The real sources: `.env` loaded into the process environment (never overriding it), then
+    /// every `*.toml` in `$PUSHGATE_CONFIG_DIR` (default `config`), in name order.
+    pub fn from_process() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not silently ignored.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => {
+                return Err(ConfigError::File {
+                    path: ".env".into(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+        let dir = std::env::var("PUSHGATE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        Ok(Sources {
+            files: read_config_dir(Path::new(&dir))?,
+            env: Box::new(|k| std::env::var(k).ok()),
+        })
+    }
+
+    /// Sources from a fixed map (tests).
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Sources {
+            files: HashMap::new(),
+            env: Box::new(move |k| vars.get(k).cloned()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        (self.env)(key).or_else(|| self.files.get(key).cloned())
+    }
+}
+
+/// Read every `*.toml` file of `dir` (absent dir: nothing), later files overriding earlier.
+pub fn read_config_dir(dir: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(_) => return Ok(HashMap::new()),
+    };
+    files.sort();
+    let mut out = HashMap::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        out.extend(parse_toml(&text).map_err(|reason| ConfigError::File {
+            path: path.display().to_string(),
+            reason,
+        })?);
+    }
+    Ok(out)
+}
+
+/// Parse one TOML file of top-level `NAME = value` pairs into upper-cased names and strings.
+pub fn parse_toml(text: &str) -> Result<HashMap<String, String>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut out = HashMap::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(format!("{key}: array items must be strings, got {other:?}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            other => return Err(format!("{key}: unsupported value {other:?}")),
+        };
+        out.insert(key.to_ascii_uppercase(), value);
+    }
+    Ok(out)
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(
+    src: &Sources,
+    var: &'static str,
+    default: T,
+    min: T,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let Some(raw) = non_empty(src.get(var)) else {
+        return Ok(default);
+    };
+    let value: T = raw
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            var,
+            value: raw.clone(),
+            reason: e.to_string(),
+        })?;
+    if value < min {
+        return Err(ConfigError::Invalid {
+            var,
+            value: raw,
+            reason: format!("must be at least {min}"),
+        });
+    }
+    Ok(value)
+}
+
+fn millis(src: &Sources, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    number(src, var, default, 1).map(Duration::from_millis)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    /// Build the configuration from its sources.
+    pub fn from_sources(src: &Sources, dev: bool) -> Result<Config, ConfigError> {
+        let secret = match (non_empty(src.get("JWT_SECRET")), dev) {
+            (Some(s), _) if !dev && s.chars().count() < MIN_SECRET_LEN => {
+                return Err(ConfigError::WeakSecret(s.chars().count()))
+            }
+            (Some(s), _) => s,
+            (None, true) => DEV_JWT_SECRET.to_owned(),
+            (None, false) => return Err(ConfigError::MissingSecret),
+        };
+        let claim_check = |var: &str, default: &str| match src.get(var) {
+            Some(v) => non_empty(Some(v)),
+            None => Some(default.to_owned()),
+        };
+        let node_id = non_empty(src.get("NODE_ID")).unwrap_or_else(host_name);
+        if node_id.len() > 100
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ConfigError::Invalid {
+                var: "NODE_ID",
+                value: node_id,
+                reason: "use 1-100 characters of A-Z a-z 0-9 . _ -".into(),
+            });
+        }
+        let cors = match non_empty(src.get("CORS_ORIGIN")) {
+            None => CorsOrigins::List(vec!["http://localhost:5173".into()]),
+            Some(v) if v.trim() == "*" => CorsOrigins::Any,
+            Some(v) => CorsOrigins::List(
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        };
+        let push_api_key =
+            non_empty(src.get("PUSH_API_KEY")).or_else(|| dev.then(|| DEV_API_KEY.to_owned()));
+        Ok(Config {
+            host: non_empty(src.get("HOST")).unwrap_or_else(|| "0.0.0.0".into()),
+            port: number(src, "PORT", 30006u16, 0)?,
+            jwt: JwtConfig {
+                secret,
+                old_secret: non_empty(src.get("JWT_OLD_SECRET")),
+                issuer: claim_check("JWT_ISSUER", "cloudphone-platform"),
+                audience: claim_check("JWT_AUDIENCE", "cloudphone-users"),
+            },
+            amqp: AmqpConfig {
+                url: non_empty(src.get("RABBITMQ_URL"))
+                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+                exchange: non_empty(src.get("RABBITMQ_EXCHANGE"))
+                    .unwrap_or_else(|| "cloudphone.events".into()),
+                dlx: non_empty(src.get("RABBITMQ_DLX")).unwrap_or_else(|| "cloudphone.dlx".into()),
+                node_id,
+                prefetch: number(src, "RABBITMQ_PREFETCH", 256u16, 1)?,
+                queue_expires_ms: number(src, "RABBITMQ_QUEUE_EXPIRES_MS", 600_000u32, 1)?,
+            },
+            cors,
+            push_api_key,
+            engine: EngineConfig {
+                ping_interval: millis(src, "PING_INTERVAL_MS", 25_000)?,
+                ping_timeout: millis(src, "PING_TIMEOUT_MS", 20_000)?,
+                max_payload: number(src, "MAX_PAYLOAD_BYTES", 1_000_000usize, 16)?,
+                connect_timeout: millis(src, "CONNECT_TIMEOUT_MS", 45_000)?,
+            },
+            push_max_body_bytes: number(src, "PUSH_MAX_BODY_BYTES", 1_048_576usize, 2)?,
+            dev,
+        })
+    }
+
+    /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
+    /// port 0 on loopback, everything else at its default.
+    pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
+        let mut vars = HashMap::new();
+        vars.insert("JWT_SECRET".into(), secret.into());
+        vars.insert("HOST".into(), "127.0.0.1".into());
+        vars.insert("PORT".into(), "0".into());
+        vars.insert("NODE_ID".into(), "test".into());
+        if let Some(k) = api_key {
+            vars.insert("PUSH_API_KEY".into(), k.into());
+        }
+        Config::from_sources(&Sources::from_map(vars), false).expect("valid test configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)], dev: bool) -> Result<Config, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(&Sources::from_map(vars), dev)
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
+        assert_eq!(c.port, 30006);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.jwt.issuer.as_deref(), Some("cloudphone-platform"));
+        assert_eq!(c.jwt.audience.as_deref(), Some("cloudphone-users"));
+        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.amqp.exchange, "cloudphone.events");
+        assert_eq!(c.amqp.dlx, "cloudphone.dlx");
+        assert_eq!(c.amqp.prefetch, 256);
+        assert_eq!(c.amqp.queue_expires_ms, 600_000);
+        assert_eq!(
+            c.cors,
+            CorsOrigins::List(vec!["http://localhost:5173".into()])
+        );
+        assert_eq!(c.push_api_key, None);
+        assert_eq!(c.engine.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(c.engine.ping_timeout, Duration::from_millis(20_000));
+        assert_eq!(c.engine.max_payload, 1_000_000);
+        assert_eq!(c.engine.connect_timeout, Duration::from_millis(45_000));
+        assert_eq!(c.push_max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn secret_rules() {
+        assert_eq!(load(&[], false), Err(ConfigError::MissingSecret));
+        assert_eq!(
+            load(&[("JWT_SECRET", "  ")], false),
+            Err(ConfigError::MissingSecret)
+        );
+        assert_eq!(
+            load(&[("JWT_SECRET", "short")], false),
+            Err(ConfigError::WeakSecret(5))
+        );
+        let dev = load(&[], true).unwrap();
+        assert_eq!(dev.jwt.secret, DEV_JWT_SECRET);
+        assert_eq!(dev.push_api_key.as_deref(), Some(DEV_API_KEY));
+        // An explicit key wins in dev mode too; an empty one disables the API outside it.
+        let c = load(&[("JWT_SECRET", SECRET), ("PUSH_API_KEY", "")], false).unwrap();
+        assert_eq!(c.push_api_key, None);
+    }
+
+    #[test]
+    fn empty_issuer_or_audience_skips_the_check() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("JWT_ISSUER", ""),
+                ("JWT_AUDIENCE", "aud"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.jwt.issuer, None);
+        assert_eq!(c.jwt.audience.as_deref(), Some("aud"));
+    }
+
+    #[test]
+    fn bad_numbers_and_names_are_reported_by_variable() {
+        for (var, value) in [
+            ("PORT", "70000"),
+            ("PORT", "http"),
+            ("RABBITMQ_PREFETCH", "0"),
+            ("PING_INTERVAL_MS", "-5"),
+            ("MAX_PAYLOAD_BYTES", "1"),
+            ("NODE_ID", "a b"),
+        ] {
+            let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
+            assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn cors_lists_and_wildcard() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("CORS_ORIGIN", "http://a.test, https://b.test/"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert!(c.cors.allows("http://a.test"));
+        assert!(c.cors.allows("https://b.test"));
+        assert!(!c.cors.allows("http://evil.test"));
+        let any = load(&[("JWT_SECRET", SECRET), ("CORS_ORIGIN", "*")], false).unwrap();
+        assert!(any.cors.allows("http://whatever"));
+    }
+
+    #[test]
+    fn toml_files_sit_below_the_environment() {
+        let files = parse_toml(
+            "port = 4000\nHOST = \"127.0.0.1\"\ncors_origin = [\"http://a\", \"http://b\"]\n",
+        )
+        .unwrap();
+        let src = Sources {
+            files,
+            env: Box::new(|k| match k {
+                "PORT" => Some("5000".into()),
+                "JWT_SECRET" => Some(SECRET.into()),
+                _ => None,
+            }),
+        };
+        let c = Config::from_sources(&src, false).unwrap();
+        assert_eq!(c.port, 5000);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(
+            c.cors,
+            CorsOrigins::List(vec!["http://a".into(), "http://b".into()])
+        );
+        assert!(parse_toml("port = ").is_err());
+        assert!(parse_toml("[section]\nx = 1").is_err());
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse_args(vec![]), Ok(Command::Run { dev: false }));
+        assert_eq!(
+            parse_args(vec!["--dev".into()]),
+            Ok(Command::Run { dev: true })
+        );
+        assert_eq!(parse_args(vec!["--help".into()]), Ok(Command::Help));
+        assert!(parse_args(vec!["--prod".into()]).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`.
+//!
+//! Errors are checked in the contract's order: unknown route (404) and wrong method (405) by
+//! the router, then disabled API (403), API key (401), body size (413), body shape (400).
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use pushgate_actors::{GetStats, Push, PushEvent, PushTarget, RoomSize};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::acl;
+use crate::http::error::{method_not_allowed, ApiError};
+use crate::http::{cors, AppState};
+
+/// One API resource: `route` for its method, a CORS preflight, 405 for anything else.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// Mount the API routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(cors::add_headers))
+            .service(resource(
+                "/users/{userId}/notifications",
+                web::post().to(push_to_user),
+            ))
+            .service(resource(
+                "/rooms/{room}/messages",
+                web::post().to(push_room_message),
+            ))
+            .service(resource(
+                "/rooms/{room}/notifications",
+                web::post().to(push_room_notification),
+            ))
+            .service(resource("/broadcast", web::post().to(broadcast)))
+            .service(resource("/rooms/{room}", web::get().to(room_size)))
+            .service(resource("/stats", web::get().to(stats))),
+    );
+}
+
+/// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 403 when the API is disabled, 401 unless `X-API-Key` or `Authorization: Bearer` holds the key.
+fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(key) = state.config.push_api_key.as_deref() else {
+        return Err(ApiError::PushApiDisabled);
+    };
+    let headers = req.headers();
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match given {
+        Some(g) if same_key(g.trim().as_bytes(), key.as_bytes()) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Read the body (at most `PUSH_MAX_BODY_BYTES`) and check it is one JSON object; returns its
+/// text, which is pushed verbatim (serialized once, never re-encoded).
+async fn json_object_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Arc<str>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let raw: &RawValue = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(ApiError::BadRequest("body must be a JSON object".into()));
+    }
+    Ok(Arc::from(raw.get()))
+}
+
+/// Push a checked body; the caller has checked the API key and the path.
+async fn push(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    target: PushTarget,
+    event: PushEvent,
+) -> Result<HttpResponse, ApiError> {
+    let body = json_object_body(&req, payload, state.config.push_max_body_bytes).await?;
+    let clients = state
+        .supervisor
+        .send(Push {
+            target,
+            event,
+            payload: body,
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Accepted().json(json!({ "clients": clients })))
+}
+
+fn room_param(req: &HttpRequest) -> Result<String, ApiError> {
+    let room = req.match_info().query("room");
+    let room = percent_decode(room)?;
+    if acl::is_valid_target_room(&room) {
+        Ok(room)
+    } else {
+        Err(ApiError::BadRequest(
+            "room must be 1-128 characters of A-Z a-z 0-9 : _ . @ -".into(),
+        ))
+    }
+}
+
+/// Path segments arrive with `/`, `%` and `+` still encoded; decode them fully.
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::BadRequest("malformed percent-encoding in path".into()))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))
+}
+
+async fn push_to_user(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let user = percent_decode(req.match_info().query("userId"))?;
+    let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
+        .map_err(|r| ApiError::BadRequest(r.to_string()))?;
+    let target = PushTarget::Room(acl::user_room(&user));
+    push(req, payload, state, target, PushEvent::Notification).await
+}
+
+async fn push_room_message(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let target = PushTarget::Room(room_param(&req)?);
+    push(req, payload, state, target, PushEvent::Message).await
+}
+
+async fn push_room_notification(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let target = PushTarget::Room(room_param(&req)?);
+    push(req, payload, state, target, PushEvent::Notification).await
+}
+
+async fn broadcast(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    push(
+        req,
+        payload,
+        state,
+        PushTarget::Everyone,
+        PushEvent::Notification,
+    )
+    .await
+}
+
+async fn room_size(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let room = room_param(&req)?;
+    let clients = state
+        .supervisor
+        .send(RoomSize { room: room.clone() })
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({ "room": room, "clients": clients })))
+}
+
+async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let stats = state
+        .supervisor
+        .send(GetStats)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("user%3A42").unwrap(), "user:42");
+        assert_eq!(percent_decode("a%2Fb").unwrap(), "a/b");
+        assert_eq!(percent_decode("plain").unwrap(), "plain");
+        assert!(percent_decode("bad%2").is_err());
+        assert!(percent_decode("bad%zz").is_err());
+        assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(same_key(b"abc", b"abc"));
+        assert!(!same_key(b"abc", b"abd"));
+        assert!(!same_key(b"abc", b"abcd"));
+        assert!(!same_key(b"", b"a"));
+    }
+}

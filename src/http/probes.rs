@@ -1,0 +1,59 @@
+//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming) and
+//! `/metrics` (Prometheus). No authentication, no CORS.
+
+use actix_web::{web, HttpResponse};
+use pushgate_actors::readiness::ConsumerKind;
+use serde_json::{json, Map, Value};
+
+use crate::http::error::method_not_allowed;
+use crate::http::AppState;
+
+/// Mount the probe routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, handler) in [
+        ("/health", web::get().to(health)),
+        ("/ready", web::get().to(ready)),
+        ("/metrics", web::get().to(metrics)),
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(handler)
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let r = &state.readiness;
+    let consumers: Map<String, Value> = ConsumerKind::ALL
+        .iter()
+        .map(|k| {
+            let s = if r.consuming(*k) {
+                "consuming"
+            } else {
+                "stopped"
+            };
+            (k.name().to_owned(), Value::from(s))
+        })
+        .collect();
+    let ready = r.is_ready();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "components": { "amqp": r.amqp().name(), "consumers": consumers },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,84 @@
+//! Assembles pushgate: the room supervisor, the shared session context and the HTTP server on a
+//! given listener. `main.rs` and the integration tests both start it through [`start`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use pushgate_actors::metrics::Metrics;
+use pushgate_actors::readiness::Readiness;
+use pushgate_actors::RoomSupervisor;
+
+use crate::auth::JwtVerifier;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::protocol::socketio::encode_event_message;
+use crate::session::{Mode, SessionContext};
+
+/// A started pushgate.
+pub struct Running {
+    /// The HTTP server: await it to run until shutdown; its handle stops it.
+    pub server: actix_web::dev::Server,
+    /// The address it listens on.
+    pub local_addr: SocketAddr,
+    /// The shared state (supervisor, metrics, readiness).
+    pub state: web::Data<AppState>,
+}
+
+/// Start pushgate on `listener`. Must be called inside an actix system.
+pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Running> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::new());
+    let supervisor = RoomSupervisor::new(encode_event_message, metrics.clone()).start();
+    let sessions = Arc::new(SessionContext {
+        supervisor: supervisor.clone(),
+        verifier: JwtVerifier::new(&config.jwt),
+        metrics: metrics.clone(),
+        engine: config.engine,
+        mode,
+    });
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        sessions,
+        supervisor,
+        metrics,
+        readiness,
+    });
+    let local_addr = listener.local_addr()?;
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(http::configure)
+            .default_service(web::to(http::error::not_found))
+    })
+    .on_connect(|conn, _ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            // Pushes are small and latency-bound: never wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(Running {
+        server,
+        local_addr,
+        state,
+    })
+}
+
+/// Raise the soft limit on open files to the hard limit (each client holds one socket);
+/// returns the limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("cannot raise the open file limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
+    }
+}

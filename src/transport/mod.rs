@@ -1,0 +1,4 @@
+//! The Engine.IO transports that carry a [`SocketSession`](crate::session::SocketSession):
+//! WebSocket (the only file that uses actix-web-actors) and HTTP long-polling.
+
+pub mod websocket;
