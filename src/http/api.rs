@@ -125,9 +125,15 @@ async fn push(
     Ok(HttpResponse::Accepted().json(json!({ "clients": clients })))
 }
 
+/// Path segment `index` of the raw request path (`/api/v1/rooms/{room}`: room is 4), decoded
+/// exactly once here so that `%25`, `%2F` and invalid UTF-8 are handled strictly.
+fn path_param(req: &HttpRequest, index: usize) -> Result<String, ApiError> {
+    let raw = req.uri().path().split('/').nth(index).unwrap_or_default();
+    percent_decode(raw)
+}
+
 fn room_param(req: &HttpRequest) -> Result<String, ApiError> {
-    let room = req.match_info().query("room");
-    let room = percent_decode(room)?;
+    let room = path_param(req, 4)?;
     if acl::is_valid_target_room(&room) {
         Ok(room)
     } else {
@@ -137,7 +143,7 @@ fn room_param(req: &HttpRequest) -> Result<String, ApiError> {
     }
 }
 
-/// Path segments arrive with `/`, `%` and `+` still encoded; decode them fully.
+/// Decode `%XX` escapes; malformed escapes and invalid UTF-8 are errors.
 fn percent_decode(s: &str) -> Result<String, ApiError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -165,7 +171,7 @@ async fn push_to_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
-    let user = percent_decode(req.match_info().query("userId"))?;
+    let user = path_param(&req, 4)?;
     let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
         .map_err(|r| ApiError::BadRequest(r.to_string()))?;
     let target = PushTarget::Room(acl::user_room(&user));
