@@ -158,12 +158,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     Ok(Command::Run { dev })
 }
 
+/// Looks a variable up by name.
+pub type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Where configuration values come from, in order of precedence.
 pub struct Sources {
     /// Values from `config/*.toml`, keys upper-cased.
     pub files: HashMap<String, String>,
     /// Looks a variable up in the environment (after `.env` was loaded into it).
-    pub env: Box<dyn Fn(&str) -> Option<String>>,
+    pub env: Lookup,
 }
 
 impl Sources {
@@ -254,14 +257,9 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-fn number<T: std::str::FromStr>(
-    src: &Sources,
-    var: &'static str,
-    default: T,
-    min: T,
-) -> Result<T, ConfigError>
+fn number<T>(src: &Sources, var: &'static str, default: T, min: T) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,
 {
     let Some(raw) = non_empty(src.get(var)) else {

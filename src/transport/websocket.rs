@@ -40,7 +40,7 @@ impl WsTransport {
             .start()
         {
             Ok(resp) => resp,
-            Err(e) => actix_web::ResponseError::error_response(&*e.as_response_error()),
+            Err(e) => actix_web::ResponseError::error_response(e.as_response_error()),
         }
     }
 

@@ -194,6 +194,20 @@ impl RawClient {
         c
     }
 
+    /// Answer pings for `duration`; returns any other frames read meanwhile.
+    pub async fn idle(&mut self, duration: std::time::Duration) -> Vec<Frame> {
+        let deadline = std::time::Instant::now() + duration;
+        let mut other = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.next(left).await {
+                Some(Frame::Text(t)) if t == "2" => self.send("3").await,
+                Some(f) => other.push(f),
+                None => break,
+            }
+        }
+        other
+    }
+
     /// Send a raw close frame.
     pub async fn close(&mut self) {
         let _ = self.framed.send(ws::Message::Close(None)).await;

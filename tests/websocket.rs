@@ -1,0 +1,355 @@
+//! Raw Engine.IO / Socket.IO over a real WebSocket: the handshake, heartbeat, timeouts, and
+//! every kind of bad input (bad packets, oversized frames, foreign origins, bad tokens), each
+//! answered as the protocol says while other clients carry on.
+
+mod common;
+
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use common::*;
+use serde_json::Value;
+
+#[actix_web::test]
+async fn open_packet_carries_the_engine_settings() {
+    let srv = start();
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let open = c.next_text().await.unwrap();
+    let v: Value = serde_json::from_str(&open[1..]).unwrap();
+    assert_eq!(&open[..1], "0");
+    assert_eq!(v["sid"].as_str().unwrap().len(), 20);
+    assert_eq!(v["upgrades"], serde_json::json!([]));
+    assert_eq!(v["pingInterval"], 300);
+    assert_eq!(v["pingTimeout"], 200);
+    assert_eq!(v["maxPayload"], 1_000_000);
+}
+
+#[actix_web::test]
+async fn connect_with_token_welcomes_once_with_the_socket_id() {
+    let srv = start();
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let token = srv.token("42", false);
+    let answer = c
+        .handshake(Some(&format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let sid: Value = serde_json::from_str(&answer[2..]).unwrap();
+    let welcome = c.next_text().await.unwrap();
+    let w: Value = serde_json::from_str(&welcome[2..]).unwrap();
+    assert_eq!(w[0], "welcome");
+    assert_eq!(w[1]["clientId"], sid["sid"]);
+    assert_eq!(w[1]["userId"], "42");
+    assert!(humantime::parse_rfc3339(w[1]["timestamp"].as_str().unwrap()).is_ok());
+    // Nothing else follows (the old gateway sent welcome twice).
+    c.send(r#"421["subscribe",{"userId":"42"}]"#).await;
+    assert!(c
+        .next_text()
+        .await
+        .unwrap()
+        .starts_with("42[\"subscribed\""));
+}
+
+#[actix_web::test]
+async fn token_from_query_and_bearer_header() {
+    let srv = start();
+    let token = srv.token("7", false);
+    let mut c = RawClient::connect(&srv.ws_url(&format!("&token={token}")), &[])
+        .await
+        .unwrap();
+    assert!(c.handshake(None).await.starts_with("40{"));
+    let bearer = format!("Bearer {token}");
+    let mut c = RawClient::connect(&srv.ws_url(""), &[("Authorization", &bearer)])
+        .await
+        .unwrap();
+    assert!(c.handshake(None).await.starts_with("40{"));
+    // An invalid auth token is refused even with a valid query token.
+    let mut c = RawClient::connect(&srv.ws_url(&format!("&token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        c.handshake(Some(r#"{"token":"garbage"}"#)).await,
+        r#"44{"message":"unauthorized"}"#
+    );
+}
+
+#[actix_web::test]
+async fn bad_tokens_get_connect_error_and_nothing_else() {
+    let srv = start();
+    for auth in [
+        None,
+        Some(r#"{"token":"garbage"}"#.to_owned()),
+        Some(r#"{"token":42}"#.to_owned()),
+        Some(r#"{"token":""}"#.to_owned()),
+        Some(format!(
+            r#"{{"token":"{}"}}"#,
+            pushgate::auth::mint(
+                "another-secret-another-secret-another",
+                &pushgate::auth::TokenClaims::new(
+                    &srv.config.jwt,
+                    "1",
+                    true,
+                    Duration::from_secs(60)
+                )
+            )
+        )),
+    ] {
+        let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+        assert_eq!(
+            c.handshake(auth.as_deref()).await,
+            r#"44{"message":"unauthorized"}"#,
+            "{auth:?}"
+        );
+        // No welcome, no room: the next thing is a ping or the connect-timeout close.
+        match c.next(Duration::from_millis(400)).await {
+            Some(Frame::Text(t)) => assert_eq!(t, "2"),
+            other => assert!(matches!(other, None | Some(Frame::Close(_))), "{other:?}"),
+        }
+    }
+    let metrics = http()
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let text = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(text.contains("pushgate_auth_rejected_total 5"), "{text}");
+}
+
+#[actix_web::test]
+async fn unknown_namespace_is_refused() {
+    let srv = start();
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    c.next_text().await.unwrap();
+    c.send("40/admin,{}").await;
+    assert_eq!(
+        c.next_text().await.unwrap(),
+        r#"44/admin,{"message":"Invalid namespace"}"#
+    );
+}
+
+#[actix_web::test]
+async fn heartbeat_pings_and_closes_silent_clients() {
+    let srv = start();
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let token = srv.token("1", false);
+    c.handshake(Some(&format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    c.next_text().await.unwrap(); // welcome
+                                  // Answered pings keep the session alive past several intervals.
+    for _ in 0..4 {
+        assert_eq!(
+            c.next(Duration::from_secs(2)).await,
+            Some(Frame::Text("2".into()))
+        );
+        c.send("3").await;
+    }
+    // A ping left unanswered closes the connection after pingTimeout.
+    assert_eq!(
+        c.next(Duration::from_secs(2)).await,
+        Some(Frame::Text("2".into()))
+    );
+    assert_eq!(
+        c.next(Duration::from_secs(2)).await,
+        Some(Frame::Close(Some(1000)))
+    );
+}
+
+#[actix_web::test]
+async fn connect_timeout_closes_a_session_that_never_connects() {
+    let srv = start();
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    c.next_text().await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        match c.next(Duration::from_secs(3)).await {
+            Some(Frame::Text(t)) if t == "2" => c.send("3").await,
+            Some(Frame::Close(code)) => {
+                assert_eq!(code, Some(1000));
+                break;
+            }
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[actix_web::test]
+async fn malformed_packets_close_the_connection() {
+    let srv = start();
+    let token = srv.token("1", false);
+    for bad in [
+        "",
+        "x",
+        "9",
+        "4",
+        "4x",
+        "42",
+        "42{\"not\":\"array\"}",
+        "42[]",
+        "42[\"disconnect\"]",
+        "42[\"subscribe\"",
+        "45-[\"x\"]",
+        "0",
+        "44{\"message\":\"client may not\"}",
+    ] {
+        let mut c = RawClient::connected(&srv, &token).await;
+        c.send(bad).await;
+        loop {
+            match c.next(Duration::from_secs(2)).await {
+                Some(Frame::Text(t)) if t == "2" => {}
+                Some(Frame::Close(code)) => {
+                    assert_eq!(code, Some(1002), "{bad:?}");
+                    break;
+                }
+                other => panic!("{bad:?}: expected close, got {other:?}"),
+            }
+        }
+    }
+    // Events before CONNECT are a protocol error too.
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    c.next_text().await.unwrap();
+    c.send(r#"42["subscribe",{"userId":"1"}]"#).await;
+    assert_eq!(
+        c.next(Duration::from_secs(2)).await,
+        Some(Frame::Close(Some(1002)))
+    );
+}
+
+#[actix_web::test]
+async fn oversized_message_closes_only_that_connection() {
+    let mut config = config();
+    config.engine.max_payload = 1000;
+    let srv = start_with(config);
+    let token = srv.token("1", false);
+    let mut victim = RawClient::connected(&srv, &token).await;
+    let mut other = RawClient::connected(&srv, &token).await;
+    let big = format!(r#"42["subscribe",{{"userId":"{}"}}]"#, "x".repeat(2000));
+    victim.send(&big).await;
+    loop {
+        match victim.next(Duration::from_secs(2)).await {
+            Some(Frame::Text(t)) if t == "2" => {}
+            Some(Frame::Close(code)) => {
+                assert_eq!(code, Some(1009));
+                break;
+            }
+            x => panic!("expected 1009 close, got {x:?}"),
+        }
+    }
+    other.send(r#"421["subscribe",{"userId":"1"}]"#).await;
+    assert!(other
+        .next_text()
+        .await
+        .unwrap()
+        .starts_with("42[\"subscribed\""));
+}
+
+#[actix_web::test]
+async fn foreign_origins_are_refused_and_listed_ones_accepted() {
+    let srv = start();
+    assert!(
+        RawClient::connect(&srv.ws_url(""), &[("Origin", "http://evil.test")])
+            .await
+            .is_err()
+    );
+    let resp = http()
+        .get(srv.url("/socket.io/?EIO=4&transport=websocket"))
+        .insert_header(("Origin", "http://evil.test"))
+        .insert_header(("Connection", "Upgrade"))
+        .insert_header(("Upgrade", "websocket"))
+        .insert_header(("Sec-WebSocket-Version", "13"))
+        .insert_header(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let mut ok = RawClient::connect(&srv.ws_url(""), &[("Origin", "http://localhost:5173")])
+        .await
+        .unwrap();
+    assert!(ok.next_text().await.unwrap().starts_with("0{"));
+}
+
+#[actix_web::test]
+async fn handshake_errors_use_engine_io_codes() {
+    let srv = start();
+    let client = http();
+    for (query, status, code) in [
+        ("", StatusCode::BAD_REQUEST, 5),
+        ("?EIO=3&transport=websocket", StatusCode::BAD_REQUEST, 5),
+        ("?EIO=4", StatusCode::BAD_REQUEST, 0),
+        (
+            "?EIO=4&transport=carrier-pigeon",
+            StatusCode::BAD_REQUEST,
+            0,
+        ),
+        ("?EIO=4&transport=websocket", StatusCode::BAD_REQUEST, 3),
+        (
+            "?EIO=4&transport=websocket&sid=nope",
+            StatusCode::BAD_REQUEST,
+            1,
+        ),
+    ] {
+        let mut resp = client
+            .get(srv.url(&format!("/socket.io/{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        let body: Value = serde_json::from_slice(&resp.body().await.unwrap()).unwrap();
+        assert_eq!(body["code"], code, "{query}");
+        assert!(body["message"].is_string());
+    }
+    let resp = client
+        .put(srv.url("/ws/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn a_client_vanishing_mid_push_breaks_nothing() {
+    let srv = start();
+    let token = srv.token("9", false);
+    let mut survivor = RawClient::connected(&srv, &token).await;
+    for _ in 0..5 {
+        let vanishing = RawClient::connected(&srv, &token).await;
+        drop(vanishing); // TCP gone without a close handshake
+    }
+    let big = format!(r#"{{"blob":"{}"}}"#, "y".repeat(200_000));
+    for _ in 0..20 {
+        let resp = http()
+            .post(srv.url("/api/v1/users/9/notifications"))
+            .insert_header(("X-API-Key", API_KEY))
+            .send_body(big.clone())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    let mut received = 0;
+    while received < 20 {
+        match survivor.next(Duration::from_secs(5)).await {
+            Some(Frame::Text(t)) if t == "2" => survivor.send("3").await,
+            Some(Frame::Text(t)) => {
+                assert!(t.starts_with("42[\"notification\""));
+                received += 1;
+            }
+            other => panic!("survivor lost its connection: {other:?}"),
+        }
+    }
+    // The vanished sessions are unregistered.
+    assert_eq!(survivor.idle(Duration::from_millis(300)).await, vec![]);
+    let stats: Value = serde_json::from_slice(
+        &http()
+            .get(srv.url("/api/v1/stats"))
+            .insert_header(("X-API-Key", API_KEY))
+            .send()
+            .await
+            .unwrap()
+            .body()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["connections"], 1);
+}
