@@ -14,7 +14,8 @@ use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    Deliver, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId, UnregisterSession,
+    Deliver, JoinRoom, LeaveRoom, RebindSession, RegisterSession, RoomSupervisor, SessionId,
+    UnregisterSession,
 };
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ use crate::acl::{self, Refusal};
 use crate::auth::{HandshakeTokens, Identity, JwtVerifier};
 use crate::config::EngineConfig;
 use crate::protocol::engineio::{self, EioPacket};
-use crate::protocol::socketio::{self, Packet, PacketKind};
+use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind};
 use crate::protocol::ProtocolError;
 
 /// How sessions behave.
@@ -31,9 +32,13 @@ use crate::protocol::ProtocolError;
 pub enum Mode {
     /// The push gateway: JWT auth, rooms, the four client events.
     Gateway,
-    /// The configuration the official Engine.IO / Socket.IO protocol test suites expect: no
-    /// auth, the `/` and `/custom` namespaces, every event echoed back.
+    /// What the official Socket.IO protocol test suite expects at `/socket.io/`: no auth, the
+    /// `/` and `/custom` namespaces, an `auth` event echoing the CONNECT payload, `message`
+    /// answered by `message-back` and `message-with-ack` by an ack.
     ProtocolTestSuite,
+    /// What the official Engine.IO protocol test suite expects at `/engine.io/`: every
+    /// Engine.IO message echoed back as it came.
+    EngineEcho,
 }
 
 /// What every session shares: built once at start.
@@ -115,21 +120,9 @@ pub fn random_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-enum State {
-    /// Engine.IO open, no Socket.IO CONNECT accepted yet.
-    Handshake,
-    /// Connected to the root namespace (and, in test-suite mode, maybe `/custom`).
-    Connected {
-        socket_id: String,
-        identity: Identity,
-        extra_namespaces: Vec<String>,
-    },
-}
-
-/// A binary packet waiting for its attachments.
-struct PendingBinary {
-    packet: Packet,
-    attachments: Vec<Vec<u8>>,
+/// The root namespace's connection, once a CONNECT was accepted (gateway mode).
+struct Connection {
+    identity: Identity,
 }
 
 /// One client's Socket.IO session.
@@ -138,9 +131,12 @@ pub struct SocketSession {
     id: SessionId,
     sid: String,
     tokens: HandshakeTokens,
-    state: State,
+    /// Connected namespaces (the gateway only ever has `/`).
+    namespaces: Vec<String>,
+    /// Who the root namespace is connected as; set while registered with the supervisor.
+    connection: Option<Connection>,
     recipient: Option<Recipient<Deliver>>,
-    pending_binary: Option<PendingBinary>,
+    decoder: Decoder,
     awaiting_pong: bool,
     closed: bool,
 }
@@ -153,9 +149,10 @@ impl SocketSession {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             sid: random_id(),
             tokens,
-            state: State::Handshake,
+            namespaces: Vec::new(),
+            connection: None,
             recipient: None,
-            pending_binary: None,
+            decoder: Decoder::new(),
             awaiting_pong: false,
             closed: false,
         }
@@ -176,9 +173,9 @@ impl SocketSession {
         &self.ctx
     }
 
-    /// Whether a CONNECT to the root namespace was accepted.
+    /// Whether a CONNECT was accepted (the connect timeout no longer applies).
     pub fn is_connected(&self) -> bool {
-        matches!(self.state, State::Connected { .. })
+        !self.namespaces.is_empty() || self.ctx.mode == Mode::EngineEcho
     }
 
     /// The Engine.IO open packet for this session.
@@ -196,8 +193,8 @@ impl SocketSession {
     /// Tell the session where its pushes go (the transport actor's address). When it is
     /// already registered, the supervisor is told to send to the new recipient.
     pub fn attach(&mut self, recipient: Recipient<Deliver>) {
-        if self.is_connected() {
-            self.ctx.supervisor.do_send(pushgate_actors::RebindSession {
+        if self.connection.is_some() {
+            self.ctx.supervisor.do_send(RebindSession {
                 session: self.id,
                 recipient: recipient.clone(),
             });
@@ -205,11 +202,11 @@ impl SocketSession {
         self.recipient = Some(recipient);
     }
 
-    /// A heartbeat is due: returns the ping to send, or `Err(PingTimeout)` when the previous
-    /// ping was never answered.
-    pub fn ping(&mut self) -> Result<&'static str, CloseReason> {
+    /// A heartbeat is due: the ping to send. The transport checks [`Self::pong_overdue`]
+    /// `pingTimeout` later.
+    pub fn ping(&mut self) -> &'static str {
         self.awaiting_pong = true;
-        Ok(engineio::PING)
+        engineio::PING
     }
 
     /// `pingTimeout` after a ping: is the pong still missing?
@@ -220,7 +217,20 @@ impl SocketSession {
     /// Handle one Engine.IO text packet.
     pub fn on_text(&mut self, frame: &str, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
         match engineio::decode_text(frame).map_err(|e| self.protocol_error(e))? {
-            EioPacket::Message(text) => self.on_socket_packet(text, out),
+            EioPacket::Message(_) if self.ctx.mode == Mode::EngineEcho => {
+                out.push(Outbound::Text(frame.into()));
+                Ok(())
+            }
+            EioPacket::Message(text) => {
+                let complete = self
+                    .decoder
+                    .feed_text(text)
+                    .map_err(|e| self.protocol_error(e))?;
+                match complete {
+                    Some(packet) => self.on_complete_packet(packet, out),
+                    None => Ok(()),
+                }
+            }
             EioPacket::Binary(data) => self.on_binary(&data, out),
             EioPacket::Pong(_) => {
                 self.awaiting_pong = false;
@@ -240,15 +250,18 @@ impl SocketSession {
 
     /// Handle one Engine.IO binary message (an attachment of the pending binary packet).
     pub fn on_binary(&mut self, data: &[u8], out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
-        let Some(pending) = self.pending_binary.as_mut() else {
-            return Err(self.protocol_error(ProtocolError::UnexpectedBinary));
-        };
-        pending.attachments.push(data.to_vec());
-        if pending.attachments.len() == pending.packet.attachments {
-            let done = self.pending_binary.take().expect("checked above");
-            self.on_complete_packet(done.packet, done.attachments, out)?;
+        if self.ctx.mode == Mode::EngineEcho {
+            out.push(Outbound::Binary(data.to_vec()));
+            return Ok(());
         }
-        Ok(())
+        let complete = self
+            .decoder
+            .feed_binary(data.to_vec())
+            .map_err(|e| self.protocol_error(e))?;
+        match complete {
+            Some(packet) => self.on_complete_packet(packet, out),
+            None => Ok(()),
+        }
     }
 
     fn protocol_error(&self, e: ProtocolError) -> CloseReason {
@@ -256,32 +269,15 @@ impl SocketSession {
         CloseReason::ProtocolError
     }
 
-    fn on_socket_packet(&mut self, text: &str, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
-        if self.pending_binary.is_some() {
-            return Err(self.protocol_error(ProtocolError::InvalidPayload(
-                "a text packet arrived while binary attachments were expected",
-            )));
-        }
-        let packet = socketio::decode(text).map_err(|e| self.protocol_error(e))?;
-        if packet.attachments > 0 {
-            self.pending_binary = Some(PendingBinary {
-                attachments: Vec::with_capacity(packet.attachments),
-                packet,
-            });
-            return Ok(());
-        }
-        self.on_complete_packet(packet, Vec::new(), out)
-    }
-
     fn on_complete_packet(
         &mut self,
-        packet: Packet,
-        attachments: Vec<Vec<u8>>,
+        complete: BinaryPacket,
         out: &mut Vec<Outbound>,
     ) -> Result<(), CloseReason> {
+        let packet = &complete.packet;
         match packet.kind {
             PacketKind::Connect => {
-                self.on_connect(&packet, out);
+                self.on_connect(packet, out);
                 Ok(())
             }
             PacketKind::Disconnect => {
@@ -294,7 +290,10 @@ impl SocketSession {
                         "event on a namespace that is not connected",
                     )));
                 }
-                self.on_event(packet, attachments, out);
+                match self.ctx.mode {
+                    Mode::Gateway => self.on_event(packet, out),
+                    _ => suite_echo(complete, out),
+                }
                 Ok(())
             }
             // The server never asks clients for acks, so any ack is simply dropped.
@@ -306,12 +305,7 @@ impl SocketSession {
     }
 
     fn namespace_connected(&self, nsp: &str) -> bool {
-        match &self.state {
-            State::Connected {
-                extra_namespaces, ..
-            } => nsp == "/" || extra_namespaces.iter().any(|n| n == nsp),
-            State::Handshake => false,
-        }
+        self.namespaces.iter().any(|n| n == nsp)
     }
 
     fn known_namespace(&self, nsp: &str) -> bool {
@@ -320,66 +314,36 @@ impl SocketSession {
 
     fn on_connect(&mut self, packet: &Packet, out: &mut Vec<Outbound>) {
         if !self.known_namespace(&packet.nsp) {
-            let refusal = Packet {
-                kind: PacketKind::ConnectError,
-                nsp: packet.nsp.clone(),
-                id: None,
-                data: Some(json!({"message": "Invalid namespace"})),
-                attachments: 0,
-            };
+            let refusal = Packet::connect_error(packet.nsp.clone(), "Invalid namespace");
             out.push(text_frame(refusal.encode()));
             return;
         }
         if self.namespace_connected(&packet.nsp) {
             return;
         }
-        if let State::Connected {
-            extra_namespaces,
-            socket_id,
-            ..
-        } = &mut self.state
-        {
-            // Test-suite mode: a second namespace on the same connection.
-            extra_namespaces.push(packet.nsp.clone());
-            let ack = Packet {
-                kind: PacketKind::Connect,
-                nsp: packet.nsp.clone(),
-                id: None,
-                data: Some(json!({ "sid": socket_id })),
-                attachments: 0,
-            };
+        if self.ctx.mode != Mode::Gateway {
+            // Test-suite mode: accept, then emit `auth` with the CONNECT payload.
+            let auth = packet.data.clone().unwrap_or_else(|| json!({}));
+            let ack = Packet::connect_ok(packet.nsp.clone(), &random_id());
             out.push(text_frame(ack.encode()));
+            let auth = Packet::event(packet.nsp.clone(), json!(["auth", auth]), None);
+            out.push(text_frame(auth.encode()));
+            self.namespaces.push(packet.nsp.clone());
             return;
         }
-        let identity = match self.ctx.mode {
-            Mode::Gateway => {
-                let verified = self
-                    .tokens
-                    .pick(packet.data.as_ref())
-                    .and_then(|t| self.ctx.verifier.verify(t));
-                match verified {
-                    Ok(identity) => identity,
-                    Err(e) => {
-                        log::info!("session {}: connect refused: {e}", self.sid);
-                        self.ctx.metrics.auth_rejected.inc();
-                        let refusal = Packet {
-                            kind: PacketKind::ConnectError,
-                            nsp: packet.nsp.clone(),
-                            id: None,
-                            data: Some(json!({"message": "unauthorized"})),
-                            attachments: 0,
-                        };
-                        out.push(text_frame(refusal.encode()));
-                        return;
-                    }
-                }
+        let verified = self
+            .tokens
+            .pick(packet.data.as_ref())
+            .and_then(|t| self.ctx.verifier.verify(t));
+        let identity = match verified {
+            Ok(identity) => identity,
+            Err(e) => {
+                log::info!("session {}: connect refused: {e}", self.sid);
+                self.ctx.metrics.auth_rejected.inc();
+                let refusal = Packet::connect_error(packet.nsp.clone(), "unauthorized");
+                out.push(text_frame(refusal.encode()));
+                return;
             }
-            Mode::ProtocolTestSuite => Identity {
-                user_id: self.sid.clone(),
-                username: None,
-                is_admin: false,
-                tenant_id: None,
-            },
         };
         let socket_id = random_id();
         let recipient = self
@@ -394,71 +358,43 @@ impl SocketSession {
             session: self.id,
             room: acl::user_room(&identity.user_id),
         });
-        let ack = Packet {
-            kind: PacketKind::Connect,
-            nsp: packet.nsp.clone(),
-            id: None,
-            data: Some(json!({ "sid": socket_id })),
-            attachments: 0,
-        };
-        out.push(text_frame(ack.encode()));
-        if self.ctx.mode == Mode::Gateway {
-            let welcome = json!({
-                "message": "Connected to pushgate",
-                "clientId": socket_id,
-                "userId": identity.user_id,
-                "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            });
-            emit(out, "welcome", &welcome);
-        }
+        out.push(text_frame(
+            Packet::connect_ok(packet.nsp.clone(), &socket_id).encode(),
+        ));
+        let welcome = json!({
+            "message": "Connected to pushgate",
+            "clientId": socket_id,
+            "userId": identity.user_id,
+            "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        });
+        emit(out, "welcome", &welcome);
         log::debug!(
             "session {}: connected as {} (admin: {})",
             self.sid,
             identity.user_id,
             identity.is_admin
         );
-        self.state = State::Connected {
-            socket_id,
-            identity,
-            extra_namespaces: Vec::new(),
-        };
+        self.namespaces.push(packet.nsp.clone());
+        self.connection = Some(Connection { identity });
     }
 
     fn on_namespace_disconnect(&mut self, nsp: &str) {
-        match &mut self.state {
-            State::Connected {
-                extra_namespaces, ..
-            } if nsp != "/" => extra_namespaces.retain(|n| n != nsp),
-            State::Connected { .. } => {
-                self.ctx
-                    .supervisor
-                    .do_send(UnregisterSession { session: self.id });
-                self.state = State::Handshake;
-            }
-            State::Handshake => {}
+        self.namespaces.retain(|n| n != nsp);
+        if nsp == "/" && self.connection.take().is_some() {
+            self.ctx
+                .supervisor
+                .do_send(UnregisterSession { session: self.id });
         }
     }
 
-    fn on_event(&mut self, packet: Packet, attachments: Vec<Vec<u8>>, out: &mut Vec<Outbound>) {
-        let Some(Value::Array(mut args)) = packet.data else {
-            return; // the codec guarantees a non-empty array
-        };
-        if self.ctx.mode == Mode::ProtocolTestSuite {
-            return echo(packet.nsp, packet.id, args, attachments, out);
-        }
-        let name = match args.first() {
-            Some(Value::String(s)) => s.clone(),
-            _ => return,
-        };
-        let arg = if args.len() > 1 {
-            args.swap_remove(1)
-        } else {
-            Value::Null
-        };
-        let State::Connected { identity, .. } = &self.state else {
+    fn on_event(&self, packet: &Packet, out: &mut Vec<Outbound>) {
+        let (Some(name), Some(Connection { identity })) =
+            (packet.event_name(), self.connection.as_ref())
+        else {
             return;
         };
-        let result = match name.as_str() {
+        let arg = packet.args().first().cloned().unwrap_or(Value::Null);
+        let result = match name.as_ref() {
             "subscribe" | "unsubscribe" => self.on_subscription(&name, &arg, identity),
             "join_room" | "leave_room" => self.on_room(&name, &arg, identity),
             _ => {
@@ -480,10 +416,13 @@ impl SocketSession {
             Ok(reply) => reply,
             Err(refusal) => ("error", error_payload(&name, &refusal)),
         };
-        emit(out, event, &payload);
+        let payload = payload.to_string();
+        out.push(Outbound::Text(
+            socketio::encode_event_message(event, &payload).into(),
+        ));
         if let Some(id) = packet.id {
             out.push(Outbound::Text(
-                socketio::encode_ack_message(id, &payload.to_string()).into(),
+                socketio::encode_ack_message(id, &payload).into(),
             ));
         }
     }
@@ -557,7 +496,7 @@ impl SocketSession {
             return;
         }
         self.closed = true;
-        if self.is_connected() {
+        if self.connection.take().is_some() {
             self.ctx
                 .supervisor
                 .do_send(UnregisterSession { session: self.id });
@@ -572,10 +511,7 @@ impl SocketSession {
 }
 
 fn text_frame(socket_packet: String) -> Outbound {
-    let mut s = String::with_capacity(socket_packet.len() + 1);
-    s.push('4');
-    s.push_str(&socket_packet);
-    Outbound::Text(s.into())
+    Outbound::Text(engineio::encode_message(&socket_packet).into())
 }
 
 fn emit(out: &mut Vec<Outbound>, event: &str, payload: &Value) {
@@ -588,40 +524,36 @@ fn error_payload(event: &str, refusal: &Refusal) -> Value {
     json!({"event": event, "code": refusal.code(), "message": refusal.to_string()})
 }
 
-/// Test-suite mode: send the event back as it came (an ack when one was asked for).
-fn echo(
-    nsp: String,
-    id: Option<u64>,
-    args: Vec<Value>,
-    attachments: Vec<Vec<u8>>,
-    out: &mut Vec<Outbound>,
-) {
+/// Test-suite mode: `message` is answered with `message-back` carrying the same arguments,
+/// `message-with-ack` with an ack carrying them; attachments go back as they came.
+fn suite_echo(complete: BinaryPacket, out: &mut Vec<Outbound>) {
+    let BinaryPacket {
+        packet,
+        attachments,
+    } = complete;
     let binary = !attachments.is_empty();
-    let (kind, data) = match id {
-        Some(_) => (
-            if binary {
-                PacketKind::BinaryAck
-            } else {
-                PacketKind::Ack
-            },
-            Value::Array(args.into_iter().skip(1).collect()),
-        ),
-        None => (
-            if binary {
-                PacketKind::BinaryEvent
-            } else {
-                PacketKind::Event
-            },
-            Value::Array(args),
-        ),
+    let args = packet.args().to_vec();
+    let (kind, id, data) = match (packet.event_name().as_deref(), packet.id) {
+        (Some("message"), _) => {
+            let mut data = vec![json!("message-back")];
+            data.extend(args);
+            (PacketKind::Event, None, data)
+        }
+        (Some("message-with-ack"), Some(id)) => (PacketKind::Ack, Some(id), args),
+        _ => return,
     };
-    let packet = Packet {
+    let kind = match (kind, binary) {
+        (PacketKind::Event, true) => PacketKind::BinaryEvent,
+        (PacketKind::Ack, true) => PacketKind::BinaryAck,
+        (kind, _) => kind,
+    };
+    let reply = Packet {
         kind,
-        nsp,
+        nsp: packet.nsp.clone(),
         id,
-        data: Some(data),
+        data: Some(Value::Array(data)),
         attachments: attachments.len(),
     };
-    out.push(text_frame(packet.encode()));
+    out.push(text_frame(reply.encode()));
     out.extend(attachments.into_iter().map(Outbound::Binary));
 }

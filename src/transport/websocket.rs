@@ -111,10 +111,7 @@ impl Actor for WsTransport {
         }
         let engine = self.session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
-            match act.session.ping() {
-                Ok(ping) => ctx.text(ping),
-                Err(reason) => return act.shut(ctx, reason),
-            }
+            ctx.text(act.session.ping());
             ctx.run_later(engine.ping_timeout, |act, ctx| {
                 if act.session.pong_overdue() {
                     act.shut(ctx, CloseReason::PingTimeout);
