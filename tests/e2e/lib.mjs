@@ -182,6 +182,15 @@ export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Poll `cond` (sync or async) every 10 ms until it is true; fails with `what` after `timeout`. */
+export async function until(cond, what, timeout = WAIT_MS) {
+  const deadline = Date.now() + timeout;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for: ${what}`);
+    await sleep(10);
+  }
+}
+
 /**
  * Wait until `s` connects or is refused. Resolves "connect" or the connect_error's Error.
  */
