@@ -5,6 +5,13 @@
 // Environment: PUSHGATE_URL (e.g. http://127.0.0.1:30006), PUSHGATE_JWT_SECRET,
 // PUSHGATE_API_KEY, PUSHGATE_JWT_ISSUER and PUSHGATE_JWT_AUDIENCE (empty or unset: the claim is
 // not put in tokens, matching a server that skips the check).
+//
+// `cargo test --test socketio_client` starts a server and runs every *.test.mjs with these set.
+// By hand, against a running pushgate (short heartbeats are fine, the client answers pings):
+//   cd tests/e2e && npm ci && PUSHGATE_URL=http://127.0.0.1:30006 PUSHGATE_JWT_SECRET=... \
+//     PUSHGATE_API_KEY=... PUSHGATE_JWT_ISSUER=cloudphone-platform \
+//     PUSHGATE_JWT_AUDIENCE=cloudphone-users npm test
+// Test files run one at a time (--test-concurrency=1): the broadcast test counts every session.
 
 import { createHmac, randomBytes } from "node:crypto";
 import assert from "node:assert/strict";
@@ -242,7 +249,10 @@ export async function connectAdmin(sub = uid("a"), extra = {}, opts = {}) {
 export async function expectUnauthorized(opts) {
   const s = socket(opts);
   const result = await outcome(s);
-  assert.notEqual(result, "connect", "the connection was accepted");
+  if (result === "connect") {
+    const welcome = await s.inbox.next("welcome").catch(() => "no welcome");
+    assert.fail(`expected connect_error "unauthorized", but the connection was accepted (welcome: ${JSON.stringify(welcome)})`);
+  }
   assert.equal(result.message, "unauthorized");
   await sleep(100);
   assert.deepEqual(s.inbox.pending(), [], "no event after a refused connect");
