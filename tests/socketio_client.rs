@@ -1,0 +1,65 @@
+//! Contract §2 end to end with the real socket.io-client (node, tests/e2e/*.test.mjs): the real
+//! server on 127.0.0.1:0, node's test runner against it, with a hard timeout.
+//!
+//! Needs Node.js >= 20.10 and npm; `npm ci` runs in tests/e2e when `node_modules` is missing.
+//! To run the node tests by hand against a running server, see tests/e2e/lib.mjs.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// The whole node suite must finish within this.
+const NODE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[actix_web::test]
+async fn socketio_client_end_to_end() {
+    let srv = start();
+    let env = srv.node_env();
+    // Node runs on a plain thread: the test's actix runtime keeps serving meanwhile.
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(|| {
+            require_node();
+            ensure_node_modules();
+            let mut cmd = Command::new("node");
+            cmd.args([
+                "--test",
+                "--test-reporter=spec",
+                // The broadcast test counts every session on the server: one file at a time.
+                "--test-concurrency=1",
+            ])
+            .args(node_test_files())
+            .current_dir(e2e_dir())
+            .envs(env);
+            run_streaming(cmd, NODE_TIMEOUT)
+        });
+        let _ = tx.send(result);
+    });
+    let result = rx.await.expect("the node runner thread ended");
+    let status = match result {
+        Ok(r) => r.unwrap_or_else(|e| panic!("node --test: {e}")),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    assert!(
+        status.success(),
+        "node --test failed ({status}): see the output above"
+    );
+}
+
+/// The runner's hard timeout kills the child and everything it started.
+#[test]
+fn run_streaming_kills_the_process_group_on_timeout() {
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "echo started; sleep 30 & sleep 30"]);
+    let result = run_streaming(cmd, Duration::from_millis(500));
+    assert!(result.is_err(), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exit 3"]);
+    let status = run_streaming(cmd, Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(3));
+}
