@@ -120,7 +120,7 @@ impl Handler<JoinRoom> for RoomSupervisor {
             log::debug!("join of {} by unknown session {}", msg.room, msg.session);
             return;
         };
-        if session.rooms.iter().any(|r| *r == msg.room) {
+        if session.rooms.contains(&msg.room) {
             return;
         }
         let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| RoomEntry {
