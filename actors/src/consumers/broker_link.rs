@@ -112,6 +112,8 @@ pub struct BrokerLink {
     generation: u64,
     /// Consecutive failures, for the backoff.
     attempt: u32,
+    /// Consecutive failed connection attempts, to keep the log short while the broker is down.
+    connect_failures: u32,
     connecting: bool,
     retry: Option<SpawnHandle>,
     events: Option<SpawnHandle>,
@@ -136,6 +138,7 @@ impl BrokerLink {
             connection: None,
             generation: 0,
             attempt: 0,
+            connect_failures: 0,
             connecting: false,
             retry: None,
             events: None,
@@ -169,9 +172,14 @@ impl BrokerLink {
                     Err(e) => {
                         act.connecting = false;
                         act.readiness.set_amqp(AmqpState::Disconnected);
+                        act.connect_failures += 1;
                         let delay = backoff_delay(act.attempt);
-                        if act.attempt == 0 || act.attempt % 12 == 0 {
-                            log::warn!("{e}; retrying every {delay:?} or less");
+                        // The first failure, then about once a minute at the 5 s cap.
+                        if act.connect_failures % 12 == 1 {
+                            log::warn!(
+                                "{e} (attempt {}); not ready, retrying in {delay:?}",
+                                act.connect_failures
+                            );
                         } else {
                             log::debug!("{e}; retrying in {delay:?}");
                         }
@@ -196,7 +204,9 @@ impl BrokerLink {
             self.metrics.amqp_reconnects.inc();
         }
         self.generation += 1;
-        self.attempt = 0;
+        // `attempt` is reset only once consuming: a connection that keeps failing right after
+        // the handshake still backs off.
+        self.connect_failures = 0;
         self.readiness.set_amqp(AmqpState::Connected);
         log::info!(
             "connected to the broker (connection {} of this process)",
@@ -364,7 +374,12 @@ impl StreamHandler<LinkEvent> for BrokerLink {
             return;
         }
         match msg.event {
-            Event::Error(e) => self.connection_lost(&e.to_string(), ctx),
+            // Channel errors (a refused declaration or consume) come here too; those leave the
+            // connection open and are handled where the call failed.
+            Event::Error(e) if !self.connection_alive() => {
+                self.connection_lost(&e.to_string(), ctx)
+            }
+            Event::Error(e) => log::debug!("broker error event: {e}"),
             Event::ConnectionBlocked(reason) => {
                 log::warn!("the broker blocked the connection: {reason}")
             }
