@@ -105,7 +105,7 @@ pub fn start_consumers(
 }
 
 /// Delay before retry number `attempt` (0-based): 100 ms doubling, capped at [`MAX_BACKOFF`].
-pub(crate) fn backoff_delay(attempt: u32) -> Duration {
+pub fn backoff_delay(attempt: u32) -> Duration {
     Duration::from_millis(100)
         .saturating_mul(1u32 << attempt.min(16))
         .min(MAX_BACKOFF)
