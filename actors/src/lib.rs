@@ -7,8 +7,10 @@
 //! - [`room::Room`] is one actor per non-empty room; it fans a frame out to its members.
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it.
+//! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
+pub mod consumers;
 pub mod messages;
 pub mod metrics;
 pub mod readiness;

@@ -1,0 +1,19 @@
+//! The device consumer: queue `pushgate.<node>.device`, bound to `device.*`
+//! (`device.started` / `stopped` as `device.status.changed`, and `created`, `deleted`, `error`,
+//! `connection_lost`, `creation_failed`). It owns this node's device status cache, so
+//! `oldStatus` follows the order of the queue. The logic is the shared [`EventConsumer`].
+
+use super::event_consumer::{EventConsumer, Family};
+use crate::routing::{EventFamily, DEFAULT_DEVICE_CACHE_LIMIT};
+
+/// Marker type of the device family.
+#[derive(Debug)]
+pub enum DeviceEvents {}
+
+impl Family for DeviceEvents {
+    const FAMILY: EventFamily = EventFamily::Device;
+    const DEVICE_CACHE_LIMIT: usize = DEFAULT_DEVICE_CACHE_LIMIT;
+}
+
+/// The actor consuming `pushgate.<node>.device`.
+pub type DeviceEventsConsumer = EventConsumer<DeviceEvents>;

@@ -1,0 +1,435 @@
+//! The consumer actor, shared by both families: [`EventConsumer<F>`] reads the queue
+//! `pushgate.<node>.<family>` and turns each delivery into pushes.
+//!
+//! The [`BrokerLink`](super::BrokerLink) hands it a connection ([`Attach`]); it opens its own
+//! channel, sets `basic_qos(prefetch)` and starts an exclusive, manually acked consumer. The
+//! deliveries arrive as an actor stream and each one is handled under `ctx.wait`, so the next
+//! delivery (and any message) waits until this one is acked: per-consumer order holds, and the
+//! device status cache sees the events in queue order.
+//!
+//! Per delivery: [`route`]; `Routed` → each push is serialized once and `send` to the
+//! supervisor in order, then ack; `Ignored` → ack; `Poison` → one warning, `basic_reject`
+//! without requeue (the queue dead-letters it to the DLX); the supervisor's mailbox failing →
+//! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`.
+//!
+//! When the stream ends on its own (the broker cancelled the consumer, e.g. its queue was
+//! deleted; the channel or the connection died) the consumer tells the link
+//! ([`ConsumerStopped`]), which restores it.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::protocol::AMQPSoftError;
+use lapin::types::{FieldTable, ShortString};
+use lapin::Channel;
+
+use super::messages::{Attach, ConsumerStopped, Detach};
+use super::topology::queue_name;
+use super::{soft_error, AmqpSettings};
+use crate::messages::{Push, PushTarget};
+use crate::metrics::{AmqpOutcome, Metrics};
+use crate::readiness::{ConsumerKind, Readiness};
+use crate::room_supervisor::RoomSupervisor;
+use crate::routing::{route, DeviceStatusCache, EventFamily, RouteOutcome};
+
+/// How much of a poison body the warning shows.
+const LOGGED_BODY_BYTES: usize = 256;
+
+/// Pause before requeueing a delivery the supervisor could not take, so a stopped supervisor
+/// does not turn into a redelivery loop.
+const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
+
+/// What distinguishes the two consumers; implemented by the marker types
+/// [`QuotaEvents`](super::quota_events::QuotaEvents) and
+/// [`DeviceEvents`](super::device_events::DeviceEvents).
+pub trait Family: Unpin + 'static {
+    /// The routing family (queue suffix and binding key).
+    const FAMILY: EventFamily;
+    /// How many devices the status cache remembers (0: none; only device events use it).
+    const DEVICE_CACHE_LIMIT: usize;
+
+    /// The readiness and metrics identity of this family's consumer.
+    fn kind() -> ConsumerKind {
+        match Self::FAMILY {
+            EventFamily::Quota => ConsumerKind::Quota,
+            EventFamily::Device => ConsumerKind::Device,
+        }
+    }
+}
+
+/// Why a consumer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// Another connection already consumes the queue exclusively: most likely another pushgate
+    /// process runs with the same `NODE_ID`.
+    #[error(
+        "queue `{queue}` is already consumed exclusively by another connection (another pushgate \
+         running with the same NODE_ID?): {source}"
+    )]
+    ExclusiveInUse {
+        /// The queue.
+        queue: String,
+        /// The broker's refusal.
+        #[source]
+        source: lapin::Error,
+    },
+    /// Opening the channel, setting the prefetch or starting the consumer failed otherwise.
+    #[error("starting the consumer on queue `{queue}` failed: {source}")]
+    Broker {
+        /// The queue.
+        queue: String,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
+}
+
+/// One item of the delivery stream, tagged with the connection it came from; `item: None`
+/// marks the end of that stream.
+struct StreamItem {
+    generation: u64,
+    item: Option<lapin::Result<Delivery>>,
+}
+
+impl Message for StreamItem {
+    type Result = ();
+}
+
+struct Active {
+    generation: u64,
+    channel: Channel,
+    tag: ShortString,
+    stream: SpawnHandle,
+}
+
+/// The consumer actor of one [`Family`]; see the module doc.
+pub struct EventConsumer<F: Family> {
+    queue: String,
+    prefetch: u16,
+    supervisor: Addr<RoomSupervisor>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    link: Recipient<ConsumerStopped>,
+    device_cache: DeviceStatusCache,
+    active: Option<Active>,
+    family: PhantomData<F>,
+}
+
+impl<F: Family> EventConsumer<F> {
+    /// A consumer of `pushgate.<settings.node_id>.<family>` that reports to `link`.
+    pub fn new(
+        settings: &AmqpSettings,
+        supervisor: Addr<RoomSupervisor>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        link: Recipient<ConsumerStopped>,
+    ) -> Self {
+        EventConsumer {
+            queue: queue_name(&settings.node_id, F::FAMILY),
+            prefetch: settings.prefetch,
+            supervisor,
+            metrics,
+            readiness,
+            link,
+            device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            active: None,
+            family: PhantomData,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        let kind = F::kind();
+        self.readiness.set_consuming(kind, up);
+        self.metrics
+            .consumer_up
+            .with_label_values(&[kind.name()])
+            .set(i64::from(up));
+    }
+
+    /// Forget the current consumer (its stream keeps running until cancelled); returns it so
+    /// the caller can cancel it on the broker first.
+    fn deactivate(&mut self) -> Option<Active> {
+        let active = self.active.take()?;
+        self.set_up(false);
+        Some(active)
+    }
+
+    /// Forget the current consumer and drop its stream and channel right away.
+    fn drop_active(&mut self, ctx: &mut Context<Self>) {
+        if let Some(active) = self.deactivate() {
+            ctx.cancel_future(active.stream);
+        }
+    }
+
+    fn handle_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let outcome = route(
+            delivery.routing_key.as_str(),
+            &delivery.data,
+            SystemTime::now(),
+            &mut self.device_cache,
+        );
+        let work = settle(
+            delivery,
+            outcome,
+            self.supervisor.clone(),
+            self.metrics.clone(),
+        );
+        ctx.wait(work.into_actor(self));
+    }
+}
+
+/// Carries out the routing decision for one delivery and acks, rejects or requeues it.
+async fn settle(
+    delivery: Delivery,
+    outcome: RouteOutcome,
+    supervisor: Addr<RoomSupervisor>,
+    metrics: Arc<Metrics>,
+) {
+    let key = delivery.routing_key.as_str();
+    let (result, counted) = match outcome {
+        RouteOutcome::Routed(pushes) => {
+            for push in pushes {
+                let payload: Arc<str> = push.payload.to_string().into();
+                let msg = Push {
+                    target: PushTarget::Room(push.room),
+                    event: push.event,
+                    payload,
+                };
+                if let Err(e) = supervisor.send(msg).await {
+                    log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
+                    actix::clock::sleep(REQUEUE_PAUSE).await;
+                    let nack = BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    };
+                    if let Err(e) = delivery.acker.nack(nack).await {
+                        log::warn!("nack of a `{key}` delivery failed: {e}");
+                    }
+                    return;
+                }
+            }
+            (
+                delivery.acker.ack(BasicAckOptions::default()).await,
+                AmqpOutcome::Routed,
+            )
+        }
+        RouteOutcome::Ignored => (
+            delivery.acker.ack(BasicAckOptions::default()).await,
+            AmqpOutcome::Ignored,
+        ),
+        RouteOutcome::Poison(reason) => {
+            log::warn!(
+                "dead-lettering a `{key}` delivery: {reason}; body ({} bytes): {}",
+                delivery.data.len(),
+                truncated(&delivery.data)
+            );
+            (
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await,
+                AmqpOutcome::DeadLettered,
+            )
+        }
+    };
+    if let Err(e) = result {
+        // The channel is gone: the broker redelivers the message on the next consumer.
+        log::warn!("settling a `{key}` delivery failed: {e}");
+    }
+    metrics.amqp_message(key, counted);
+}
+
+/// The start of `body` as text, for the log.
+fn truncated(body: &[u8]) -> String {
+    let end = body.len().min(LOGGED_BODY_BYTES);
+    let mut text = String::from_utf8_lossy(&body[..end]).into_owned();
+    if body.len() > end {
+        text.push('…');
+    }
+    text
+}
+
+impl<F: Family> Actor for EventConsumer<F> {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.active.take().is_some() {
+            self.set_up(false);
+        }
+    }
+}
+
+impl<F: Family> Handler<Attach> for EventConsumer<F> {
+    type Result = AtomicResponse<Self, Result<(), ConsumeError>>;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.generation == msg.generation)
+        {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        }
+        self.drop_active(ctx);
+        let queue = self.queue.clone();
+        let prefetch = self.prefetch;
+        let tag = ShortString::from(format!("{queue}#{}", msg.generation));
+        let consume_tag = tag.clone();
+        let start = async move {
+            let fail = |source| ConsumeError::Broker {
+                queue: queue.clone(),
+                source,
+            };
+            let channel = msg.connection.create_channel().await.map_err(fail)?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .map_err(fail)?;
+            let options = BasicConsumeOptions {
+                exclusive: true,
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            };
+            match channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    consume_tag,
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(consumer) => Ok((channel, consumer)),
+                Err(source) if soft_error(&source) == Some(AMQPSoftError::ACCESSREFUSED) => {
+                    Err(ConsumeError::ExclusiveInUse {
+                        queue: queue.clone(),
+                        source,
+                    })
+                }
+                Err(source) => Err(fail(source)),
+            }
+        };
+        let generation = msg.generation;
+        AtomicResponse::new(Box::pin(start.into_actor(self).map(
+            move |result, act, ctx| {
+                let (channel, consumer) = result?;
+                let items = consumer
+                    .map(move |d| StreamItem {
+                        generation,
+                        item: Some(d),
+                    })
+                    .chain(futures::stream::once(async move {
+                        StreamItem {
+                            generation,
+                            item: None,
+                        }
+                    }));
+                let stream = ctx.add_stream(items);
+                act.active = Some(Active {
+                    generation,
+                    channel,
+                    tag,
+                    stream,
+                });
+                act.set_up(true);
+                log::info!("consuming queue `{}`", act.queue);
+                Ok(())
+            },
+        )))
+    }
+}
+
+impl<F: Family> StreamHandler<StreamItem> for EventConsumer<F> {
+    fn handle(&mut self, msg: StreamItem, ctx: &mut Self::Context) {
+        let current = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.generation == msg.generation);
+        if !current {
+            // A leftover of a consumer already replaced; its deliveries are redelivered.
+            return;
+        }
+        match msg.item {
+            Some(Ok(delivery)) => self.handle_delivery(delivery, ctx),
+            Some(Err(e)) => log::warn!("consumer of queue `{}` failed: {e}", self.queue),
+            None => {
+                log::warn!(
+                    "consumer of queue `{}` stopped (cancelled by the broker or channel lost)",
+                    self.queue
+                );
+                self.drop_active(ctx);
+                self.link.do_send(ConsumerStopped {
+                    kind: F::kind(),
+                    generation: msg.generation,
+                });
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // Each stream ends with its own `item: None` marker, handled above; the actor lives on.
+    }
+}
+
+impl<F: Family> Handler<Detach> for EventConsumer<F> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) -> Self::Result {
+        // Handled only between deliveries (each runs under `ctx.wait`), so nothing is in flight.
+        let Some(Active {
+            channel,
+            tag,
+            stream,
+            ..
+        }) = self.deactivate()
+        else {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        if !msg.graceful {
+            ctx.cancel_future(stream);
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
+        let queue = self.queue.clone();
+        let close = async move {
+            if let Err(e) = channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await
+            {
+                log::debug!("cancelling the consumer of `{queue}`: {e}");
+            }
+            // Prefetched deliveries not handled yet go back to the queue with the channel.
+            if let Err(e) = channel.close(200, "OK".into()).await {
+                log::debug!("closing the channel of `{queue}`: {e}");
+            }
+            log::info!("stopped consuming queue `{queue}`");
+        };
+        AtomicResponse::new(Box::pin(close.into_actor(self).map(
+            move |(), _act, ctx| {
+                ctx.cancel_future(stream);
+            },
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_bodies_are_truncated() {
+        assert_eq!(truncated(b"{\"a\":1}"), "{\"a\":1}");
+        let long = vec![b'x'; 1000];
+        let shown = truncated(&long);
+        assert_eq!(shown.chars().count(), LOGGED_BODY_BYTES + 1);
+        assert!(shown.ends_with('…'));
+        assert_eq!(truncated(&[0xff, b'a']), "\u{fffd}a");
+    }
+}
