@@ -74,15 +74,23 @@ impl JwtVerifier {
     pub fn new(cfg: &JwtConfig) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present, not merely match when present.
+        let mut required = vec!["exp"];
         match &cfg.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &cfg.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         let keys = std::iter::once(&cfg.secret)
             .chain(cfg.old_secret.as_ref())
             .map(|s| DecodingKey::from_secret(s.as_bytes()))
@@ -349,6 +357,12 @@ mod tests {
         assert!(v
             .verify(&raw(SECRET, claims(json!({"aud": "someone-else"}))))
             .is_err());
+        // A configured issuer or audience must be present.
+        for claim in ["iss", "aud"] {
+            let mut c = claims(json!({}));
+            c.as_object_mut().unwrap().remove(claim);
+            assert!(v.verify(&raw(SECRET, c)).is_err(), "token without {claim}");
+        }
     }
 
     #[test]

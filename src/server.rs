@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::protocol::socketio::encode_event_message;
 use crate::session::{Mode, SessionContext};
+use crate::transport::polling::PollingRegistry;
 
 /// A started pushgate.
 pub struct Running {
@@ -33,26 +34,32 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
     let supervisor = RoomSupervisor::new(encode_event_message, metrics.clone()).start();
-    let sessions = Arc::new(SessionContext {
-        supervisor: supervisor.clone(),
-        verifier: JwtVerifier::new(&config.jwt),
-        metrics: metrics.clone(),
-        engine: config.engine,
-        mode,
-    });
+    let context = |mode| {
+        Arc::new(SessionContext {
+            supervisor: supervisor.clone(),
+            verifier: JwtVerifier::new(&config.jwt),
+            metrics: metrics.clone(),
+            engine: config.engine,
+            mode,
+        })
+    };
+    let sessions = context(mode);
+    let engine_echo = (mode == Mode::ProtocolTestSuite).then(|| context(Mode::EngineEcho));
     let state = web::Data::new(AppState {
         config: config.clone(),
         sessions,
         supervisor,
         metrics,
         readiness,
+        polling: Arc::new(PollingRegistry::default()),
+        engine_echo,
     });
     let local_addr = listener.local_addr()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .configure(http::configure)
+            .configure(|cfg| http::configure(cfg, &app_state))
             .default_service(web::to(http::error::not_found))
     })
     .on_connect(|conn, _ext| {

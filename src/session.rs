@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use base64::Engine as _;
@@ -137,6 +137,11 @@ pub struct SocketSession {
     connection: Option<Connection>,
     recipient: Option<Recipient<Deliver>>,
     decoder: Decoder,
+    /// Frames to write a moment after the current ones (test-suite mode only, see
+    /// [`SocketSession::take_deferred`]).
+    deferred: Vec<Outbound>,
+    opened_at: Instant,
+    pings: u32,
     awaiting_pong: bool,
     closed: bool,
 }
@@ -153,6 +158,9 @@ impl SocketSession {
             connection: None,
             recipient: None,
             decoder: Decoder::new(),
+            deferred: Vec::new(),
+            opened_at: Instant::now(),
+            pings: 0,
             awaiting_pong: false,
             closed: false,
         }
@@ -205,8 +213,17 @@ impl SocketSession {
     /// A heartbeat is due: the ping to send. The transport checks [`Self::pong_overdue`]
     /// `pingTimeout` later.
     pub fn ping(&mut self) -> &'static str {
+        self.pings += 1;
         self.awaiting_pong = true;
         engineio::PING
+    }
+
+    /// Whether the pong for the last ping is missing past its deadline, counted from when the
+    /// ping was scheduled (so a late timer never extends it): a request arriving after the
+    /// deadline sees the session as timed out even before the timeout timer fires.
+    pub fn pong_deadline_passed(&self, now: Instant) -> bool {
+        let e = &self.ctx.engine;
+        self.awaiting_pong && now >= self.opened_at + e.ping_interval * self.pings + e.ping_timeout
     }
 
     /// `pingTimeout` after a ping: is the pong still missing?
@@ -327,7 +344,7 @@ impl SocketSession {
             let ack = Packet::connect_ok(packet.nsp.clone(), &random_id());
             out.push(text_frame(ack.encode()));
             let auth = Packet::event(packet.nsp.clone(), json!(["auth", auth]), None);
-            out.push(text_frame(auth.encode()));
+            self.deferred.push(text_frame(auth.encode()));
             self.namespaces.push(packet.nsp.clone());
             return;
         }
@@ -488,6 +505,13 @@ impl SocketSession {
                 json!({"room": room, "message": format!("Left room {room}")}),
             ))
         }
+    }
+
+    /// Frames to write in a separate write shortly after the current ones. The protocol test
+    /// suite reads the CONNECT answer and the `auth` event with two consecutive one-shot
+    /// listeners, so the two must not arrive in one TCP segment; nothing else defers.
+    pub fn take_deferred(&mut self) -> Vec<Outbound> {
+        std::mem::take(&mut self.deferred)
     }
 
     /// The session ended: leave every room. Idempotent.

@@ -284,7 +284,7 @@ async fn handshake_errors_use_engine_io_codes() {
         ),
         ("?EIO=4&transport=websocket", StatusCode::BAD_REQUEST, 3),
         (
-            "?EIO=4&transport=websocket&sid=nope",
+            "?EIO=4&transport=polling&sid=nope",
             StatusCode::BAD_REQUEST,
             1,
         ),

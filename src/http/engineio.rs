@@ -1,48 +1,67 @@
-//! The Engine.IO endpoint at `/socket.io/` and `/ws/`: validates the handshake request and hands
-//! the connection to a transport.
+//! The Engine.IO endpoint at `/socket.io/` and `/ws/`: validates each request and hands it to
+//! a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
+//! of a polling session, or a polling session's upgrade to WebSocket.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
 
 use crate::auth::HandshakeTokens;
 use crate::http::{cors, AppState};
-use crate::protocol::engineio::EioError;
-use crate::session::SocketSession;
-use crate::transport::websocket::WsTransport;
+use crate::protocol::engineio::{self, EioError};
+use crate::session::{CloseReason, SessionContext, SocketSession};
+use crate::transport::polling::{
+    encode_poll_payload, ClaimUpgrade, EndSession, Poll, PollAnswer, PollingSession, PostPayload,
+};
+use crate::transport::websocket::{self, WsTransport};
 
 /// The paths socket.io-client may use: the default and the admin console's `/ws`.
 pub const PATHS: [&str; 4] = ["/socket.io/", "/socket.io", "/ws/", "/ws"];
 
-/// Mount the Engine.IO endpoint.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Which sessions an endpoint opens.
+pub struct Endpoint {
+    /// Their shared context (and so their mode).
+    pub sessions: Arc<SessionContext>,
+}
+
+/// Mount an Engine.IO endpoint at `paths` opening sessions with `sessions`.
+pub fn configure(cfg: &mut web::ServiceConfig, paths: &[&str], sessions: Arc<SessionContext>) {
     cfg.service(
-        web::resource(PATHS)
+        web::resource(paths.to_vec())
+            .app_data(web::Data::new(Endpoint { sessions }))
             .wrap(actix_web::middleware::from_fn(cors::add_headers))
             .route(web::get().to(get))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
+            .route(web::post().to(post))
+            .route(web::method(Method::OPTIONS).to(cors::preflight))
             .default_service(web::to(|| async {
                 eio_error(EioError::BadHandshakeMethod)
             })),
     );
 }
 
-/// An Engine.IO error answer: `400 {"code": N, "message": "..."}` (`403` for Forbidden).
+/// An Engine.IO error answer: `{"code": N, "message": "..."}` with its HTTP status.
 pub fn eio_error(e: EioError) -> HttpResponse {
-    let mut resp = match e {
-        EioError::Forbidden => HttpResponse::Forbidden(),
-        _ => HttpResponse::BadRequest(),
-    };
-    resp.content_type("application/json").body(e.json())
+    let status = actix_web::http::StatusCode::from_u16(e.http_status())
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(e.json())
 }
 
 /// The handshake query parameters pushgate reads.
 struct EioQuery {
-    eio: Option<String>,
-    transport: Option<String>,
+    transport: Transport,
     sid: Option<String>,
     token: Option<String>,
+}
+
+#[derive(PartialEq)]
+enum Transport {
+    Polling,
+    WebSocket,
 }
 
 impl EioQuery {
@@ -50,33 +69,79 @@ impl EioQuery {
         let mut map = web::Query::<HashMap<String, String>>::from_query(query)
             .map_err(|_| EioError::BadRequest)?
             .into_inner();
+        if map.get("EIO").map(String::as_str) != Some("4") {
+            return Err(EioError::UnsupportedProtocolVersion);
+        }
+        let transport = match map.get("transport").map(String::as_str) {
+            Some("polling") => Transport::Polling,
+            Some("websocket") => Transport::WebSocket,
+            _ => return Err(EioError::TransportUnknown),
+        };
         Ok(EioQuery {
-            eio: map.remove("EIO"),
-            transport: map.remove("transport"),
+            transport,
             sid: map.remove("sid"),
             token: map.remove("token"),
         })
     }
 }
 
-async fn get(req: HttpRequest, stream: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+fn new_session(req: &HttpRequest, endpoint: &Endpoint, q: &EioQuery) -> SocketSession {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let tokens = HandshakeTokens::new(q.token.as_deref(), authorization);
+    SocketSession::new(endpoint.sessions.clone(), tokens)
+}
+
+async fn get(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    endpoint: web::Data<Endpoint>,
+) -> HttpResponse {
     let q = match EioQuery::parse(req.query_string()) {
         Ok(q) => q,
         Err(e) => return eio_error(e),
     };
-    if q.eio.as_deref() != Some("4") {
-        return eio_error(EioError::UnsupportedProtocolVersion);
-    }
-    match q.transport.as_deref() {
-        Some("websocket") => websocket(req, stream, state, q),
-        _ => eio_error(EioError::TransportUnknown),
+    match (&q.transport, &q.sid) {
+        (Transport::WebSocket, _) => upgrade(req, stream, state, endpoint, q).await,
+        (Transport::Polling, None) => {
+            let session = new_session(&req, &endpoint, &q);
+            let open = PollingSession::open(session, state.polling.clone());
+            polling_response(open)
+        }
+        (Transport::Polling, Some(sid)) => poll(&state, sid).await,
     }
 }
 
-fn websocket(
+fn polling_response(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .body(body)
+}
+
+async fn poll(state: &AppState, sid: &str) -> HttpResponse {
+    let Some(addr) = state.polling.get(sid) else {
+        return eio_error(EioError::UnknownSid);
+    };
+    let packets = match addr.send(Poll).await {
+        Ok(Ok(PollAnswer::Ready(packets))) => packets,
+        Ok(Ok(PollAnswer::Wait(rx))) => match rx.await {
+            Ok(packets) => packets,
+            Err(_) => return eio_error(EioError::UnknownSid),
+        },
+        Ok(Err(e)) => return eio_error(e),
+        Err(_) => return eio_error(EioError::UnknownSid),
+    };
+    polling_response(encode_poll_payload(&packets))
+}
+
+async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
+    endpoint: web::Data<Endpoint>,
     q: EioQuery,
 ) -> HttpResponse {
     // Browsers always send Origin; a foreign one is refused. No Origin: not a browser.
@@ -85,22 +150,80 @@ fn websocket(
     {
         return eio_error(EioError::Forbidden);
     }
-    if q.sid.is_some() {
-        return eio_error(EioError::UnknownSid);
-    }
-    let is_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !is_upgrade {
+    if !websocket::is_handshake(&req) {
         return eio_error(EioError::BadRequest);
     }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let tokens = HandshakeTokens::new(q.token.as_deref(), authorization);
-    let session = SocketSession::new(state.sessions.clone(), tokens);
-    WsTransport::new(session).start(&req, stream)
+    let Some(sid) = &q.sid else {
+        let session = new_session(&req, &endpoint, &q);
+        return WsTransport::owner(session).start(&req, stream);
+    };
+    let Some(addr) = state.polling.get(sid) else {
+        return eio_error(EioError::UnknownSid);
+    };
+    match addr.send(ClaimUpgrade).await {
+        Ok(true) => {
+            WsTransport::carrier(addr, endpoint.sessions.engine.max_payload).start(&req, stream)
+        }
+        Ok(false) => WsTransport::refused().start(&req, stream),
+        Err(_) => eio_error(EioError::UnknownSid),
+    }
+}
+
+async fn post(
+    req: HttpRequest,
+    mut body: web::Payload,
+    state: web::Data<AppState>,
+    endpoint: web::Data<Endpoint>,
+) -> HttpResponse {
+    let q = match EioQuery::parse(req.query_string()) {
+        Ok(q) => q,
+        Err(e) => return eio_error(e),
+    };
+    let Some(sid) = q
+        .sid
+        .as_deref()
+        .filter(|_| q.transport == Transport::Polling)
+    else {
+        return eio_error(EioError::BadHandshakeMethod);
+    };
+    let Some(addr) = state.polling.get(sid) else {
+        return eio_error(EioError::UnknownSid);
+    };
+    let limit = endpoint.sessions.engine.max_payload;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            addr.do_send(EndSession {
+                reason: CloseReason::TransportError,
+            });
+            return eio_error(EioError::BadRequest);
+        };
+        if bytes.len() + chunk.len() > limit {
+            addr.do_send(EndSession {
+                reason: CloseReason::PayloadTooLarge,
+            });
+            return HttpResponse::PayloadTooLarge()
+                .content_type("application/json")
+                .body(r#"{"code":3,"message":"Payload too large"}"#);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let Ok(text) = engineio::payload_str(&bytes) else {
+        addr.do_send(EndSession {
+            reason: CloseReason::ProtocolError,
+        });
+        return eio_error(EioError::BadRequest);
+    };
+    match addr
+        .send(PostPayload {
+            body: text.to_owned(),
+        })
+        .await
+    {
+        Ok(Ok(())) => HttpResponse::Ok()
+            .content_type("text/html; charset=UTF-8")
+            .body("ok"),
+        Ok(Err(e)) => eio_error(e),
+        Err(_) => eio_error(EioError::UnknownSid),
+    }
 }

@@ -16,6 +16,7 @@ use pushgate_actors::RoomSupervisor;
 
 use crate::config::Config;
 use crate::session::SessionContext;
+use crate::transport::polling::PollingRegistry;
 
 /// What every route can reach.
 pub struct AppState {
@@ -29,11 +30,18 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Consumer readiness.
     pub readiness: Arc<Readiness>,
+    /// Open long-polling sessions by sid.
+    pub polling: Arc<PollingRegistry>,
+    /// Protocol test-suite mode only: the Engine.IO echo sessions served at `/engine.io/`.
+    pub engine_echo: Option<Arc<SessionContext>>,
 }
 
-/// Mount every route, with a JSON 404 for anything else.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mount every route (the caller adds the JSON 404 fallback).
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     probes::configure(cfg);
     api::configure(cfg);
-    engineio::configure(cfg);
+    engineio::configure(cfg, &engineio::PATHS, state.sessions.clone());
+    if let Some(echo) = &state.engine_echo {
+        engineio::configure(cfg, &["/engine.io/", "/engine.io"], echo.clone());
+    }
 }

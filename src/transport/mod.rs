@@ -1,4 +1,5 @@
 //! The Engine.IO transports that carry a [`SocketSession`](crate::session::SocketSession):
 //! WebSocket (the only file that uses actix-web-actors) and HTTP long-polling.
 
+pub mod polling;
 pub mod websocket;

@@ -1,4 +1,9 @@
-//! The WebSocket transport: one actor per connection, owning its Socket.IO session.
+//! The WebSocket transport: one actor per connection.
+//!
+//! A connection either owns its Socket.IO session (opened directly over WebSocket: pushes
+//! come straight here) or carries a session that started on long-polling (after the
+//! `2probe` / `3probe` / `5` upgrade, the [`PollingSession`] stays the session's actor and
+//! this one only moves frames).
 //!
 //! This is the only place that uses `actix-web-actors` (deprecated upstream in favour of
 //! `actix-ws`, kept because the design card asks for it): switching means rewriting this file.
@@ -8,33 +13,87 @@ use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use pushgate_actors::Deliver;
 
+use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::transport::polling::{
+    CarriedFrame, CarrierCommand, CarrierGone, PollingSession, Probed, Upgraded,
+};
 
-/// A WebSocket connection carrying one Socket.IO session.
+/// How long [`SocketSession::take_deferred`] frames wait.
+const DEFER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// What the connection is for.
+enum Role {
+    /// It owns the session.
+    Owner(Box<SocketSession>),
+    /// It carries a polling session's upgrade; `upgraded` once the client sent `5`.
+    Carrier {
+        session: Addr<PollingSession>,
+        upgraded: bool,
+    },
+    /// An upgrade of a session that already upgraded (or is upgrading): accepted, then closed
+    /// at once, as Engine.IO servers do.
+    Refused,
+}
+
+/// A received frame.
+enum Inbound {
+    Text(bytestring::ByteString),
+    Binary(Vec<u8>),
+}
+
+/// One WebSocket connection.
 pub struct WsTransport {
-    session: SocketSession,
+    role: Role,
+    max_payload: usize,
     /// A fragmented message being reassembled: (is text, bytes so far).
     fragments: Option<(bool, Vec<u8>)>,
     out: Vec<Outbound>,
-    /// Whether to send the Engine.IO open packet on start (not after an upgrade from polling).
-    send_open: bool,
+    closed: Option<CloseReason>,
 }
 
 impl WsTransport {
     /// A fresh Engine.IO session opened directly over WebSocket.
-    pub fn new(session: SocketSession) -> Self {
+    pub fn owner(session: SocketSession) -> Self {
+        let max_payload = session.context().engine.max_payload;
         WsTransport {
-            session,
+            role: Role::Owner(Box::new(session)),
+            max_payload,
             fragments: None,
             out: Vec::new(),
-            send_open: true,
+            closed: None,
+        }
+    }
+
+    /// The upgrade of a polling session (whose upgrade this connection has claimed).
+    pub fn carrier(session: Addr<PollingSession>, max_payload: usize) -> Self {
+        WsTransport {
+            role: Role::Carrier {
+                session,
+                upgraded: false,
+            },
+            max_payload,
+            fragments: None,
+            out: Vec::new(),
+            closed: None,
+        }
+    }
+
+    /// A connection to close right after the handshake (a second upgrade of one session).
+    pub fn refused() -> Self {
+        WsTransport {
+            role: Role::Refused,
+            max_payload: 0,
+            fragments: None,
+            out: Vec::new(),
+            closed: None,
         }
     }
 
     /// Accept the upgrade and start the actor.
     pub fn start(self, req: &HttpRequest, stream: actix_web::web::Payload) -> HttpResponse {
-        // Frames up to maxPayload; the Engine.IO packet type byte is not counted by clients.
-        let max = self.session.context().engine.max_payload + 16;
+        // Frames up to maxPayload plus the Engine.IO type byte.
+        let max = self.max_payload + 16;
         match ws::WsResponseBuilder::new(self, req, stream)
             .frame_size(max)
             .start()
@@ -44,8 +103,8 @@ impl WsTransport {
         }
     }
 
-    fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        for frame in self.out.drain(..) {
+    fn write(ctx: &mut ws::WebsocketContext<Self>, frames: impl IntoIterator<Item = Outbound>) {
+        for frame in frames {
             match frame {
                 Outbound::Text(t) => ctx.text(t),
                 Outbound::Binary(b) => ctx.binary(b),
@@ -54,8 +113,8 @@ impl WsTransport {
     }
 
     fn shut(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
-        self.flush(ctx);
-        self.session.close(reason);
+        Self::write(ctx, self.out.drain(..));
+        self.closed = Some(reason);
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(reason.websocket_code()),
             description: Some(reason.name().replace('_', " ")),
@@ -63,40 +122,82 @@ impl WsTransport {
         ctx.stop();
     }
 
-    fn on_result(&mut self, ctx: &mut ws::WebsocketContext<Self>, r: Result<(), CloseReason>) {
+    fn on_frame(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: Inbound) {
+        let r = match &mut self.role {
+            Role::Owner(session) => match frame {
+                Inbound::Text(t) => session.on_text(&t, &mut self.out),
+                Inbound::Binary(b) => session.on_binary(&b, &mut self.out),
+            },
+            Role::Carrier {
+                session,
+                upgraded: true,
+            } => {
+                session.do_send(match frame {
+                    Inbound::Text(t) => CarriedFrame::Text(t),
+                    Inbound::Binary(b) => CarriedFrame::Binary(b),
+                });
+                Ok(())
+            }
+            Role::Carrier { session, upgraded } => match frame {
+                Inbound::Text(t) if &*t == engineio::PING_PROBE => {
+                    ctx.text(engineio::PONG_PROBE);
+                    session.do_send(Probed);
+                    Ok(())
+                }
+                Inbound::Text(t) if &*t == engineio::UPGRADE => {
+                    *upgraded = true;
+                    session.do_send(Upgraded {
+                        carrier: ctx.address().recipient(),
+                    });
+                    Ok(())
+                }
+                _ => Err(CloseReason::ProtocolError),
+            },
+            Role::Refused => Err(CloseReason::ProtocolError),
+        };
         match r {
-            Ok(()) => self.flush(ctx),
-            Err(reason) => self.shut(ctx, reason),
+            Ok(()) => Self::write(ctx, self.out.drain(..)),
+            Err(reason) => return self.shut(ctx, reason),
+        }
+        if let Role::Owner(session) = &mut self.role {
+            let later = session.take_deferred();
+            if !later.is_empty() {
+                ctx.run_later(DEFER, move |_, ctx| Self::write(ctx, later));
+            }
         }
     }
 
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: actix_http::ws::Item) {
-        let max = self.session.context().engine.max_payload;
+        use actix_http::ws::Item;
         let (first, data, last) = match item {
-            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
-            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
-            actix_http::ws::Item::Continue(b) => (None, b, false),
-            actix_http::ws::Item::Last(b) => (None, b, true),
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
         };
         match (first, self.fragments.as_mut()) {
             (Some(is_text), None) => self.fragments = Some((is_text, data.to_vec())),
             (None, Some((_, buf))) => buf.extend_from_slice(&data),
             _ => return self.shut(ctx, CloseReason::ProtocolError),
         }
-        if self.fragments.as_ref().is_some_and(|(_, b)| b.len() > max) {
+        if self
+            .fragments
+            .as_ref()
+            .is_some_and(|(_, b)| b.len() > self.max_payload)
+        {
             return self.shut(ctx, CloseReason::PayloadTooLarge);
         }
         if last {
             let (is_text, buf) = self.fragments.take().expect("set above");
-            let r = if is_text {
+            let frame = if is_text {
                 match String::from_utf8(buf) {
-                    Ok(text) => self.session.on_text(&text, &mut self.out),
-                    Err(_) => Err(CloseReason::ProtocolError),
+                    Ok(text) => Inbound::Text(text.into()),
+                    Err(_) => return self.shut(ctx, CloseReason::ProtocolError),
                 }
             } else {
-                self.session.on_binary(&buf, &mut self.out)
+                Inbound::Binary(buf)
             };
-            self.on_result(ctx, r);
+            self.on_frame(ctx, frame);
         }
     }
 }
@@ -105,29 +206,39 @@ impl Actor for WsTransport {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.session.attach(ctx.address().recipient());
-        if self.send_open {
-            ctx.text(self.session.open_packet(&[]));
-        }
-        let engine = self.session.context().engine;
+        let session = match &mut self.role {
+            Role::Owner(session) => session,
+            Role::Refused => return self.shut(ctx, CloseReason::ProtocolError),
+            Role::Carrier { .. } => return, // its session keeps its own timers
+        };
+        session.attach(ctx.address().recipient());
+        ctx.text(session.open_packet(&[]));
+        let engine = session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
-            ctx.text(act.session.ping());
+            let Role::Owner(session) = &mut act.role else {
+                return;
+            };
+            ctx.text(session.ping());
             ctx.run_later(engine.ping_timeout, |act, ctx| {
-                if act.session.pong_overdue() {
+                if matches!(&act.role, Role::Owner(s) if s.pong_overdue()) {
                     act.shut(ctx, CloseReason::PingTimeout);
                 }
             });
         });
         ctx.run_later(engine.connect_timeout, |act, ctx| {
-            if !act.session.is_connected() {
+            if matches!(&act.role, Role::Owner(s) if !s.is_connected()) {
                 act.shut(ctx, CloseReason::ConnectTimeout);
             }
         });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        // Idempotent: a no-op when `shut` already recorded the reason.
-        self.session.close(CloseReason::ClientClose);
+        let reason = self.closed.unwrap_or(CloseReason::ClientClose);
+        match &mut self.role {
+            Role::Owner(session) => session.close(reason),
+            Role::Carrier { session, .. } => session.do_send(CarrierGone { reason }),
+            Role::Refused => {}
+        }
     }
 }
 
@@ -139,31 +250,40 @@ impl Handler<Deliver> for WsTransport {
     }
 }
 
+impl Handler<CarrierCommand> for WsTransport {
+    type Result = ();
+
+    fn handle(&mut self, msg: CarrierCommand, ctx: &mut Self::Context) {
+        match msg {
+            CarrierCommand::Write(frames) => Self::write(ctx, frames),
+            CarrierCommand::Close(reason) => self.shut(ctx, reason),
+        }
+    }
+}
+
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         match msg {
-            Ok(ws::Message::Text(text)) => {
-                let r = self.session.on_text(&text, &mut self.out);
-                self.on_result(ctx, r);
-            }
-            Ok(ws::Message::Binary(data)) => {
-                let r = self.session.on_binary(&data, &mut self.out);
-                self.on_result(ctx, r);
-            }
+            Ok(ws::Message::Text(text)) => self.on_frame(ctx, Inbound::Text(text)),
+            Ok(ws::Message::Binary(data)) => self.on_frame(ctx, Inbound::Binary(data.to_vec())),
             Ok(ws::Message::Continuation(item)) => self.on_fragment(ctx, item),
             Ok(ws::Message::Ping(data)) => ctx.pong(&data),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => self.shut(ctx, CloseReason::ClientClose),
             Err(ws::ProtocolError::Overflow) => self.shut(ctx, CloseReason::PayloadTooLarge),
             Err(e) => {
-                log::debug!("session {}: websocket error: {e}", self.session.sid());
+                log::debug!("websocket error: {e}");
                 self.shut(ctx, CloseReason::TransportError);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        self.session.close(CloseReason::ClientClose);
         ctx.stop();
     }
+}
+
+/// Whether `req` is a valid WebSocket upgrade request.
+pub fn is_handshake(req: &HttpRequest) -> bool {
+    ws::handshake(req).is_ok()
 }

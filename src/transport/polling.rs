@@ -1,0 +1,443 @@
+//! The HTTP long-polling transport, and the session actor that outlives it on upgrade.
+//!
+//! A [`PollingSession`] owns its [`SocketSession`] for the whole Engine.IO session. GETs take
+//! the queued packets (or wait for the next ones); POSTs carry the client's packets. When the
+//! client upgrades, a WebSocket carrier (see [`super::websocket`]) probes, then takes over the
+//! sink: the session actor stays the one recipient of pushes, so their order never changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use pushgate_actors::Deliver;
+
+use crate::protocol::engineio::{self, EioError};
+use crate::session::{CloseReason, Outbound, SocketSession};
+
+/// Polling sessions by Engine.IO sid.
+#[derive(Default)]
+pub struct PollingRegistry {
+    sessions: RwLock<HashMap<String, Addr<PollingSession>>>,
+}
+
+impl PollingRegistry {
+    /// The session with this sid, if it is open.
+    pub fn get(&self, sid: &str) -> Option<Addr<PollingSession>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sid)
+            .cloned()
+    }
+
+    fn insert(&self, sid: String, addr: Addr<PollingSession>) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid, addr);
+    }
+
+    fn remove(&self, sid: &str) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(sid);
+    }
+
+    /// Open sessions (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Frames for a WebSocket carrier to write, or the order to close it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum CarrierCommand {
+    /// Write these frames.
+    Write(Vec<Outbound>),
+    /// The session ended: close the WebSocket for this reason.
+    Close(CloseReason),
+}
+
+/// What the session writes to.
+enum Sink {
+    /// Packets wait in the queue for the next GET.
+    Polling,
+    /// A WebSocket claimed the upgrade; `probed` once it answered `2probe`.
+    Upgrading { probed: bool },
+    /// Upgraded: everything goes over the WebSocket.
+    WebSocket(Recipient<CarrierCommand>),
+}
+
+/// One Engine.IO session that started on long-polling.
+pub struct PollingSession {
+    session: SocketSession,
+    registry: Arc<PollingRegistry>,
+    sink: Sink,
+    queue: Vec<Outbound>,
+    waiting: Option<oneshot::Sender<Vec<Outbound>>>,
+    out: Vec<Outbound>,
+    /// The client closed while no GET was waiting: the session is over, but a GET already on
+    /// its way still gets its noop (instead of an unknown-sid error) for [`CLOSE_LINGER`].
+    closing: bool,
+}
+
+/// How long a session closed by the client answers a last GET.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl PollingSession {
+    /// Start a session, register it under its sid and return its open packet.
+    pub fn open(session: SocketSession, registry: Arc<PollingRegistry>) -> String {
+        let open = session.open_packet(&["websocket"]);
+        let sid = session.sid().to_owned();
+        let addr = PollingSession {
+            session,
+            registry: registry.clone(),
+            sink: Sink::Polling,
+            queue: Vec::new(),
+            waiting: None,
+            out: Vec::new(),
+            closing: false,
+        }
+        .start();
+        registry.insert(sid, addr);
+        open
+    }
+
+    /// Move `self.out` to the sink.
+    fn flush(&mut self) {
+        self.out.append(&mut self.session.take_deferred());
+        if self.out.is_empty() {
+            return;
+        }
+        match &self.sink {
+            Sink::WebSocket(ws) => ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out))),
+            _ => {
+                self.queue.append(&mut self.out);
+                self.answer_poll();
+            }
+        }
+    }
+
+    /// Hand the queue to a waiting GET.
+    fn answer_poll(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.waiting.take() {
+            if let Err(mut back) = tx.send(std::mem::take(&mut self.queue)) {
+                // The client gave up on that GET: keep the packets for the next one.
+                back.append(&mut self.queue);
+                self.queue = back;
+            }
+        }
+    }
+
+    /// Answer a waiting GET with one packet (noop or close), if there is one.
+    fn release_poll(&mut self, packet: &'static str) {
+        if let Some(tx) = self.waiting.take() {
+            let _ = tx.send(vec![Outbound::Text(packet.into())]);
+        }
+    }
+
+    fn end(&mut self, ctx: &mut Context<Self>, reason: CloseReason) {
+        self.session.close(reason);
+        match &self.sink {
+            Sink::WebSocket(ws) => {
+                ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out)));
+                ws.do_send(CarrierCommand::Close(reason));
+            }
+            _ if reason == CloseReason::ClientClose => {
+                // A client close ends its GET with a noop; when none is waiting yet, one may
+                // be in flight (sent just before the close): linger to answer it.
+                if self.waiting.is_some() {
+                    self.release_poll(engineio::NOOP);
+                } else {
+                    self.closing = true;
+                    ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
+                    return;
+                }
+            }
+            _ => self.release_poll(engineio::CLOSE),
+        }
+        ctx.stop();
+    }
+
+    fn on_result(&mut self, ctx: &mut Context<Self>, r: Result<(), CloseReason>) {
+        match r {
+            Ok(()) => self.flush(),
+            Err(reason) => {
+                self.flush();
+                self.end(ctx, reason);
+            }
+        }
+    }
+}
+
+impl Actor for PollingSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.session.attach(ctx.address().recipient());
+        let engine = self.session.context().engine;
+        ctx.run_interval(engine.ping_interval, move |act, ctx| {
+            act.out.push(Outbound::Text(act.session.ping().into()));
+            act.flush();
+            ctx.run_later(engine.ping_timeout, |act, ctx| {
+                if act.session.pong_overdue() {
+                    act.end(ctx, CloseReason::PingTimeout);
+                }
+            });
+        });
+        ctx.run_later(engine.connect_timeout, |act, ctx| {
+            if !act.session.is_connected() {
+                act.end(ctx, CloseReason::ConnectTimeout);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.session.close(CloseReason::TransportError);
+        self.registry.remove(self.session.sid());
+    }
+}
+
+impl Handler<Deliver> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        self.out.push(Outbound::Text(msg.frame));
+        self.flush();
+    }
+}
+
+/// A GET: the packets to send now, or a receiver that gets them when they come.
+#[derive(Message)]
+#[rtype(result = "Result<PollAnswer, EioError>")]
+pub struct Poll;
+
+/// The answer to a GET.
+pub enum PollAnswer {
+    /// Send these now.
+    Ready(Vec<Outbound>),
+    /// Wait for these.
+    Wait(oneshot::Receiver<Vec<Outbound>>),
+}
+
+impl Handler<Poll> for PollingSession {
+    type Result = Result<PollAnswer, EioError>;
+
+    fn handle(&mut self, _msg: Poll, ctx: &mut Self::Context) -> Self::Result {
+        if self.session.pong_deadline_passed(std::time::Instant::now()) {
+            self.end(ctx, CloseReason::PingTimeout);
+            return Err(EioError::UnknownSid);
+        }
+        if self.closing {
+            ctx.stop();
+            return Ok(PollAnswer::Ready(vec![Outbound::Text(
+                engineio::NOOP.into(),
+            )]));
+        }
+        match self.sink {
+            Sink::WebSocket(_) => return Err(EioError::BadRequest),
+            Sink::Upgrading { probed: true } if self.queue.is_empty() => {
+                // Lets the client end its polling cycle and finish the upgrade.
+                return Ok(PollAnswer::Ready(vec![Outbound::Text(
+                    engineio::NOOP.into(),
+                )]));
+            }
+            _ => {}
+        }
+        if self.waiting.as_ref().is_some_and(|tx| !tx.is_canceled()) {
+            log::debug!("session {}: overlapping GET polls", self.session.sid());
+            self.end(ctx, CloseReason::ProtocolError);
+            return Err(EioError::BadRequest);
+        }
+        if !self.queue.is_empty() {
+            return Ok(PollAnswer::Ready(std::mem::take(&mut self.queue)));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting = Some(tx);
+        Ok(PollAnswer::Wait(rx))
+    }
+}
+
+/// A POST body: one or more packets.
+#[derive(Message)]
+#[rtype(result = "Result<(), EioError>")]
+pub struct PostPayload {
+    /// The body, already checked against `maxPayload` and UTF-8.
+    pub body: String,
+}
+
+impl Handler<PostPayload> for PollingSession {
+    type Result = Result<(), EioError>;
+
+    fn handle(&mut self, msg: PostPayload, ctx: &mut Self::Context) -> Self::Result {
+        if self.session.pong_deadline_passed(std::time::Instant::now())
+            && !msg.body.starts_with(engineio::PONG)
+        {
+            self.end(ctx, CloseReason::PingTimeout);
+            return Err(EioError::UnknownSid);
+        }
+        if self.closing {
+            return Err(EioError::BadRequest);
+        }
+        if let Sink::WebSocket(_) = self.sink {
+            return Err(EioError::BadRequest);
+        }
+        for packet in engineio::split_payload(&msg.body) {
+            if let Err(reason) = self.session.on_text(packet, &mut self.out) {
+                self.flush();
+                self.end(ctx, reason);
+                return match reason {
+                    CloseReason::ClientClose => Ok(()),
+                    _ => Err(EioError::BadRequest),
+                };
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+}
+
+/// The session must end now (a POST over `maxPayload`, server shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndSession {
+    /// Why.
+    pub reason: CloseReason,
+}
+
+impl Handler<EndSession> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndSession, ctx: &mut Self::Context) {
+        self.end(ctx, msg.reason);
+    }
+}
+
+/// A WebSocket wants to take this session over. Refused once another one has.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct ClaimUpgrade;
+
+impl Handler<ClaimUpgrade> for PollingSession {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: ClaimUpgrade, _ctx: &mut Self::Context) -> bool {
+        match self.sink {
+            Sink::Polling if !self.closing => {
+                self.sink = Sink::Upgrading { probed: false };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The claiming WebSocket answered `2probe`: end the pending GET so the client can finish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Probed;
+
+impl Handler<Probed> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Probed, _ctx: &mut Self::Context) {
+        if let Sink::Upgrading { .. } = self.sink {
+            self.sink = Sink::Upgrading { probed: true };
+            if self.queue.is_empty() {
+                self.release_poll(engineio::NOOP);
+            } else {
+                self.answer_poll();
+            }
+        }
+    }
+}
+
+/// The client sent `5` over the WebSocket: it carries everything from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Upgraded {
+    /// The WebSocket carrier.
+    pub carrier: Recipient<CarrierCommand>,
+}
+
+impl Handler<Upgraded> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Upgraded, _ctx: &mut Self::Context) {
+        self.release_poll(engineio::NOOP);
+        let mut pending = std::mem::take(&mut self.queue);
+        pending.append(&mut self.out);
+        if !pending.is_empty() {
+            msg.carrier.do_send(CarrierCommand::Write(pending));
+        }
+        self.sink = Sink::WebSocket(msg.carrier);
+    }
+}
+
+/// The claiming WebSocket went away: before the upgrade, polling goes on; after, the session
+/// ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CarrierGone {
+    /// Why it went away.
+    pub reason: CloseReason,
+}
+
+impl Handler<CarrierGone> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CarrierGone, ctx: &mut Self::Context) {
+        match self.sink {
+            Sink::WebSocket(_) => {
+                self.session.close(msg.reason);
+                ctx.stop();
+            }
+            _ => self.sink = Sink::Polling,
+        }
+    }
+}
+
+/// A frame the WebSocket carrier received after the upgrade.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum CarriedFrame {
+    /// A text frame.
+    Text(bytestring::ByteString),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+impl Handler<CarriedFrame> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CarriedFrame, ctx: &mut Self::Context) {
+        let r = match msg {
+            CarriedFrame::Text(t) => self.session.on_text(&t, &mut self.out),
+            CarriedFrame::Binary(b) => self.session.on_binary(&b, &mut self.out),
+        };
+        self.on_result(ctx, r);
+    }
+}
+
+/// Encode packets as one polling payload: text as is, binary as `b<base64>`, joined by the
+/// record separator.
+pub fn encode_poll_payload(packets: &[Outbound]) -> String {
+    engineio::encode_payload(packets.iter().map(|p| match p {
+        Outbound::Text(t) => std::borrow::Cow::Borrowed(&**t),
+        Outbound::Binary(b) => std::borrow::Cow::Owned(engineio::encode_binary_for_polling(b)),
+    }))
+}
