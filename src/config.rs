@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pushgate_actors::consumers::AmqpSettings;
+
 /// The insecure secret `--dev` signs tokens with when `JWT_SECRET` is unset.
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
 /// The API key `--dev` accepts when `PUSH_API_KEY` is unset.
@@ -77,23 +79,6 @@ pub struct JwtConfig {
     pub audience: Option<String>,
 }
 
-/// RabbitMQ settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmqpConfig {
-    /// Broker URL.
-    pub url: String,
-    /// The topic exchange publishers use.
-    pub exchange: String,
-    /// The dead-letter exchange for poison messages.
-    pub dlx: String,
-    /// Names this node's queues.
-    pub node_id: String,
-    /// Unacked deliveries per consumer.
-    pub prefetch: u16,
-    /// `x-expires` of this node's queues, in milliseconds.
-    pub queue_expires_ms: u32,
-}
-
 /// Engine.IO / Socket.IO settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -117,7 +102,10 @@ pub struct Config {
     /// JWT settings.
     pub jwt: JwtConfig,
     /// RabbitMQ settings.
-    pub amqp: AmqpConfig,
+    pub amqp: AmqpSettings,
+    /// Whether to run the RabbitMQ consumers (always, but for tests and embedding that only
+    /// need the Socket.IO and HTTP side).
+    pub consume: bool,
     /// Allowed browser origins.
     pub cors: CorsOrigins,
     /// Service-to-service key; `None` disables the HTTP push API.
@@ -344,7 +332,7 @@ impl Config {
                 issuer: claim_check("JWT_ISSUER", "cloudphone-platform"),
                 audience: claim_check("JWT_AUDIENCE", "cloudphone-users"),
             },
-            amqp: AmqpConfig {
+            amqp: AmqpSettings {
                 url: non_empty(src.get("RABBITMQ_URL"))
                     .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
                 exchange: non_empty(src.get("RABBITMQ_EXCHANGE"))
@@ -363,12 +351,13 @@ impl Config {
                 connect_timeout: millis(src, "CONNECT_TIMEOUT_MS", 45_000)?,
             },
             push_max_body_bytes: number(src, "PUSH_MAX_BODY_BYTES", 1_048_576usize, 2)?,
+            consume: true,
             dev,
         })
     }
 
     /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
-    /// port 0 on loopback, everything else at its default.
+    /// port 0 on loopback, no RabbitMQ consumers, everything else at its default.
     pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
         let mut vars = HashMap::new();
         vars.insert("JWT_SECRET".into(), secret.into());
@@ -378,7 +367,10 @@ impl Config {
         if let Some(k) = api_key {
             vars.insert("PUSH_API_KEY".into(), k.into());
         }
-        Config::from_sources(&Sources::from_map(vars), false).expect("valid test configuration")
+        let mut config = Config::from_sources(&Sources::from_map(vars), false)
+            .expect("valid test configuration");
+        config.consume = false;
+        config
     }
 }
 

@@ -14,4 +14,4 @@ pub mod server;
 pub mod session;
 pub mod transport;
 
-pub use server::{start, Running};
+pub use server::{start, Running, ShutdownHandle};

@@ -39,7 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
+    )
+    .init();
     match actix_web::rt::System::new().block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -66,7 +69,41 @@ async fn run(config: Config) -> std::io::Result<()> {
     }
     let running = pushgate::start(config, listener, Mode::Gateway)?;
     log::info!("pushgate listening on {}", running.local_addr);
-    running.server.await
+    let shutdown = running.shutdown_handle();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        log::info!("{signal}: shutting down");
+        shutdown.shutdown().await;
+    });
+    running.server.await?;
+    log::info!("pushgate stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> &'static str {
+    use actix_web::rt::signal;
+    let mut term = match signal::unix::signal(signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot listen for SIGTERM: {e}");
+            let _ = signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    first_of(term.recv(), signal::ctrl_c()).await
+}
+
+/// Whichever of the two signal futures completes first.
+async fn first_of(
+    term: impl std::future::Future<Output = Option<()>>,
+    int: impl std::future::Future<Output = std::io::Result<()>>,
+) -> &'static str {
+    futures::pin_mut!(term, int);
+    match futures::future::select(term, int).await {
+        futures::future::Either::Left(_) => "SIGTERM",
+        futures::future::Either::Right(_) => "SIGINT",
+    }
 }
 
 fn print_dev_banner(config: &Config, port: u16) {

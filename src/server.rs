@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
+use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
-use pushgate_actors::RoomSupervisor;
+use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
 use crate::auth::JwtVerifier;
 use crate::config::Config;
@@ -26,9 +27,51 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// The shared state (supervisor, metrics, readiness).
     pub state: web::Data<AppState>,
+    /// The RabbitMQ connection and its consumers, when they run.
+    pub consumers: Option<Addr<BrokerLink>>,
 }
 
-/// Start pushgate on `listener`. Must be called inside an actix system.
+/// A handle that shuts a [`Running`] pushgate down gracefully.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    server: actix_web::dev::ServerHandle,
+    supervisor: Addr<RoomSupervisor>,
+    consumers: Option<Addr<BrokerLink>>,
+}
+
+impl Running {
+    /// A handle for [`ShutdownHandle::shutdown`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            server: self.server.handle(),
+            supervisor: self.state.supervisor.clone(),
+            consumers: self.consumers.clone(),
+        }
+    }
+}
+
+impl ShutdownHandle {
+    /// Stop consuming (the delivery in flight is pushed and acked, the AMQP channels and
+    /// connection are closed), close every client's transport as "going away" so clients
+    /// reconnect, then stop the HTTP server. Takes a few seconds at most.
+    pub async fn shutdown(&self) {
+        if let Some(link) = &self.consumers {
+            if link.send(Shutdown).await.is_err() {
+                log::warn!("the RabbitMQ link was already stopped");
+            }
+        }
+        match self.supervisor.send(CloseAllSessions).await {
+            Ok(n) => log::info!("closing {n} client sessions"),
+            Err(e) => log::warn!("cannot reach the room supervisor: {e}"),
+        }
+        // Let the close frames go out before the workers stop.
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.server.stop(true).await;
+    }
+}
+
+/// Start pushgate on `listener`: the room supervisor, the RabbitMQ consumers (unless
+/// `config.consume` is off) and the HTTP server. Must be called inside an actix system.
 pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Running> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -54,6 +97,14 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         polling: Arc::new(PollingRegistry::default()),
         engine_echo,
     });
+    let consumers = (config.consume && mode == Mode::Gateway).then(|| {
+        start_consumers(
+            config.amqp.clone(),
+            state.supervisor.clone(),
+            state.metrics.clone(),
+            state.readiness.clone(),
+        )
+    });
     let local_addr = listener.local_addr()?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -68,13 +119,16 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             let _ = tcp.set_nodelay(true);
         }
     })
-    .shutdown_timeout(5)
+    // Signals are handled by the caller (see ShutdownHandle), which closes clients first.
+    .disable_signals()
+    .shutdown_timeout(3)
     .listen(listener)?
     .run();
     Ok(Running {
         server,
         local_addr,
         state,
+        consumers,
     })
 }
 

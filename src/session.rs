@@ -14,7 +14,7 @@ use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    Deliver, JoinRoom, LeaveRoom, RebindSession, RegisterSession, RoomSupervisor, SessionId,
+    Deliver, GoingAway, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
     UnregisterSession,
 };
 use rand::RngCore;
@@ -135,7 +135,7 @@ pub struct SocketSession {
     namespaces: Vec<String>,
     /// Who the root namespace is connected as; set while registered with the supervisor.
     connection: Option<Connection>,
-    recipient: Option<Recipient<Deliver>>,
+    recipient: Option<(Recipient<Deliver>, Recipient<GoingAway>)>,
     decoder: Decoder,
     /// Frames to write a moment after the current ones (test-suite mode only, see
     /// [`SocketSession::take_deferred`]).
@@ -198,16 +198,10 @@ impl SocketSession {
         )
     }
 
-    /// Tell the session where its pushes go (the transport actor's address). When it is
-    /// already registered, the supervisor is told to send to the new recipient.
-    pub fn attach(&mut self, recipient: Recipient<Deliver>) {
-        if self.connection.is_some() {
-            self.ctx.supervisor.do_send(RebindSession {
-                session: self.id,
-                recipient: recipient.clone(),
-            });
-        }
-        self.recipient = Some(recipient);
+    /// Tell the session where its pushes and the shutdown notice go (the actor owning it);
+    /// called once, when that actor starts.
+    pub fn attach(&mut self, deliver: Recipient<Deliver>, going_away: Recipient<GoingAway>) {
+        self.recipient = Some((deliver, going_away));
     }
 
     /// A heartbeat is due: the ping to send. The transport checks [`Self::pong_overdue`]
@@ -363,13 +357,14 @@ impl SocketSession {
             }
         };
         let socket_id = random_id();
-        let recipient = self
+        let (recipient, going_away) = self
             .recipient
             .clone()
             .expect("the transport attaches a recipient before feeding packets");
         self.ctx.supervisor.do_send(RegisterSession {
             session: self.id,
             recipient,
+            going_away,
         });
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,

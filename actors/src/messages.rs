@@ -36,7 +36,21 @@ pub struct RegisterSession {
     pub session: SessionId,
     /// Where its pushes go.
     pub recipient: Recipient<Deliver>,
+    /// Where to tell it that the server is shutting down.
+    pub going_away: Recipient<GoingAway>,
 }
+
+/// The server is shutting down: close the transport as "going away" (WebSocket 1001, an
+/// Engine.IO close on polling) so the client reconnects, to this node once it is back or to
+/// another one.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct GoingAway;
+
+/// Tell every registered session [`GoingAway`]. Answers with how many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAllSessions;
 
 /// A session is gone: remove it from every room it was in.
 #[derive(Message)]
@@ -44,17 +58,6 @@ pub struct RegisterSession {
 pub struct UnregisterSession {
     /// The session that ended.
     pub session: SessionId,
-}
-
-/// A session moved to another actor (Engine.IO transport upgrade): keep its rooms, send its
-/// pushes to the new recipient from now on.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RebindSession {
-    /// The session being moved.
-    pub session: SessionId,
-    /// Its new recipient.
-    pub recipient: Recipient<Deliver>,
 }
 
 /// Add a registered session to a room (creating the room when it is new).

@@ -18,6 +18,7 @@ use crate::room::Room;
 
 struct SessionEntry {
     recipient: Recipient<Deliver>,
+    going_away: Recipient<GoingAway>,
     rooms: Vec<String>,
 }
 
@@ -72,6 +73,7 @@ impl Handler<RegisterSession> for RoomSupervisor {
             msg.session,
             SessionEntry {
                 recipient: msg.recipient,
+                going_away: msg.going_away,
                 rooms: Vec::new(),
             },
         );
@@ -97,22 +99,14 @@ impl Handler<UnregisterSession> for RoomSupervisor {
     }
 }
 
-impl Handler<RebindSession> for RoomSupervisor {
-    type Result = ();
+impl Handler<CloseAllSessions> for RoomSupervisor {
+    type Result = usize;
 
-    fn handle(&mut self, msg: RebindSession, _ctx: &mut Self::Context) {
-        let Some(entry) = self.sessions.get_mut(&msg.session) else {
-            return;
-        };
-        for room in &entry.rooms {
-            if let Some(r) = self.rooms.get(room) {
-                r.addr.do_send(AddMember {
-                    session: msg.session,
-                    recipient: msg.recipient.clone(),
-                });
-            }
+    fn handle(&mut self, _msg: CloseAllSessions, _ctx: &mut Self::Context) -> usize {
+        for s in self.sessions.values() {
+            s.going_away.do_send(GoingAway);
         }
-        entry.recipient = msg.recipient;
+        self.sessions.len()
     }
 }
 
@@ -248,6 +242,21 @@ mod tests {
         }
     }
 
+    impl Handler<GoingAway> for Probe {
+        type Result = ();
+        fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {
+            self.0.lock().unwrap().push("going away".into());
+        }
+    }
+
+    fn register(session: SessionId, probe: Addr<Probe>) -> RegisterSession {
+        RegisterSession {
+            session,
+            recipient: probe.clone().recipient(),
+            going_away: probe.recipient(),
+        }
+    }
+
     fn encode(event: &str, payload: &str) -> String {
         format!("{event}:{payload}")
     }
@@ -274,14 +283,8 @@ mod tests {
         let b = Arc::new(Mutex::new(Vec::new()));
         let pa = Probe(a.clone()).start();
         let pb = Probe(b.clone()).start();
-        sup.do_send(RegisterSession {
-            session: 1,
-            recipient: pa.recipient(),
-        });
-        sup.do_send(RegisterSession {
-            session: 2,
-            recipient: pb.recipient(),
-        });
+        sup.do_send(register(1, pa));
+        sup.do_send(register(2, pb));
         sup.do_send(JoinRoom {
             session: 1,
             room: "admin".into(),
@@ -326,32 +329,27 @@ mod tests {
     }
 
     #[actix::test]
-    async fn unregister_leaves_every_room_and_rebind_redirects() {
+    async fn unregister_leaves_every_room_and_shutdown_reaches_everyone() {
         let metrics = Arc::new(Metrics::new());
         let sup = RoomSupervisor::new(encode, metrics.clone()).start();
-        let old = Arc::new(Mutex::new(Vec::new()));
-        let new = Arc::new(Mutex::new(Vec::new()));
-        sup.do_send(RegisterSession {
-            session: 7,
-            recipient: Probe(old.clone()).start().recipient(),
-        });
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::new(Mutex::new(Vec::new()));
+        sup.do_send(register(7, Probe(a.clone()).start()));
+        sup.do_send(register(8, Probe(b.clone()).start()));
         for room in ["user:1", "admin"] {
             sup.do_send(JoinRoom {
                 session: 7,
                 room: room.into(),
             });
         }
-        sup.do_send(RebindSession {
-            session: 7,
-            recipient: Probe(new.clone()).start().recipient(),
-        });
         assert_eq!(sup.send(push("user:1", "2")).await.unwrap(), 1);
-        settle().await;
-        assert!(old.lock().unwrap().is_empty());
-        assert_eq!(*new.lock().unwrap(), vec!["notification:2"]);
         sup.do_send(UnregisterSession { session: 7 });
         let stats = sup.send(GetStats).await.unwrap();
-        assert_eq!((stats.connections, stats.rooms), (0, 0));
-        assert_eq!(metrics.connected_clients.get(), 0);
+        assert_eq!((stats.connections, stats.rooms), (1, 0));
+        assert_eq!(metrics.connected_clients.get(), 1);
+        assert_eq!(sup.send(CloseAllSessions).await.unwrap(), 1);
+        settle().await;
+        assert_eq!(*a.lock().unwrap(), vec!["notification:2"]);
+        assert_eq!(*b.lock().unwrap(), vec!["going away"]);
     }
 }

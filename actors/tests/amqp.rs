@@ -22,7 +22,7 @@ use pushgate_actors::consumers::topology::DEAD_LETTER_QUEUE;
 use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shutdown};
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
-use pushgate_actors::{Deliver, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_actors::{Deliver, GoingAway, JoinRoom, RegisterSession, RoomSupervisor};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -226,6 +226,11 @@ impl Handler<Deliver> for Probe {
     }
 }
 
+impl Handler<GoingAway> for Probe {
+    type Result = ();
+    fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {}
+}
+
 #[derive(Clone)]
 struct Frames(Arc<Mutex<Vec<String>>>);
 
@@ -312,9 +317,13 @@ impl Node {
         let session = self.next_session;
         self.next_session += 1;
         self.supervisor
-            .send(RegisterSession {
-                session,
-                recipient: Probe(frames.clone()).start().recipient(),
+            .send({
+                let probe = Probe(frames.clone()).start();
+                RegisterSession {
+                    session,
+                    recipient: probe.clone().recipient(),
+                    going_away: probe.recipient(),
+                }
             })
             .await
             .unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 use futures::channel::oneshot;
-use pushgate_actors::Deliver;
+use pushgate_actors::{Deliver, GoingAway};
 
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, Outbound, SocketSession};
@@ -188,7 +188,8 @@ impl Actor for PollingSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.session.attach(ctx.address().recipient());
+        self.session
+            .attach(ctx.address().recipient(), ctx.address().recipient());
         let engine = self.session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
             act.out.push(Outbound::Text(act.session.ping().into()));
@@ -218,6 +219,14 @@ impl Handler<Deliver> for PollingSession {
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
         self.out.push(Outbound::Text(msg.frame));
         self.flush();
+    }
+}
+
+impl Handler<GoingAway> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: GoingAway, ctx: &mut Self::Context) {
+        self.end(ctx, CloseReason::ServerShutdown);
     }
 }
 

@@ -11,7 +11,7 @@
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use pushgate_actors::Deliver;
+use pushgate_actors::{Deliver, GoingAway};
 
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
@@ -211,7 +211,7 @@ impl Actor for WsTransport {
             Role::Refused => return self.shut(ctx, CloseReason::ProtocolError),
             Role::Carrier { .. } => return, // its session keeps its own timers
         };
-        session.attach(ctx.address().recipient());
+        session.attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.text(session.open_packet(&[]));
         let engine = session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
@@ -247,6 +247,14 @@ impl Handler<Deliver> for WsTransport {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         ctx.text(msg.frame);
+    }
+}
+
+impl Handler<GoingAway> for WsTransport {
+    type Result = ();
+
+    fn handle(&mut self, _msg: GoingAway, ctx: &mut Self::Context) {
+        self.shut(ctx, CloseReason::ServerShutdown);
     }
 }
 
