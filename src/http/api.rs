@@ -24,24 +24,28 @@ fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
         .default_service(web::to(method_not_allowed))
 }
 
+fn push_resource(path: &str, route: PushRoute) -> actix_web::Resource {
+    resource(path, web::post().to(push)).app_data(web::Data::new(route))
+}
+
 /// Mount the API routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(cors::add_headers))
-            .service(resource(
+            .service(push_resource(
                 "/users/{userId}/notifications",
-                web::post().to(push_to_user),
+                PushRoute::User,
             ))
-            .service(resource(
+            .service(push_resource(
                 "/rooms/{room}/messages",
-                web::post().to(push_room_message),
+                PushRoute::RoomMessage,
             ))
-            .service(resource(
+            .service(push_resource(
                 "/rooms/{room}/notifications",
-                web::post().to(push_room_notification),
+                PushRoute::RoomNotification,
             ))
-            .service(resource("/broadcast", web::post().to(broadcast)))
+            .service(push_resource("/broadcast", PushRoute::Broadcast))
             .service(resource("/rooms/{room}", web::get().to(room_size)))
             .service(resource("/stats", web::get().to(stats))),
     );
@@ -104,14 +108,44 @@ async fn json_object_body(
     Ok(Arc::from(raw.get()))
 }
 
-/// Push a checked body; the caller has checked the API key and the path.
+/// The four push routes.
+#[derive(Debug, Clone, Copy)]
+enum PushRoute {
+    /// `POST /users/{userId}/notifications`: `notification` to `user:<userId>`.
+    User,
+    /// `POST /rooms/{room}/messages`: `message` to the room.
+    RoomMessage,
+    /// `POST /rooms/{room}/notifications`: `notification` to the room.
+    RoomNotification,
+    /// `POST /broadcast`: `notification` to every session.
+    Broadcast,
+}
+
+/// One push route: key, path, body, then hand the push to the supervisor; answers
+/// `202 {"clients": n}`.
 async fn push(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    target: PushTarget,
-    event: PushEvent,
+    route: web::Data<PushRoute>,
 ) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let (target, event) = match **route {
+        PushRoute::User => {
+            let user = path_param(&req, 4)?;
+            let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
+                .map_err(|r| ApiError::BadRequest(r.to_string()))?;
+            (
+                PushTarget::Room(acl::user_room(&user)),
+                PushEvent::Notification,
+            )
+        }
+        PushRoute::RoomMessage => (PushTarget::Room(room_param(&req)?), PushEvent::Message),
+        PushRoute::RoomNotification => {
+            (PushTarget::Room(room_param(&req)?), PushEvent::Notification)
+        }
+        PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
+    };
     let body = json_object_body(&req, payload, state.config.push_max_body_bytes).await?;
     let clients = state
         .supervisor
@@ -163,55 +197,6 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
         }
     }
     String::from_utf8(out).map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))
-}
-
-async fn push_to_user(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_key(&req, &state)?;
-    let user = path_param(&req, 4)?;
-    let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
-        .map_err(|r| ApiError::BadRequest(r.to_string()))?;
-    let target = PushTarget::Room(acl::user_room(&user));
-    push(req, payload, state, target, PushEvent::Notification).await
-}
-
-async fn push_room_message(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_key(&req, &state)?;
-    let target = PushTarget::Room(room_param(&req)?);
-    push(req, payload, state, target, PushEvent::Message).await
-}
-
-async fn push_room_notification(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_key(&req, &state)?;
-    let target = PushTarget::Room(room_param(&req)?);
-    push(req, payload, state, target, PushEvent::Notification).await
-}
-
-async fn broadcast(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_key(&req, &state)?;
-    push(
-        req,
-        payload,
-        state,
-        PushTarget::Everyone,
-        PushEvent::Notification,
-    )
-    .await
 }
 
 async fn room_size(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

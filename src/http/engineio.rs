@@ -51,7 +51,24 @@ pub fn eio_error(e: EioError) -> HttpResponse {
         .body(e.json())
 }
 
-/// The handshake query parameters pushgate reads.
+/// An Engine.IO error as an actix error (for the query extractor).
+#[derive(Debug)]
+struct Rejected(EioError);
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl actix_web::ResponseError for Rejected {
+    fn error_response(&self) -> HttpResponse {
+        eio_error(self.0)
+    }
+}
+
+/// The handshake query parameters pushgate reads; extracting them checks `EIO` and
+/// `transport`.
 struct EioQuery {
     transport: Transport,
     sid: Option<String>,
@@ -85,6 +102,15 @@ impl EioQuery {
     }
 }
 
+impl actix_web::FromRequest for EioQuery {
+    type Error = Rejected;
+    type Future = std::future::Ready<Result<Self, Rejected>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(EioQuery::parse(req.query_string()).map_err(Rejected))
+    }
+}
+
 fn new_session(req: &HttpRequest, endpoint: &Endpoint, q: &EioQuery) -> SocketSession {
     let authorization = req
         .headers()
@@ -96,14 +122,11 @@ fn new_session(req: &HttpRequest, endpoint: &Endpoint, q: &EioQuery) -> SocketSe
 
 async fn get(
     req: HttpRequest,
+    q: EioQuery,
     stream: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let q = match EioQuery::parse(req.query_string()) {
-        Ok(q) => q,
-        Err(e) => return eio_error(e),
-    };
     match (&q.transport, &q.sid) {
         (Transport::WebSocket, _) => upgrade(req, stream, state, endpoint, q).await,
         (Transport::Polling, None) => {
@@ -170,15 +193,11 @@ async fn upgrade(
 }
 
 async fn post(
-    req: HttpRequest,
+    q: EioQuery,
     mut body: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let q = match EioQuery::parse(req.query_string()) {
-        Ok(q) => q,
-        Err(e) => return eio_error(e),
-    };
     let Some(sid) = q
         .sid
         .as_deref()
