@@ -347,7 +347,11 @@ impl SocketSession {
             .pick(packet.data.as_ref())
             .and_then(|t| self.ctx.verifier.verify(t));
         let identity = match verified {
-            Ok(identity) => identity,
+            Ok(identity) => {
+                // The handshake's tokens are not needed any more: free them.
+                self.tokens = HandshakeTokens::default();
+                identity
+            }
             Err(e) => {
                 log::info!("session {}: connect refused: {e}", self.sid);
                 self.ctx.metrics.auth_rejected.inc();
