@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build stage: compile a release binary.
-FROM rust:1.88-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY actors actors
