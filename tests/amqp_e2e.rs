@@ -61,7 +61,9 @@ impl Scenario {
         .is_test(true)
         .try_init();
         let vhost = Arc::new(Vhost::create());
-        let config = vhost.configure(config(), &node_id());
+        // The contract's Engine.IO timers, not the harness's short ones: heartbeats are not what
+        // is tested here, and a 200 ms ping timeout can expire on a loaded machine.
+        let config = vhost.configure(Config::for_tests(SECRET, Some(API_KEY)), &node_id());
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let server = start_on(config.clone(), listener);
@@ -102,6 +104,7 @@ impl Scenario {
     /// Run `tests/e2e/amqp/<file>` against the server, answering its control commands; panics
     /// unless it exits 0 within [`NODE_TIMEOUT`]. Stops the server at the end.
     async fn run_node(mut self, file: &str) {
+        let started = Instant::now();
         self.wait_ready().await;
         let (control_addr, mut control) = control_socket();
         let mut env = self.server().node_env();
@@ -142,6 +145,7 @@ impl Scenario {
         if let Some((_server, shutdown)) = self.server.take() {
             shutdown.shutdown().await;
         }
+        println!("{file}: done in {:?}", started.elapsed());
         let status = match result {
             Ok(r) => r.unwrap_or_else(|e| panic!("node --test {file}: {e}")),
             Err(panic) => std::panic::resume_unwind(panic),
