@@ -110,7 +110,10 @@ impl Scenario {
         let mut env = self.server().node_env();
         env.extend([
             ("PUSHGATE_AMQP_URL".to_owned(), self.vhost.publisher_url()),
-            ("PUSHGATE_NODE_ID".to_owned(), self.config.amqp.node_id.clone()),
+            (
+                "PUSHGATE_NODE_ID".to_owned(),
+                self.config.amqp.node_id.clone(),
+            ),
             ("PUSHGATE_CONTROL".to_owned(), control_addr.to_string()),
         ]);
         let path = e2e_dir().join("amqp").join(file);
@@ -174,7 +177,10 @@ impl Scenario {
             },
             other => Err(format!("unknown command {other:?}")),
         };
-        println!("control: {command} -> {result:?} in {:?}", started.elapsed());
+        println!(
+            "control: {command} -> {result:?} in {:?}",
+            started.elapsed()
+        );
         match result {
             Ok(()) => "ok".to_owned(),
             Err(e) => format!("error: {e}"),
@@ -186,17 +192,15 @@ impl Scenario {
     async fn broker(&self, command: &str) -> Result<(), String> {
         let vhost = self.vhost.clone();
         let command = command.to_owned();
-        actix_web::rt::task::spawn_blocking(move || {
-            match command.as_str() {
-                "revoke" => vhost.revoke().map(drop),
-                "grant" => vhost.grant().map(drop),
-                "close" => vhost.close_connections().map(drop),
-                "cut" => vhost
-                    .revoke()
-                    .and_then(|_| vhost.close_connections())
-                    .map(drop),
-                _ => unreachable!(),
-            }
+        actix_web::rt::task::spawn_blocking(move || match command.as_str() {
+            "revoke" => vhost.revoke().map(drop),
+            "grant" => vhost.grant().map(drop),
+            "close" => vhost.close_connections().map(drop),
+            "cut" => vhost
+                .revoke()
+                .and_then(|_| vhost.close_connections())
+                .map(drop),
+            _ => unreachable!(),
         })
         .await
         .map_err(|e| format!("rabbitmqctl thread: {e}"))?

@@ -93,7 +93,15 @@ impl Vhost {
 
     /// Give pushgate's user every permission on the vhost again. Blocking.
     pub fn grant(&self) -> Result<String, String> {
-        rabbitmqctl(&["set_permissions", "-p", &self.name, &self.user, ".*", ".*", ".*"])
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            &self.user,
+            ".*",
+            ".*",
+            ".*",
+        ])
     }
 
     /// Take every permission on the vhost from pushgate's user: it can no longer open the vhost
