@@ -12,6 +12,8 @@ use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::Config;
 use pushgate::session::Mode;
 
+pub mod broker;
+
 /// The JWT secret every test server uses.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// The push API key every test server uses.
@@ -81,6 +83,27 @@ pub fn start_with(config: Config) -> TestServer {
         handle,
         state: running.state,
     }
+}
+
+/// Start a server with `config` on `listener` (e.g. the address a stopped server had); also
+/// returns its [`ShutdownHandle`](pushgate::server::ShutdownHandle) for a graceful stop. Call
+/// inside `#[actix_web::test]`.
+pub fn start_on(
+    config: Config,
+    listener: TcpListener,
+) -> (TestServer, pushgate::server::ShutdownHandle) {
+    let addr = listener.local_addr().unwrap();
+    let running = pushgate::start(config.clone(), listener, Mode::Gateway).expect("server starts");
+    let handle = running.server.handle();
+    let shutdown = running.shutdown_handle();
+    actix_web::rt::spawn(running.server);
+    let server = TestServer {
+        addr,
+        config,
+        handle,
+        state: running.state,
+    };
+    (server, shutdown)
 }
 
 /// Start a server with the test configuration.

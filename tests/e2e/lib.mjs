@@ -312,20 +312,31 @@ export const pushRoomNotification = (room, body) =>
   push(`/api/v1/rooms/${encodeURIComponent(room)}/notifications`, body);
 export const broadcast = (body) => push("/api/v1/broadcast", body);
 
-/** The sum of every sample of `name` in /metrics. */
-export async function metric(name) {
+/** Every sample of `name` in /metrics, as {labels: {name: value}, value}. */
+export async function metricSamples(name) {
   const res = await fetch(`${URL}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) });
   assert.equal(res.status, 200);
   const text = await res.text();
-  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
-  let total = 0;
-  let found = false;
+  const re = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm");
+  const samples = [];
   for (const m of text.matchAll(re)) {
-    found = true;
-    total += Number(m[1]);
+    const labels = {};
+    for (const l of (m[1] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    samples.push({ labels, value: Number(m[2]) });
   }
-  assert.ok(found, `${name} missing from /metrics`);
-  return total;
+  return samples;
+}
+
+/**
+ * The sum of every sample of `name` in /metrics whose labels include `labels` (0 when none
+ * does); fails when /metrics has no sample of `name` at all.
+ */
+export async function metric(name, labels = {}) {
+  const samples = await metricSamples(name);
+  assert.ok(samples.length > 0, `${name} missing from /metrics`);
+  return samples
+    .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
 }
 
 /** A notification object with nested data and characters that need escaping. */
