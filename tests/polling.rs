@@ -644,6 +644,54 @@ async fn client_close_packet_ends_the_session() {
     assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
 }
 
+/// Engine.IO v4: "a client MUST NOT have more than one active `POST` request. Should it
+/// happen, the server MUST return an HTTP 400 error status and close the session."
+#[actix_web::test]
+async fn a_second_concurrent_post_closes_the_session() {
+    let srv = start();
+    let token = srv.token("6", false);
+    let c = PollingClient::connected(&srv, &token).await;
+    sync_with_ping(&c).await;
+    // A first POST whose body is still coming.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<
+        Result<actix_web::web::Bytes, awc::error::PayloadError>,
+    >();
+    tx.unbounded_send(Ok(r#"421["subscribe","#.into())).unwrap();
+    let first = {
+        let url = c.url.clone();
+        actix_web::rt::spawn(async move {
+            let resp = http()
+                .post(url)
+                .insert_header(("Content-Type", "text/plain;charset=UTF-8"))
+                .send_stream(rx)
+                .await;
+            match resp {
+                Ok(resp) => Some(Answer::read(resp).await),
+                Err(_) => None,
+            }
+        })
+    };
+    sleep(50).await;
+    let second = c.post("3").await;
+    tx.unbounded_send(Ok(r#"{"userId":"6"}]"#.into())).unwrap();
+    drop(tx);
+    let first = first.await.unwrap();
+    assert_eq!(
+        second.status,
+        StatusCode::BAD_REQUEST,
+        "a POST while another is active: {} {} (the first got {first:?})",
+        second.status,
+        second.body
+    );
+    let a = c.get().await;
+    assert_eq!(
+        (a.status, a.eio_code()),
+        (StatusCode::BAD_REQUEST, Some(1)),
+        "the session is closed: {}",
+        a.body
+    );
+}
+
 #[actix_web::test]
 async fn a_second_concurrent_get_closes_the_session() {
     let srv = start();
@@ -741,6 +789,8 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
     };
     assert_eq!(pad(1000).len(), 1000);
     victim.send(&pad(1000)).await;
+    victim.send(&[pad(500), pad(499)].join("\x1e")).await;
+    drop(victim);
     // More, in one packet or spread over several, is not.
     for body in [pad(1001), [pad(600), pad(401)].join("\x1e")] {
         let victim = PollingClient::connected(&srv, &token).await;
@@ -754,13 +804,20 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
         let a = victim.get().await;
         assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
     }
-    // Other sessions (polling and WebSocket) are unaffected.
+    // Other sessions (polling and WebSocket) are unaffected; the victim's waiting GET gets
+    // the close packet.
     let mut other = PollingClient::connected(&srv, &token).await;
     sync_with_ping(&other).await;
     let mut ws = RawClient::connected(&srv, &token).await;
+    let victim = PollingClient::connected(&srv, &token).await;
+    let waiting = spawn_get(&victim.url);
+    sleep(30).await;
     let a = victim.post(pad(2000)).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(victim.get().await.status, StatusCode::BAD_REQUEST);
+    let a = waiting.await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "1"));
+    let a = victim.get().await;
+    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
     // The others carry on.
     other.send(r#"421["subscribe",{"userId":"9"}]"#).await;
     assert!(other
@@ -1047,11 +1104,12 @@ async fn a_push_burst_racing_the_upgrade_arrives_complete_and_in_order() {
         paused.set(true);
         let (polled, _) = polling.await.unwrap();
         ws.send("5").await;
-        pusher.await.unwrap();
+        // Read (and answer pings) while the burst goes on, as a client does.
         let mut over_ws = Vec::new();
         while polled.len() + over_ws.len() < 100 {
             over_ws.push(ws_text(&mut ws).await);
         }
+        pusher.await.unwrap();
         let all: Vec<u64> = seqs(&polled).into_iter().chain(seqs(&over_ws)).collect();
         assert_eq!(all, (0..100).collect::<Vec<_>>(), "round {round}");
         assert_eq!(
