@@ -156,13 +156,12 @@ async fn handshake_and_request_errors_on_polling() {
             assert_eq!(a.status, StatusCode::BAD_REQUEST, "{method} with a sid");
         }
     }
-    // A sid is not a way to open a session over the other transport: a polling sid on a
-    // websocket request without the upgrade headers is no handshake.
+    // `transport=websocket` with a live polling sid but no upgrade headers: no handshake.
     let a = send(
-        http().get(
-            srv.ws_url_at("/socket.io/", &format!("&sid={}", live.sid))
-                .replace("ws://", "http://"),
-        ),
+        http().get(srv.url(&format!(
+            "/socket.io/?EIO=4&transport=websocket&sid={}",
+            live.sid
+        ))),
         None,
     )
     .await;
