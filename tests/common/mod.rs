@@ -390,3 +390,325 @@ pub fn run_streaming(
     let _ = err.join();
     result
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw Engine.IO over HTTP long-polling, and a few HTTP helpers around it.
+
+/// The Engine.IO long-polling record separator.
+pub const RS: char = '\x1e';
+
+/// Start a server with `config` in `mode` (e.g. [`Mode::ProtocolTestSuite`], which also serves
+/// the Engine.IO echo sessions at `/engine.io/`). Call inside `#[actix_web::test]`.
+pub fn start_with_mode(config: Config, mode: Mode) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let running = pushgate::start(config.clone(), listener, mode).expect("server starts");
+    let handle = running.server.handle();
+    actix_web::rt::spawn(running.server);
+    TestServer {
+        addr,
+        config,
+        handle,
+        state: running.state,
+    }
+}
+
+/// What an HTTP request got back.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: awc::http::StatusCode,
+    /// The headers.
+    pub headers: awc::http::header::HeaderMap,
+    /// The body (lossy UTF-8).
+    pub body: String,
+}
+
+impl Answer {
+    /// Read a whole response (up to 16 MiB).
+    pub async fn read<S>(mut resp: awc::ClientResponse<S>) -> Self
+    where
+        S: futures::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let body = resp.body().limit(16 << 20).await.expect("read the body");
+        Answer {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// The Engine.IO error code of a JSON error body (`{"code": N, "message": "..."}`).
+    pub fn eio_code(&self) -> Option<i64> {
+        let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
+        assert!(v["message"].is_string(), "error body {}", self.body);
+        v["code"].as_i64()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The names of every `Access-Control-*` header.
+    pub fn cors_headers(&self) -> Vec<String> {
+        self.headers
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k.starts_with("access-control-"))
+            .collect()
+    }
+}
+
+/// Send `req` (with `body`, if any) and read the whole answer.
+pub async fn send(req: awc::ClientRequest, body: Option<Vec<u8>>) -> Answer {
+    let resp = match body {
+        Some(b) => req.send_body(b).await,
+        None => req.send().await,
+    };
+    Answer::read(resp.expect("HTTP request")).await
+}
+
+/// Split a long-polling payload into its packets.
+pub fn split_payload(body: &str) -> Vec<String> {
+    body.split(RS).map(str::to_owned).collect()
+}
+
+impl TestServer {
+    /// `http://127.0.0.1:<port><path>?EIO=4&transport=polling<extra>`.
+    pub fn polling_url(&self, path: &str, extra: &str) -> String {
+        format!("http://{}{path}?EIO=4&transport=polling{extra}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:<port><path>?EIO=4&transport=websocket<extra>`.
+    pub fn ws_url_at(&self, path: &str, extra: &str) -> String {
+        format!("ws://{}{path}?EIO=4&transport=websocket{extra}", self.addr)
+    }
+
+    /// Push `body` to `user:<user>` through the HTTP API; returns the `clients` count.
+    pub async fn push_to_user(&self, user: &str, body: &str) -> u64 {
+        let answer = send(
+            http()
+                .post(self.url(&format!("/api/v1/users/{user}/notifications")))
+                .insert_header(("X-API-Key", API_KEY))
+                .insert_header(("Content-Type", "application/json")),
+            Some(body.as_bytes().to_vec()),
+        )
+        .await;
+        assert_eq!(answer.status.as_u16(), 202, "push: {}", answer.body);
+        let v: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        v["clients"].as_u64().expect("clients")
+    }
+}
+
+/// Send a WebSocket handshake for `path_and_query` as a browser would, with extra headers, on
+/// a fresh TCP connection, and read the answer (awc rewrites the `Connection` header of plain
+/// requests, so it cannot send one): for checking how an upgrade is refused. A `101` answer
+/// is returned with an empty body.
+pub async fn ws_handshake(
+    server: &TestServer,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    use std::io::{Read, Write};
+    let mut request = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        server.addr
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    let addr = server.addr;
+    let raw = actix_rt::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        tcp.write_all(request.as_bytes())
+            .expect("send the handshake");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n");
+            if let Some(end) = head_end {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                if head.starts_with("http/1.1 101") || raw.len() >= end + 4 + length {
+                    return raw;
+                }
+            }
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return raw,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let mut map = awc::http::header::HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').expect("a header line");
+        map.append(
+            awc::http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+            awc::http::header::HeaderValue::from_str(v.trim()).unwrap(),
+        );
+    }
+    Answer {
+        status: awc::http::StatusCode::from_u16(status).unwrap(),
+        headers: map,
+        body: if status == 101 {
+            String::new()
+        } else {
+            body.to_owned()
+        },
+    }
+}
+
+/// A raw Engine.IO client over HTTP long-polling: one session, its GETs and POSTs.
+pub struct PollingClient {
+    /// `http://127.0.0.1:<port><path>?EIO=4&transport=polling&sid=<sid>`.
+    pub url: String,
+    /// The Engine.IO session id.
+    pub sid: String,
+    /// The open packet's JSON.
+    pub handshake: serde_json::Value,
+    /// Packets read by [`PollingClient::next_packet`] but not yet returned.
+    pending: std::collections::VecDeque<String>,
+}
+
+impl PollingClient {
+    /// Open a session at `path` (`/socket.io/`, `/ws/`...) with `extra` query; panics unless
+    /// the answer is `200` with an open packet.
+    pub async fn open_at(server: &TestServer, path: &str, extra: &str) -> Self {
+        let answer = send(http().get(server.polling_url(path, extra)), None).await;
+        assert_eq!(answer.status.as_u16(), 200, "handshake: {}", answer.body);
+        assert!(
+            answer.body.starts_with("0{"),
+            "open packet: {}",
+            answer.body
+        );
+        let handshake: serde_json::Value = serde_json::from_str(&answer.body[1..]).unwrap();
+        let sid = handshake["sid"].as_str().expect("sid").to_owned();
+        PollingClient {
+            url: server.polling_url(path, &format!("&sid={sid}")),
+            sid,
+            handshake,
+            pending: Default::default(),
+        }
+    }
+
+    /// Open a session at `/socket.io/`.
+    pub async fn open(server: &TestServer) -> Self {
+        Self::open_at(server, "/socket.io/", "").await
+    }
+
+    /// One GET (a poll).
+    pub async fn get(&self) -> Answer {
+        send(http().get(&self.url), None).await
+    }
+
+    /// One POST of `body`.
+    pub async fn post(&self, body: impl Into<Vec<u8>>) -> Answer {
+        send(
+            http()
+                .post(&self.url)
+                .insert_header(("Content-Type", "text/plain;charset=UTF-8")),
+            Some(body.into()),
+        )
+        .await
+    }
+
+    /// POST `body`, expecting `200 ok`.
+    pub async fn send(&self, body: &str) {
+        let answer = self.post(body).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.body.as_str()),
+            (200, "ok"),
+            "POST {body:?}"
+        );
+    }
+
+    /// One GET, expecting 200; its packets.
+    pub async fn poll(&self) -> Vec<String> {
+        let answer = self.get().await;
+        assert_eq!(answer.status.as_u16(), 200, "GET: {}", answer.body);
+        split_payload(&answer.body)
+    }
+
+    /// The next packet that is not a ping (pings are answered with a POST `3` as they come),
+    /// polling as needed; `None` once a GET is refused.
+    pub async fn next_packet(&mut self) -> Option<String> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Some(p);
+            }
+            let answer = self.get().await;
+            if answer.status.as_u16() != 200 {
+                return None;
+            }
+            let packets = split_payload(&answer.body);
+            if packets.iter().any(|p| p == "2") {
+                self.send("3").await;
+            }
+            self.pending
+                .extend(packets.into_iter().filter(|p| p != "2"));
+        }
+    }
+
+    /// Send a CONNECT to `/` with `auth`; returns the answer (`40{...}` or `44{...}`).
+    pub async fn connect(&mut self, auth: Option<&str>) -> String {
+        self.send(&format!("40{}", auth.unwrap_or(""))).await;
+        self.next_packet().await.expect("connect answer")
+    }
+
+    /// Open a session at `path` and connect as `token`, expecting success; returns the client
+    /// and the welcome packet.
+    pub async fn connected_at(server: &TestServer, path: &str, token: &str) -> (Self, String) {
+        let mut c = Self::open_at(server, path, "").await;
+        let answer = c.connect(Some(&format!(r#"{{"token":"{token}"}}"#))).await;
+        assert!(answer.starts_with("40{\"sid\""), "{answer}");
+        let welcome = c.next_packet().await.expect("welcome");
+        assert!(welcome.starts_with("42[\"welcome\""), "{welcome}");
+        (c, welcome)
+    }
+
+    /// Open a session at `/socket.io/` and connect as `token`.
+    pub async fn connected(server: &TestServer, token: &str) -> Self {
+        Self::connected_at(server, "/socket.io/", token).await.0
+    }
+
+    /// Poll for at least `duration` (GETs are never abandoned, so up to one ping interval
+    /// more), answering pings; returns every other packet read meanwhile. A refused GET ends
+    /// the wait early (and is reported as `"<status> <body>"`).
+    pub async fn idle(&mut self, duration: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + duration;
+        let mut other: Vec<String> = self.pending.drain(..).collect();
+        while std::time::Instant::now() < deadline {
+            let answer = self.get().await;
+            if answer.status.as_u16() != 200 {
+                other.push(format!("{} {}", answer.status.as_u16(), answer.body));
+                break;
+            }
+            for p in split_payload(&answer.body) {
+                if p == "2" {
+                    self.send("3").await;
+                } else {
+                    other.push(p);
+                }
+            }
+        }
+        other
+    }
+}
