@@ -119,6 +119,9 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             let _ = tcp.set_nodelay(true);
         }
     })
+    // A client that closes its side is gone: end the connection, dropping a waiting poll's
+    // body so that its packets stay queued for the next GET instead of being lost.
+    .h1_allow_half_closed(false)
     // Signals are handled by the caller (see ShutdownHandle), which closes clients first.
     .disable_signals()
     .shutdown_timeout(3)

@@ -113,6 +113,9 @@ impl CloseReason {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// How late a heartbeat timer may fire before the pong deadline moves with it.
+const PING_JITTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// 20 URL-safe characters from 15 random bytes (Engine.IO sids and Socket.IO socket ids).
 pub fn random_id() -> String {
     let mut bytes = [0u8; 15];
@@ -141,7 +144,9 @@ pub struct SocketSession {
     /// [`SocketSession::take_deferred`]).
     deferred: Vec<Outbound>,
     opened_at: Instant,
+    ever_connected: bool,
     pings: u32,
+    pong_deadline: Instant,
     awaiting_pong: bool,
     closed: bool,
 }
@@ -160,7 +165,9 @@ impl SocketSession {
             decoder: Decoder::new(),
             deferred: Vec::new(),
             opened_at: Instant::now(),
+            ever_connected: false,
             pings: 0,
+            pong_deadline: Instant::now(),
             awaiting_pong: false,
             closed: false,
         }
@@ -181,9 +188,10 @@ impl SocketSession {
         &self.ctx
     }
 
-    /// Whether a CONNECT was accepted (the connect timeout no longer applies).
+    /// Whether a CONNECT was ever accepted (the connect timeout no longer applies, even after
+    /// the client left its namespaces).
     pub fn is_connected(&self) -> bool {
-        !self.namespaces.is_empty() || self.ctx.mode == Mode::EngineEcho
+        self.ever_connected || self.ctx.mode == Mode::EngineEcho
     }
 
     /// The Engine.IO open packet for this session.
@@ -340,6 +348,7 @@ impl SocketSession {
             let auth = Packet::event(packet.nsp.clone(), json!(["auth", auth]), None);
             self.deferred.push(text_frame(auth.encode()));
             self.namespaces.push(packet.nsp.clone());
+            self.ever_connected = true;
             return;
         }
         let verified = self
@@ -391,6 +400,7 @@ impl SocketSession {
             identity.is_admin
         );
         self.namespaces.push(packet.nsp.clone());
+        self.ever_connected = true;
         self.connection = Some(Connection { identity });
     }
 

@@ -145,19 +145,26 @@ fn polling_response(body: String) -> HttpResponse {
 }
 
 async fn poll(state: &AppState, sid: &str) -> HttpResponse {
-    let Some(addr) = state.polling.get(sid) else {
+    let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
     };
-    let packets = match addr.send(Poll).await {
-        Ok(Ok(PollAnswer::Ready(packets))) => packets,
-        Ok(Ok(PollAnswer::Wait(rx))) => match rx.await {
-            Ok(packets) => packets,
-            Err(_) => return eio_error(EioError::UnknownSid),
-        },
-        Ok(Err(e)) => return eio_error(e),
-        Err(_) => return eio_error(EioError::UnknownSid),
-    };
-    polling_response(encode_poll_payload(&packets))
+    match session.addr.send(Poll).await {
+        Ok(Ok(PollAnswer::Ready(packets))) => polling_response(encode_poll_payload(&packets)),
+        // The answer is a body that waits for the packets: when the client goes away, actix
+        // drops the body, the receiver with it, and the session keeps the packets for the next
+        // GET (a handler future would not be dropped, and would swallow them).
+        Ok(Ok(PollAnswer::Wait(rx))) => HttpResponse::Ok()
+            .content_type("text/plain; charset=UTF-8")
+            .streaming(futures::stream::once(async move {
+                let packets = rx.await.unwrap_or_else(|_| {
+                    // The session ended without answering: tell the client it is closed.
+                    vec![crate::session::Outbound::Text(engineio::CLOSE.into())]
+                });
+                Ok::<_, std::convert::Infallible>(web::Bytes::from(encode_poll_payload(&packets)))
+            })),
+        Ok(Err(e)) => eio_error(e),
+        Err(_) => eio_error(EioError::UnknownSid),
+    }
 }
 
 async fn upgrade(
@@ -180,13 +187,12 @@ async fn upgrade(
         let session = new_session(&req, &endpoint, &q);
         return WsTransport::owner(session).start(&req, stream);
     };
-    let Some(addr) = state.polling.get(sid) else {
+    let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
     };
-    match addr.send(ClaimUpgrade).await {
-        Ok(true) => {
-            WsTransport::carrier(addr, endpoint.sessions.engine.max_payload).start(&req, stream)
-        }
+    match session.addr.send(ClaimUpgrade).await {
+        Ok(true) => WsTransport::carrier(session.addr, endpoint.sessions.engine.max_payload)
+            .start(&req, stream),
         Ok(false) => WsTransport::refused().start(&req, stream),
         Err(_) => eio_error(EioError::UnknownSid),
     }
@@ -198,15 +204,22 @@ async fn post(
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
-    let Some(sid) = q
-        .sid
-        .as_deref()
-        .filter(|_| q.transport == Transport::Polling)
-    else {
+    let Some(sid) = q.sid.as_deref() else {
         return eio_error(EioError::BadHandshakeMethod);
     };
-    let Some(addr) = state.polling.get(sid) else {
+    let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
+    };
+    let addr = session.addr.clone();
+    if q.transport != Transport::Polling {
+        return eio_error(EioError::BadRequest);
+    }
+    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400 and close.
+    let Some(_posting) = session.begin_post() else {
+        addr.do_send(EndSession {
+            reason: CloseReason::ProtocolError,
+        });
+        return eio_error(EioError::BadRequest);
     };
     let limit = endpoint.sessions.engine.max_payload;
     let mut bytes = web::BytesMut::new();

@@ -6,6 +6,7 @@
 //! sink: the session actor stays the one recipient of pushes, so their order never changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
@@ -15,15 +16,40 @@ use pushgate_actors::{Deliver, GoingAway};
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, Outbound, SocketSession};
 
+/// What the HTTP side holds of a polling session.
+#[derive(Clone)]
+pub struct PollingHandle {
+    /// The session actor.
+    pub addr: Addr<PollingSession>,
+    posting: Arc<AtomicBool>,
+}
+
+impl PollingHandle {
+    /// Mark a POST as in progress until the guard drops; `None` when one already is (a
+    /// client must never have two: the session is then closed).
+    pub fn begin_post(&self) -> Option<PostGuard> {
+        (!self.posting.swap(true, Ordering::AcqRel)).then(|| PostGuard(self.posting.clone()))
+    }
+}
+
+/// A POST in progress (see [`PollingHandle::begin_post`]).
+pub struct PostGuard(Arc<AtomicBool>);
+
+impl Drop for PostGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Polling sessions by Engine.IO sid.
 #[derive(Default)]
 pub struct PollingRegistry {
-    sessions: RwLock<HashMap<String, Addr<PollingSession>>>,
+    sessions: RwLock<HashMap<String, PollingHandle>>,
 }
 
 impl PollingRegistry {
     /// The session with this sid, if it is open.
-    pub fn get(&self, sid: &str) -> Option<Addr<PollingSession>> {
+    pub fn get(&self, sid: &str) -> Option<PollingHandle> {
         self.sessions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -32,10 +58,14 @@ impl PollingRegistry {
     }
 
     fn insert(&self, sid: String, addr: Addr<PollingSession>) {
+        let handle = PollingHandle {
+            addr,
+            posting: Arc::new(AtomicBool::new(false)),
+        };
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sid, addr);
+            .insert(sid, handle);
     }
 
     fn remove(&self, sid: &str) {
