@@ -217,15 +217,21 @@ impl SocketSession {
     pub fn ping(&mut self) -> &'static str {
         self.pings += 1;
         self.awaiting_pong = true;
+        // The pong is due `pingTimeout` after the ping was scheduled, so timer jitter never
+        // extends it; a ping sent much later than scheduled (an overloaded server) gives the
+        // client its full `pingTimeout` from when it was really sent.
+        let e = &self.ctx.engine;
+        let scheduled = self.opened_at + e.ping_interval * self.pings;
+        let sent = Instant::now();
+        let start = scheduled.max(sent.checked_sub(PING_JITTER).unwrap_or(sent));
+        self.pong_deadline = start + e.ping_timeout;
         engineio::PING
     }
 
-    /// Whether the pong for the last ping is missing past its deadline, counted from when the
-    /// ping was scheduled (so a late timer never extends it): a request arriving after the
-    /// deadline sees the session as timed out even before the timeout timer fires.
+    /// Whether the pong for the last ping is missing past its deadline: a request arriving
+    /// after it sees the session as timed out even before the timeout timer fires.
     pub fn pong_deadline_passed(&self, now: Instant) -> bool {
-        let e = &self.ctx.engine;
-        self.awaiting_pong && now >= self.opened_at + e.ping_interval * self.pings + e.ping_timeout
+        self.awaiting_pong && now >= self.pong_deadline
     }
 
     /// `pingTimeout` after a ping: is the pong still missing?
