@@ -8,6 +8,13 @@ use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::{parse_args, Command, Config, Sources};
 use pushgate::session::Mode;
 
+/// jemalloc: pushes allocate on the room's thread and free on the session's, which glibc
+/// malloc pays for (malloc/free were ~13 % of server CPU in the fan-out benchmark). Measured
+/// on 2 cores, 2,000-client room: 3.39 -> 3.15 µs of server CPU per delivery, and 15.4 ->
+/// 14.8 KiB per idle connection (mimalloc: 3.13 µs but 23.4 KiB).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "usage: pushgate [--dev]
 
   --dev      run with an insecure dev secret and API key and print tokens to try
