@@ -14,7 +14,7 @@ use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    Deliver, GoingAway, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
+    Deliver, GoingAway, Home, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
     UnregisterSession,
 };
 use rand::RngCore;
@@ -384,6 +384,7 @@ impl SocketSession {
             session: self.id,
             recipient,
             going_away,
+            home: Home::current(),
         });
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,

@@ -28,6 +28,34 @@ pub struct Deliver {
     pub frame: ByteString,
 }
 
+/// Identifies the worker thread (actix arbiter) a session lives on.
+pub type WorkerId = usize;
+
+/// The thread a session's actor runs on: rooms put one actor on each such thread, so that
+/// fanning a frame out to a session never wakes it from another thread.
+#[derive(Clone)]
+pub struct Home {
+    /// This thread's id (stable for the thread's life).
+    pub worker: WorkerId,
+    /// Its arbiter, where room actors for its sessions are started.
+    pub arbiter: actix::ArbiterHandle,
+}
+
+impl Home {
+    /// The calling thread's home (call it from the session actor's thread).
+    pub fn current() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static WORKER: WorkerId = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        Home {
+            worker: WORKER.with(|w| *w),
+            arbiter: actix::Arbiter::current(),
+        }
+    }
+}
+
 /// A session authenticated and can receive pushes from now on.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -38,6 +66,8 @@ pub struct RegisterSession {
     pub recipient: Recipient<Deliver>,
     /// Where to tell it that the server is shutting down.
     pub going_away: Recipient<GoingAway>,
+    /// The thread it lives on.
+    pub home: Home,
 }
 
 /// The server is shutting down: close the transport as "going away" (WebSocket 1001, an

@@ -19,10 +19,19 @@ use crate::room::Room;
 struct SessionEntry {
     recipient: Recipient<Deliver>,
     going_away: Recipient<GoingAway>,
+    home: Home,
     rooms: Vec<String>,
 }
 
+/// A room: one [`Room`] actor per worker thread that has members in it, so that each frame
+/// crosses threads once per worker, and every delivery wakes a session on its own thread.
 struct RoomEntry {
+    shards: Vec<RoomShard>,
+    members: usize,
+}
+
+struct RoomShard {
+    worker: WorkerId,
     addr: Addr<Room>,
     members: usize,
 }
@@ -47,14 +56,22 @@ impl RoomSupervisor {
         }
     }
 
-    fn leave(&mut self, session: SessionId, room: &str) {
+    fn leave(&mut self, session: SessionId, worker: WorkerId, room: &str) {
         let Some(entry) = self.rooms.get_mut(room) else {
             return;
         };
-        entry.addr.do_send(RemoveMember { session });
+        let Some(i) = entry.shards.iter().position(|s| s.worker == worker) else {
+            return;
+        };
+        let shard = &mut entry.shards[i];
+        shard.addr.do_send(RemoveMember { session });
+        shard.members -= 1;
         entry.members -= 1;
-        if entry.members == 0 {
+        if shard.members == 0 {
             // The room actor stops itself once its last member is removed.
+            entry.shards.swap_remove(i);
+        }
+        if entry.members == 0 {
             self.rooms.remove(room);
             self.metrics.rooms.set(self.rooms.len() as i64);
         }
@@ -74,6 +91,7 @@ impl Handler<RegisterSession> for RoomSupervisor {
             SessionEntry {
                 recipient: msg.recipient,
                 going_away: msg.going_away,
+                home: msg.home,
                 rooms: Vec::new(),
             },
         );
@@ -91,7 +109,7 @@ impl Handler<UnregisterSession> for RoomSupervisor {
             return;
         };
         for room in &entry.rooms {
-            self.leave(msg.session, room);
+            self.leave(msg.session, entry.home.worker, room);
         }
         self.metrics
             .connected_clients
@@ -125,11 +143,25 @@ impl Handler<JoinRoom> for RoomSupervisor {
             .rooms
             .entry(msg.room.clone())
             .or_insert_with(|| RoomEntry {
-                addr: Room::new(msg.room.clone(), self.metrics.clone()).start(),
+                shards: Vec::new(),
                 members: 0,
             });
+        let home = &session.home;
+        let shard = match entry.shards.iter().position(|s| s.worker == home.worker) {
+            Some(i) => &mut entry.shards[i],
+            None => {
+                let (name, metrics) = (msg.room.clone(), self.metrics.clone());
+                entry.shards.push(RoomShard {
+                    worker: home.worker,
+                    addr: Room::start_in_arbiter(&home.arbiter, move |_| Room::new(name, metrics)),
+                    members: 0,
+                });
+                entry.shards.last_mut().expect("just pushed")
+            }
+        };
+        shard.members += 1;
         entry.members += 1;
-        entry.addr.do_send(AddMember {
+        shard.addr.do_send(AddMember {
             session: msg.session,
             recipient: session.recipient.clone(),
         });
@@ -149,7 +181,8 @@ impl Handler<LeaveRoom> for RoomSupervisor {
             return;
         };
         session.rooms.swap_remove(pos);
-        self.leave(msg.session, &msg.room);
+        let worker = session.home.worker;
+        self.leave(msg.session, worker, &msg.room);
     }
 }
 
@@ -164,7 +197,12 @@ impl Handler<Push> for RoomSupervisor {
             PushTarget::Room(name) => match self.rooms.get(name) {
                 Some(room) => {
                     let frame = ByteString::from((self.encode)(event, &msg.payload));
-                    room.addr.do_send(Fanout { frame, accepted_at });
+                    for shard in &room.shards {
+                        shard.addr.do_send(Fanout {
+                            frame: frame.clone(),
+                            accepted_at,
+                        });
+                    }
                     room.members
                 }
                 None => 0,
@@ -254,6 +292,7 @@ mod tests {
             session,
             recipient: probe.clone().recipient(),
             going_away: probe.recipient(),
+            home: Home::current(),
         }
     }
 

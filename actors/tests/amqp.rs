@@ -22,7 +22,7 @@ use pushgate_actors::consumers::topology::DEAD_LETTER_QUEUE;
 use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shutdown};
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
-use pushgate_actors::{Deliver, GoingAway, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_actors::{Deliver, GoingAway, Home, JoinRoom, RegisterSession, RoomSupervisor};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -323,6 +323,7 @@ impl Node {
                     session,
                     recipient: probe.clone().recipient(),
                     going_away: probe.recipient(),
+                    home: Home::current(),
                 }
             })
             .await
