@@ -1,6 +1,5 @@
 //! The `pushgate` binary: parse the command line and configuration, then run the server.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -65,7 +64,7 @@ async fn run(config: Config) -> std::io::Result<()> {
         "open file limit {limit}: at most ~{} client connections",
         limit.saturating_sub(100)
     );
-    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+    let listener = pushgate::server::bind(&config.host, config.port).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot bind {}:{}: {e}", config.host, config.port),

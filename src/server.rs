@@ -135,6 +135,28 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     })
 }
 
+/// Connections the kernel queues before pushgate accepts them (capped by
+/// `net.core.somaxconn`); std's default of 128 drops SYNs in reconnect bursts, costing clients
+/// a 1 s retransmit.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Bind the listening socket for `host:port` with [`LISTEN_BACKLOG`].
+pub fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{host} resolves to no address"))
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Raise the soft limit on open files to the hard limit (each client holds one socket);
 /// returns the limit now in force.
 pub fn raise_open_file_limit() -> u64 {
