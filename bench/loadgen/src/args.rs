@@ -143,8 +143,8 @@ pub enum Command {
         /// Room for HTTP pushes.
         #[arg(long, default_value = "bench")]
         room: String,
-        /// Keep-alive HTTP connections the pusher uses.
-        #[arg(long, default_value_t = 4)]
+        /// Keep-alive HTTP connections the pusher uses (requests in flight at once).
+        #[arg(long, default_value_t = 8)]
         http_conns: usize,
     },
     /// N users, one event per user at a time at --rate: delivery rate, losses, latency, CPU.
@@ -158,8 +158,8 @@ pub enum Command {
         /// RabbitMQ (`quota.updated`) or the HTTP API (`/users/{id}/notifications`).
         #[arg(long, value_enum, default_value_t = Via::Amqp)]
         via: Via,
-        /// Keep-alive HTTP connections the pusher uses.
-        #[arg(long, default_value_t = 4)]
+        /// Keep-alive HTTP connections the pusher uses (requests in flight at once).
+        #[arg(long, default_value_t = 8)]
         http_conns: usize,
     },
     /// Authenticated connects per second at increasing rates until failures appear.

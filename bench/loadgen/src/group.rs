@@ -381,13 +381,17 @@ async fn receive(
     shared: &Shared,
     k: usize,
 ) -> Option<&'static str> {
+    if *stop.borrow() {
+        return None;
+    }
+    // One registration for the whole run (a fresh `changed()` per message costs more than
+    // the rest of the receive path).
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
-        if *stop.borrow() {
-            return None;
-        }
         tokio::select! {
             biased;
-            _ = stop.changed() => return None,
+            _ = &mut stopped => return None,
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let text = t.as_str();

@@ -116,6 +116,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
     };
     let c = &common;
     let started = std::time::SystemTime::now();
+    let load_before = loadavg();
     let outcome = rt.block_on(async {
         let run = async {
             match &command {
@@ -156,6 +157,12 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         "procs": common.procs, "threads": common.threads, "sources": common.sources,
         "nofile": nofile, "version": env!("CARGO_PKG_VERSION"),
     });
+    // The machine is shared: say how busy it was.
+    let machine = json!({
+        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    });
     match outcome {
         Ok(o) => {
             eprintln!("[{}] {}", common.target_name(), o.summary);
@@ -166,6 +173,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
                 "results": o.results,
                 "ok": o.ok,
                 "loadgen": loadgen,
+                "machine": machine,
                 "started_unix": timestamp,
             });
             println!("{line}");
@@ -179,12 +187,22 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
             eprintln!("pushgate-loadgen {name}: {e}");
             let line = json!({
                 "scenario": name, "target": common.target, "ok": false, "error": e,
-                "loadgen": loadgen, "started_unix": timestamp,
+                "loadgen": loadgen, "machine": machine, "started_unix": timestamp,
             });
             println!("{line}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The 1-minute load average.
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl args::Common {

@@ -44,23 +44,33 @@ pub fn parse(frame: &str) -> Option<(u64, u64)> {
 }
 
 /// The unsigned integer right after the first occurrence of `key` that starts a JSON key,
-/// i.e. is preceded by `{` or `,` (whitespace allowed).
+/// i.e. is preceded by `{` or `,` (whitespace allowed). `key` starts with `"`.
 fn number_after(text: &str, key: &str) -> Option<u64> {
     let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(pos) = text[from..].find(key) {
-        let at = from + pos;
-        let starts_key = bytes[..at]
-            .iter()
-            .rev()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{' || *b == b',');
-        if starts_key {
-            let rest = text[at + key.len()..].trim_start();
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            return rest[..digits].parse().ok();
+    let key = key.as_bytes();
+    let mut at = 0;
+    while at + key.len() <= bytes.len() {
+        // Candidates start at a quote; compare the rest of the key in place.
+        at += bytes[at..].iter().position(|&b| b == b'"')?;
+        if bytes[at..].starts_with(key) {
+            let starts_key = bytes[..at]
+                .iter()
+                .rev()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'{' || *b == b',');
+            if starts_key {
+                let rest = &bytes[at + key.len()..];
+                let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                if digits == 0 || digits > 19 {
+                    return None;
+                }
+                return rest[..digits].iter().try_fold(0u64, |n, d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                });
+            }
         }
-        from = at + key.len();
+        at += 1;
     }
     None
 }
