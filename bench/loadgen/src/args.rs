@@ -100,8 +100,9 @@ pub struct Common {
     /// Tokio worker threads per process.
     #[arg(long, global = true, default_value_t = 2)]
     pub threads: usize,
-    /// Client handshakes in flight at once, per process.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Client handshakes in flight at once, per process (kept under a listen backlog of 128:
+    /// connect-storm is the scenario that measures connect bursts).
+    #[arg(long, global = true, default_value_t = 100)]
     pub connect_concurrency: usize,
     /// Time limit of one client's handshake, ms.
     #[arg(long, global = true, default_value_t = 10_000)]

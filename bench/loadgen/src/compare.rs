@@ -62,6 +62,8 @@ fn show(v: Option<&Value>) -> String {
             let f = n.as_f64().unwrap_or(0.0);
             if f.fract() == 0.0 && f.abs() < 1e15 {
                 format!("{}", f as i64)
+            } else if f.abs() >= 100.0 {
+                format!("{f:.1}")
             } else {
                 format!("{f:.3}")
             }
