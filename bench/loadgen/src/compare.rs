@@ -42,6 +42,12 @@ pub fn headlines(scenario: &str) -> Vec<(&'static str, &'static str, Better)> {
         "connect-storm" => vec![
             ("max connects/s without failure", "/max_ok_rate", Higher),
             ("first failures at rate", "/first_failure_rate", Higher),
+            ("handshake p99 ms at max", "/at_max/handshake/p99_ms", Lower),
+            (
+                "server CPU µs/connect at max",
+                "/at_max/server_cpu_us_per_connect",
+                Lower,
+            ),
         ],
         _ => vec![],
     }

@@ -162,6 +162,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
+        "cpu_pressure_some_avg60_after": cpu_pressure(),
     });
     match outcome {
         Ok(o) => {
@@ -201,6 +202,17 @@ fn loadavg() -> Option<f64> {
         .ok()?
         .split_whitespace()
         .next()?
+        .parse()
+        .ok()
+}
+
+/// `some avg60` of /proc/pressure/cpu: the share of time something waited for a CPU.
+fn cpu_pressure() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("some"))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg60="))?
         .parse()
         .ok()
 }

@@ -400,6 +400,7 @@ pub async fn connect_storm(
     let mut steps = Vec::new();
     let mut max_ok_rate = 0f64;
     let mut first_failure_rate = None;
+    let mut at_max: Option<Value> = None;
     let mut next_index = 0usize;
     let limit = Duration::from_millis(c.connect_timeout_ms);
     for &rate in rates {
@@ -419,6 +420,7 @@ pub async fn connect_storm(
             .collect();
         next_index += n;
         let before = probe.sample();
+        let self_before = self_cpu();
         let sem = Arc::new(Semaphore::new(max_inflight.max(1)));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let start = Instant::now();
@@ -484,6 +486,7 @@ pub async fn connect_storm(
         let achieved = if secs > 0.0 { ok as f64 / secs } else { 0.0 };
         let after = probe.sample();
         let cpu = cpu_between(before, after);
+        let self_secs = self_cpu() - self_before;
         steps.push(json!({
             "target_rate": rate,
             "attempted": n,
@@ -497,6 +500,7 @@ pub async fn connect_storm(
             "handshake": summary(&h),
             "server_cpu_secs": cpu.map(|x| round(x, 3)),
             "server_cpu_us_per_connect": cpu.filter(|_| ok > 0).map(|x| round(x * 1e6 / ok as f64, 2)),
+            "loadgen_cpu_us_per_connect": (ok > 0).then(|| round(self_secs * 1e6 / ok as f64, 2)),
         }));
         for mut ws in held {
             let _ = ws.close(None).await;
@@ -505,7 +509,10 @@ pub async fn connect_storm(
             first_failure_rate = Some(rate);
             break;
         }
-        max_ok_rate = max_ok_rate.max(achieved);
+        if achieved > max_ok_rate {
+            max_ok_rate = achieved;
+            at_max = steps.last().cloned();
+        }
         if achieved < 0.9 * rate as f64 {
             // Saturated: a higher target cannot do better.
             break;
@@ -534,6 +541,7 @@ pub async fn connect_storm(
         results: json!({
             "max_ok_rate": round(max_ok_rate, 1),
             "first_failure_rate": first_failure_rate,
+            "at_max": at_max,
             "steps": steps,
         }),
         ok: true,
