@@ -123,9 +123,15 @@ run_target() { # target, port, exchange
     wait_for "http://127.0.0.1:$port/ready" 30
   fi
   echo "== $SCENARIO against $target (pid $SERVER_PID, port $port)" >&2
-  local rc=0
+  local rc=0 broker=()
+  if [ "$VIA" = amqp ]; then
+    # The broker's CPU is part of the cost of an AMQP push: report it too (read only).
+    local bpid
+    bpid=$(pgrep -o -x beam.smp || true)
+    if [ -n "$bpid" ]; then broker=(--broker-pid "$bpid"); fi
+  fi
   timeout --kill-after=10 "$LIMIT" "$LOADGEN" "$SCENARIO" "$@" --target "$target" \
-    --port "$port" --server-pid "$SERVER_PID" --exchange "$exchange" \
+    --port "$port" --server-pid "$SERVER_PID" --exchange "$exchange" "${broker[@]}" \
     >"$OUT/$SCENARIO-$target.json" || rc=$?
   stop_server
   cat "$OUT/$SCENARIO-$target.json"

@@ -84,6 +84,9 @@ pub struct Common {
     /// Server process id: its CPU time and RSS are read from /proc.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
+    /// RabbitMQ's process id (beam.smp): its CPU time during AMQP runs is reported too.
+    #[arg(long, global = true)]
+    pub broker_pid: Option<u32>,
     /// Client sockets are bound to 127.0.0.1 ..= 127.0.0.<sources>.
     #[arg(long, global = true, default_value_t = 16,
           value_parser = clap::value_parser!(u8).range(1..=254))]

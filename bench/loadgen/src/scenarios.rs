@@ -273,7 +273,9 @@ async fn push_and_measure(
     let schedule = Schedule::new(rate, c.duration);
     let connected = fleet.connected.connected;
     let conn = connect_json(&fleet);
+    let broker = Probe(c.broker_pid);
     let before = probe.sample();
+    let broker_before = broker.sample();
     let self_before = self_cpu();
     let push = match via {
         Via::Http => {
@@ -301,6 +303,7 @@ async fn push_and_measure(
         .await
         .map_err(|e| format!("client processes: {e}"))?;
     let after = probe.sample();
+    let broker_secs = cpu_between(broker_before, broker.sample());
     let self_secs = self_cpu() - self_before;
     let report = fleet
         .finish()
@@ -316,6 +319,11 @@ async fn push_and_measure(
     results["connect"] = conn;
     results["drained"] = json!(reached >= expected);
     results["server_rss_kib"] = json!(after.map(|s| s.rss_kib));
+    results["broker_cpu_secs"] = json!(broker_secs.map(|x| round(x, 3)));
+    results["broker_cpu_us_per_push"] = json!(broker_secs
+        .filter(|_| push.sent > 0)
+        .map(|x| round(x * 1e6 / push.sent as f64, 2)));
+    results["loadgen_cpu_secs"] = json!(round(self_secs, 3));
     let ok = lost == 0
         && push.failed == 0
         && report.dups == 0
