@@ -195,8 +195,8 @@ pub enum Command {
     /// (internal) A client group in a worker process.
     #[command(hide = true)]
     Worker {
-        /// The group, as JSON.
-        #[arg(long)]
+        /// The group, as JSON (in the environment rather than argv: it holds the JWT secret).
+        #[arg(long, env = "PUSHGATE_LOADGEN_SPEC", hide_env_values = true)]
         spec: String,
     },
 }

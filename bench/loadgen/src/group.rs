@@ -436,7 +436,7 @@ pub enum WorkerLine {
     Report(GroupReport),
 }
 
-/// A group in a worker process (`pushgate-loadgen worker --spec <json>`).
+/// A group in a worker process (`pushgate-loadgen worker`, its spec in `PUSHGATE_LOADGEN_SPEC`).
 pub struct Remote {
     child: Child,
     stdin: ChildStdin,
@@ -453,8 +453,10 @@ impl Remote {
         let exe = std::env::current_exe()?;
         let mut child = tokio::process::Command::new(exe)
             .arg("worker")
-            .arg("--spec")
-            .arg(serde_json::to_string(spec).map_err(io_err)?)
+            .env(
+                "PUSHGATE_LOADGEN_SPEC",
+                serde_json::to_string(spec).map_err(io_err)?,
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
