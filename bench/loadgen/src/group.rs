@@ -432,6 +432,8 @@ pub enum WorkerLine {
     Connected(ConnectReport),
     /// Answer to `progress`.
     Progress(u64),
+    /// Answer to `cpu`: the worker process's CPU time so far, seconds.
+    Cpu(f64),
     /// Answer to `finish` (or stdin closed): the worker exits after it.
     Report(GroupReport),
 }
@@ -497,6 +499,15 @@ impl Remote {
         }
     }
 
+    /// The worker's CPU time so far, seconds.
+    pub async fn cpu(&mut self) -> std::io::Result<f64> {
+        self.stdin.write_all(b"cpu\n").await?;
+        match self.read().await? {
+            WorkerLine::Cpu(secs) => Ok(secs),
+            other => Err(io_err(format!("unexpected worker line {other:?}"))),
+        }
+    }
+
     /// Stop the worker's clients and get its report.
     pub async fn finish(mut self) -> std::io::Result<GroupReport> {
         self.stdin.write_all(b"finish\n").await?;
@@ -525,6 +536,10 @@ pub async fn run_worker(spec: GroupSpec) -> std::io::Result<()> {
         match stdin.next_line().await? {
             Some(cmd) if cmd.trim() == "progress" => {
                 say(&mut out, &WorkerLine::Progress(group.progress())).await?
+            }
+            Some(cmd) if cmd.trim() == "cpu" => {
+                let secs = crate::procstat::sample(None).map_or(0.0, |s| s.cpu_secs);
+                say(&mut out, &WorkerLine::Cpu(secs)).await?
             }
             Some(cmd) if cmd.trim() != "finish" => {}
             _ => break,
@@ -588,6 +603,15 @@ impl Fleet {
             n += r.progress().await?;
         }
         Ok(n)
+    }
+
+    /// CPU time so far of this process and every worker process, seconds.
+    pub async fn cpu_secs(&mut self) -> std::io::Result<f64> {
+        let mut secs = crate::procstat::sample(None).map_or(0.0, |s| s.cpu_secs);
+        for r in &mut self.remotes {
+            secs += r.cpu().await?;
+        }
+        Ok(secs)
     }
 
     /// Stop every client and merge the reports (clients in index order).

@@ -276,7 +276,10 @@ async fn push_and_measure(
     let broker = Probe(c.broker_pid);
     let before = probe.sample();
     let broker_before = broker.sample();
-    let self_before = self_cpu();
+    let self_before = fleet
+        .cpu_secs()
+        .await
+        .map_err(|e| format!("client processes: {e}"))?;
     let push = match via {
         Via::Http => {
             let api = HttpApi {
@@ -304,7 +307,11 @@ async fn push_and_measure(
         .map_err(|e| format!("client processes: {e}"))?;
     let after = probe.sample();
     let broker_secs = cpu_between(broker_before, broker.sample());
-    let self_secs = self_cpu() - self_before;
+    let self_secs = fleet
+        .cpu_secs()
+        .await
+        .map_err(|e| format!("client processes: {e}"))?
+        - self_before;
     let report = fleet
         .finish()
         .await
