@@ -1,0 +1,249 @@
+//! One Socket.IO client over WebSocket, as cheap as it can be: a TCP socket bound to one of
+//! several loopback source addresses, the WebSocket handshake (tokio-tungstenite), the
+//! Engine.IO open packet, a Socket.IO CONNECT with the JWT in the auth object, then an optional
+//! `subscribe` / `join_room` emitted right after the CONNECT answer (a client that emits right
+//! after `connect` must always have its event handled), and the welcome and reply it expects.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// A connected client's WebSocket.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Where clients connect, and from where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Server address (loopback).
+    pub addr: SocketAddr,
+    /// Socket.IO path, e.g. `/socket.io/`.
+    pub path: String,
+    /// Client sockets are bound to 127.0.0.1 ..= 127.0.0.<sources>, by client index.
+    pub sources: u8,
+}
+
+impl Endpoint {
+    /// The WebSocket URL of the Engine.IO endpoint.
+    pub fn url(&self) -> String {
+        format!("ws://{}{}?EIO=4&transport=websocket", self.addr, self.path)
+    }
+
+    /// Source address for client `index`.
+    pub fn source(&self, index: usize) -> IpAddr {
+        let k = self.sources.max(1) as usize;
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % k) as u8))
+    }
+}
+
+/// What a client asks for right after its CONNECT is accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Join {
+    /// Nothing: wait for `welcome` only.
+    Nothing,
+    /// `subscribe {"userId": <own sub>}` (the admin console does this on connect).
+    Subscribe,
+    /// `join_room {"room": <room>}` (needs an admin token for any room but `user:<own id>`).
+    Room(String),
+}
+
+/// Why a client could not connect (the label is what results count by).
+#[derive(Debug)]
+pub struct ClientError(pub &'static str, pub String);
+
+impl ClientError {
+    fn new(kind: &'static str, detail: impl ToString) -> Self {
+        ClientError(kind, detail.to_string())
+    }
+}
+
+/// WebSocket buffers sized for many small messages: tungstenite's defaults (128 KiB each way)
+/// would cost gigabytes at 19k clients.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(2 << 20))
+        .max_frame_size(Some(2 << 20))
+}
+
+/// Linux `IP_BIND_ADDRESS_NO_PORT`: bind picks the address only, `connect` the port, so the
+/// port is chosen per 4-tuple (and TIME_WAIT ports are reused on loopback) instead of one
+/// ephemeral port per bound socket.
+const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
+
+/// A TCP connection to `ep` from source address `src`.
+pub async fn tcp_connect(ep: &Endpoint, src: IpAddr) -> Result<TcpStream, ClientError> {
+    let socket = TcpSocket::new_v4().map_err(|e| ClientError::new("socket", e))?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            IP_BIND_ADDRESS_NO_PORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket
+        .bind(SocketAddr::new(src, 0))
+        .map_err(|e| ClientError::new("bind", e))?;
+    let stream = socket
+        .connect(ep.addr)
+        .await
+        .map_err(|e| ClientError::new("tcp_connect", e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Next text frame, answering Engine.IO pings on the way.
+async fn next_text(ws: &mut Ws) -> Result<String, ClientError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3"))
+                    .await
+                    .map_err(|e| ClientError::new("send", e))?;
+            }
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(ClientError::new("closed", "closed during handshake"))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(ClientError::new("ws_read", e)),
+        }
+    }
+}
+
+/// Connect client `index` as `user` with `token`, do what `join` says, and return the socket
+/// once the server has answered everything (welcome, and the join reply with its ack).
+pub async fn connect(
+    ep: &Endpoint,
+    index: usize,
+    token: &str,
+    user: &str,
+    join: &Join,
+) -> Result<Ws, ClientError> {
+    let stream = tcp_connect(ep, ep.source(index)).await?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(ep.url(), stream, Some(ws_config()))
+            .await
+            .map_err(|e| ClientError::new("ws_handshake", e))?;
+    let open = next_text(&mut ws).await?;
+    if !open.starts_with('0') {
+        return Err(ClientError::new(
+            "protocol",
+            format!("expected open, got {open:.60}"),
+        ));
+    }
+    let connect = format!("40{}", serde_json::json!({ "token": token }));
+    ws.send(Message::text(connect))
+        .await
+        .map_err(|e| ClientError::new("send", e))?;
+    // The CONNECT answer comes first; emit the join at once, before the welcome is read.
+    let answer = next_text(&mut ws).await?;
+    if answer.starts_with("44") {
+        return Err(ClientError::new("refused", answer));
+    }
+    if !answer.starts_with("40") {
+        return Err(ClientError::new(
+            "protocol",
+            format!("expected 40, got {answer:.60}"),
+        ));
+    }
+    let (reply, emit) = match join {
+        Join::Nothing => (None, None),
+        Join::Subscribe => (
+            Some("subscribed"),
+            Some(format!(
+                "420[\"subscribe\",{}]",
+                serde_json::json!({ "userId": user })
+            )),
+        ),
+        Join::Room(room) => (
+            Some("room_joined"),
+            Some(format!(
+                "420[\"join_room\",{}]",
+                serde_json::json!({ "room": room })
+            )),
+        ),
+    };
+    if let Some(emit) = emit {
+        ws.send(Message::text(emit))
+            .await
+            .map_err(|e| ClientError::new("send", e))?;
+    }
+    let reply = reply.map(|r| format!("42[\"{r}\""));
+    let (mut welcomed, mut replied, mut acked) = (false, reply.is_none(), reply.is_none());
+    while !(welcomed && replied && acked) {
+        let frame = next_text(&mut ws).await?;
+        if frame.starts_with("42[\"welcome\"") {
+            welcomed = true;
+        } else if frame.starts_with("42[\"error\"") {
+            return Err(ClientError::new("join_refused", frame));
+        } else if reply
+            .as_ref()
+            .is_some_and(|r| frame.starts_with(r.as_str()))
+        {
+            replied = true;
+        } else if frame.starts_with("430[") {
+            acked = true;
+        }
+    }
+    Ok(ws)
+}
+
+/// Connect with a time limit.
+pub async fn connect_within(
+    limit: Duration,
+    ep: &Endpoint,
+    index: usize,
+    token: &str,
+    user: &str,
+    join: &Join,
+) -> Result<Ws, ClientError> {
+    match tokio::time::timeout(limit, connect(ep, index, token, user, join)).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::new(
+            "timeout",
+            format!("no answer within {limit:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_cycle_over_loopback_addresses() {
+        let ep = Endpoint {
+            addr: "127.0.0.1:30006".parse().unwrap(),
+            path: "/socket.io/".into(),
+            sources: 4,
+        };
+        let got: Vec<String> = (0..6).map(|i| ep.source(i).to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "127.0.0.1",
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.1",
+                "127.0.0.2"
+            ]
+        );
+        assert_eq!(
+            ep.url(),
+            "ws://127.0.0.1:30006/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+}

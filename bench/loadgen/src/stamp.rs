@@ -1,0 +1,112 @@
+//! The latency stamp every benchmark push carries, and the clock it is read against.
+//!
+//! The pusher puts `"t":<µs since the UNIX epoch>,"seq":<n>` into each payload; a client reads
+//! both back from the frame it receives without parsing the whole JSON (the receive path is
+//! the load generator's hot loop). The clock is the realtime clock, shared by every process on
+//! the machine (the load generator may run as several processes); microseconds since 1970 are
+//! about 1.7e15, below 2^53, so the value also survives a JavaScript server's `JSON.parse`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Microseconds since the UNIX epoch (realtime clock).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The stamp fields as a JSON fragment: `"t":<t>,"seq":<seq>` (to splice into an object).
+pub fn fields(t_us: u64, seq: u64) -> String {
+    format!("\"t\":{t_us},\"seq\":{seq}")
+}
+
+/// A push body for the room and user routes of the HTTP API: `{"type":"bench","t":..,"seq":..}`.
+pub fn http_body(t_us: u64, seq: u64) -> String {
+    format!("{{\"type\":\"bench\",{}}}", fields(t_us, seq))
+}
+
+/// A `quota.updated` event as backends publish it, for `user`, with the stamp.
+pub fn quota_event(user: &str, t_us: u64, seq: u64) -> String {
+    format!(
+        "{{\"userId\":{},\"quotaId\":\"bench-quota\",\"usagePercent\":10,{}}}",
+        serde_json::Value::from(user),
+        fields(t_us, seq)
+    )
+}
+
+/// Reads `(t, seq)` back from a received frame (any event whose payload holds both keys, at
+/// any depth, in any order). `None` when either is missing.
+pub fn parse(frame: &str) -> Option<(u64, u64)> {
+    Some((
+        number_after(frame, "\"t\":")?,
+        number_after(frame, "\"seq\":")?,
+    ))
+}
+
+/// The unsigned integer right after the first occurrence of `key` that starts a JSON key,
+/// i.e. is preceded by `{` or `,` (whitespace allowed). `key` starts with `"`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let key = key.as_bytes();
+    let mut at = 0;
+    while at + key.len() <= bytes.len() {
+        // Candidates start at a quote; compare the rest of the key in place.
+        at += bytes[at..].iter().position(|&b| b == b'"')?;
+        if bytes[at..].starts_with(key) {
+            let starts_key = bytes[..at]
+                .iter()
+                .rev()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'{' || *b == b',');
+            if starts_key {
+                let rest = &bytes[at + key.len()..];
+                let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                if digits == 0 || digits > 19 {
+                    return None;
+                }
+                return rest[..digits].iter().try_fold(0u64, |n, d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                });
+            }
+        }
+        at += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushgate::protocol::socketio::encode_event_message;
+
+    #[test]
+    fn stamp_round_trips_through_every_payload_shape() {
+        let t = now_us();
+        // HTTP room push, as the server frames it.
+        let frame = encode_event_message("message", &http_body(t, 7));
+        assert_eq!(parse(&frame), Some((t, 7)));
+        // RabbitMQ event, wrapped by the routing table and re-serialized with sorted keys.
+        let event: serde_json::Value = serde_json::from_str(&quota_event("u1", t, 9)).unwrap();
+        let wrapped = serde_json::json!({"type": "quota.updated", "data": event});
+        let frame = encode_event_message("notification", &wrapped.to_string());
+        assert_eq!(parse(&frame), Some((t, 9)));
+        // A pretty-printed payload (whitespace after separators).
+        let pretty = serde_json::to_string_pretty(&wrapped).unwrap();
+        assert_eq!(parse(&pretty), Some((t, 9)));
+    }
+
+    #[test]
+    fn only_whole_keys_match() {
+        assert_eq!(parse(r#"{"at":1,"seq":2}"#), None);
+        assert_eq!(parse(r#"{"x":"a\"t\":5","t":3,"seq":2}"#), Some((3, 2)));
+        assert_eq!(parse(r#"42["welcome",{"message":"hi"}]"#), None);
+        assert_eq!(parse(r#"{"t":-1,"seq":2}"#), None);
+    }
+
+    #[test]
+    fn stamp_is_below_two_to_the_53() {
+        assert!(now_us() < 1 << 53);
+        assert!(now_us() > 1_600_000_000_000_000);
+    }
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Run one load-generator scenario against pushgate, then against the Node peer, and print both
+# result lines and the ratio of their headline figures.
+#
+#   bench/run.sh <idle|fanout|unicast|connect-storm> [pushgate-loadgen options...]
+#
+# e.g.  bench/run.sh fanout --clients 2000 --rate 200 --duration 10
+#       bench/run.sh unicast --users 2000 --rate 1000
+#       BENCH_ONLY=pushgate bench/run.sh idle --clients 5000 --duration 5
+#
+# It builds the release binaries, installs the Node peer's packages (npm ci) and, for scenarios
+# that publish to RabbitMQ, makes sure a local broker runs (scripts/ensure-rabbitmq.sh). Each
+# server runs alone, on loopback, with its own NODE_ID and its own exchange (bench.pushgate,
+# bench.node) so that neither sees the other's events nor anybody else's. Every run is bounded
+# in time (the load generator's --deadline, and `timeout` around it).
+#
+# Environment: BENCH_ONLY=pushgate|node (one target only), BENCH_PG_PORT (39006),
+# BENCH_NODE_PORT (39007), BENCH_OUT (target/bench: where result lines are kept),
+# BENCH_JWT_SECRET / BENCH_API_KEY (a fixed bench secret and key by default).
+set -euo pipefail
+
+usage() {
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+[ $# -ge 1 ] || usage
+SCENARIO=$1
+shift
+case "$SCENARIO" in
+  idle | fanout | unicast | connect-storm) ;;
+  *) usage ;;
+esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+ONLY=${BENCH_ONLY:-both}
+PG_PORT=${BENCH_PG_PORT:-39006}
+NODE_PORT=${BENCH_NODE_PORT:-39007}
+OUT=${BENCH_OUT:-$ROOT/target/bench}
+export BENCH_JWT_SECRET=${BENCH_JWT_SECRET:-pushgate-bench-secret-not-for-production-0123}
+export BENCH_API_KEY=${BENCH_API_KEY:-pushgate-bench-api-key}
+RUN_ID="$$-$(date +%s)"
+mkdir -p "$OUT"
+
+# Does this run publish to RabbitMQ? (unicast defaults to it, fanout to the HTTP API)
+VIA=""
+DURATION=10
+prev=""
+for a in "$@"; do
+  case "$prev" in
+    --via) VIA=$a ;;
+    --duration) DURATION=$a ;;
+  esac
+  case "$a" in
+    --via=*) VIA=${a#--via=} ;;
+    --duration=*) DURATION=${a#--duration=} ;;
+  esac
+  prev=$a
+done
+if [ -z "$VIA" ]; then
+  if [ "$SCENARIO" = unicast ]; then VIA=amqp; else VIA=http; fi
+fi
+# The outer time limit: the load generator's own deadline is --duration + 60 s.
+LIMIT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 120 }')
+
+echo "== building release binaries" >&2
+cargo build --release --quiet -p pushgate --bin pushgate -p pushgate-loadgen --bin pushgate-loadgen
+LOADGEN="$ROOT/target/release/pushgate-loadgen"
+if [ "$ONLY" != pushgate ]; then
+  if ! (cd bench/node-peer && npm ls --depth=0 >/dev/null 2>&1); then
+    echo "== npm ci in bench/node-peer" >&2
+    (cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+if [ "$VIA" = amqp ]; then
+  scripts/ensure-rabbitmq.sh
+fi
+
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap stop_server EXIT INT TERM
+
+wait_for() { # url, seconds
+  local url=$1 secs=$2
+  for _ in $(seq 1 $((secs * 10))); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+run_target() { # target, port, exchange
+  local target=$1 port=$2 exchange=$3
+  shift 3
+  local log="$OUT/$SCENARIO-$target.server.log"
+  if [ "$target" = pushgate ]; then
+    PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
+      NODE_ID="bench-pg-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
+      CORS_ORIGIN='*' RUST_LOG=warn \
+      "$ROOT/target/release/pushgate" >"$log" 2>&1 &
+  else
+    PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
+      NODE_ID="bench-node-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
+      CORS_ORIGIN='*' \
+      node bench/node-peer/server.js >"$log" 2>&1 &
+  fi
+  SERVER_PID=$!
+  wait_for "http://127.0.0.1:$port/health" 15
+  if [ "$VIA" = amqp ]; then
+    wait_for "http://127.0.0.1:$port/ready" 30
+  fi
+  echo "== $SCENARIO against $target (pid $SERVER_PID, port $port)" >&2
+  local rc=0 broker=()
+  if [ "$VIA" = amqp ]; then
+    # The broker's CPU is part of the cost of an AMQP push: report it too (read only).
+    local bpid
+    bpid=$(pgrep -o -x beam.smp || true)
+    if [ -n "$bpid" ]; then broker=(--broker-pid "$bpid"); fi
+  fi
+  timeout --kill-after=10 "$LIMIT" "$LOADGEN" "$SCENARIO" "$@" --target "$target" \
+    --port "$port" --server-pid "$SERVER_PID" --exchange "$exchange" "${broker[@]}" \
+    >"$OUT/$SCENARIO-$target.json" || rc=$?
+  stop_server
+  cat "$OUT/$SCENARIO-$target.json"
+  if [ $rc -ne 0 ]; then
+    echo "== $target: load generator exit code $rc (1: losses or failures, 2: error)" >&2
+  fi
+}
+
+ARGS=("$@")
+if [ "$ONLY" != node ]; then
+  run_target pushgate "$PG_PORT" bench.pushgate "${ARGS[@]}"
+fi
+if [ "$ONLY" != pushgate ]; then
+  run_target node "$NODE_PORT" bench.node "${ARGS[@]}"
+fi
+if [ "$ONLY" = both ]; then
+  echo
+  "$LOADGEN" compare "$OUT/$SCENARIO-pushgate.json" "$OUT/$SCENARIO-node.json"
+fi
