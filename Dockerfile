@@ -5,6 +5,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY actors actors
 COPY src src
+# A workspace member: cargo needs it to load the workspace (only pushgate is built).
+COPY bench/loadgen bench/loadgen
 RUN cargo build --release --locked --bin pushgate
 
 # Runtime stage: a slim image running as an unprivileged user.
