@@ -144,7 +144,10 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 pub fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
     use std::net::ToSocketAddrs;
     let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{host} resolves to no address"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{host} resolves to no address"),
+        )
     })?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),

@@ -1124,52 +1124,8 @@ async fn a_push_burst_racing_the_upgrade_arrives_complete_and_in_order() {
 async fn cors_on_polling_echoes_listed_origins_only() {
     let srv = start();
     let c = PollingClient::open(&srv).await;
-    let options = |origin: &str| {
-        http()
-            .request(Method::OPTIONS, &c.url)
-            .insert_header(("Origin", origin))
-            .insert_header(("Access-Control-Request-Method", "POST"))
-            .insert_header(("Access-Control-Request-Headers", "content-type"))
-    };
-    let with = |req: awc::ClientRequest, origin: &str| req.insert_header(("Origin", origin));
     // A listed origin: echoed with credentials on the handshake, GET, POST, errors, preflight.
-    let answers = [
-        (
-            "handshake",
-            send(
-                with(
-                    http().get(srv.polling_url("/socket.io/", "")),
-                    ALLOWED_ORIGIN,
-                ),
-                None,
-            )
-            .await,
-        ),
-        (
-            "POST",
-            send(
-                with(http().post(&c.url), ALLOWED_ORIGIN),
-                Some(b"40".to_vec()),
-            )
-            .await,
-        ),
-        (
-            "GET",
-            send(with(http().get(&c.url), ALLOWED_ORIGIN), None).await,
-        ),
-        (
-            "400",
-            send(
-                with(
-                    http().get(srv.polling_url("/ws/", "&sid=nope")),
-                    ALLOWED_ORIGIN,
-                ),
-                None,
-            )
-            .await,
-        ),
-        ("OPTIONS", send(options(ALLOWED_ORIGIN), None).await),
-    ];
+    let answers = cors_answers(&srv, &c, ALLOWED_ORIGIN).await;
     for (what, a) in &answers {
         assert_eq!(
             a.header("access-control-allow-origin"),
@@ -1210,43 +1166,7 @@ async fn cors_on_polling_echoes_listed_origins_only() {
         .contains("content-type"));
     // An unlisted origin: the same answers, without any Access-Control-* header.
     let c = PollingClient::open(&srv).await;
-    let answers = [
-        (
-            "handshake",
-            send(
-                with(
-                    http().get(srv.polling_url("/socket.io/", "")),
-                    FOREIGN_ORIGIN,
-                ),
-                None,
-            )
-            .await,
-        ),
-        (
-            "POST",
-            send(
-                with(http().post(&c.url), FOREIGN_ORIGIN),
-                Some(b"40".to_vec()),
-            )
-            .await,
-        ),
-        (
-            "GET",
-            send(with(http().get(&c.url), FOREIGN_ORIGIN), None).await,
-        ),
-        (
-            "400",
-            send(
-                with(
-                    http().get(srv.polling_url("/ws/", "&sid=nope")),
-                    FOREIGN_ORIGIN,
-                ),
-                None,
-            )
-            .await,
-        ),
-        ("OPTIONS", send(options(FOREIGN_ORIGIN), None).await),
-    ];
+    let answers = cors_answers(&srv, &c, FOREIGN_ORIGIN).await;
     for (what, a) in &answers {
         assert_eq!(a.cors_headers(), Vec::<String>::new(), "{what}");
     }
@@ -1256,6 +1176,41 @@ async fn cors_on_polling_echoes_listed_origins_only() {
     // No Origin at all (not a browser): no CORS headers either.
     let a = send(http().get(srv.polling_url("/socket.io/", "")), None).await;
     assert_eq!(a.cors_headers(), Vec::<String>::new());
+}
+
+/// The polling answers a browser at `origin` sees: the handshake, a POST, a GET, an error
+/// (unknown sid on `/ws/`) and a preflight, in that order.
+async fn cors_answers(
+    srv: &TestServer,
+    c: &PollingClient,
+    origin: &str,
+) -> [(&'static str, Answer); 5] {
+    let with = |req: awc::ClientRequest| req.insert_header(("Origin", origin.to_owned()));
+    [
+        (
+            "handshake",
+            send(with(http().get(srv.polling_url("/socket.io/", ""))), None).await,
+        ),
+        (
+            "POST",
+            send(with(http().post(&c.url)), Some(b"40".to_vec())).await,
+        ),
+        ("GET", send(with(http().get(&c.url)), None).await),
+        (
+            "400",
+            send(with(http().get(srv.polling_url("/ws/", "&sid=nope"))), None).await,
+        ),
+        (
+            "OPTIONS",
+            send(
+                with(http().request(Method::OPTIONS, &c.url))
+                    .insert_header(("Access-Control-Request-Method", "POST"))
+                    .insert_header(("Access-Control-Request-Headers", "content-type")),
+                None,
+            )
+            .await,
+        ),
+    ]
 }
 
 #[actix_web::test]
