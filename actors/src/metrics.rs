@@ -57,7 +57,8 @@ pub struct Metrics {
     /// `pushgate_consumer_up{consumer}`: 1 while a consumer is consuming.
     pub consumer_up: IntGaugeVec,
     /// `pushgate_push_fanout_seconds`: from the supervisor accepting a push to the last member
-    /// of the room having it in its mailbox.
+    /// of a room shard (the room's actor on one worker thread) having it in its mailbox; one
+    /// observation per shard reached.
     pub push_fanout_seconds: Histogram,
     /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions by reason.
     pub disconnects: IntCounterVec,
