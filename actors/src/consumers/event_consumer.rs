@@ -16,9 +16,11 @@
 //! deleted; the channel or the connection died) the consumer tells the link
 //! ([`ConsumerStopped`]), which restores it.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use futures::StreamExt;
@@ -46,6 +48,9 @@ const LOGGED_BODY_BYTES: usize = 256;
 /// Pause before requeueing a delivery the supervisor could not take, so a stopped supervisor
 /// does not turn into a redelivery loop.
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
+
+/// How long a graceful detach waits for the acks already handed to the channel.
+const UNSETTLED_WAIT: Duration = Duration::from_secs(2);
 
 /// What distinguishes the two consumers; implemented by the marker types
 /// [`QuotaEvents`](super::quota_events::QuotaEvents) and
@@ -120,6 +125,10 @@ pub struct EventConsumer<F: Family> {
     link: Recipient<ConsumerStopped>,
     device_cache: DeviceStatusCache,
     active: Option<Active>,
+    /// Acks and rejects handed to the channel but not written yet: they run beside the next
+    /// deliveries (so one delivery's ack round trip to lapin's I/O thread does not hold up
+    /// the next one), and a graceful detach waits for them.
+    unsettled: Rc<Cell<usize>>,
     family: PhantomData<F>,
 }
 
@@ -141,6 +150,7 @@ impl<F: Family> EventConsumer<F> {
             link,
             device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
             active: None,
+            unsettled: Rc::new(Cell::new(0)),
             family: PhantomData,
         }
     }
@@ -181,20 +191,25 @@ impl<F: Family> EventConsumer<F> {
             outcome,
             self.supervisor.clone(),
             self.metrics.clone(),
+            self.unsettled.clone(),
         );
         ctx.wait(work.into_actor(self));
     }
 }
 
-/// Carries out the routing decision for one delivery and acks, rejects or requeues it.
+/// Carries out the routing decision for one delivery: hands its pushes to the supervisor, in
+/// order, then acks it (or rejects it, or requeues it when the supervisor refused). The ack or
+/// reject is written in the background, counted in `unsettled`.
 async fn settle(
     delivery: Delivery,
     outcome: RouteOutcome,
     supervisor: Addr<RoomSupervisor>,
     metrics: Arc<Metrics>,
+    unsettled: Rc<Cell<usize>>,
 ) {
-    let key = delivery.routing_key.as_str();
-    let (result, counted) = match outcome {
+    let key = delivery.routing_key.as_str().to_owned();
+    let acker = delivery.acker.clone();
+    let counted = match outcome {
         RouteOutcome::Routed(pushes) => {
             for push in pushes {
                 let payload: Arc<str> = push.payload.to_string().into();
@@ -210,41 +225,37 @@ async fn settle(
                         requeue: true,
                         ..BasicNackOptions::default()
                     };
-                    if let Err(e) = delivery.acker.nack(nack).await {
+                    if let Err(e) = acker.nack(nack).await {
                         log::warn!("nack of a `{key}` delivery failed: {e}");
                     }
                     return;
                 }
             }
-            (
-                delivery.acker.ack(BasicAckOptions::default()).await,
-                AmqpOutcome::Routed,
-            )
+            AmqpOutcome::Routed
         }
-        RouteOutcome::Ignored => (
-            delivery.acker.ack(BasicAckOptions::default()).await,
-            AmqpOutcome::Ignored,
-        ),
+        RouteOutcome::Ignored => AmqpOutcome::Ignored,
         RouteOutcome::Poison(reason) => {
             log::warn!(
                 "dead-lettering a `{key}` delivery: {reason}; body ({} bytes): {}",
                 delivery.data.len(),
                 truncated(&delivery.data)
             );
-            (
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await,
-                AmqpOutcome::DeadLettered,
-            )
+            AmqpOutcome::DeadLettered
         }
     };
-    if let Err(e) = result {
-        // The channel is gone: the broker redelivers the message on the next consumer.
-        log::warn!("settling a `{key}` delivery failed: {e}");
-    }
-    metrics.amqp_message(key, counted);
+    metrics.amqp_message(&key, counted);
+    unsettled.set(unsettled.get() + 1);
+    actix::spawn(async move {
+        let result = match counted {
+            AmqpOutcome::DeadLettered => acker.reject(BasicRejectOptions { requeue: false }).await,
+            _ => acker.ack(BasicAckOptions::default()).await,
+        };
+        unsettled.set(unsettled.get() - 1);
+        if let Err(e) = result {
+            // The channel is gone: the broker redelivers the message on the next consumer.
+            log::warn!("settling a `{key}` delivery failed: {e}");
+        }
+    });
 }
 
 /// The start of `body` as text, for the log.
@@ -383,7 +394,8 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) -> Self::Result {
-        // Handled only between deliveries (each runs under `ctx.wait`), so nothing is in flight.
+        // Handled only between deliveries (each runs under `ctx.wait`); only their acks may
+        // still be on their way, and a graceful detach waits for those.
         let Some(Active {
             channel,
             tag,
@@ -398,7 +410,13 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let queue = self.queue.clone();
+        let unsettled = self.unsettled.clone();
         let close = async move {
+            // Let the acks of the deliveries already handled reach the channel first.
+            let deadline = Instant::now() + UNSETTLED_WAIT;
+            while unsettled.get() > 0 && Instant::now() < deadline {
+                actix::clock::sleep(Duration::from_millis(1)).await;
+            }
             if let Err(e) = channel
                 .basic_cancel(tag, BasicCancelOptions::default())
                 .await
