@@ -870,6 +870,15 @@ fn poll_until_paused(
 }
 
 /// The next text frame over `ws` (pings answered), within 2 s.
+/// Send the upgrade probe `2probe` over the WebSocket and expect `3probe` back.
+async fn probe(ws: &mut RawClient) {
+    ws.send("2probe").await;
+    assert_eq!(
+        ws.next(Duration::from_secs(1)).await,
+        Some(Frame::Text("3probe".into()))
+    );
+}
+
 async fn ws_text(ws: &mut RawClient) -> String {
     loop {
         match ws.next(Duration::from_secs(2)).await {
@@ -891,11 +900,7 @@ async fn upgrade_to_websocket() {
     let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
     let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
     // No open packet on the upgrading WebSocket: it only answers the probe.
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     // The waiting GET is ended with a noop.
     let a = pending.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "6"));
@@ -959,11 +964,7 @@ async fn a_second_websocket_during_the_upgrade_is_closed_at_once() {
         Some(Frame::Close(_)) => {}
         other => panic!("the second WebSocket got {other:?} instead of a close"),
     }
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     assert_eq!(c.poll().await, ["6"]);
     ws.send("5").await;
     assert_eq!(srv.push_to_user("42", r#"{"n":2}"#).await, 1);
@@ -980,11 +981,7 @@ async fn an_abandoned_upgrade_leaves_polling_working() {
     sleep(30).await;
     let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
     let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     assert_eq!(pending.await.unwrap().body, "6");
     // The client gives up on the WebSocket (e.g. a proxy broke it) without sending `5`.
     ws.close().await;
@@ -1009,11 +1006,7 @@ async fn an_abandoned_upgrade_leaves_polling_working() {
     // A later upgrade succeeds.
     sync_with_ping(&c).await;
     let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     assert_eq!(c.poll().await, ["6"]);
     ws.send("5").await;
     assert_eq!(srv.push_to_user("42", r#"{"n":4}"#).await, 1);
@@ -1038,11 +1031,7 @@ async fn pushes_during_the_upgrade_are_neither_lost_nor_reordered() {
     for seq in 10..20 {
         push_seq(&srv, "42", seq).await;
     }
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     paused.set(true);
     let (polled, _) = polling.await.unwrap();
     // Probed, polling paused, `5` not sent yet: these wait on the server.
@@ -1092,11 +1081,7 @@ async fn a_push_burst_racing_the_upgrade_arrives_complete_and_in_order() {
         }
         let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
         let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-        ws.send("2probe").await;
-        assert_eq!(
-            ws.next(Duration::from_secs(1)).await,
-            Some(Frame::Text("3probe".into()))
-        );
+        probe(&mut ws).await;
         paused.set(true);
         let (polled, _) = polling.await.unwrap();
         ws.send("5").await;
@@ -1262,11 +1247,7 @@ async fn websocket_upgrade_of_a_polling_session_from_a_foreign_origin_is_refused
     let mut ws = RawClient::connect(&ws_url, &[("Origin", ALLOWED_ORIGIN)])
         .await
         .unwrap();
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
+    probe(&mut ws).await;
     assert_eq!(c.poll().await, ["6"]);
     ws.send("5").await;
     assert_eq!(srv.push_to_user("42", r#"{"n":2}"#).await, 1);
@@ -1304,11 +1285,7 @@ async fn the_ws_path_serves_polling_and_its_upgrade() {
         let mut ws = RawClient::connect(&srv.ws_url_at(path, &format!("&sid={}", c.sid)), &[])
             .await
             .unwrap();
-        ws.send("2probe").await;
-        assert_eq!(
-            ws.next(Duration::from_secs(1)).await,
-            Some(Frame::Text("3probe".into()))
-        );
+        probe(&mut ws).await;
         assert_eq!(c.poll().await, ["6"]);
         ws.send("5").await;
         assert_eq!(srv.push_to_user(&user, r#"{"p":2}"#).await, 1);

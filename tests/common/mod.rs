@@ -72,17 +72,7 @@ pub fn config() -> Config {
 
 /// Start a server with `config` on 127.0.0.1:0. Call inside `#[actix_web::test]`.
 pub fn start_with(config: Config) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    let running = pushgate::start(config.clone(), listener, Mode::Gateway).expect("server starts");
-    let handle = running.server.handle();
-    actix_web::rt::spawn(running.server);
-    TestServer {
-        addr,
-        config,
-        handle,
-        state: running.state,
-    }
+    start_with_mode(config, Mode::Gateway)
 }
 
 /// Start a server with `config` on `listener` (e.g. the address a stopped server had); also
@@ -92,8 +82,17 @@ pub fn start_on(
     config: Config,
     listener: TcpListener,
 ) -> (TestServer, pushgate::server::ShutdownHandle) {
+    launch(config, listener, Mode::Gateway)
+}
+
+/// Start a server with `config` in `mode` on `listener`, spawned on the test's actix system.
+fn launch(
+    config: Config,
+    listener: TcpListener,
+    mode: Mode,
+) -> (TestServer, pushgate::server::ShutdownHandle) {
     let addr = listener.local_addr().unwrap();
-    let running = pushgate::start(config.clone(), listener, Mode::Gateway).expect("server starts");
+    let running = pushgate::start(config.clone(), listener, mode).expect("server starts");
     let handle = running.server.handle();
     let shutdown = running.shutdown_handle();
     actix_web::rt::spawn(running.server);
@@ -401,16 +400,7 @@ pub const RS: char = '\x1e';
 /// the Engine.IO echo sessions at `/engine.io/`). Call inside `#[actix_web::test]`.
 pub fn start_with_mode(config: Config, mode: Mode) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    let running = pushgate::start(config.clone(), listener, mode).expect("server starts");
-    let handle = running.server.handle();
-    actix_web::rt::spawn(running.server);
-    TestServer {
-        addr,
-        config,
-        handle,
-        state: running.state,
-    }
+    launch(config, listener, mode).0
 }
 
 /// What an HTTP request got back.
