@@ -114,6 +114,9 @@ pub struct Config {
     pub engine: EngineConfig,
     /// HTTP API body limit in bytes.
     pub push_max_body_bytes: usize,
+    /// Pushes to a room that follow a delivery within this window are delivered together at
+    /// its end, in one write per member (see `pushgate_actors::room`); zero: never wait.
+    pub push_coalesce: Duration,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -275,6 +278,25 @@ fn millis(src: &Sources, var: &'static str, default: u64) -> Result<Duration, Co
     number(src, var, default, 1).map(Duration::from_millis)
 }
 
+/// The longest `PUSH_COALESCE_MS`: beyond it pushes would feel late to a person watching.
+pub const MAX_PUSH_COALESCE_MS: u64 = 1_000;
+
+fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
+    const VAR: &str = "PUSH_COALESCE_MS";
+    let ms = number(src, VAR, DEFAULT_PUSH_COALESCE_MS, 0)?;
+    if ms > MAX_PUSH_COALESCE_MS {
+        return Err(ConfigError::Invalid {
+            var: VAR,
+            value: ms.to_string(),
+            reason: format!("must be at most {MAX_PUSH_COALESCE_MS}"),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// `PUSH_COALESCE_MS` when unset.
+pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -351,6 +373,7 @@ impl Config {
                 connect_timeout: millis(src, "CONNECT_TIMEOUT_MS", 45_000)?,
             },
             push_max_body_bytes: number(src, "PUSH_MAX_BODY_BYTES", 1_048_576usize, 2)?,
+            push_coalesce: coalesce_window(src)?,
             consume: true,
             dev,
         })
@@ -455,9 +478,26 @@ mod tests {
             ("PING_INTERVAL_MS", "-5"),
             ("MAX_PAYLOAD_BYTES", "1"),
             ("NODE_ID", "a b"),
+            ("PUSH_COALESCE_MS", "-1"),
+            ("PUSH_COALESCE_MS", "1001"),
+            ("PUSH_COALESCE_MS", "5ms"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn push_coalescing_is_off_unless_asked_for() {
+        let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
+        assert_eq!(c.push_coalesce, Duration::ZERO);
+        for (value, ms) in [("0", 0), ("10", 10), ("1000", 1000)] {
+            let c = load(
+                &[("JWT_SECRET", SECRET), ("PUSH_COALESCE_MS", value)],
+                false,
+            )
+            .unwrap();
+            assert_eq!(c.push_coalesce, Duration::from_millis(ms));
         }
     }
 

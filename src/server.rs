@@ -76,7 +76,9 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
-    let supervisor = RoomSupervisor::new(encode_event_message, metrics.clone()).start();
+    let supervisor = RoomSupervisor::new(encode_event_message, metrics.clone())
+        .with_coalesce_window(config.push_coalesce)
+        .start();
     let context = |mode| {
         Arc::new(SessionContext {
             supervisor: supervisor.clone(),

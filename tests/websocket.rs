@@ -353,3 +353,43 @@ async fn a_client_vanishing_mid_push_breaks_nothing() {
     .unwrap();
     assert_eq!(stats["connections"], 1);
 }
+
+#[actix_web::test]
+async fn coalesced_pushes_arrive_complete_in_order_and_one_packet_each() {
+    let mut config = config();
+    config.push_coalesce = Duration::from_millis(100);
+    let srv = start_with(config);
+    let token = srv.token("42", false);
+    let mut ws = RawClient::connected(&srv, &token).await;
+    let mut polling = PollingClient::connected(&srv, &token).await;
+    // Both sessions are in user:42 (one room actor per worker thread that has members).
+    let pushes = 30;
+    for i in 0..pushes {
+        let body = format!(r#"{{"n":{i}}}"#);
+        assert_eq!(srv.push_to_user("42", &body).await, 2);
+    }
+    let expected: Vec<String> = (0..pushes)
+        .map(|i| format!(r#"42["notification",{{"n":{i}}}]"#))
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        match ws.next(Duration::from_secs(5)).await {
+            Some(Frame::Text(t)) if t == "2" => ws.send("3").await,
+            Some(Frame::Text(t)) => got.push(t),
+            other => panic!("websocket client lost its connection: {other:?}"),
+        }
+    }
+    assert_eq!(
+        got, expected,
+        "over WebSocket: one frame per push, in order"
+    );
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        got.push(polling.next_packet().await.expect("polling session alive"));
+    }
+    assert_eq!(
+        got, expected,
+        "over long-polling: one packet per push, in order"
+    );
+    assert_eq!(ws.idle(Duration::from_millis(300)).await, vec![]);
+}

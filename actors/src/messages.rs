@@ -20,12 +20,23 @@ pub type SessionId = u64;
 /// (the Socket.IO codec provides it, so this crate stays protocol-agnostic).
 pub type EncodeFrame = fn(event: &str, payload_json: &str) -> String;
 
-/// One encoded frame for a session to write, shared by every receiver of the same push.
+/// Encoded frames for a session to write, in this order: one per push, shared by every
+/// receiver of the same pushes. A room that coalesces pushes (see
+/// [`Room`](crate::room::Room)) hands several at once, which the session writes in one go.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    /// The complete frame, e.g. `42["notification",{...}]`.
-    pub frame: ByteString,
+    /// The complete frames, e.g. `42["notification",{...}]`.
+    pub frames: Arc<[ByteString]>,
+}
+
+impl Deliver {
+    /// A delivery of one frame.
+    pub fn one(frame: ByteString) -> Self {
+        Deliver {
+            frames: Arc::new([frame]),
+        }
+    }
 }
 
 /// Identifies the worker thread (actix arbiter) a session lives on.

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -42,6 +42,7 @@ pub struct RoomSupervisor {
     rooms: HashMap<String, RoomEntry>,
     encode: EncodeFrame,
     metrics: Arc<Metrics>,
+    coalesce: Duration,
 }
 
 impl RoomSupervisor {
@@ -53,7 +54,15 @@ impl RoomSupervisor {
             rooms: HashMap::new(),
             encode,
             metrics,
+            coalesce: Duration::ZERO,
         }
+    }
+
+    /// Rooms coalesce the pushes that follow a delivery within `window` into one delivery at
+    /// its end (see [`Room`]); zero, the default, delivers every push at once.
+    pub fn with_coalesce_window(mut self, window: Duration) -> Self {
+        self.coalesce = window;
+        self
     }
 
     fn leave(&mut self, session: SessionId, worker: WorkerId, room: &str) {
@@ -151,9 +160,12 @@ impl Handler<JoinRoom> for RoomSupervisor {
             Some(i) => &mut entry.shards[i],
             None => {
                 let (name, metrics) = (msg.room.clone(), self.metrics.clone());
+                let coalesce = self.coalesce;
                 entry.shards.push(RoomShard {
                     worker: home.worker,
-                    addr: Room::start_in_arbiter(&home.arbiter, move |_| Room::new(name, metrics)),
+                    addr: Room::start_in_arbiter(&home.arbiter, move |_| {
+                        Room::new(name, metrics, coalesce)
+                    }),
                     members: 0,
                 });
                 entry.shards.last_mut().expect("just pushed")
@@ -211,9 +223,7 @@ impl Handler<Push> for RoomSupervisor {
                 if !self.sessions.is_empty() {
                     let frame = ByteString::from((self.encode)(event, &msg.payload));
                     for s in self.sessions.values() {
-                        s.recipient.do_send(Deliver {
-                            frame: frame.clone(),
-                        });
+                        s.recipient.do_send(Deliver::one(frame.clone()));
                     }
                     self.metrics
                         .push_fanout_seconds
@@ -276,7 +286,8 @@ mod tests {
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            self.0.lock().unwrap().push(msg.frame.to_string());
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(msg.frames.iter().map(|f| f.to_string()));
         }
     }
 

@@ -222,7 +222,8 @@ impl Actor for Probe {
 impl Handler<Deliver> for Probe {
     type Result = ();
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        self.0.lock().unwrap().push(msg.frame.to_string());
+        let mut seen = self.0.lock().unwrap();
+        seen.extend(msg.frames.iter().map(|f| f.to_string()));
     }
 }
 

@@ -247,7 +247,8 @@ impl Handler<Deliver> for PollingSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        self.out.push(Outbound::Text(msg.frame));
+        self.out
+            .extend(msg.frames.iter().map(|f| Outbound::Text(f.clone())));
         self.flush();
     }
 }

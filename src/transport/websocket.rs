@@ -246,7 +246,10 @@ impl Handler<Deliver> for WsTransport {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        ctx.text(msg.frame);
+        // Frames handed to the context in one handler go out in one socket write.
+        for frame in msg.frames.iter() {
+            ctx.text(frame.clone());
+        }
     }
 }
 
