@@ -171,6 +171,28 @@ impl Publisher {
         }
     }
 
+    /// Publish raw messages back to back, then wait for every confirm.
+    async fn publish_raw_burst(&self, messages: &[(&str, Vec<u8>)]) {
+        let mut confirms = Vec::new();
+        for (routing_key, body) in messages {
+            confirms.push(
+                self.channel
+                    .basic_publish(
+                        EXCHANGE.into(),
+                        (*routing_key).into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for confirm in confirms {
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+    }
+
     async fn publish(&self, routing_key: &str, event: &Value) {
         self.publish_raw(routing_key, event.to_string().as_bytes())
             .await;
@@ -598,6 +620,61 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_goes_on() {
         "pushgate_amqp_messages_total{outcome=\"dead_lettered\",routing_key=\"quota.updated\"} 4"
     ));
     node.shutdown().await;
+}
+
+/// Acks are merged into multiple-acks under load; a poison message between two valid ones must
+/// still be dead-lettered (rejected before any ack of a later delivery), and every valid one
+/// acked (nothing returns to the queue when the consumer stops).
+#[actix::test]
+async fn poison_interleaved_with_a_burst_is_dead_lettered_and_the_rest_acked() {
+    init_log();
+    let vhost = Vhost::create();
+    let mut node = Node::start(&vhost.guest_url(), &node_id(), 256);
+    let user = node.session(&["user:7"]).await;
+    node.ready().await;
+    let publisher = Publisher::connect(&vhost.guest_url()).await;
+
+    let mut burst = Vec::new();
+    let mut poison = Vec::new();
+    let mut valid = 0;
+    for i in 0..300 {
+        if i % 3 == 1 {
+            let body = format!("poison #{i}").into_bytes();
+            poison.push(body.clone());
+            burst.push(("quota.updated", body));
+        } else {
+            let event = json!({"userId": "7", "quotaId": format!("q{i}"), "_trace": trace()});
+            burst.push(("quota.renewed", event.to_string().into_bytes()));
+            valid += 1;
+        }
+    }
+    publisher.publish_raw_burst(&burst).await;
+
+    wait_until("the valid events", WAIT, || user.len() == valid).await;
+    let ids: Vec<String> = user
+        .quota()
+        .iter()
+        .map(|(_, v)| v["data"]["quotaId"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..300)
+        .filter(|i| i % 3 != 1)
+        .map(|i| format!("q{i}"))
+        .collect();
+    assert_eq!(ids, expected, "every valid event once, in order");
+
+    node.shutdown().await;
+    let mut dead = publisher.drain(DEAD_LETTER_QUEUE).await;
+    dead.sort();
+    poison.sort();
+    assert_eq!(
+        dead, poison,
+        "the dead-letter queue holds exactly the poison"
+    );
+    assert_eq!(
+        publisher.queue(&node.queue("quota")).await,
+        (0, 0),
+        "every delivery was settled: none went back to the queue"
+    );
 }
 
 #[actix::test]

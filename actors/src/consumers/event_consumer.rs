@@ -10,13 +10,13 @@
 //! Per delivery: [`route`]; `Routed` → each push is serialized once and `send` to the
 //! supervisor in order, then ack; `Ignored` → ack; `Poison` → one warning, `basic_reject`
 //! without requeue (the queue dead-letters it to the DLX); the supervisor's mailbox failing →
-//! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`.
+//! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`. The verdicts
+//! go to the channel's [`Settler`], which writes them in order and merges runs of acks.
 //!
 //! When the stream ends on its own (the broker cancelled the consumer, e.g. its queue was
 //! deleted; the channel or the connection died) the consumer tells the link
 //! ([`ConsumerStopped`]), which restores it.
 
-use std::cell::Cell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,15 +25,13 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
 
 use super::messages::{Attach, ConsumerStopped, Detach};
+use super::settler::{Settler, Verdict};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::messages::{Push, PushTarget};
@@ -49,7 +47,7 @@ const LOGGED_BODY_BYTES: usize = 256;
 /// does not turn into a redelivery loop.
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
 
-/// How long a graceful detach waits for the acks already handed to the channel.
+/// How long a graceful detach waits for the verdicts already handed to the settler.
 const UNSETTLED_WAIT: Duration = Duration::from_secs(2);
 
 /// What distinguishes the two consumers; implemented by the marker types
@@ -113,6 +111,7 @@ struct Active {
     channel: Channel,
     tag: ShortString,
     stream: SpawnHandle,
+    settler: Rc<Settler>,
 }
 
 /// The consumer actor of one [`Family`]; see the module doc.
@@ -125,10 +124,6 @@ pub struct EventConsumer<F: Family> {
     link: Recipient<ConsumerStopped>,
     device_cache: DeviceStatusCache,
     active: Option<Active>,
-    /// Acks and rejects handed to the channel but not written yet: they run beside the next
-    /// deliveries (so one delivery's ack round trip to lapin's I/O thread does not hold up
-    /// the next one), and a graceful detach waits for them.
-    unsettled: Rc<Cell<usize>>,
     family: PhantomData<F>,
 }
 
@@ -150,7 +145,6 @@ impl<F: Family> EventConsumer<F> {
             link,
             device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
             active: None,
-            unsettled: Rc::new(Cell::new(0)),
             family: PhantomData,
         }
     }
@@ -180,6 +174,10 @@ impl<F: Family> EventConsumer<F> {
     }
 
     fn handle_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(active) = &self.active else {
+            return; // not consuming: the broker redelivers it
+        };
+        let settler = active.settler.clone();
         let outcome = route(
             delivery.routing_key.as_str(),
             &delivery.data,
@@ -191,25 +189,24 @@ impl<F: Family> EventConsumer<F> {
             outcome,
             self.supervisor.clone(),
             self.metrics.clone(),
-            self.unsettled.clone(),
+            settler,
         );
         ctx.wait(work.into_actor(self));
     }
 }
 
 /// Carries out the routing decision for one delivery: hands its pushes to the supervisor, in
-/// order, then acks it (or rejects it, or requeues it when the supervisor refused). The ack or
-/// reject is written in the background, counted in `unsettled`.
+/// order, then hands the delivery's verdict (ack, dead-letter, or requeue when the supervisor
+/// refused) to the channel's [`Settler`].
 async fn settle(
     delivery: Delivery,
     outcome: RouteOutcome,
     supervisor: Addr<RoomSupervisor>,
     metrics: Arc<Metrics>,
-    unsettled: Rc<Cell<usize>>,
+    settler: Rc<Settler>,
 ) {
-    let key = delivery.routing_key.as_str().to_owned();
-    let acker = delivery.acker.clone();
-    let counted = match outcome {
+    let key = delivery.routing_key.as_str();
+    let (counted, verdict) = match outcome {
         RouteOutcome::Routed(pushes) => {
             for push in pushes {
                 let payload: Arc<str> = push.payload.to_string().into();
@@ -221,41 +218,24 @@ async fn settle(
                 if let Err(e) = supervisor.send(msg).await {
                     log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
                     actix::clock::sleep(REQUEUE_PAUSE).await;
-                    let nack = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    };
-                    if let Err(e) = acker.nack(nack).await {
-                        log::warn!("nack of a `{key}` delivery failed: {e}");
-                    }
+                    settler.settle(delivery.acker, Verdict::Requeue);
                     return;
                 }
             }
-            AmqpOutcome::Routed
+            (AmqpOutcome::Routed, Verdict::Ack)
         }
-        RouteOutcome::Ignored => AmqpOutcome::Ignored,
+        RouteOutcome::Ignored => (AmqpOutcome::Ignored, Verdict::Ack),
         RouteOutcome::Poison(reason) => {
             log::warn!(
                 "dead-lettering a `{key}` delivery: {reason}; body ({} bytes): {}",
                 delivery.data.len(),
                 truncated(&delivery.data)
             );
-            AmqpOutcome::DeadLettered
+            (AmqpOutcome::DeadLettered, Verdict::DeadLetter)
         }
     };
-    metrics.amqp_message(&key, counted);
-    unsettled.set(unsettled.get() + 1);
-    actix::spawn(async move {
-        let result = match counted {
-            AmqpOutcome::DeadLettered => acker.reject(BasicRejectOptions { requeue: false }).await,
-            _ => acker.ack(BasicAckOptions::default()).await,
-        };
-        unsettled.set(unsettled.get() - 1);
-        if let Err(e) = result {
-            // The channel is gone: the broker redelivers the message on the next consumer.
-            log::warn!("settling a `{key}` delivery failed: {e}");
-        }
-    });
+    metrics.amqp_message(key, counted);
+    settler.settle(delivery.acker, verdict);
 }
 
 /// The start of `body` as text, for the log.
@@ -349,6 +329,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
                     channel,
                     tag,
                     stream,
+                    settler: Rc::new(Settler::start()),
                 });
                 act.set_up(true);
                 log::info!("consuming queue `{}`", act.queue);
@@ -400,6 +381,7 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
             channel,
             tag,
             stream,
+            settler,
             ..
         }) = self.deactivate()
         else {
@@ -410,11 +392,10 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let queue = self.queue.clone();
-        let unsettled = self.unsettled.clone();
         let close = async move {
-            // Let the acks of the deliveries already handled reach the channel first.
+            // Let the verdicts on the deliveries already handled reach the channel first.
             let deadline = Instant::now() + UNSETTLED_WAIT;
-            while unsettled.get() > 0 && Instant::now() < deadline {
+            while settler.unsettled() > 0 && Instant::now() < deadline {
                 actix::clock::sleep(Duration::from_millis(1)).await;
             }
             if let Err(e) = channel

@@ -30,6 +30,7 @@ pub mod device_events;
 pub mod event_consumer;
 pub mod messages;
 pub mod quota_events;
+pub mod settler;
 pub mod topology;
 
 pub use broker_link::BrokerLink;

@@ -1,0 +1,154 @@
+//! Settles a consumer's deliveries on its channel: acks, dead-letter rejects and requeues, in
+//! exactly the order the consumer decided them, with runs of acks merged into one
+//! `basic.ack` with `multiple` set.
+//!
+//! The consumer hands each verdict over and goes on with its next delivery (a verdict never
+//! waits for the round trip to lapin's I/O thread). One task per channel works through the
+//! verdicts one at a time; while one is on its way, the next ones queue up, so under load a
+//! single `basic.ack` settles everything up to its delivery tag and the I/O thread is woken
+//! once per batch instead of once per delivery. Order matters for correctness, not only for
+//! tidiness: a multiple-ack covers every earlier unsettled tag, so a reject or a requeue must
+//! reach the broker before any ack of a later delivery, which the single ordered queue ensures.
+//!
+//! One settler belongs to one channel: delivery tags are per channel, and a new channel (after
+//! a reconnect) gets a new settler. A settler whose channel died fails its remaining verdicts;
+//! the broker redelivers those messages.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::Acker;
+
+/// What becomes of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handled (or deliberately ignored): acknowledge.
+    Ack,
+    /// Poison: reject without requeue, so the queue dead-letters it.
+    DeadLetter,
+    /// Could not be handled now: put it back in the queue.
+    Requeue,
+}
+
+/// The settling side of one channel; see the module doc.
+pub struct Settler {
+    verdicts: mpsc::UnboundedSender<(Acker, Verdict)>,
+    unsettled: Rc<Cell<usize>>,
+}
+
+impl Settler {
+    /// A settler whose task runs on the current arbiter (the consumer's) for as long as the
+    /// settler lives or verdicts remain.
+    pub fn start() -> Settler {
+        let (verdicts, queue) = mpsc::unbounded();
+        let unsettled = Rc::new(Cell::new(0));
+        actix::spawn(run(queue, unsettled.clone()));
+        Settler {
+            verdicts,
+            unsettled,
+        }
+    }
+
+    /// Settle a delivery, after every delivery settled before it.
+    pub fn settle(&self, acker: Acker, verdict: Verdict) {
+        self.unsettled.set(self.unsettled.get() + 1);
+        if self.verdicts.unbounded_send((acker, verdict)).is_err() {
+            // Unreachable while `self` lives (the task ends only when the sender is dropped).
+            self.unsettled.set(self.unsettled.get() - 1);
+        }
+    }
+
+    /// Verdicts handed over but not written to the channel yet.
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.get()
+    }
+}
+
+async fn run(mut queue: mpsc::UnboundedReceiver<(Acker, Verdict)>, unsettled: Rc<Cell<usize>>) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.next().await {
+        batch.push(first);
+        while let Ok(next) = queue.try_recv() {
+            batch.push(next);
+        }
+        for (acker, verdict, covers) in merge(&mut batch) {
+            let result = match verdict {
+                Verdict::Ack => {
+                    acker
+                        .ack(BasicAckOptions {
+                            multiple: covers > 1,
+                        })
+                        .await
+                }
+                Verdict::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
+                Verdict::Requeue => {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    };
+                    acker.nack(requeue).await
+                }
+            };
+            unsettled.set(unsettled.get() - covers);
+            if let Err(e) = result {
+                // The channel is gone: the broker redelivers these messages on the next one.
+                log::warn!("settling {covers} deliveries ({verdict:?}) failed: {e}");
+            }
+        }
+    }
+}
+
+/// Drain `batch` into the frames to send, in order: each run of consecutive acks becomes its
+/// last acker (a multiple-ack up to its tag) with the number of deliveries it covers; rejects
+/// and requeues stay one per delivery.
+fn merge<T>(batch: &mut Vec<(T, Verdict)>) -> Vec<(T, Verdict, usize)> {
+    let mut frames: Vec<(T, Verdict, usize)> = Vec::with_capacity(batch.len());
+    for (item, verdict) in batch.drain(..) {
+        match frames.last_mut() {
+            Some((last, Verdict::Ack, covers)) if verdict == Verdict::Ack => {
+                *last = item;
+                *covers += 1;
+            }
+            _ => frames.push((item, verdict, 1)),
+        }
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Verdict::*;
+
+    #[test]
+    fn runs_of_acks_merge_into_their_last_delivery_and_nothing_else_moves() {
+        let mut batch = vec![
+            (1, Ack),
+            (2, Ack),
+            (3, DeadLetter),
+            (4, Ack),
+            (5, Requeue),
+            (6, Requeue),
+            (7, Ack),
+            (8, Ack),
+            (9, Ack),
+        ];
+        assert_eq!(
+            merge(&mut batch),
+            vec![
+                (2, Ack, 2),
+                (3, DeadLetter, 1),
+                (4, Ack, 1),
+                (5, Requeue, 1),
+                (6, Requeue, 1),
+                (9, Ack, 3)
+            ]
+        );
+        assert!(batch.is_empty());
+        assert_eq!(merge(&mut vec![(1, Ack)]), vec![(1, Ack, 1)]);
+        assert_eq!(merge::<u8>(&mut Vec::new()), vec![]);
+    }
+}
