@@ -2,8 +2,10 @@
 //!
 //! Sessions register with it once authenticated, then join and leave rooms through it; pushers
 //! (HTTP API, RabbitMQ consumers) hand it [`Push`]es. It encodes each push once and passes the
-//! shared frame to the room actor, which fans it out. Because every request goes through this
-//! one mailbox, a join followed by a push is always seen in that order.
+//! shared frame to the room's actors (one per worker thread with members), which fan it out.
+//! A broadcast goes the same way, through an internal room every registered session is in.
+//! Because every request goes through this one mailbox, a join followed by a push is always
+//! seen in that order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +25,10 @@ struct SessionEntry {
     rooms: Vec<String>,
 }
 
-/// A room: one [`Room`] actor per worker thread that has members in it, so that each frame
+/// A room's actors: one [`Room`] per worker thread that has members in it, so that each frame
 /// crosses threads once per worker, and every delivery wakes a session on its own thread.
-struct RoomEntry {
+#[derive(Default)]
+struct Shards {
     shards: Vec<RoomShard>,
     members: usize,
 }
@@ -36,13 +39,80 @@ struct RoomShard {
     members: usize,
 }
 
+/// How room actors are made.
+#[derive(Clone)]
+struct RoomSettings {
+    metrics: Arc<Metrics>,
+    coalesce: Duration,
+}
+
+impl Shards {
+    /// Add a member living on `home`, starting the room's actor on that thread if needed.
+    fn add(
+        &mut self,
+        name: &str,
+        session: SessionId,
+        recipient: Recipient<Deliver>,
+        home: &Home,
+        settings: &RoomSettings,
+    ) {
+        let shard = match self.shards.iter().position(|s| s.worker == home.worker) {
+            Some(i) => &mut self.shards[i],
+            None => {
+                let (name, settings) = (name.to_owned(), settings.clone());
+                self.shards.push(RoomShard {
+                    worker: home.worker,
+                    addr: Room::start_in_arbiter(&home.arbiter, move |_| {
+                        Room::new(name, settings.metrics, settings.coalesce)
+                    }),
+                    members: 0,
+                });
+                self.shards.last_mut().expect("just pushed")
+            }
+        };
+        shard.members += 1;
+        self.members += 1;
+        shard.addr.do_send(AddMember { session, recipient });
+    }
+
+    /// Remove a member living on `worker`; the room's actor on that thread stops itself when
+    /// its last member is removed.
+    fn remove(&mut self, session: SessionId, worker: WorkerId) {
+        let Some(i) = self.shards.iter().position(|s| s.worker == worker) else {
+            return;
+        };
+        let shard = &mut self.shards[i];
+        shard.addr.do_send(RemoveMember { session });
+        shard.members -= 1;
+        self.members -= 1;
+        if shard.members == 0 {
+            self.shards.swap_remove(i);
+        }
+    }
+
+    /// Hand `frame` to every shard.
+    fn fanout(&self, frame: &ByteString, accepted_at: Instant) {
+        for shard in &self.shards {
+            shard.addr.do_send(Fanout {
+                frame: frame.clone(),
+                accepted_at,
+            });
+        }
+    }
+}
+
+/// The internal name of the room every registered session is in (what a broadcast reaches);
+/// it is not in the room registry, so clients can neither join nor see it.
+const EVERYONE: &str = "(everyone)";
+
 /// Owns the session and room registries and routes pushes to rooms.
 pub struct RoomSupervisor {
     sessions: HashMap<SessionId, SessionEntry>,
-    rooms: HashMap<String, RoomEntry>,
+    rooms: HashMap<String, Shards>,
+    everyone: Shards,
     encode: EncodeFrame,
     metrics: Arc<Metrics>,
-    coalesce: Duration,
+    settings: RoomSettings,
 }
 
 impl RoomSupervisor {
@@ -52,38 +122,43 @@ impl RoomSupervisor {
         RoomSupervisor {
             sessions: HashMap::new(),
             rooms: HashMap::new(),
+            everyone: Shards::default(),
             encode,
+            settings: RoomSettings {
+                metrics: metrics.clone(),
+                coalesce: Duration::ZERO,
+            },
             metrics,
-            coalesce: Duration::ZERO,
         }
     }
 
     /// Rooms coalesce the pushes that follow a delivery within `window` into one delivery at
     /// its end (see [`Room`]); zero, the default, delivers every push at once.
     pub fn with_coalesce_window(mut self, window: Duration) -> Self {
-        self.coalesce = window;
+        self.settings.coalesce = window;
         self
     }
 
     fn leave(&mut self, session: SessionId, worker: WorkerId, room: &str) {
-        let Some(entry) = self.rooms.get_mut(room) else {
+        let Some(shards) = self.rooms.get_mut(room) else {
             return;
         };
-        let Some(i) = entry.shards.iter().position(|s| s.worker == worker) else {
-            return;
-        };
-        let shard = &mut entry.shards[i];
-        shard.addr.do_send(RemoveMember { session });
-        shard.members -= 1;
-        entry.members -= 1;
-        if shard.members == 0 {
-            // The room actor stops itself once its last member is removed.
-            entry.shards.swap_remove(i);
-        }
-        if entry.members == 0 {
+        shards.remove(session, worker);
+        if shards.members == 0 {
             self.rooms.remove(room);
             self.metrics.rooms.set(self.rooms.len() as i64);
         }
+    }
+
+    /// Forget a session: out of every room, out of the broadcast room.
+    fn unregister(&mut self, session: SessionId) {
+        let Some(entry) = self.sessions.remove(&session) else {
+            return;
+        };
+        for room in &entry.rooms {
+            self.leave(session, entry.home.worker, room);
+        }
+        self.everyone.remove(session, entry.home.worker);
     }
 }
 
@@ -95,6 +170,15 @@ impl Handler<RegisterSession> for RoomSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: RegisterSession, _ctx: &mut Self::Context) {
+        // Registering an id again starts it afresh.
+        self.unregister(msg.session);
+        self.everyone.add(
+            EVERYONE,
+            msg.session,
+            msg.recipient.clone(),
+            &msg.home,
+            &self.settings,
+        );
         self.sessions.insert(
             msg.session,
             SessionEntry {
@@ -114,12 +198,7 @@ impl Handler<UnregisterSession> for RoomSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: UnregisterSession, _ctx: &mut Self::Context) {
-        let Some(entry) = self.sessions.remove(&msg.session) else {
-            return;
-        };
-        for room in &entry.rooms {
-            self.leave(msg.session, entry.home.worker, room);
-        }
+        self.unregister(msg.session);
         self.metrics
             .connected_clients
             .set(self.sessions.len() as i64);
@@ -148,35 +227,13 @@ impl Handler<JoinRoom> for RoomSupervisor {
         if session.rooms.contains(&msg.room) {
             return;
         }
-        let entry = self
-            .rooms
-            .entry(msg.room.clone())
-            .or_insert_with(|| RoomEntry {
-                shards: Vec::new(),
-                members: 0,
-            });
-        let home = &session.home;
-        let shard = match entry.shards.iter().position(|s| s.worker == home.worker) {
-            Some(i) => &mut entry.shards[i],
-            None => {
-                let (name, metrics) = (msg.room.clone(), self.metrics.clone());
-                let coalesce = self.coalesce;
-                entry.shards.push(RoomShard {
-                    worker: home.worker,
-                    addr: Room::start_in_arbiter(&home.arbiter, move |_| {
-                        Room::new(name, metrics, coalesce)
-                    }),
-                    members: 0,
-                });
-                entry.shards.last_mut().expect("just pushed")
-            }
-        };
-        shard.members += 1;
-        entry.members += 1;
-        shard.addr.do_send(AddMember {
-            session: msg.session,
-            recipient: session.recipient.clone(),
-        });
+        self.rooms.entry(msg.room.clone()).or_default().add(
+            &msg.room,
+            msg.session,
+            session.recipient.clone(),
+            &session.home,
+            &self.settings,
+        );
         session.rooms.push(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
@@ -205,32 +262,17 @@ impl Handler<Push> for RoomSupervisor {
         let accepted_at = Instant::now();
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
-        let reached = match &msg.target {
-            PushTarget::Room(name) => match self.rooms.get(name) {
-                Some(room) => {
-                    let frame = ByteString::from((self.encode)(event, &msg.payload));
-                    for shard in &room.shards {
-                        shard.addr.do_send(Fanout {
-                            frame: frame.clone(),
-                            accepted_at,
-                        });
-                    }
-                    room.members
-                }
-                None => 0,
-            },
-            PushTarget::Everyone => {
-                if !self.sessions.is_empty() {
-                    let frame = ByteString::from((self.encode)(event, &msg.payload));
-                    for s in self.sessions.values() {
-                        s.recipient.do_send(Deliver::one(frame.clone()));
-                    }
-                    self.metrics
-                        .push_fanout_seconds
-                        .observe(accepted_at.elapsed().as_secs_f64());
-                }
-                self.sessions.len()
+        let shards = match &msg.target {
+            PushTarget::Room(name) => self.rooms.get(name),
+            PushTarget::Everyone => Some(&self.everyone),
+        };
+        let reached = match shards {
+            Some(shards) if shards.members > 0 => {
+                let frame = ByteString::from((self.encode)(event, &msg.payload));
+                shards.fanout(&frame, accepted_at);
+                shards.members
             }
+            _ => 0,
         };
         self.metrics
             .deliveries
@@ -371,11 +413,24 @@ mod tests {
         );
         assert_eq!(metrics.rooms.get(), 0);
         sup.do_send(UnregisterSession { session: 2 });
+        let everyone = Push {
+            target: PushTarget::Everyone,
+            event: PushEvent::Message,
+            payload: "2".into(),
+        };
+        assert_eq!(sup.send(everyone).await.unwrap(), 1);
+        settle().await;
+        assert_eq!(a.lock().unwrap().last().unwrap(), "message:2");
+        assert_eq!(
+            *b.lock().unwrap(),
+            vec!["message:1"],
+            "unregistered: no broadcast"
+        );
         let stats = sup.send(GetStats).await.unwrap();
         assert_eq!(stats.connections, 1);
         assert_eq!(stats.rooms, 0);
         assert_eq!(stats.pushes["notification"], 2);
-        assert_eq!(stats.deliveries["message"], 2);
+        assert_eq!(stats.deliveries["message"], 3);
     }
 
     #[actix::test]
