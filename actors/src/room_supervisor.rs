@@ -353,6 +353,14 @@ mod tests {
         format!("{event}:{payload}")
     }
 
+    fn broadcast(payload: &str) -> Push {
+        Push {
+            target: PushTarget::Everyone,
+            event: PushEvent::Message,
+            payload: payload.into(),
+        }
+    }
+
     fn push(room: &str, payload: &str) -> Push {
         Push {
             target: PushTarget::Room(room.into()),
@@ -388,12 +396,7 @@ mod tests {
         });
         assert_eq!(sup.send(push("admin", "{}")).await.unwrap(), 1);
         assert_eq!(sup.send(push("nobody", "{}")).await.unwrap(), 0);
-        let everyone = Push {
-            target: PushTarget::Everyone,
-            event: PushEvent::Message,
-            payload: "1".into(),
-        };
-        assert_eq!(sup.send(everyone).await.unwrap(), 2);
+        assert_eq!(sup.send(broadcast("1")).await.unwrap(), 2);
         settle().await;
         assert_eq!(*a.lock().unwrap(), vec!["notification:{}", "message:1"]);
         assert_eq!(*b.lock().unwrap(), vec!["message:1"]);
@@ -413,12 +416,7 @@ mod tests {
         );
         assert_eq!(metrics.rooms.get(), 0);
         sup.do_send(UnregisterSession { session: 2 });
-        let everyone = Push {
-            target: PushTarget::Everyone,
-            event: PushEvent::Message,
-            payload: "2".into(),
-        };
-        assert_eq!(sup.send(everyone).await.unwrap(), 1);
+        assert_eq!(sup.send(broadcast("2")).await.unwrap(), 1);
         settle().await;
         assert_eq!(a.lock().unwrap().last().unwrap(), "message:2");
         assert_eq!(

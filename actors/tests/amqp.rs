@@ -133,45 +133,21 @@ impl Publisher {
 
     /// Publish `body` persistently, without content type, and wait for the broker's confirm.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        let confirm = self
-            .channel
-            .basic_publish(
-                EXCHANGE.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(confirm.is_ack(), "broker nacked a publish");
+        self.publish_raw_burst(&[(routing_key, body.to_vec())])
+            .await;
     }
 
     /// Publish every event before waiting for the confirms (a burst, as a busy backend sends).
     async fn publish_burst(&self, routing_key: &str, events: &[Value]) {
-        let mut confirms = Vec::new();
-        for event in events {
-            confirms.push(
-                self.channel
-                    .basic_publish(
-                        EXCHANGE.into(),
-                        routing_key.into(),
-                        BasicPublishOptions::default(),
-                        event.to_string().as_bytes(),
-                        BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await
-                    .expect("publish"),
-            );
-        }
-        for confirm in confirms {
-            assert!(confirm.await.expect("confirm").is_ack());
-        }
+        let messages: Vec<(&str, Vec<u8>)> = events
+            .iter()
+            .map(|e| (routing_key, e.to_string().into_bytes()))
+            .collect();
+        self.publish_raw_burst(&messages).await;
     }
 
-    /// Publish raw messages back to back, then wait for every confirm.
+    /// Publish raw messages persistently, without content type, back to back, then wait for
+    /// every confirm.
     async fn publish_raw_burst(&self, messages: &[(&str, Vec<u8>)]) {
         let mut confirms = Vec::new();
         for (routing_key, body) in messages {
@@ -189,7 +165,10 @@ impl Publisher {
             );
         }
         for confirm in confirms {
-            assert!(confirm.await.expect("confirm").is_ack());
+            assert!(
+                confirm.await.expect("confirm").is_ack(),
+                "broker nacked a publish"
+            );
         }
     }
 
@@ -397,6 +376,18 @@ async fn settle() {
     actix::clock::sleep(Duration::from_millis(300)).await;
 }
 
+/// A fresh vhost (keep it: dropping it deletes it), a node consuming there with `prefetch`,
+/// one session in `user:<user>`, and a publisher.
+async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Frames, Publisher) {
+    init_log();
+    let vhost = Vhost::create();
+    let mut node = Node::start(&vhost.guest_url(), &node_id(), prefetch);
+    let frames = node.session(&[&format!("user:{user}")]).await;
+    node.ready().await;
+    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    (vhost, node, frames, publisher)
+}
+
 fn node_id() -> String {
     format!("t{:08x}", rand::random::<u32>())
 }
@@ -535,12 +526,7 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
 
 #[actix::test]
 async fn poison_messages_are_dead_lettered_and_the_consumer_goes_on() {
-    init_log();
-    let vhost = Vhost::create();
-    let mut node = Node::start(&vhost.guest_url(), &node_id(), 256);
-    let user = node.session(&["user:7"]).await;
-    node.ready().await;
-    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let (_vhost, node, user, publisher) = one_user("7", 256).await;
 
     let poison: Vec<(&str, Vec<u8>)> = vec![
         ("quota.updated", b"not json at all".to_vec()),
@@ -627,12 +613,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_goes_on() {
 /// acked (nothing returns to the queue when the consumer stops).
 #[actix::test]
 async fn poison_interleaved_with_a_burst_is_dead_lettered_and_the_rest_acked() {
-    init_log();
-    let vhost = Vhost::create();
-    let mut node = Node::start(&vhost.guest_url(), &node_id(), 256);
-    let user = node.session(&["user:7"]).await;
-    node.ready().await;
-    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let (_vhost, node, user, publisher) = one_user("7", 256).await;
 
     let mut burst = Vec::new();
     let mut poison = Vec::new();
@@ -679,12 +660,7 @@ async fn poison_interleaved_with_a_burst_is_dead_lettered_and_the_rest_acked() {
 
 #[actix::test]
 async fn unknown_routing_keys_are_acked_not_dead_lettered() {
-    init_log();
-    let vhost = Vhost::create();
-    let mut node = Node::start(&vhost.guest_url(), &node_id(), 256);
-    let user = node.session(&["user:9"]).await;
-    node.ready().await;
-    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let (_vhost, node, user, publisher) = one_user("9", 256).await;
 
     publisher
         .publish_raw("quota.deducted", b"\x00garbage{")
@@ -783,12 +759,7 @@ async fn reconnects_after_the_connection_drops_and_loses_nothing() {
 
 #[actix::test]
 async fn a_consumer_cancelled_by_the_broker_is_restored() {
-    init_log();
-    let vhost = Vhost::create();
-    let mut node = Node::start(&vhost.guest_url(), &node_id(), 256);
-    let user = node.session(&["user:3"]).await;
-    node.ready().await;
-    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let (_vhost, node, user, publisher) = one_user("3", 256).await;
 
     // Deleting the queue cancels its consumer on the broker side.
     publisher
@@ -861,12 +832,7 @@ async fn readiness_follows_the_broker_and_the_exclusive_consumer() {
 
 #[actix::test]
 async fn graceful_shutdown_acks_what_it_handled_and_leaves_the_rest_queued() {
-    init_log();
-    let vhost = Vhost::create();
-    let mut node = Node::start(&vhost.guest_url(), &node_id(), 10);
-    let user = node.session(&["user:1"]).await;
-    node.ready().await;
-    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let (_vhost, node, user, publisher) = one_user("1", 10).await;
     const N: usize = 2000;
     let events: Vec<Value> = (0..N)
         .map(|i| json!({"userId": "1", "deviceId": format!("d{i}"), "_trace": trace()}))
