@@ -35,6 +35,8 @@ pub struct Running {
     pub state: web::Data<AppState>,
     /// The RabbitMQ connection and its consumers, when they run.
     pub consumers: Option<Addr<BrokerLink>>,
+    /// The open WebSocket connections (they run outside the HTTP server's own accounting).
+    connections: upgraded::Connections,
 }
 
 /// A handle that shuts a [`Running`] pushgate down gracefully.
@@ -43,6 +45,7 @@ pub struct ShutdownHandle {
     server: actix_web::dev::ServerHandle,
     supervisor: Addr<RoomSupervisor>,
     consumers: Option<Addr<BrokerLink>>,
+    connections: upgraded::Connections,
 }
 
 impl Running {
@@ -52,6 +55,7 @@ impl Running {
             server: self.server.handle(),
             supervisor: self.state.supervisor.clone(),
             consumers: self.consumers.clone(),
+            connections: self.connections.clone(),
         }
     }
 }
@@ -70,8 +74,10 @@ impl ShutdownHandle {
             Ok(n) => log::info!("closing {n} client sessions"),
             Err(e) => log::warn!("cannot reach the room supervisor: {e}"),
         }
-        // Let the close frames go out before the workers stop.
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Let the close frames go out before the workers stop (the WebSocket connections are
+        // not waited for by the server's graceful stop: they left its dispatchers).
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        self.connections.drained(Duration::from_secs(3)).await;
         self.server.stop(true).await;
     }
 }
@@ -112,6 +118,8 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         )
     });
     let local_addr = listener.local_addr()?;
+    let connections = upgraded::Connections::default();
+    let upgrades = connections.clone();
     let app_state = state.clone();
     let make_app = move || {
         App::new()
@@ -146,7 +154,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                     let graceful = graceful.clone();
                     async move { graceful.notified().await }
                 })
-                .upgrade(upgraded::service(make_app.clone()))
+                .upgrade(upgraded::service(make_app.clone(), upgrades.clone()))
                 .finish(map_config(make_app(), |_| AppConfig::default()))
                 .tcp()
         })?
@@ -156,6 +164,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         local_addr,
         state,
         consumers,
+        connections,
     })
 }
 

@@ -23,6 +23,12 @@
 //! - EOF on the socket (the client closed or half-closed its side) ends the context's input,
 //!   and the actor stops; a write error drops the context, which stops the actor too.
 //!
+//! The accepted connection runs as a task of its own on the worker's thread, so that the
+//! dispatcher's task (~3.8 KiB: the dispatcher is one inline future) ends with the handshake.
+//! actix-server no longer counts such a connection (its per-worker connection cap and its
+//! graceful stop do not see it): [`Connections`] counts them instead, for the shutdown to wait
+//! for their close frames to go out.
+//!
 //! An idle connection holds no buffer here at all. Any other answer (an error, a fallback) is
 //! written in full and the connection is closed, as a request whose body is "the rest of the
 //! connection" cannot be followed by another one.
@@ -33,7 +39,10 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use actix_http::body::{BodySize, MessageBody};
@@ -79,10 +88,45 @@ impl Handover {
     }
 }
 
+/// The upgraded connections of one server that are still open.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<AtomicUsize>);
+
+impl Connections {
+    /// How many are open.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Wait until none is open, or `limit` has passed.
+    pub async fn drained(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.open() > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn enter(&self) -> Open {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Open(self.clone())
+    }
+}
+
+/// One open upgraded connection, counted in [`Connections`] until dropped.
+struct Open(Connections);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The upgrade service factory for `HttpService::build().upgrade(..)`: each worker builds its
-/// own instance of the application (`make_app`) to answer the upgrade requests with.
+/// own instance of the application (`make_app`) to answer the upgrade requests with; the
+/// accepted connections are counted in `connections`.
 pub fn service<F, A, S, B>(
     make_app: F,
+    connections: Connections,
 ) -> impl ServiceFactory<
     (Request, Framed<TcpStream, Codec>),
     Config = (),
@@ -105,16 +149,21 @@ where
 {
     fn_factory(move || {
         let factory = make_app().into_factory();
+        let connections = connections.clone();
         async move {
-            let app = factory.new_service(AppConfig::default()).await.map_err(|e| {
-                log::error!("cannot build the upgrade service's application: {e:?}");
-            })?;
+            let app = factory
+                .new_service(AppConfig::default())
+                .await
+                .map_err(|e| {
+                    log::error!("cannot build the upgrade service's application: {e:?}");
+                })?;
             let app = Rc::new(app);
             Ok(fn_service(
                 move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
                     let app = app.clone();
+                    let connections = connections.clone();
                     async move {
-                        serve(&*app, req, framed).await;
+                        serve(&*app, req, framed, &connections).await;
                         Ok::<_, actix_web::Error>(())
                     }
                 },
@@ -123,10 +172,14 @@ where
     })
 }
 
-/// Answer one upgrade request with `app`, then either drive the accepted WebSocket or close
-/// the connection.
-pub async fn serve<S, B>(app: &S, req: Request, framed: Framed<TcpStream, Codec>)
-where
+/// Answer one upgrade request with `app`, then either start a task driving the accepted
+/// WebSocket (counted in `connections`) or close the connection.
+pub async fn serve<S, B>(
+    app: &S,
+    req: Request,
+    framed: Framed<TcpStream, Codec>,
+    connections: &Connections,
+) where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
@@ -188,14 +241,14 @@ where
         log::debug!("cannot write the 101 answer: {e}");
         return; // dropping `output` stops the actor
     }
-    Driver {
+    actix_web::rt::spawn(Driver {
         io,
         output,
         pending: VecDeque::new(),
         pending_len: 0,
         output_done: false,
-    }
-    .await;
+        _open: connections.enter(),
+    });
 }
 
 fn shutdown(io: &TcpStream) -> io::Result<()> {
@@ -266,6 +319,7 @@ struct Driver {
     pending: VecDeque<Bytes>,
     pending_len: usize,
     output_done: bool,
+    _open: Open,
 }
 
 impl Driver {

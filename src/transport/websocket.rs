@@ -15,10 +15,10 @@ use pushgate_actors::{Deliver, GoingAway};
 
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
-use crate::transport::upgraded::Handover;
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, PollingSession, Probed, Upgraded,
 };
+use crate::transport::upgraded::Handover;
 
 /// How long [`SocketSession::take_deferred`] frames wait.
 const DEFER: std::time::Duration = std::time::Duration::from_millis(5);
