@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use actix::prelude::*;

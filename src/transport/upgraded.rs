@@ -5,7 +5,7 @@
 //! the usual way is streamed *through* the dispatcher as a response body: an idle WebSocket
 //! costs ~15 KiB, most of it in those buffers. Instead, the server is built with an upgrade
 //! service ([`service`]): the dispatcher hands every request carrying `Upgrade: websocket`
-//! (and `CONNECT`) over with its connection, and drops itself and its buffers.
+//! (and `CONNECT`) over with its connection and buffers, and [`serve`] drops the buffers.
 //!
 //! [`serve`] answers such a request with the application itself, so that every check and
 //! every answer (Origin, handshake headers, unknown sid, CORS headers, 404s, ...) is the one
@@ -177,7 +177,7 @@ where
 pub async fn serve<S, B>(
     app: &S,
     req: Request,
-    framed: Framed<TcpStream, Codec>,
+    mut framed: Framed<TcpStream, Codec>,
     connections: &Connections,
 ) where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -207,7 +207,6 @@ pub async fn serve<S, B>(
     if !upgrade {
         head.head_mut().set_connection_type(ConnectionType::Close);
     }
-    let mut framed = framed;
     let written = async {
         framed.feed(Message::Item((head, size))).await?;
         if size != BodySize::None {
