@@ -4,9 +4,13 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::map_config;
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
@@ -18,6 +22,7 @@ use crate::http::{self, AppState};
 use crate::protocol::socketio::encode_event_message;
 use crate::session::{Mode, SessionContext};
 use crate::transport::polling::PollingRegistry;
+use crate::transport::upgraded;
 
 /// A started pushgate.
 pub struct Running {
@@ -29,6 +34,8 @@ pub struct Running {
     pub state: web::Data<AppState>,
     /// The RabbitMQ connection and its consumers, when they run.
     pub consumers: Option<Addr<BrokerLink>>,
+    /// The open WebSocket connections (they run outside the HTTP server's own accounting).
+    connections: upgraded::Connections,
 }
 
 /// A handle that shuts a [`Running`] pushgate down gracefully.
@@ -37,6 +44,7 @@ pub struct ShutdownHandle {
     server: actix_web::dev::ServerHandle,
     supervisor: Addr<RoomSupervisor>,
     consumers: Option<Addr<BrokerLink>>,
+    connections: upgraded::Connections,
 }
 
 impl Running {
@@ -46,6 +54,7 @@ impl Running {
             server: self.server.handle(),
             supervisor: self.state.supervisor.clone(),
             consumers: self.consumers.clone(),
+            connections: self.connections.clone(),
         }
     }
 }
@@ -64,8 +73,10 @@ impl ShutdownHandle {
             Ok(n) => log::info!("closing {n} client sessions"),
             Err(e) => log::warn!("cannot reach the room supervisor: {e}"),
         }
-        // Let the close frames go out before the workers stop.
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Let the close frames go out before the workers stop (the WebSocket connections are
+        // not waited for by the server's graceful stop: they left its dispatchers).
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        self.connections.drained(Duration::from_secs(3)).await;
         self.server.stop(true).await;
     }
 }
@@ -108,32 +119,53 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         )
     });
     let local_addr = listener.local_addr()?;
+    let connections = upgraded::Connections::default();
+    let upgrades = connections.clone();
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
+    let make_app = move || {
         App::new()
             .app_data(app_state.clone())
             .configure(|cfg| http::configure(cfg, &app_state))
             .default_service(web::to(http::error::not_found))
-    })
-    .on_connect(|conn, _ext| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            // Pushes are small and latency-bound: never wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    // A client that closes its side is gone: end the connection, dropping a waiting poll's
-    // body so that its packets stay queued for the next GET instead of being lost.
-    .h1_allow_half_closed(false)
-    // Signals are handled by the caller (see ShutdownHandle), which closes clients first.
-    .disable_signals()
-    .shutdown_timeout(3)
-    .listen(listener)?
-    .run();
+    };
+    // actix-web's `HttpServer::listen`, plus an upgrade service: requests that upgrade to
+    // WebSocket leave the HTTP/1 dispatcher and its buffers behind (see transport::upgraded).
+    let builder = actix_web::dev::Server::build();
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        // Signals are handled by the caller (see ShutdownHandle), which closes clients first.
+        .disable_signals()
+        .shutdown_timeout(3)
+        .listen("pushgate", listener, move || {
+            let graceful = graceful.clone();
+            HttpService::build()
+                // actix-web's defaults
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A client that closes its side is gone: end the connection, dropping a
+                // waiting poll's body so that its packets stay queued for the next GET instead
+                // of being lost.
+                .h1_allow_half_closed(false)
+                // Pushes are small and latency-bound: never wait for Nagle.
+                .tcp_nodelay(true)
+                .local_addr(local_addr)
+                // Idle keep-alive connections close when the server stops gracefully.
+                .graceful_shutdown_signal(move || {
+                    let graceful = graceful.clone();
+                    async move { graceful.notified().await }
+                })
+                .upgrade(upgraded::service(make_app.clone(), upgrades.clone()))
+                .finish(map_config(make_app(), |_| AppConfig::default()))
+                .tcp()
+        })?
+        .run();
     Ok(Running {
         server,
         local_addr,
         state,
         consumers,
+        connections,
     })
 }
 

@@ -1,5 +1,7 @@
 //! The Engine.IO transports that carry a [`SocketSession`](crate::session::SocketSession):
-//! WebSocket (the only file that uses actix-web-actors) and HTTP long-polling.
+//! WebSocket (the only file that uses actix-web-actors), the IO of upgraded connections, and
+//! HTTP long-polling.
 
 pub mod polling;
+pub mod upgraded;
 pub mod websocket;

@@ -9,7 +9,7 @@
 //! `actix-ws`, kept because the design card asks for it): switching means rewriting this file.
 
 use actix::prelude::*;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use pushgate_actors::{Deliver, GoingAway};
 
@@ -18,6 +18,7 @@ use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, PollingSession, Probed, Upgraded,
 };
+use crate::transport::upgraded::Handover;
 
 /// How long [`SocketSession::take_deferred`] frames wait.
 const DEFER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -91,9 +92,27 @@ impl WsTransport {
     }
 
     /// Accept the upgrade and start the actor.
+    ///
+    /// On pushgate's server the connection was handed over by actix-http (see
+    /// [`upgraded`](crate::transport::upgraded)): the actor's frames go to the socket without
+    /// the HTTP/1 dispatcher and its buffers, and the answer is the bare 101. Elsewhere (a
+    /// server without that upgrade service) the frames are streamed as the 101's body.
     pub fn start(self, req: &HttpRequest, stream: actix_web::web::Payload) -> HttpResponse {
         // Frames up to maxPayload plus the Engine.IO type byte.
         let max = self.max_payload + 16;
+        let handover = req.extensions().get::<Handover>().cloned();
+        if let Some(handover) = handover {
+            return match ws::handshake(req) {
+                Ok(mut resp) => {
+                    handover.accept(Box::new(move |input| {
+                        let codec = actix_http::ws::Codec::new().max_size(max);
+                        Box::pin(ws::WebsocketContext::with_codec(self, input, codec))
+                    }));
+                    resp.finish()
+                }
+                Err(e) => actix_web::ResponseError::error_response(&e),
+            };
+        }
         match ws::WsResponseBuilder::new(self, req, stream)
             .frame_size(max)
             .start()

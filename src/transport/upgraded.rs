@@ -1,0 +1,395 @@
+//! Upgraded connections without actix-http's per-connection buffers.
+//!
+//! actix-http's HTTP/1 dispatcher keeps an 8 KiB read buffer and an 8 KiB write buffer (plus
+//! its payload channel and timers) for as long as a connection lives, and a WebSocket started
+//! the usual way is streamed *through* the dispatcher as a response body: an idle WebSocket
+//! costs ~15 KiB, most of it in those buffers. Instead, the server is built with an upgrade
+//! service ([`service`]): the dispatcher hands every request carrying `Upgrade: websocket`
+//! (and `CONNECT`) over with its connection and buffers, and [`serve`] drops the buffers.
+//!
+//! [`serve`] answers such a request with the application itself, so that every check and
+//! every answer (Origin, handshake headers, unknown sid, CORS headers, 404s, ...) is the one
+//! the HTTP path gives. The handler that accepts a WebSocket finds a [`Handover`] in the
+//! request's extensions, leaves the connection's frame stream in it (see
+//! `WsTransport::start`) and answers 101; [`serve`] then writes that 101 and drives the
+//! socket itself:
+//!
+//! - reads go through an 8 KiB buffer on the stack and are handed on as exactly sized chunks,
+//!   only when the WebSocket context asks for input (so a busy actor reads nothing), at most
+//!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded;
+//! - writes go straight from the context's encoded chunks to the socket; while more than
+//!   [`WRITE_HIGH_WATER`] bytes wait for a slow reader, the context is not polled (as the
+//!   dispatcher stopped polling a body whose write buffer was full);
+//! - EOF on the socket (the client closed or half-closed its side) ends the context's input,
+//!   and the actor stops; a write error drops the context, which stops the actor too.
+//!
+//! The accepted connection runs as a task of its own on the worker's thread, so that the
+//! dispatcher's task (~3.8 KiB: the dispatcher is one inline future) ends with the handshake.
+//! actix-server no longer counts such a connection (its per-worker connection cap and its
+//! graceful stop do not see it): [`Connections`] counts them instead, for the shutdown to wait
+//! for their close frames to go out.
+//!
+//! An idle connection holds no buffer here at all. Any other answer (an error, a fallback) is
+//! written in full and the connection is closed, as a request whose body is "the rest of the
+//! connection" cannot be followed by another one.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_codec::Framed;
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::error::PayloadError;
+use actix_http::h1::{Codec, Message};
+use actix_http::{ConnectionType, HttpMessage, Request, Response, StatusCode};
+use actix_service::{fn_factory, fn_service, IntoServiceFactory, Service, ServiceFactory};
+use actix_web::dev::{AppConfig, ServiceResponse};
+use actix_web::rt::net::TcpStream;
+use actix_web::web::Bytes;
+use futures::{SinkExt, Stream};
+
+/// How many bytes are read in a row before the context gets to decode them.
+pub const READ_BUDGET: usize = 32 * 1024;
+
+/// Above this many unwritten bytes, the context is not polled for more (actix-http's default
+/// HTTP/1 write buffer size, which bounded the same thing before).
+pub const WRITE_HIGH_WATER: usize = 32 * 1024;
+
+/// The size of the stack buffer each read goes through.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The encoded frames a WebSocket context yields for the socket.
+pub type Output = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
+
+/// What an accepted WebSocket leaves in the [`Handover`]: given the connection's input,
+/// start the actor and return its output.
+pub type Accepted = Box<dyn FnOnce(Input) -> Output>;
+
+/// Put in an upgrade request's extensions by [`serve`]: a handler that accepts the upgrade
+/// leaves its [`Accepted`] here instead of streaming its frames as a response body.
+#[derive(Clone, Default)]
+pub struct Handover(Rc<Cell<Option<Accepted>>>);
+
+impl Handover {
+    /// Leave the accepted connection's start for [`serve`].
+    pub fn accept(&self, accepted: Accepted) {
+        self.0.set(Some(accepted));
+    }
+
+    fn take(&self) -> Option<Accepted> {
+        self.0.take()
+    }
+}
+
+/// The upgraded connections of one server that are still open.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<AtomicUsize>);
+
+impl Connections {
+    /// How many are open.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Wait until none is open, or `limit` has passed.
+    pub async fn drained(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.open() > 0 && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn enter(&self) -> Open {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Open(self.clone())
+    }
+}
+
+/// One open upgraded connection, counted in [`Connections`] until dropped.
+struct Open(Connections);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The upgrade service factory for `HttpService::build().upgrade(..)`: each worker builds its
+/// own instance of the application (`make_app`) to answer the upgrade requests with; the
+/// accepted connections are counted in `connections`.
+pub fn service<F, A, S, B>(
+    make_app: F,
+    connections: Connections,
+) -> impl ServiceFactory<
+    (Request, Framed<TcpStream, Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_web::Error,
+    InitError = (),
+>
+where
+    F: Fn() -> A + 'static,
+    A: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<
+            Request,
+            Config = AppConfig,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        > + 'static,
+    S::Service: 'static,
+    S::InitError: std::fmt::Debug,
+    B: MessageBody + 'static,
+{
+    fn_factory(move || {
+        let factory = make_app().into_factory();
+        let connections = connections.clone();
+        async move {
+            let app = factory
+                .new_service(AppConfig::default())
+                .await
+                .map_err(|e| {
+                    log::error!("cannot build the upgrade service's application: {e:?}");
+                })?;
+            let app = Rc::new(app);
+            Ok(fn_service(
+                move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
+                    let app = app.clone();
+                    let connections = connections.clone();
+                    async move {
+                        serve(&*app, req, framed, &connections).await;
+                        Ok::<_, actix_web::Error>(())
+                    }
+                },
+            ))
+        }
+    })
+}
+
+/// Answer one upgrade request with `app`, then either start a task driving the accepted
+/// WebSocket (counted in `connections`) or close the connection.
+pub async fn serve<S, B>(
+    app: &S,
+    req: Request,
+    mut framed: Framed<TcpStream, Codec>,
+    connections: &Connections,
+) where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let handover = Handover::default();
+    req.extensions_mut().insert(handover.clone());
+    let res: Response<_> = match app.call(req).await {
+        Ok(res) => res.map_into_boxed_body().into(),
+        Err(e) => e.error_response().into(),
+    };
+    let accepted = handover.take();
+    let upgrade = accepted.is_some() && res.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut head, body) = res.into_parts();
+    let size = body.size();
+    let body = match actix_http::body::to_bytes(body).await {
+        Ok(b) => b,
+        Err(e) => {
+            log::debug!("upgrade request: the answer's body failed: {e}");
+            return;
+        }
+    };
+    let size = match size {
+        BodySize::None => BodySize::None,
+        _ => BodySize::Sized(body.len() as u64),
+    };
+    if !upgrade {
+        head.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    let written = async {
+        framed.feed(Message::Item((head, size))).await?;
+        if size != BodySize::None {
+            framed.feed(Message::Chunk(Some(body))).await?;
+            framed.feed(Message::Chunk(None)).await?;
+        }
+        framed.flush().await
+    }
+    .await;
+    // Not an accepted upgrade: the answer was the last thing on this connection. (An accepted
+    // one whose 101 could not be written still starts and stops its actor below, so that its
+    // session is closed the usual way.)
+    let Some(accepted) = accepted.filter(|_| upgrade) else {
+        if written.is_ok() {
+            let _ = shutdown(framed.io_ref());
+        }
+        return;
+    };
+    // Keep what the client sent after its handshake; drop the dispatcher's buffers.
+    let parts = framed.into_parts();
+    let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    let io = Rc::new(parts.io);
+    drop((parts.read_buf, parts.write_buf, parts.codec));
+    let output = accepted(Input {
+        io: io.clone(),
+        early,
+        eof: false,
+        read_in_a_row: 0,
+    });
+    if let Err(e) = written {
+        log::debug!("cannot write the 101 answer: {e}");
+        return; // dropping `output` stops the actor
+    }
+    actix_web::rt::spawn(Driver {
+        io,
+        output,
+        pending: VecDeque::new(),
+        pending_len: 0,
+        output_done: false,
+        _open: connections.enter(),
+    });
+}
+
+fn shutdown(io: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
+}
+
+/// The bytes of an upgraded connection, as the WebSocket context's input.
+pub struct Input {
+    io: Rc<TcpStream>,
+    /// What arrived with (after) the handshake request.
+    early: Option<Bytes>,
+    eof: bool,
+    /// Bytes handed on since the socket last had nothing to read.
+    read_in_a_row: usize,
+}
+
+impl Stream for Input {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(early) = this.early.take() {
+            return Poll::Ready(Some(Ok(early)));
+        }
+        if this.eof {
+            return Poll::Ready(None);
+        }
+        if this.read_in_a_row >= READ_BUDGET {
+            // Let the context decode what it has before reading on.
+            this.read_in_a_row = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        loop {
+            if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
+                this.eof = true;
+                return Poll::Ready(Some(Err(PayloadError::Io(e))));
+            }
+            let mut buf = [0u8; READ_CHUNK];
+            match this.io.try_read(&mut buf) {
+                Ok(0) => {
+                    this.eof = true;
+                    return Poll::Ready(None);
+                }
+                Ok(n) => {
+                    this.read_in_a_row += n;
+                    return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n]))));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    this.read_in_a_row = 0;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    this.eof = true;
+                    return Poll::Ready(Some(Err(PayloadError::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes a WebSocket context's output to its socket until the context ends.
+struct Driver {
+    io: Rc<TcpStream>,
+    output: Output,
+    /// Encoded chunks not yet written, `pending_len` bytes in all.
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
+    output_done: bool,
+    _open: Open,
+}
+
+impl Driver {
+    /// Write what is pending; `Ready(Ok)` once all is written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(front) = self.pending.front_mut() {
+            ready!(self.io.poll_write_ready(cx))?;
+            match self.io.try_write(front) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.pending_len -= n;
+                    if n == front.len() {
+                        self.pending.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        // Do not keep a grown queue on an idle connection.
+        if self.pending.capacity() > 4 {
+            self.pending = VecDeque::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            let written = match this.poll_write(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => {
+                    log::debug!("websocket write failed: {e}");
+                    return Poll::Ready(()); // dropping `output` stops the actor
+                }
+                Poll::Pending => false,
+            };
+            if this.output_done {
+                if written {
+                    let _ = shutdown(&this.io);
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
+            }
+            if this.pending_len >= WRITE_HIGH_WATER {
+                return Poll::Pending;
+            }
+            match this.output.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if !chunk.is_empty() {
+                        this.pending_len += chunk.len();
+                        this.pending.push_back(chunk);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    log::debug!("websocket context failed: {e}");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => this.output_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

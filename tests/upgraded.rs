@@ -1,0 +1,379 @@
+//! The IO path of upgraded connections (src/transport/upgraded.rs), over raw TCP: upgrade
+//! requests the application answers itself, bytes sent together with the handshake, a frame
+//! header announcing a huge frame, a client that half-closes, and a client that never reads.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// The handshake request for `path_and_query`.
+fn handshake_request(addr: SocketAddr, path_and_query: &str) -> Vec<u8> {
+    format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A masked client frame (FIN set) with `opcode` and `payload`.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// A blocking raw WebSocket client: run it inside `spawn_blocking` (the server shares the
+/// test's runtime).
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A frame from the server: (opcode, payload).
+type ServerFrame = (u8, Vec<u8>);
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Raw {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Send `bytes`; false when the connection is gone.
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        self.tcp.write_all(bytes).is_ok()
+    }
+
+    /// Read more; false on EOF or error (timeouts included).
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// The answer's head (status line and headers) and body, up to `content-length`.
+    fn answer(&mut self) -> (String, String) {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let length = head
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(str::to_owned))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                if self.buf.len() >= end + 4 + length {
+                    let body =
+                        String::from_utf8_lossy(&self.buf[end + 4..end + 4 + length]).into_owned();
+                    self.buf.drain(..end + 4 + length);
+                    return (head, body);
+                }
+            }
+            assert!(self.fill(), "connection ended before a full answer");
+        }
+    }
+
+    /// The next server frame, or None on EOF / timeout.
+    fn frame(&mut self) -> Option<ServerFrame> {
+        loop {
+            if self.buf.len() >= 2 {
+                let opcode = self.buf[0] & 0x0f;
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are not masked");
+                let (len, start) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= start + len {
+                    let payload = self.buf[start..start + len].to_vec();
+                    self.buf.drain(..start + len);
+                    return Some((opcode, payload));
+                }
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// The next text frame that is not an Engine.IO ping (answered).
+    fn text(&mut self) -> Option<String> {
+        loop {
+            let (opcode, payload) = self.frame()?;
+            if opcode != 1 {
+                return None;
+            }
+            let text = String::from_utf8(payload).unwrap();
+            if text == "2" {
+                self.send(&client_frame(1, b"3"));
+                continue;
+            }
+            return Some(text);
+        }
+    }
+
+    /// Whether the server ends the connection (EOF or reset) within `limit`, skipping frames.
+    fn ends_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        self.tcp
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while Instant::now() < deadline {
+            let mut chunk = [0u8; 8192];
+            match self.tcp.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+/// Run `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    actix_rt::task::spawn_blocking(f).await.unwrap()
+}
+
+/// The open WebSocket sessions, from the stats endpoint.
+async fn connections(srv: &TestServer) -> u64 {
+    let answer = send(
+        http()
+            .get(srv.url("/api/v1/stats"))
+            .insert_header(("X-API-Key", API_KEY)),
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&answer.body).unwrap();
+    v["connections"].as_u64().unwrap()
+}
+
+/// Wait (at most 3 s) until the server counts `n` connections.
+async fn wait_for_connections(srv: &TestServer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = connections(srv).await;
+        if now == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{now} connections, expected {n}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn upgrade_requests_elsewhere_get_the_applications_answer_then_close() {
+    let srv = start();
+    let addr = srv.addr;
+    let (head, body, ended) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(addr, "/no/such/place")));
+        let (head, body) = c.answer();
+        (head, body, c.ends_within(Duration::from_secs(2)))
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "not_found");
+    assert_eq!(v["message"], "no route for /no/such/place");
+    assert!(ended, "the connection stays open after the answer");
+
+    // A route that exists answers as it would without the upgrade headers.
+    let (head, body) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(addr, "/health")));
+        c.answer()
+    })
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let plain = send(http().get(srv.url("/health")), None).await;
+    assert_eq!(body, plain.body);
+}
+
+#[actix_web::test]
+async fn frames_sent_with_the_handshake_are_not_lost() {
+    let srv = start();
+    let addr = srv.addr;
+    let token = srv.token("5", false);
+    let (open, answer, welcome) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        // The handshake, the CONNECT and a subscribe, in one write.
+        let mut bytes = handshake_request(addr, "/socket.io/?EIO=4&transport=websocket");
+        bytes.extend(client_frame(
+            1,
+            format!(r#"40{{"token":"{token}"}}"#).as_bytes(),
+        ));
+        bytes.extend(client_frame(1, br#"421["subscribe",{"userId":"5"}]"#));
+        assert!(c.send(&bytes));
+        let (head, _) = c.answer();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let open = c.text().unwrap();
+        let answer = c.text().unwrap();
+        let welcome = c.text().unwrap();
+        let subscribed = c.text().unwrap();
+        assert!(subscribed.starts_with("42[\"subscribed\""), "{subscribed}");
+        (open, answer, welcome)
+    })
+    .await;
+    assert!(open.starts_with("0{"), "{open}");
+    assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    assert!(welcome.starts_with("42[\"welcome\""), "{welcome}");
+}
+
+/// actix-http's frame parser waits for the whole of an announced frame before it checks its
+/// size (reserving at most maxPayload meanwhile): a client announcing a huge frame is ended by
+/// the heartbeat, as its pongs can no longer be read.
+#[actix_web::test]
+async fn a_huge_frame_header_ends_with_the_heartbeat() {
+    let srv = start();
+    let addr = srv.addr;
+    let token = srv.token("4", false);
+    let (close, ended) = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(
+            addr,
+            "/socket.io/?EIO=4&transport=websocket"
+        )));
+        c.answer();
+        assert!(c.text().unwrap().starts_with("0{"));
+        assert!(c.send(&client_frame(
+            1,
+            format!(r#"40{{"token":"{token}"}}"#).as_bytes()
+        )));
+        assert!(c.text().unwrap().starts_with("40{"));
+        assert!(c.text().unwrap().starts_with("42[\"welcome\""));
+        // A text frame announcing 2^62 bytes, and only a few of them.
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(c.send(&header));
+        // (Engine.IO pings come first; answering them is no use now.)
+        let close = std::iter::from_fn(|| c.frame()).find(|(opcode, _)| *opcode != 1);
+        (close, c.ends_within(Duration::from_secs(2)))
+    })
+    .await;
+    let (opcode, payload) = close.expect("a close frame");
+    assert_eq!(opcode, 8);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1000);
+    assert_eq!(&payload[2..], b"ping timeout");
+    assert!(ended);
+    wait_for_connections(&srv, 0).await;
+}
+
+#[actix_web::test]
+async fn a_client_that_half_closes_is_gone() {
+    let srv = start();
+    let addr = srv.addr;
+    let token = srv.token("6", false);
+    let mut c = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(
+            addr,
+            "/socket.io/?EIO=4&transport=websocket"
+        )));
+        c.answer();
+        assert!(c.text().unwrap().starts_with("0{"));
+        assert!(c.send(&client_frame(
+            1,
+            format!(r#"40{{"token":"{token}"}}"#).as_bytes()
+        )));
+        assert!(c.text().unwrap().starts_with("40{"));
+        assert!(c.text().unwrap().starts_with("42[\"welcome\""));
+        c
+    })
+    .await;
+    wait_for_connections(&srv, 1).await;
+    let ended = blocking(move || {
+        c.tcp.shutdown(Shutdown::Write).unwrap();
+        c.ends_within(Duration::from_secs(2))
+    })
+    .await;
+    assert!(ended, "the server keeps a half-closed connection");
+    wait_for_connections(&srv, 0).await;
+}
+
+#[actix_web::test]
+async fn a_client_that_never_reads_holds_up_nobody() {
+    let srv = start();
+    let addr = srv.addr;
+    let token = srv.token("8", false);
+    let stuck = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(
+            addr,
+            "/socket.io/?EIO=4&transport=websocket"
+        )));
+        c.answer();
+        assert!(c.text().unwrap().starts_with("0{"));
+        assert!(c.send(&client_frame(
+            1,
+            format!(r#"40{{"token":"{token}"}}"#).as_bytes()
+        )));
+        // From here on it reads nothing.
+        c
+    })
+    .await;
+    let token = srv.token("8", false);
+    let mut reader = RawClient::connected(&srv, &token).await;
+    wait_for_connections(&srv, 2).await;
+    // Far more than the socket buffers hold: the stuck client's writes block.
+    let big = format!(r#"{{"blob":"{}"}}"#, "z".repeat(100_000));
+    let pushes = 60;
+    for _ in 0..pushes {
+        assert_eq!(srv.push_to_user("8", &big).await, 2);
+    }
+    let mut received = 0;
+    while received < pushes {
+        match reader.next(Duration::from_secs(5)).await {
+            Some(Frame::Text(t)) if t == "2" => reader.send("3").await,
+            Some(Frame::Text(t)) => {
+                assert!(t.starts_with("42[\"notification\""), "{}", &t[..40]);
+                received += 1;
+            }
+            other => panic!("the reading client lost its connection: {other:?}"),
+        }
+    }
+    let health = send(http().get(srv.url("/health")), None).await;
+    assert_eq!(health.status.as_u16(), 200);
+    // When the stuck client goes away, its session goes too.
+    drop(stuck);
+    wait_for_connections(&srv, 1).await;
+}
