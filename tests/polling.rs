@@ -1048,7 +1048,10 @@ async fn pushes_during_the_upgrade_are_neither_lost_nor_reordered() {
     }
     let all: Vec<u64> = seqs(&polled).into_iter().chain(seqs(&over_ws)).collect();
     assert_eq!(all, (0..40).collect::<Vec<_>>(), "polled {polled:?}");
-    assert_eq!(seqs(&polled), (0..20).collect::<Vec<_>>());
+    // Nothing pushed after the probe went over polling (a push accepted before it may still
+    // have been on its way to the session when polling paused: it then goes over the
+    // WebSocket, in its place).
+    assert!(polled.len() <= 20, "polled {polled:?}");
     assert_eq!(ws.idle(Duration::from_millis(400)).await, vec![]);
 }
 

@@ -1,6 +1,7 @@
 //! The IO path of upgraded connections (src/transport/upgraded.rs), over raw TCP: upgrade
 //! requests the application answers itself, bytes sent together with the handshake, a frame
-//! header announcing a huge frame, a client that half-closes, and a client that never reads.
+//! header announcing more than the limit, a client that half-closes, a client that never reads
+//! and one that falls too far behind.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pushgate::transport::upgraded::MAX_UNWRITTEN;
 use serde_json::Value;
 
 /// The handshake request for `path_and_query`.
@@ -261,41 +263,54 @@ async fn frames_sent_with_the_handshake_are_not_lost() {
 /// actix-http's frame parser waits for the whole of an announced frame before it checks its
 /// size (reserving at most maxPayload meanwhile): a client announcing a huge frame is ended by
 /// the heartbeat, as its pongs can no longer be read.
+/// A connected raw client of `user:<user>` (blocking: call inside [`blocking`]).
+fn raw_connected(addr: SocketAddr, token: &str) -> Raw {
+    let mut c = Raw::connect(addr);
+    assert!(c.send(&handshake_request(
+        addr,
+        "/socket.io/?EIO=4&transport=websocket"
+    )));
+    c.answer();
+    assert!(c.text().unwrap().starts_with("0{"));
+    assert!(c.send(&client_frame(
+        1,
+        format!(r#"40{{"token":"{token}"}}"#).as_bytes()
+    )));
+    assert!(c.text().unwrap().starts_with("40{"));
+    assert!(c.text().unwrap().starts_with("42[\"welcome\""));
+    c
+}
+
 #[actix_web::test]
-async fn a_huge_frame_header_ends_with_the_heartbeat() {
+async fn a_frame_header_over_the_limit_is_refused_before_its_payload() {
     let srv = start();
     let addr = srv.addr;
     let token = srv.token("4", false);
-    let (close, ended) = blocking(move || {
-        let mut c = Raw::connect(addr);
-        assert!(c.send(&handshake_request(
-            addr,
-            "/socket.io/?EIO=4&transport=websocket"
-        )));
-        c.answer();
-        assert!(c.text().unwrap().starts_with("0{"));
-        assert!(c.send(&client_frame(
-            1,
-            format!(r#"40{{"token":"{token}"}}"#).as_bytes()
-        )));
-        assert!(c.text().unwrap().starts_with("40{"));
-        assert!(c.text().unwrap().starts_with("42[\"welcome\""));
-        // A text frame announcing 2^62 bytes, and only a few of them.
-        let mut header = vec![0x81, 0x80 | 127];
-        header.extend_from_slice(&(1u64 << 62).to_be_bytes());
-        header.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(c.send(&header));
-        // (Engine.IO pings come first; answering them is no use now.)
-        let close = std::iter::from_fn(|| c.frame()).find(|(opcode, _)| *opcode != 1);
-        (close, c.ends_within(Duration::from_secs(2)))
-    })
-    .await;
-    let (opcode, payload) = close.expect("a close frame");
-    assert_eq!(opcode, 8);
-    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1000);
-    assert_eq!(&payload[2..], b"ping timeout");
-    assert!(ended);
-    wait_for_connections(&srv, 0).await;
+    for declared in [1u64 << 62, 1_000_000 + 17] {
+        let token = token.clone();
+        let (close, ended) = blocking(move || {
+            let mut c = raw_connected(addr, &token);
+            // A text frame header announcing `declared` bytes, and a few of them only: the
+            // server must not wait for (and buffer) the rest.
+            let mut header = vec![0x81, 0x80 | 127];
+            header.extend_from_slice(&declared.to_be_bytes());
+            header.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+            assert!(c.send(&header));
+            let close = std::iter::from_fn(|| c.frame()).find(|(opcode, _)| *opcode != 1);
+            (close, c.ends_within(Duration::from_secs(2)))
+        })
+        .await;
+        let (opcode, payload) = close.expect("a close frame");
+        assert_eq!(opcode, 8);
+        assert_eq!(
+            u16::from_be_bytes([payload[0], payload[1]]),
+            1009,
+            "{declared}"
+        );
+        assert_eq!(&payload[2..], b"payload too large");
+        assert!(ended);
+        wait_for_connections(&srv, 0).await;
+    }
 }
 
 #[actix_web::test]
@@ -331,26 +346,12 @@ async fn a_client_that_half_closes_is_gone() {
 }
 
 #[actix_web::test]
-async fn a_client_that_never_reads_holds_up_nobody() {
+async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartbeat() {
     let srv = start();
     let addr = srv.addr;
     let token = srv.token("8", false);
-    let stuck = blocking(move || {
-        let mut c = Raw::connect(addr);
-        assert!(c.send(&handshake_request(
-            addr,
-            "/socket.io/?EIO=4&transport=websocket"
-        )));
-        c.answer();
-        assert!(c.text().unwrap().starts_with("0{"));
-        assert!(c.send(&client_frame(
-            1,
-            format!(r#"40{{"token":"{token}"}}"#).as_bytes()
-        )));
-        // From here on it reads nothing.
-        c
-    })
-    .await;
+    // From the welcome on it reads nothing (so it sees no ping and answers none).
+    let stuck = blocking(move || raw_connected(addr, &token)).await;
     let token = srv.token("8", false);
     let mut reader = RawClient::connected(&srv, &token).await;
     wait_for_connections(&srv, 2).await;
@@ -358,7 +359,7 @@ async fn a_client_that_never_reads_holds_up_nobody() {
     let big = format!(r#"{{"blob":"{}"}}"#, "z".repeat(100_000));
     let pushes = 60;
     for _ in 0..pushes {
-        assert_eq!(srv.push_to_user("8", &big).await, 2);
+        srv.push_to_user("8", &big).await;
     }
     let mut received = 0;
     while received < pushes {
@@ -373,7 +374,42 @@ async fn a_client_that_never_reads_holds_up_nobody() {
     }
     let health = send(http().get(srv.url("/health")), None).await;
     assert_eq!(health.status.as_u16(), 200);
-    // When the stuck client goes away, its session goes too.
+    // Its heartbeat (300 ms + 200 ms here) ends its session although its socket stays open;
+    // the reader, answering its pings meanwhile, stays.
+    assert_eq!(reader.idle(Duration::from_millis(1_000)).await, vec![]);
+    assert_eq!(connections(&srv).await, 1);
     drop(stuck);
+}
+
+#[actix_web::test]
+async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
+    // Heartbeats slow enough not to interfere: only the backlog can end this session.
+    let mut config = config();
+    config.engine.ping_interval = Duration::from_secs(60);
+    config.engine.ping_timeout = Duration::from_secs(60);
+    let srv = start_with(config);
+    let addr = srv.addr;
+    let token = srv.token("5", false);
+    let mut stuck = blocking(move || raw_connected(addr, &token)).await;
     wait_for_connections(&srv, 1).await;
+    // The kernel buffers a few MiB on each side; then pushgate's backlog grows past its limit.
+    let big = format!(r#"{{"blob":"{}"}}"#, "s".repeat(100_000));
+    let pushes = (MAX_UNWRITTEN + 16 * 1024 * 1024) / big.len();
+    let mut dropped_after = None;
+    for i in 0..pushes {
+        if srv.push_to_user("5", &big).await == 0 {
+            dropped_after = Some(i);
+            break;
+        }
+    }
+    let dropped_after = dropped_after.expect("the slow reader was dropped");
+    assert!(
+        dropped_after * big.len() > MAX_UNWRITTEN,
+        "not before it was {MAX_UNWRITTEN} bytes behind: after {dropped_after} pushes"
+    );
+    wait_for_connections(&srv, 0).await;
+    // The client finds its connection ended once it reads what the kernel still held.
+    assert!(blocking(move || stuck.ends_within(Duration::from_secs(10))).await);
+    let health = send(http().get(srv.url("/health")), None).await;
+    assert_eq!(health.status.as_u16(), 200);
 }

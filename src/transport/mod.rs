@@ -1,7 +1,8 @@
 //! The Engine.IO transports that carry a [`SocketSession`](crate::session::SocketSession):
-//! WebSocket (the only file that uses actix-web-actors), the IO of upgraded connections, and
-//! HTTP long-polling.
+//! WebSocket (the only file that uses actix-web-actors), the IO of upgraded connections (with
+//! the frame size limit enforced on their raw bytes), and HTTP long-polling.
 
+pub mod frame_limit;
 pub mod polling;
 pub mod upgraded;
 pub mod websocket;

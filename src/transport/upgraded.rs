@@ -16,10 +16,13 @@
 //!
 //! - reads go through an 8 KiB buffer on the stack and are handed on as exactly sized chunks,
 //!   only when the WebSocket context asks for input (so a busy actor reads nothing), at most
-//!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded;
-//! - writes go straight from the context's encoded chunks to the socket; while more than
-//!   [`WRITE_HIGH_WATER`] bytes wait for a slow reader, the context is not polled (as the
-//!   dispatcher stopped polling a body whose write buffer was full);
+//!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded; a frame whose
+//!   header announces more than the context's limit ends the input at once
+//!   ([`FrameLimit`]: the context would otherwise buffer it whole before looking at its size);
+//! - writes go straight from the context's encoded chunks to the socket. The context is always
+//!   polled, so its timers run (a client that reads nothing answers no ping and is closed by
+//!   the heartbeat); a client that falls more than [`MAX_UNWRITTEN`] bytes behind is dropped
+//!   as a slow reader, and a closed session's last frames get [`CLOSE_LINGER`] to go out;
 //! - EOF on the socket (the client closed or half-closed its side) ends the context's input,
 //!   and the actor stops; a write error drops the context, which stops the actor too.
 //!
@@ -52,15 +55,23 @@ use actix_http::{ConnectionType, HttpMessage, Request, Response, StatusCode};
 use actix_service::{fn_factory, fn_service, IntoServiceFactory, Service, ServiceFactory};
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::rt::net::TcpStream;
+use actix_web::rt::time::{sleep, Sleep};
 use actix_web::web::Bytes;
 use futures::{SinkExt, Stream};
+
+use crate::transport::frame_limit::FrameLimit;
 
 /// How many bytes are read in a row before the context gets to decode them.
 pub const READ_BUDGET: usize = 32 * 1024;
 
-/// Above this many unwritten bytes, the context is not polled for more (actix-http's default
-/// HTTP/1 write buffer size, which bounded the same thing before).
-pub const WRITE_HIGH_WATER: usize = 32 * 1024;
+/// A client this many bytes behind (frames encoded for it that its socket has not taken, on
+/// top of what the kernel buffers) is dropped as a slow reader: four times the largest push
+/// the HTTP API takes by default. A single frame larger than this is still written.
+pub const MAX_UNWRITTEN: usize = 4 * 1024 * 1024;
+
+/// How long a closed session's last frames (the close frame among them) may take to go out
+/// before the connection is dropped.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// The size of the stack buffer each read goes through.
 const READ_CHUNK: usize = 8 * 1024;
@@ -235,6 +246,8 @@ pub async fn serve<S, B>(
         early,
         eof: false,
         read_in_a_row: 0,
+        limit: None,
+        oversized: Rc::default(),
     });
     if let Err(e) = written {
         log::debug!("cannot write the 101 answer: {e}");
@@ -245,7 +258,7 @@ pub async fn serve<S, B>(
         output,
         pending: VecDeque::new(),
         pending_len: 0,
-        output_done: false,
+        linger: None,
         _open: connections.enter(),
     });
 }
@@ -262,6 +275,33 @@ pub struct Input {
     eof: bool,
     /// Bytes handed on since the socket last had nothing to read.
     read_in_a_row: usize,
+    limit: Option<FrameLimit>,
+    oversized: Rc<Cell<bool>>,
+}
+
+impl Input {
+    /// Refuse frames of more than `max` payload bytes as soon as their header arrives: the
+    /// input then ends with [`PayloadError::Overflow`] and [`Input::oversized`] turns true.
+    pub fn limit_frames(&mut self, max: usize) {
+        self.limit = Some(FrameLimit::new(max));
+    }
+
+    /// Turns true when the input ended on a frame over the limit (shared: the flag stays
+    /// readable after the input moved into the WebSocket context).
+    pub fn oversized(&self) -> Rc<Cell<bool>> {
+        self.oversized.clone()
+    }
+
+    /// Pass `chunk` on, unless it completes a header over the limit.
+    fn checked(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        if let Some(Err(e)) = self.limit.as_mut().map(|l| l.check(&chunk)) {
+            log::debug!("closing a WebSocket: {e}");
+            self.eof = true;
+            self.oversized.set(true);
+            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+        }
+        Poll::Ready(Some(Ok(chunk)))
+    }
 }
 
 impl Stream for Input {
@@ -270,7 +310,7 @@ impl Stream for Input {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if let Some(early) = this.early.take() {
-            return Poll::Ready(Some(Ok(early)));
+            return this.checked(early);
         }
         if this.eof {
             return Poll::Ready(None);
@@ -294,7 +334,7 @@ impl Stream for Input {
                 }
                 Ok(n) => {
                     this.read_in_a_row += n;
-                    return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n]))));
+                    return this.checked(Bytes::copy_from_slice(&buf[..n]));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     this.read_in_a_row = 0;
@@ -317,7 +357,8 @@ struct Driver {
     /// Encoded chunks not yet written, `pending_len` bytes in all.
     pending: VecDeque<Bytes>,
     pending_len: usize,
-    output_done: bool,
+    /// Set once the context ended: how long its last frames may still take.
+    linger: Option<Pin<Box<Sleep>>>,
     _open: Open,
 }
 
@@ -366,15 +407,26 @@ impl Future for Driver {
                 }
                 Poll::Pending => false,
             };
-            if this.output_done {
+            if let Some(linger) = &mut this.linger {
                 if written {
                     let _ = shutdown(&this.io);
                     return Poll::Ready(());
                 }
+                if linger.as_mut().poll(cx).is_ready() {
+                    log::debug!(
+                        "a closed websocket's last {} bytes were not read",
+                        this.pending_len
+                    );
+                    return Poll::Ready(());
+                }
                 return Poll::Pending;
             }
-            if this.pending_len >= WRITE_HIGH_WATER {
-                return Poll::Pending;
+            if this.pending_len > MAX_UNWRITTEN && this.pending.len() > 1 {
+                log::info!(
+                    "dropping a websocket client that fell {} bytes behind (slow reader)",
+                    this.pending_len
+                );
+                return Poll::Ready(()); // dropping `output` stops the actor
             }
             match this.output.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -387,7 +439,8 @@ impl Future for Driver {
                     log::debug!("websocket context failed: {e}");
                     return Poll::Ready(());
                 }
-                Poll::Ready(None) => this.output_done = true,
+                Poll::Ready(None) => this.linger = Some(Box::pin(sleep(CLOSE_LINGER))),
+                // Woken by the context, or by the socket's readiness while writes are pending.
                 Poll::Pending => return Poll::Pending,
             }
         }

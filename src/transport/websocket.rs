@@ -8,6 +8,9 @@
 //! This is the only place that uses `actix-web-actors` (deprecated upstream in favour of
 //! `actix-ws`, kept because the design card asks for it): switching means rewriting this file.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use actix::prelude::*;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -51,6 +54,8 @@ pub struct WsTransport {
     fragments: Option<(bool, Vec<u8>)>,
     out: Vec<Outbound>,
     closed: Option<CloseReason>,
+    /// Set by the connection's input when a frame header announced more than the limit.
+    oversized_input: Rc<Cell<bool>>,
 }
 
 impl WsTransport {
@@ -63,6 +68,7 @@ impl WsTransport {
             fragments: None,
             out: Vec::new(),
             closed: None,
+            oversized_input: Rc::default(),
         }
     }
 
@@ -77,6 +83,7 @@ impl WsTransport {
             fragments: None,
             out: Vec::new(),
             closed: None,
+            oversized_input: Rc::default(),
         }
     }
 
@@ -88,6 +95,7 @@ impl WsTransport {
             fragments: None,
             out: Vec::new(),
             closed: None,
+            oversized_input: Rc::default(),
         }
     }
 
@@ -104,9 +112,12 @@ impl WsTransport {
         if let Some(handover) = handover {
             return match ws::handshake(req) {
                 Ok(mut resp) => {
-                    handover.accept(Box::new(move |input| {
+                    handover.accept(Box::new(move |mut input| {
+                        input.limit_frames(max);
+                        let mut actor = self;
+                        actor.oversized_input = input.oversized();
                         let codec = actix_http::ws::Codec::new().max_size(max);
-                        Box::pin(ws::WebsocketContext::with_codec(self, input, codec))
+                        Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
                     }));
                     resp.finish()
                 }
@@ -301,6 +312,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => self.shut(ctx, CloseReason::ClientClose),
             Err(ws::ProtocolError::Overflow) => self.shut(ctx, CloseReason::PayloadTooLarge),
+            Err(_) if self.oversized_input.get() => self.shut(ctx, CloseReason::PayloadTooLarge),
             Err(e) => {
                 log::debug!("websocket error: {e}");
                 self.shut(ctx, CloseReason::TransportError);
