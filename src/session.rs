@@ -14,8 +14,8 @@ use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    Deliver, GoingAway, Home, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
-    UnregisterSession,
+    Deliver, GoingAway, Home, Inbox, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor,
+    SessionId, UnregisterSession,
 };
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -139,6 +139,8 @@ pub struct SocketSession {
     /// Who the root namespace is connected as; set while registered with the supervisor.
     connection: Option<Connection>,
     recipient: Option<(Recipient<Deliver>, Recipient<GoingAway>)>,
+    /// Where the rooms on this session's thread put its pushes (open while registered).
+    inbox: Inbox,
     decoder: Decoder,
     /// Frames to write a moment after the current ones (test-suite mode only, see
     /// [`SocketSession::take_deferred`]).
@@ -162,6 +164,7 @@ impl SocketSession {
             namespaces: Vec::new(),
             connection: None,
             recipient: None,
+            inbox: Inbox::new(),
             decoder: Decoder::new(),
             deferred: Vec::new(),
             opened_at: Instant::now(),
@@ -204,6 +207,12 @@ impl SocketSession {
             e.ping_timeout.as_millis() as u64,
             e.max_payload as u64,
         )
+    }
+
+    /// The inbox its pushes arrive in while it is registered: the actor owning the session
+    /// reads it as a message stream (`ctx.add_message_stream(session.inbox().stream())`).
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// Tell the session where its pushes and the shutdown notice go (the actor owning it);
@@ -380,6 +389,8 @@ impl SocketSession {
             .recipient
             .clone()
             .expect("the transport attaches a recipient before feeding packets");
+        // Open before registering: the rooms on this thread look for it when adding the member.
+        self.inbox.open(self.id);
         self.ctx.supervisor.do_send(RegisterSession {
             session: self.id,
             recipient,
@@ -414,6 +425,7 @@ impl SocketSession {
     fn on_namespace_disconnect(&mut self, nsp: &str) {
         self.namespaces.retain(|n| n != nsp);
         if nsp == "/" && self.connection.take().is_some() {
+            Inbox::shut(self.id);
             self.ctx
                 .supervisor
                 .do_send(UnregisterSession { session: self.id });
@@ -537,10 +549,12 @@ impl SocketSession {
         }
         self.closed = true;
         if self.connection.take().is_some() {
+            Inbox::shut(self.id);
             self.ctx
                 .supervisor
                 .do_send(UnregisterSession { session: self.id });
         }
+        self.inbox.end();
         self.ctx
             .metrics
             .disconnects

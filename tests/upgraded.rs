@@ -347,7 +347,7 @@ async fn a_client_that_half_closes_is_gone() {
 
 #[actix_web::test]
 async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartbeat() {
-    let srv = start();
+    let srv = std::rc::Rc::new(start());
     let addr = srv.addr;
     let token = srv.token("8", false);
     // From the welcome on it reads nothing (so it sees no ping and answers none).
@@ -355,12 +355,16 @@ async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartb
     let token = srv.token("8", false);
     let mut reader = RawClient::connected(&srv, &token).await;
     wait_for_connections(&srv, 2).await;
-    // Far more than the socket buffers hold: the stuck client's writes block.
-    let big = format!(r#"{{"blob":"{}"}}"#, "z".repeat(100_000));
+    // Far more than the socket buffers hold: the stuck client's writes block. The reader reads
+    // (and answers its pings) while the pushes go out.
     let pushes = 60;
-    for _ in 0..pushes {
-        srv.push_to_user("8", &big).await;
-    }
+    let pusher = srv.clone();
+    let pushing = actix_rt::spawn(async move {
+        let big = format!(r#"{{"blob":"{}"}}"#, "z".repeat(100_000));
+        for _ in 0..pushes {
+            pusher.push_to_user("8", &big).await;
+        }
+    });
     let mut received = 0;
     while received < pushes {
         match reader.next(Duration::from_secs(5)).await {
@@ -372,6 +376,7 @@ async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartb
             other => panic!("the reading client lost its connection: {other:?}"),
         }
     }
+    pushing.await.unwrap();
     let health = send(http().get(srv.url("/health")), None).await;
     assert_eq!(health.status.as_u16(), 200);
     // Its heartbeat (300 ms + 200 ms here) ends its session although its socket stays open;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::inbox::Inbox;
 use crate::messages::{AddMember, Deliver, Fanout, RemoveMember, SessionId};
 use crate::metrics::Metrics;
 
@@ -27,10 +28,18 @@ use crate::metrics::Metrics;
 /// delivers early rather than build huge writes.
 pub const MAX_BATCH: usize = 128;
 
+/// Where a member's frames go.
+enum Member {
+    /// Its inbox on this thread (every session's, see [`Inbox`]).
+    Local(Inbox),
+    /// Its mailbox (a member without an inbox here).
+    Remote(Recipient<Deliver>),
+}
+
 /// A room and its members (on one worker thread).
 pub struct Room {
     name: String,
-    members: HashMap<SessionId, Recipient<Deliver>>,
+    members: HashMap<SessionId, Member>,
     metrics: Arc<Metrics>,
     coalesce: Duration,
     /// Frames waiting for the window to end, with when each push was accepted.
@@ -65,10 +74,13 @@ impl Room {
             return;
         }
         let frames: Arc<[ByteString]> = self.pending.iter().map(|(f, _)| f.clone()).collect();
-        for recipient in self.members.values() {
-            recipient.do_send(Deliver {
-                frames: frames.clone(),
-            });
+        for member in self.members.values() {
+            match member {
+                Member::Local(inbox) => inbox.push(frames.clone()),
+                Member::Remote(recipient) => recipient.do_send(Deliver {
+                    frames: frames.clone(),
+                }),
+            }
         }
         let now = Instant::now();
         for (_, accepted_at) in self.pending.drain(..) {
@@ -105,7 +117,11 @@ impl Handler<AddMember> for Room {
         // Pushes accepted before the join are not the newcomer's.
         self.flush(ctx);
         // Inserting an existing id replaces its recipient (a session that changed transport).
-        self.members.insert(msg.session, msg.recipient);
+        let member = match Inbox::find(msg.session) {
+            Some(inbox) => Member::Local(inbox),
+            None => Member::Remote(msg.recipient),
+        };
+        self.members.insert(msg.session, member);
     }
 }
 

@@ -220,6 +220,7 @@ impl Actor for PollingSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.session
             .attach(ctx.address().recipient(), ctx.address().recipient());
+        ctx.add_message_stream(self.session.inbox().stream());
         let engine = self.session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
             act.out.push(Outbound::Text(act.session.ping().into()));

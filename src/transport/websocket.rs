@@ -242,6 +242,7 @@ impl Actor for WsTransport {
             Role::Carrier { .. } => return, // its session keeps its own timers
         };
         session.attach(ctx.address().recipient(), ctx.address().recipient());
+        ctx.add_message_stream(session.inbox().stream());
         ctx.text(session.open_packet(&[]));
         let engine = session.context().engine;
         ctx.run_interval(engine.ping_interval, move |act, ctx| {
