@@ -29,17 +29,22 @@ pub struct Endpoint {
 
 /// Mount an Engine.IO endpoint at `paths` opening sessions with `sessions`.
 pub fn configure(cfg: &mut web::ServiceConfig, paths: &[&str], sessions: Arc<SessionContext>) {
-    cfg.service(
-        web::resource(paths.to_vec())
-            .app_data(web::Data::new(Endpoint { sessions }))
-            .wrap(actix_web::middleware::from_fn(cors::add_headers))
-            .route(web::get().to(get))
-            .route(web::post().to(post))
-            .route(web::method(Method::OPTIONS).to(cors::preflight))
-            .default_service(web::to(|| async {
-                eio_error(EioError::BadHandshakeMethod)
-            })),
-    );
+    let endpoint = web::Data::new(Endpoint { sessions });
+    // One resource per path: a plain path is matched by comparing strings, where one resource
+    // for several paths is matched with a regular expression on every request.
+    for path in paths {
+        cfg.service(
+            web::resource(*path)
+                .app_data(endpoint.clone())
+                .wrap(actix_web::middleware::from_fn(cors::add_headers))
+                .route(web::get().to(get))
+                .route(web::post().to(post))
+                .route(web::method(Method::OPTIONS).to(cors::preflight))
+                .default_service(web::to(|| async {
+                    eio_error(EioError::BadHandshakeMethod)
+                })),
+        );
+    }
 }
 
 /// An Engine.IO error answer: `{"code": N, "message": "..."}` with its HTTP status.
