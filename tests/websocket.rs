@@ -178,21 +178,7 @@ async fn connect_timeout_closes_a_session_that_never_connects() {
 async fn malformed_packets_close_the_connection() {
     let srv = start();
     let token = srv.token("1", false);
-    for bad in [
-        "",
-        "x",
-        "9",
-        "4",
-        "4x",
-        "42",
-        "42{\"not\":\"array\"}",
-        "42[]",
-        "42[\"disconnect\"]",
-        "42[\"subscribe\"",
-        "45-[\"x\"]",
-        "0",
-        "44{\"message\":\"client may not\"}",
-    ] {
+    for bad in MALFORMED_PACKETS {
         let mut c = RawClient::connected(&srv, &token).await;
         c.send(bad).await;
         loop {

@@ -61,6 +61,24 @@ impl Drop for TestServer {
     }
 }
 
+/// Socket.IO packets a client may not send once connected (each is a protocol error on
+/// either transport).
+pub const MALFORMED_PACKETS: [&str; 13] = [
+    "",
+    "x",
+    "9",
+    "4",
+    "4x",
+    "42",
+    "42{\"not\":\"array\"}",
+    "42[]",
+    "42[\"disconnect\"]",
+    "42[\"subscribe\"",
+    "45-[\"x\"]",
+    "0",
+    "44{\"message\":\"client may not\"}",
+];
+
 /// The test configuration: loopback, port 0, the test secret and API key, short timers.
 pub fn config() -> Config {
     let mut c = Config::for_tests(SECRET, Some(API_KEY));
@@ -655,6 +673,16 @@ impl PollingClient {
             self.pending
                 .extend(packets.into_iter().filter(|p| p != "2"));
         }
+    }
+
+    /// Emit `subscribe` for `user` with ack id 1; asserts the `subscribed` reply and the ack.
+    pub async fn subscribe(&mut self, user: &str) {
+        self.send(&format!(r#"421["subscribe",{{"userId":"{user}"}}]"#))
+            .await;
+        let reply = self.next_packet().await.expect("subscribe reply");
+        assert!(reply.starts_with("42[\"subscribed\""), "{reply}");
+        let ack = self.next_packet().await.expect("subscribe ack");
+        assert!(ack.starts_with("431["), "{ack}");
     }
 
     /// Send a CONNECT to `/` with `auth`; returns the answer (`40{...}` or `44{...}`).
