@@ -422,13 +422,21 @@ impl SocketSession {
         self.connection = Some(Connection { identity });
     }
 
-    fn on_namespace_disconnect(&mut self, nsp: &str) {
-        self.namespaces.retain(|n| n != nsp);
-        if nsp == "/" && self.connection.take().is_some() {
+    /// Leave the supervisor (and so every room) and close the inbox to the rooms, if the root
+    /// namespace is connected.
+    fn unregister(&mut self) {
+        if self.connection.take().is_some() {
             Inbox::shut(self.id);
             self.ctx
                 .supervisor
                 .do_send(UnregisterSession { session: self.id });
+        }
+    }
+
+    fn on_namespace_disconnect(&mut self, nsp: &str) {
+        self.namespaces.retain(|n| n != nsp);
+        if nsp == "/" {
+            self.unregister();
         }
     }
 
@@ -548,12 +556,7 @@ impl SocketSession {
             return;
         }
         self.closed = true;
-        if self.connection.take().is_some() {
-            Inbox::shut(self.id);
-            self.ctx
-                .supervisor
-                .do_send(UnregisterSession { session: self.id });
-        }
+        self.unregister();
         self.inbox.end();
         self.ctx
             .metrics
