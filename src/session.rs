@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::acl::{self, Refusal};
 use crate::auth::{HandshakeTokens, Identity, JwtVerifier};
 use crate::config::EngineConfig;
+use crate::heartbeat::{Beat, Heartbeat};
 use crate::protocol::engineio::{self, EioPacket};
 use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind};
 use crate::protocol::ProtocolError;
@@ -113,9 +114,6 @@ impl CloseReason {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// How late a heartbeat timer may fire before the pong deadline moves with it.
-const PING_JITTER: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// 20 URL-safe characters from 15 random bytes (Engine.IO sids and Socket.IO socket ids).
 pub fn random_id() -> String {
     let mut bytes = [0u8; 15];
@@ -145,17 +143,15 @@ pub struct SocketSession {
     /// Frames to write a moment after the current ones (test-suite mode only, see
     /// [`SocketSession::take_deferred`]).
     deferred: Vec<Outbound>,
-    opened_at: Instant,
     ever_connected: bool,
-    pings: u32,
-    pong_deadline: Instant,
-    awaiting_pong: bool,
+    heartbeat: Heartbeat,
     closed: bool,
 }
 
 impl SocketSession {
     /// A new session for a handshake carrying `tokens`.
     pub fn new(ctx: Arc<SessionContext>, tokens: HandshakeTokens) -> Self {
+        let heartbeat = Heartbeat::new(&ctx.engine, Instant::now());
         SocketSession {
             ctx,
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -167,11 +163,8 @@ impl SocketSession {
             inbox: Inbox::new(),
             decoder: Decoder::new(),
             deferred: Vec::new(),
-            opened_at: Instant::now(),
             ever_connected: false,
-            pings: 0,
-            pong_deadline: Instant::now(),
-            awaiting_pong: false,
+            heartbeat,
             closed: false,
         }
     }
@@ -221,31 +214,22 @@ impl SocketSession {
         self.recipient = Some((deliver, going_away));
     }
 
-    /// A heartbeat is due: the ping to send. The transport checks [`Self::pong_overdue`]
-    /// `pingTimeout` later.
-    pub fn ping(&mut self) -> &'static str {
-        self.pings += 1;
-        self.awaiting_pong = true;
-        // The pong is due `pingTimeout` after the ping was scheduled, so timer jitter never
-        // extends it; a ping sent much later than scheduled (an overloaded server) gives the
-        // client its full `pingTimeout` from when it was really sent.
-        let e = &self.ctx.engine;
-        let scheduled = self.opened_at + e.ping_interval * self.pings;
-        let sent = Instant::now();
-        let start = scheduled.max(sent.checked_sub(PING_JITTER).unwrap_or(sent));
-        self.pong_deadline = start + e.ping_timeout;
-        engineio::PING
+    /// When the session's heartbeat timer first fires (see [`Heartbeat`]).
+    pub fn first_beat(&self) -> Instant {
+        self.heartbeat.first()
+    }
+
+    /// The heartbeat timer fired at `now`: what to do (write [`engineio::PING`] when it says
+    /// so) and when it fires next.
+    pub fn beat(&mut self, now: Instant) -> Beat {
+        let connected = self.is_connected();
+        self.heartbeat.beat(now, connected)
     }
 
     /// Whether the pong for the last ping is missing past its deadline: a request arriving
-    /// after it sees the session as timed out even before the timeout timer fires.
+    /// after it sees the session as timed out even before the timer fires.
     pub fn pong_deadline_passed(&self, now: Instant) -> bool {
-        self.awaiting_pong && now >= self.pong_deadline
-    }
-
-    /// `pingTimeout` after a ping: is the pong still missing?
-    pub fn pong_overdue(&self) -> bool {
-        self.awaiting_pong
+        self.heartbeat.pong_deadline_passed(now)
     }
 
     /// Handle one Engine.IO text packet.
@@ -267,7 +251,7 @@ impl SocketSession {
             }
             EioPacket::Binary(data) => self.on_binary(&data, out),
             EioPacket::Pong(_) => {
-                self.awaiting_pong = false;
+                self.heartbeat.pong();
                 Ok(())
             }
             EioPacket::Ping(data) => {

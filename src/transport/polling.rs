@@ -8,11 +8,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
 use pushgate_actors::{Deliver, GoingAway};
 
+use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, Outbound, SocketSession};
 
@@ -212,6 +214,24 @@ impl PollingSession {
             }
         }
     }
+
+    /// Arm the session's one heartbeat timer for `at` (see [`Heartbeat`](crate::heartbeat)).
+    fn beat_at(ctx: &mut Context<Self>, at: Instant) {
+        ctx.run_later(
+            at.saturating_duration_since(Instant::now()),
+            |act, ctx| match act.session.beat(Instant::now()) {
+                Beat::Wait { ping, next } => {
+                    if ping {
+                        act.out.push(Outbound::Text(engineio::PING.into()));
+                        act.flush();
+                    }
+                    Self::beat_at(ctx, next);
+                }
+                Beat::PingTimeout => act.end(ctx, CloseReason::PingTimeout),
+                Beat::ConnectTimeout => act.end(ctx, CloseReason::ConnectTimeout),
+            },
+        );
+    }
 }
 
 impl Actor for PollingSession {
@@ -221,21 +241,8 @@ impl Actor for PollingSession {
         self.session
             .attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.add_message_stream(self.session.inbox().stream());
-        let engine = self.session.context().engine;
-        ctx.run_interval(engine.ping_interval, move |act, ctx| {
-            act.out.push(Outbound::Text(act.session.ping().into()));
-            act.flush();
-            ctx.run_later(engine.ping_timeout, |act, ctx| {
-                if act.session.pong_overdue() {
-                    act.end(ctx, CloseReason::PingTimeout);
-                }
-            });
-        });
-        ctx.run_later(engine.connect_timeout, |act, ctx| {
-            if !act.session.is_connected() {
-                act.end(ctx, CloseReason::ConnectTimeout);
-            }
-        });
+        let first = self.session.first_beat();
+        Self::beat_at(ctx, first);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -279,7 +286,7 @@ impl Handler<Poll> for PollingSession {
     type Result = Result<PollAnswer, EioError>;
 
     fn handle(&mut self, _msg: Poll, ctx: &mut Self::Context) -> Self::Result {
-        if self.session.pong_deadline_passed(std::time::Instant::now()) {
+        if self.session.pong_deadline_passed(Instant::now()) {
             self.end(ctx, CloseReason::PingTimeout);
             return Err(EioError::UnknownSid);
         }
@@ -325,7 +332,7 @@ impl Handler<PostPayload> for PollingSession {
     type Result = Result<(), EioError>;
 
     fn handle(&mut self, msg: PostPayload, ctx: &mut Self::Context) -> Self::Result {
-        if self.session.pong_deadline_passed(std::time::Instant::now())
+        if self.session.pong_deadline_passed(Instant::now())
             && !msg.body.starts_with(engineio::PONG)
         {
             self.end(ctx, CloseReason::PingTimeout);

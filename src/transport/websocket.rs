@@ -10,12 +10,14 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use pushgate_actors::{Deliver, GoingAway};
 
+use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::polling::{
@@ -230,6 +232,25 @@ impl WsTransport {
             self.on_frame(ctx, frame);
         }
     }
+
+    /// Arm the session's one heartbeat timer for `at` (see [`Heartbeat`](crate::heartbeat)).
+    fn beat_at(ctx: &mut ws::WebsocketContext<Self>, at: Instant) {
+        ctx.run_later(at.saturating_duration_since(Instant::now()), |act, ctx| {
+            let Role::Owner(session) = &mut act.role else {
+                return;
+            };
+            match session.beat(Instant::now()) {
+                Beat::Wait { ping, next } => {
+                    if ping {
+                        ctx.text(engineio::PING);
+                    }
+                    Self::beat_at(ctx, next);
+                }
+                Beat::PingTimeout => act.shut(ctx, CloseReason::PingTimeout),
+                Beat::ConnectTimeout => act.shut(ctx, CloseReason::ConnectTimeout),
+            }
+        });
+    }
 }
 
 impl Actor for WsTransport {
@@ -244,23 +265,8 @@ impl Actor for WsTransport {
         session.attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.add_message_stream(session.inbox().stream());
         ctx.text(session.open_packet(&[]));
-        let engine = session.context().engine;
-        ctx.run_interval(engine.ping_interval, move |act, ctx| {
-            let Role::Owner(session) = &mut act.role else {
-                return;
-            };
-            ctx.text(session.ping());
-            ctx.run_later(engine.ping_timeout, |act, ctx| {
-                if matches!(&act.role, Role::Owner(s) if s.pong_overdue()) {
-                    act.shut(ctx, CloseReason::PingTimeout);
-                }
-            });
-        });
-        ctx.run_later(engine.connect_timeout, |act, ctx| {
-            if matches!(&act.role, Role::Owner(s) if !s.is_connected()) {
-                act.shut(ctx, CloseReason::ConnectTimeout);
-            }
-        });
+        let first = session.first_beat();
+        Self::beat_at(ctx, first);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
