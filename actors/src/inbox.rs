@@ -19,10 +19,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytestring::ByteString;
 use futures::Stream;
 
-use crate::messages::{Deliver, SessionId};
+use crate::messages::{Deliver, Frames, SessionId};
 
 thread_local! {
     /// The open inboxes of the sessions living on this thread.
@@ -31,7 +30,7 @@ thread_local! {
 
 #[derive(Default)]
 struct State {
-    batches: VecDeque<Arc<[ByteString]>>,
+    batches: VecDeque<Arc<Frames>>,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -71,7 +70,7 @@ impl Inbox {
     }
 
     /// Hand over frames; dropped when the stream has ended.
-    pub fn push(&self, frames: Arc<[ByteString]>) {
+    pub fn push(&self, frames: Arc<Frames>) {
         let mut state = self.0.borrow_mut();
         if state.closed {
             return;
@@ -113,10 +112,11 @@ impl Stream for InboxStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytestring::ByteString;
     use futures::StreamExt;
 
-    fn frames(f: &[&str]) -> Arc<[ByteString]> {
-        f.iter().map(|s| ByteString::from(s.to_string())).collect()
+    fn frames(f: &[&str]) -> Arc<Frames> {
+        Arc::new(f.iter().map(|s| ByteString::from(s.to_string())).collect())
     }
 
     #[actix::test]

@@ -2,13 +2,16 @@
 //! pushers (HTTP API, RabbitMQ consumers).
 //!
 //! Frames travel as [`ByteString`]: encoded once per push, then shared by reference count with
-//! every receiving session.
+//! every receiving session. A delivery's frames ([`Frames`]) also carry their encoding for the
+//! wire, made by the first session that writes them and shared by the others.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use bytestring::ByteString;
 
 pub use crate::routing::PushEvent;
@@ -27,15 +30,60 @@ pub type EncodeFrame = fn(event: &str, payload_json: &str) -> String;
 #[rtype(result = "()")]
 pub struct Deliver {
     /// The complete frames, e.g. `42["notification",{...}]`.
-    pub frames: Arc<[ByteString]>,
+    pub frames: Arc<Frames>,
 }
 
 impl Deliver {
     /// A delivery of one frame.
     pub fn one(frame: ByteString) -> Self {
         Deliver {
-            frames: Arc::new([frame]),
+            frames: Arc::new(Frames::from(vec![frame])),
         }
+    }
+}
+
+/// The frames of one delivery (a slice of [`ByteString`] by `Deref`), as shared by all its
+/// receivers, with a place for their wire encoding.
+///
+/// Every receiver on a WebSocket writes the same bytes for the same frames (server frames are
+/// not masked), so the first one encodes them ([`Frames::encoded`]) and the others write that
+/// same buffer: a delivery to a room costs one encoding per worker thread instead of one per
+/// member.
+#[derive(Debug)]
+pub struct Frames {
+    frames: Box<[ByteString]>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Frames {
+    /// The frames as `encode` writes them, encoded by the first caller and shared with the
+    /// later ones. There is one encoding per delivery: every caller passes the same function
+    /// (the WebSocket transport's).
+    pub fn encoded(&self, encode: fn(&[ByteString]) -> Bytes) -> Bytes {
+        self.encoded.get_or_init(|| encode(&self.frames)).clone()
+    }
+}
+
+impl Deref for Frames {
+    type Target = [ByteString];
+
+    fn deref(&self) -> &[ByteString] {
+        &self.frames
+    }
+}
+
+impl From<Vec<ByteString>> for Frames {
+    fn from(frames: Vec<ByteString>) -> Self {
+        Frames {
+            frames: frames.into_boxed_slice(),
+            encoded: OnceLock::new(),
+        }
+    }
+}
+
+impl FromIterator<ByteString> for Frames {
+    fn from_iter<I: IntoIterator<Item = ByteString>>(frames: I) -> Self {
+        Frames::from(frames.into_iter().collect::<Vec<_>>())
     }
 }
 
@@ -194,4 +242,38 @@ pub struct Fanout {
     pub frame: ByteString,
     /// When the supervisor accepted the push (for the fan-out latency histogram).
     pub accepted_at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static ENCODINGS: AtomicUsize = AtomicUsize::new(0);
+
+    fn joined(frames: &[ByteString]) -> Bytes {
+        ENCODINGS.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(frames.iter().map(|f| &**f).collect::<Vec<_>>().join("|"))
+    }
+
+    #[test]
+    fn frames_are_encoded_once_and_the_encoding_is_shared() {
+        let frames: Arc<Frames> = Arc::new(
+            ["a", "bc"]
+                .into_iter()
+                .map(|f| ByteString::from(f.to_owned()))
+                .collect(),
+        );
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&*frames[1], "bc");
+        let first = frames.encoded(joined);
+        let second = Deliver {
+            frames: frames.clone(),
+        }
+        .frames
+        .encoded(joined);
+        assert_eq!(&first[..], b"a|bc");
+        assert_eq!(first.as_ptr(), second.as_ptr(), "the same buffer");
+        assert_eq!(ENCODINGS.load(Ordering::Relaxed), 1);
+    }
 }

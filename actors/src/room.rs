@@ -21,7 +21,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Deliver, Fanout, RemoveMember, SessionId};
+use crate::messages::{AddMember, Deliver, Fanout, Frames, RemoveMember, SessionId};
 use crate::metrics::Metrics;
 
 /// At most this many pushes wait in one batch: a room pushed to faster than that per window
@@ -73,7 +73,7 @@ impl Room {
         if self.pending.is_empty() {
             return;
         }
-        let frames: Arc<[ByteString]> = self.pending.iter().map(|(f, _)| f.clone()).collect();
+        let frames: Arc<Frames> = Arc::new(self.pending.iter().map(|(f, _)| f.clone()).collect());
         for member in self.members.values() {
             match member {
                 Member::Local(inbox) => inbox.push(frames.clone()),

@@ -19,10 +19,14 @@
 //!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded; a frame whose
 //!   header announces more than the context's limit ends the input at once
 //!   ([`FrameLimit`]: the context would otherwise buffer it whole before looking at its size);
-//! - writes go straight from the context's encoded chunks to the socket. The context is always
-//!   polled, so its timers run (a client that reads nothing answers no ping and is closed by
-//!   the heartbeat); a client that falls more than [`MAX_UNWRITTEN`] bytes behind is dropped
-//!   as a slow reader, and a closed session's last frames get [`CLOSE_LINGER`] to go out;
+//! - writes go to the socket from one queue, in order: the data frames the actor encodes
+//!   itself and hands over through the connection's [`Wire`] (a push's frames are encoded
+//!   once for every receiver, see [`wire_frames`](super::wire_frames)), then the chunks the
+//!   context encodes (control frames: pongs, the close frame), several chunks per `writev`.
+//!   The context is always polled, so its timers run (a client that reads nothing answers no
+//!   ping and is closed by the heartbeat); a client that falls more than [`MAX_UNWRITTEN`]
+//!   bytes behind is dropped as a slow reader, and a closed session's last frames get
+//!   [`CLOSE_LINGER`] to go out;
 //! - EOF on the socket (the client closed or half-closed its side) ends the context's input,
 //!   and the actor stops; a write error drops the context, which stops the actor too.
 //!
@@ -36,10 +40,10 @@
 //! written in full and the connection is closed, as a request whose body is "the rest of the
 //! connection" cannot be followed by another one.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,6 +100,40 @@ impl Handover {
 
     fn take(&self) -> Option<Accepted> {
         self.0.take()
+    }
+}
+
+/// Bytes waiting to be written to one connection, in order.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    /// Their total length.
+    len: usize,
+}
+
+/// The write side of an upgraded connection, for its actor: frames encoded by the actor itself
+/// go out in the order they are pushed, ahead of whatever its context encodes in the same turn.
+/// A cheap handle (clones share the queue).
+#[derive(Clone, Default)]
+pub struct Wire(Rc<RefCell<Queue>>);
+
+impl Wire {
+    /// Queue encoded frames for the socket.
+    pub fn push(&self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut queue = self.0.borrow_mut();
+        queue.len += bytes.len();
+        queue.chunks.push_back(bytes);
+    }
+
+    fn len(&self) -> usize {
+        self.0.borrow().len
+    }
+
+    fn chunks(&self) -> usize {
+        self.0.borrow().chunks.len()
     }
 }
 
@@ -241,8 +279,10 @@ pub async fn serve<S, B>(
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
     let io = Rc::new(parts.io);
     drop((parts.read_buf, parts.write_buf, parts.codec));
+    let wire = Wire::default();
     let output = accepted(Input {
         io: io.clone(),
+        wire: wire.clone(),
         early,
         eof: false,
         read_in_a_row: 0,
@@ -256,8 +296,7 @@ pub async fn serve<S, B>(
     actix_web::rt::spawn(Driver {
         io,
         output,
-        pending: VecDeque::new(),
-        pending_len: 0,
+        queue: wire,
         linger: None,
         _open: connections.enter(),
     });
@@ -270,6 +309,7 @@ fn shutdown(io: &TcpStream) -> io::Result<()> {
 /// The bytes of an upgraded connection, as the WebSocket context's input.
 pub struct Input {
     io: Rc<TcpStream>,
+    wire: Wire,
     /// What arrived with (after) the handshake request.
     early: Option<Bytes>,
     eof: bool,
@@ -284,6 +324,11 @@ impl Input {
     /// input then ends with [`PayloadError::Overflow`] and [`Input::oversized`] turns true.
     pub fn limit_frames(&mut self, max: usize) {
         self.limit = Some(FrameLimit::new(max));
+    }
+
+    /// The connection's write side, for frames the actor encodes itself.
+    pub fn wire(&self) -> Wire {
+        self.wire.clone()
     }
 
     /// Turns true when the input ended on a frame over the limit (shared: the flag stays
@@ -350,31 +395,52 @@ impl Stream for Input {
     }
 }
 
-/// Writes a WebSocket context's output to its socket until the context ends.
+/// Writes a connection's [`Wire`] and its WebSocket context's output to its socket until the
+/// context ends.
 struct Driver {
     io: Rc<TcpStream>,
     output: Output,
-    /// Encoded chunks not yet written, `pending_len` bytes in all.
-    pending: VecDeque<Bytes>,
-    pending_len: usize,
+    /// What is not written yet: the actor's frames and the context's chunks, in order.
+    queue: Wire,
     /// Set once the context ended: how long its last frames may still take.
     linger: Option<Pin<Box<Sleep>>>,
     _open: Open,
 }
 
+/// At most this many chunks go into one `writev`.
+const MAX_SLICES: usize = 16;
+
 impl Driver {
-    /// Write what is pending; `Ready(Ok)` once all is written.
+    /// Write what is queued; `Ready(Ok)` once all is written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(front) = self.pending.front_mut() {
+        let mut queue = self.queue.0.borrow_mut();
+        let queue = &mut *queue;
+        while !queue.chunks.is_empty() {
             ready!(self.io.poll_write_ready(cx))?;
-            match self.io.try_write(front) {
+            let result = if queue.chunks.len() == 1 {
+                self.io.try_write(&queue.chunks[0])
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for (slice, chunk) in slices.iter_mut().zip(&queue.chunks) {
+                    *slice = IoSlice::new(chunk);
+                    count += 1;
+                }
+                self.io.try_write_vectored(&slices[..count])
+            };
+            match result {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    self.pending_len -= n;
-                    if n == front.len() {
-                        self.pending.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
+                Ok(mut n) => {
+                    queue.len -= n;
+                    while n > 0 {
+                        let front = queue.chunks.front_mut().expect("written from it");
+                        if n >= front.len() {
+                            n -= front.len();
+                            queue.chunks.pop_front();
+                        } else {
+                            let _ = front.split_to(n);
+                            n = 0;
+                        }
                     }
                 }
                 Err(e)
@@ -386,8 +452,8 @@ impl Driver {
             }
         }
         // Do not keep a grown queue on an idle connection.
-        if self.pending.capacity() > 4 {
-            self.pending = VecDeque::new();
+        if queue.chunks.capacity() > 4 {
+            queue.chunks = VecDeque::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -415,33 +481,41 @@ impl Future for Driver {
                 if linger.as_mut().poll(cx).is_ready() {
                     log::debug!(
                         "a closed websocket's last {} bytes were not read",
-                        this.pending_len
+                        this.queue.len()
                     );
                     return Poll::Ready(());
                 }
                 return Poll::Pending;
             }
-            if this.pending_len > MAX_UNWRITTEN && this.pending.len() > 1 {
+            if this.queue.len() > MAX_UNWRITTEN && this.queue.chunks() > 1 {
                 log::info!(
                     "dropping a websocket client that fell {} bytes behind (slow reader)",
-                    this.pending_len
+                    this.queue.len()
                 );
                 return Poll::Ready(()); // dropping `output` stops the actor
             }
+            // Polling the context runs the actor, which may push frames to the wire; the chunk
+            // the context returns comes after them.
             match this.output.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if !chunk.is_empty() {
-                        this.pending_len += chunk.len();
-                        this.pending.push_back(chunk);
-                    }
-                }
+                Poll::Ready(Some(Ok(chunk))) => this.queue.push(chunk),
                 Poll::Ready(Some(Err(e))) => {
                     log::debug!("websocket context failed: {e}");
                     return Poll::Ready(());
                 }
                 Poll::Ready(None) => this.linger = Some(Box::pin(sleep(CLOSE_LINGER))),
-                // Woken by the context, or by the socket's readiness while writes are pending.
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The actor queued frames while the context ran: write them now (the
+                    // context waits for its own wake-ups; polling it again would find nothing).
+                    if written && this.queue.len() > 0 {
+                        if let Poll::Ready(Err(e)) = this.poll_write(cx) {
+                            log::debug!("websocket write failed: {e}");
+                            return Poll::Ready(());
+                        }
+                    }
+                    // Woken by the context, or by the socket's readiness while writes are
+                    // pending.
+                    return Poll::Pending;
+                }
             }
         }
     }

@@ -5,6 +5,12 @@
 //! `2probe` / `3probe` / `5` upgrade, the [`PollingSession`] stays the session's actor and
 //! this one only moves frames).
 //!
+//! On pushgate's server (see [`upgraded`](crate::transport::upgraded)) the actor writes its data
+//! frames itself, through the connection's [`Wire`]: a push's frames are encoded once, by the
+//! first receiver on the thread, and the other receivers write the same buffer. The context
+//! (`ws::WebsocketContext`) then carries only control frames (pongs, the close frame), and
+//! reads the input.
+//!
 //! This is the only place that uses `actix-web-actors` (deprecated upstream in favour of
 //! `actix-ws`, kept because the design card asks for it): switching means rewriting this file.
 
@@ -15,6 +21,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
+use bytes::BytesMut;
 use pushgate_actors::{Deliver, GoingAway};
 
 use crate::heartbeat::Beat;
@@ -23,7 +30,8 @@ use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, PollingSession, Probed, Upgraded,
 };
-use crate::transport::upgraded::Handover;
+use crate::transport::upgraded::{Handover, Wire};
+use crate::transport::wire_frames;
 
 /// How long [`SocketSession::take_deferred`] frames wait.
 const DEFER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -58,6 +66,10 @@ pub struct WsTransport {
     closed: Option<CloseReason>,
     /// Set by the connection's input when a frame header announced more than the limit.
     oversized_input: Rc<Cell<bool>>,
+    /// The connection's write side when it was handed over by actix-http: every data frame
+    /// of the connection then goes this way, encoded here (pushes once for all receivers),
+    /// and only control frames through the context.
+    wire: Option<Wire>,
 }
 
 impl WsTransport {
@@ -71,6 +83,7 @@ impl WsTransport {
             out: Vec::new(),
             closed: None,
             oversized_input: Rc::default(),
+            wire: None,
         }
     }
 
@@ -86,6 +99,7 @@ impl WsTransport {
             out: Vec::new(),
             closed: None,
             oversized_input: Rc::default(),
+            wire: None,
         }
     }
 
@@ -98,6 +112,7 @@ impl WsTransport {
             out: Vec::new(),
             closed: None,
             oversized_input: Rc::default(),
+            wire: None,
         }
     }
 
@@ -118,6 +133,7 @@ impl WsTransport {
                         input.limit_frames(max);
                         let mut actor = self;
                         actor.oversized_input = input.oversized();
+                        actor.wire = Some(input.wire());
                         let codec = actix_http::ws::Codec::new().max_size(max);
                         Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
                     }));
@@ -135,17 +151,8 @@ impl WsTransport {
         }
     }
 
-    fn write(ctx: &mut ws::WebsocketContext<Self>, frames: impl IntoIterator<Item = Outbound>) {
-        for frame in frames {
-            match frame {
-                Outbound::Text(t) => ctx.text(t),
-                Outbound::Binary(b) => ctx.binary(b),
-            }
-        }
-    }
-
     fn shut(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
-        Self::write(ctx, self.out.drain(..));
+        write(ctx, self.wire.as_ref(), self.out.drain(..));
         self.closed = Some(reason);
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(reason.websocket_code()),
@@ -172,7 +179,7 @@ impl WsTransport {
             }
             Role::Carrier { session, upgraded } => match frame {
                 Inbound::Text(t) if &*t == engineio::PING_PROBE => {
-                    ctx.text(engineio::PONG_PROBE);
+                    self.out.push(Outbound::Text(engineio::PONG_PROBE.into()));
                     session.do_send(Probed);
                     Ok(())
                 }
@@ -188,13 +195,13 @@ impl WsTransport {
             Role::Refused => Err(CloseReason::ProtocolError),
         };
         match r {
-            Ok(()) => Self::write(ctx, self.out.drain(..)),
+            Ok(()) => write(ctx, self.wire.as_ref(), self.out.drain(..)),
             Err(reason) => return self.shut(ctx, reason),
         }
         if let Role::Owner(session) = &mut self.role {
             let later = session.take_deferred();
             if !later.is_empty() {
-                ctx.run_later(DEFER, move |_, ctx| Self::write(ctx, later));
+                ctx.run_later(DEFER, move |act, ctx| write(ctx, act.wire.as_ref(), later));
             }
         }
     }
@@ -242,7 +249,8 @@ impl WsTransport {
             match session.beat(Instant::now()) {
                 Beat::Wait { ping, next } => {
                     if ping {
-                        ctx.text(engineio::PING);
+                        let ping = Outbound::Text(engineio::PING.into());
+                        write(ctx, act.wire.as_ref(), [ping]);
                     }
                     Self::beat_at(ctx, next);
                 }
@@ -264,7 +272,8 @@ impl Actor for WsTransport {
         };
         session.attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.add_message_stream(session.inbox().stream());
-        ctx.text(session.open_packet(&[]));
+        let open = Outbound::Text(session.open_packet(&[]).into());
+        write(ctx, self.wire.as_ref(), [open]);
         let first = session.first_beat();
         Self::beat_at(ctx, first);
     }
@@ -283,9 +292,15 @@ impl Handler<Deliver> for WsTransport {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        // Frames handed to the context in one handler go out in one socket write.
-        for frame in msg.frames.iter() {
-            ctx.text(frame.clone());
+        match &self.wire {
+            // Encoded by the first receiver on this thread, written as it is by the others.
+            Some(wire) => wire.push(msg.frames.encoded(wire_frames::text_frames)),
+            // Frames handed to the context in one handler go out in one socket write.
+            None => {
+                for frame in msg.frames.iter() {
+                    ctx.text(frame.clone());
+                }
+            }
         }
     }
 }
@@ -303,7 +318,7 @@ impl Handler<CarrierCommand> for WsTransport {
 
     fn handle(&mut self, msg: CarrierCommand, ctx: &mut Self::Context) {
         match msg {
-            CarrierCommand::Write(frames) => Self::write(ctx, frames),
+            CarrierCommand::Write(frames) => write(ctx, self.wire.as_ref(), frames),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
         }
     }
@@ -330,6 +345,33 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
     }
+}
+
+/// Write data frames: through the connection's `wire` when it has one, else through the
+/// context (which encodes them). One connection always takes the same way, so its frames
+/// keep their order.
+fn write(
+    ctx: &mut ws::WebsocketContext<WsTransport>,
+    wire: Option<&Wire>,
+    frames: impl IntoIterator<Item = Outbound>,
+) {
+    let Some(wire) = wire else {
+        for frame in frames {
+            match frame {
+                Outbound::Text(t) => ctx.text(t),
+                Outbound::Binary(b) => ctx.binary(b),
+            }
+        }
+        return;
+    };
+    let mut buf = BytesMut::new();
+    for frame in frames {
+        match frame {
+            Outbound::Text(t) => wire_frames::put_frame(&mut buf, wire_frames::TEXT, t.as_bytes()),
+            Outbound::Binary(b) => wire_frames::put_frame(&mut buf, wire_frames::BINARY, &b),
+        }
+    }
+    wire.push(buf.freeze());
 }
 
 /// Whether `req` is a valid WebSocket upgrade request.
