@@ -61,7 +61,7 @@ run() { # seconds
   kill -TERM "$pid"
   wait "$pid" || true
   local ir deliveries
-  ir=$(callgrind_annotate "$OUT/cg.$secs" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+  ir=$(callgrind_annotate "$OUT/cg.$secs" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
   deliveries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["deliveries"])' "$OUT/result.$secs")
   echo "$ir $deliveries"
 }
