@@ -399,3 +399,43 @@ async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
     let health = send(http().get(srv.url("/health")), None).await;
     assert_eq!(health.status.as_u16(), 200);
 }
+
+#[actix_web::test]
+async fn a_client_that_reads_late_gets_every_push_whole_and_in_order() {
+    let mut config = config();
+    config.engine.ping_interval = Duration::from_secs(60);
+    config.engine.ping_timeout = Duration::from_secs(60);
+    let srv = start_with(config);
+    let addr = srv.addr;
+    let token = srv.token("6", false);
+    let mut late = blocking(move || raw_connected(addr, &token)).await;
+    wait_for_connections(&srv, 1).await;
+    // ~2 MB of pushes while the client reads nothing, framed by pushgate itself, at lengths on
+    // both sides of the frame header's boundaries (125 / 126 bytes, 64 KiB); then the client
+    // reads: every push arrives whole, in order.
+    let lengths = [40, 125, 126, 127, 1_000, 20_000, 65_535, 65_536, 70_000];
+    let head = r#"42["notification","#;
+    let expected: Vec<String> = (0..90)
+        .map(|i| {
+            let start = format!(r#"{head}{{"seq":{i},"pad":""#);
+            let pad = lengths[i % lengths.len()] - start.len() - r#""}]"#.len();
+            format!(r#"{start}{}"}}]"#, "p".repeat(pad))
+        })
+        .collect();
+    assert!(expected.iter().map(String::len).sum::<usize>() < MAX_UNWRITTEN);
+    for frame in &expected {
+        let payload = &frame[head.len()..frame.len() - 1];
+        assert_eq!(srv.push_to_user("6", payload).await, 1);
+    }
+    let count = expected.len();
+    let got = blocking(move || {
+        (0..count)
+            .map(|_| late.text().expect("a push"))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(got.len(), lengths[i % lengths.len()]);
+        assert!(got == expected, "push {i} arrived whole and in order");
+    }
+}

@@ -111,6 +111,33 @@ struct Queue {
     len: usize,
 }
 
+impl Queue {
+    /// The first chunks, as many as `slices` holds, for one `writev`; returns how many.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut count = 0;
+        for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
+            *slice = IoSlice::new(chunk);
+            count += 1;
+        }
+        count
+    }
+
+    /// Drop the first `n` bytes (written), whole chunks and the start of the next.
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let front = self.chunks.front_mut().expect("advanced past the end");
+            if n >= front.len() {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(n);
+                n = 0;
+            }
+        }
+    }
+}
+
 /// The write side of an upgraded connection, for its actor: frames encoded by the actor itself
 /// go out in the order they are pushed, ahead of whatever its context encodes in the same turn.
 /// A cheap handle (clones share the queue).
@@ -421,28 +448,12 @@ impl Driver {
                 self.io.try_write(&queue.chunks[0])
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                let mut count = 0;
-                for (slice, chunk) in slices.iter_mut().zip(&queue.chunks) {
-                    *slice = IoSlice::new(chunk);
-                    count += 1;
-                }
+                let count = queue.slices(&mut slices);
                 self.io.try_write_vectored(&slices[..count])
             };
             match result {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(mut n) => {
-                    queue.len -= n;
-                    while n > 0 {
-                        let front = queue.chunks.front_mut().expect("written from it");
-                        if n >= front.len() {
-                            n -= front.len();
-                            queue.chunks.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                            n = 0;
-                        }
-                    }
-                }
+                Ok(n) => queue.advance(n),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -518,5 +529,52 @@ impl Future for Driver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(chunks: &[&str]) -> Queue {
+        let wire = Wire::default();
+        for c in chunks {
+            wire.push(Bytes::copy_from_slice(c.as_bytes()));
+        }
+        Rc::try_unwrap(wire.0).ok().unwrap().into_inner()
+    }
+
+    fn rest(q: &Queue) -> String {
+        q.chunks
+            .iter()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_write_of_any_length_leaves_exactly_the_bytes_after_it() {
+        let all = "abcdefghij";
+        for n in 0..=all.len() {
+            let mut q = queue(&["abc", "d", "efgh", "ij"]);
+            q.advance(n);
+            assert_eq!(rest(&q), &all[n..], "after {n} bytes");
+            assert_eq!(q.len, all.len() - n);
+            assert!(
+                q.chunks.iter().all(|c| !c.is_empty()),
+                "no empty chunk left"
+            );
+        }
+    }
+
+    #[test]
+    fn one_writev_takes_the_first_chunks_up_to_its_slices() {
+        let q = queue(&["ab", "c", "def"]);
+        let mut slices = [IoSlice::new(&[]); 2];
+        assert_eq!(q.slices(&mut slices), 2);
+        assert_eq!((&*slices[0], &*slices[1]), (&b"ab"[..], &b"c"[..]));
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        assert_eq!(q.slices(&mut slices), 3);
+        // Empty pushes are not queued.
+        assert_eq!(queue(&["", "x", ""]).chunks.len(), 1);
     }
 }
