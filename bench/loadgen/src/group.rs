@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::JwtConfig;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::client::{connect_within, ClientError, Endpoint, Join, Ws};
 use crate::hist::{add_pairs, new_hist, record, to_pairs, Hist, Shards};
@@ -389,35 +389,59 @@ async fn receive(
     let stopped = stop.changed();
     tokio::pin!(stopped);
     loop {
-        tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = &mut stopped => return None,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let text = t.as_str();
-                    if text == "2" {
-                        if ws.send(Message::text("3")).await.is_err() {
-                            return Some("send_failed");
+            msg = ws.next() => msg,
+        };
+        // Frames that arrived together are read in one go, without polling the stop signal
+        // between them, and share one receipt time: they were all there when the first was
+        // read (a clock read and a select per frame were a tenth of this loop's CPU).
+        let now_us = stamp::now_us();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            if let Err(ended) = on_message(msg, now_us, ws, tracker, shared, k).await {
+                return Some(ended);
+            }
+            next = ws.next().now_or_never();
+        }
+    }
+}
+
+/// Handle one received message; `Err(kind)` when the connection ended.
+async fn on_message(
+    msg: Option<Result<Message, tungstenite::Error>>,
+    now_us: u64,
+    ws: &mut Ws,
+    tracker: &mut Tracker,
+    shared: &Shared,
+    k: usize,
+) -> Result<(), &'static str> {
+    match msg {
+        Some(Ok(Message::Text(t))) => {
+            let text = t.as_str();
+            if text == "2" {
+                if ws.send(Message::text("3")).await.is_err() {
+                    return Err("send_failed");
+                }
+            } else if text.starts_with("42") {
+                if let Some((t_us, seq)) = stamp::parse(text) {
+                    if tracker.on_stamp(now_us, t_us, seq) {
+                        shared.counts[k].store(tracker.unique, Ordering::Relaxed);
+                        if tracker.batch.len() >= BATCH {
+                            shared.shards.record_batch(k, &tracker.batch);
+                            tracker.batch.clear();
                         }
-                    } else if text.starts_with("42") {
-                        if let Some((t_us, seq)) = stamp::parse(text) {
-                            if tracker.on_stamp(stamp::now_us(), t_us, seq) {
-                                shared.counts[k].store(tracker.unique, Ordering::Relaxed);
-                                if tracker.batch.len() >= BATCH {
-                                    shared.shards.record_batch(k, &tracker.batch);
-                                    tracker.batch.clear();
-                                }
-                            }
-                        }
-                    } else if text.starts_with('1') || text.starts_with("41") {
-                        return Some("server_closed");
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => return Some("closed"),
-                Some(Ok(_)) => {}
-                Some(Err(_)) => return Some("ws_error"),
-            },
+            } else if text.starts_with('1') || text.starts_with("41") {
+                return Err("server_closed");
+            }
+            Ok(())
         }
+        Some(Ok(Message::Close(_))) | None => Err("closed"),
+        Some(Ok(_)) => Ok(()),
+        Some(Err(_)) => Err("ws_error"),
     }
 }
 

@@ -47,7 +47,33 @@ pub fn quota_event(user: &str, t_us: u64, seq: u64) -> String {
 pub fn parse(frame: &str) -> Option<(u64, u64)> {
     static T: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"t\":"));
     static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"seq\":"));
+    if let Some(stamp) = stamp_at_end(frame.as_bytes()) {
+        return Some(stamp);
+    }
     Some((number_after(frame, &T)?, number_after(frame, &SEQ)?))
+}
+
+/// The fast path, read backwards: a frame whose payload object ends with the stamp, as the
+/// room pushes of the fan-out do (`...,"t":<t>,"seq":<seq>}]`). Anything else, or anything
+/// unusual about it (whitespace, another number shape), is left to the general search.
+fn stamp_at_end(frame: &[u8]) -> Option<(u64, u64)> {
+    let rest = frame.strip_suffix(b"}]")?;
+    let (rest, seq) = trailing_number(rest)?;
+    let rest = rest.strip_suffix(b",\"seq\":")?;
+    let (rest, t) = trailing_number(rest)?;
+    let rest = rest.strip_suffix(b"\"t\":")?;
+    // "t" must start a key.
+    matches!(rest.last(), Some(b'{' | b',')).then_some((t, seq))
+}
+
+/// The 1 to 19 digits at the end of `text`, and what is before them.
+fn trailing_number(text: &[u8]) -> Option<(&[u8], u64)> {
+    let digits = text.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let (rest, number) = text.split_at(text.len() - digits);
+    Some((rest, unsigned(number)?))
 }
 
 /// The unsigned integer right after the first occurrence of the finder's key that starts a
@@ -114,6 +140,36 @@ mod tests {
         assert_eq!(parse(r#"{"x":"a\"t\":5","t":3,"seq":2}"#), Some((3, 2)));
         assert_eq!(parse(r#"42["welcome",{"message":"hi"}]"#), None);
         assert_eq!(parse(r#"{"t":-1,"seq":2}"#), None);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_search_and_steps_aside_for_anything_else() {
+        let frames = [
+            r#"42["message",{"type":"bench","t":1795832456123456,"seq":7}]"#,
+            r#"42["message",{"t":5,"seq":0}]"#,
+            r#"42["message",{"x":"a\"t\":5","t":3,"seq":2}]"#,
+        ];
+        for frame in frames {
+            let fast = stamp_at_end(frame.as_bytes());
+            assert!(fast.is_some(), "{frame}");
+            let t = number_after(frame, &Finder::new(b"\"t\":"));
+            let seq = number_after(frame, &Finder::new(b"\"seq\":"));
+            assert_eq!(fast, t.zip(seq), "{frame}");
+        }
+        for other in [
+            r#"42["message",{"seq":2,"t":3}]"#,
+            r#"42["message",{"t": 3,"seq":2}]"#,
+            r#"42["message",{"at":3,"seq":2}]"#,
+            r#"42["message",{"t":3,"seq":-2}]"#,
+            r#"42["message",{"t":3,"seq":2}"#,
+            r#"}]"#,
+            "",
+        ] {
+            assert_eq!(stamp_at_end(other.as_bytes()), None, "{other}");
+        }
+        // Those still parse through the search where they hold a stamp.
+        assert_eq!(parse(r#"42["message",{"seq":2,"t":3}]"#), Some((3, 2)));
+        assert_eq!(parse(r#"42["message",{"t": 3,"seq":2}]"#), Some((3, 2)));
     }
 
     #[test]
