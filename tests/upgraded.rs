@@ -367,17 +367,23 @@ async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartb
     drop(stuck);
 }
 
-#[actix_web::test]
-async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
-    // Heartbeats slow enough not to interfere: only the backlog can end this session.
+/// A server whose heartbeats are too slow to interfere, and one raw client of `user:<user>`.
+async fn one_client_without_heartbeats(user: &str) -> (TestServer, Raw) {
     let mut config = config();
     config.engine.ping_interval = Duration::from_secs(60);
     config.engine.ping_timeout = Duration::from_secs(60);
     let srv = start_with(config);
     let addr = srv.addr;
-    let token = srv.token("5", false);
-    let mut stuck = blocking(move || raw_connected(addr, &token)).await;
+    let token = srv.token(user, false);
+    let client = blocking(move || raw_connected(addr, &token)).await;
     wait_for_connections(&srv, 1).await;
+    (srv, client)
+}
+
+#[actix_web::test]
+async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
+    // Only the backlog can end this session.
+    let (srv, mut stuck) = one_client_without_heartbeats("5").await;
     // The kernel buffers a few MiB on each side; then pushgate's backlog grows past its limit.
     let big = format!(r#"{{"blob":"{}"}}"#, "s".repeat(100_000));
     let pushes = (MAX_UNWRITTEN + 16 * 1024 * 1024) / big.len();
@@ -402,14 +408,7 @@ async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
 
 #[actix_web::test]
 async fn a_client_that_reads_late_gets_every_push_whole_and_in_order() {
-    let mut config = config();
-    config.engine.ping_interval = Duration::from_secs(60);
-    config.engine.ping_timeout = Duration::from_secs(60);
-    let srv = start_with(config);
-    let addr = srv.addr;
-    let token = srv.token("6", false);
-    let mut late = blocking(move || raw_connected(addr, &token)).await;
-    wait_for_connections(&srv, 1).await;
+    let (srv, mut late) = one_client_without_heartbeats("6").await;
     // ~2 MB of pushes while the client reads nothing, framed by pushgate itself, at lengths on
     // both sides of the frame header's boundaries (125 / 126 bytes, 64 KiB); then the client
     // reads: every push arrives whole, in order.
