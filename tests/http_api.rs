@@ -175,10 +175,28 @@ async fn errors_come_in_the_contract_order_with_json_bodies() {
     let client = http();
     let big = "x".repeat(srv.config.push_max_body_bytes + 1);
 
-    // 404 beats everything.
-    let mut resp = client.post(srv.url("/api/v1/nope")).send().await.unwrap();
+    // 404 beats everything; routes are whole segments (no trailing slash, no empty or extra
+    // segment), and an unknown route has no preflight either.
+    for path in [
+        "/api/v1/nope",
+        "/api/v1/stats/",
+        "/api/v1/users//notifications",
+        "/api/v1/users/42/notifications/x",
+        "/api/v1/broadcast/x",
+        "/api/v1/rooms/",
+        "/api/v1/",
+        "/api/v1",
+    ] {
+        let mut resp = client.post(srv.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body_json(&mut resp).await["error"], "not_found");
+    }
+    let resp = client
+        .request(actix_web::http::Method::OPTIONS, srv.url("/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    assert_eq!(body_json(&mut resp).await["error"], "not_found");
     // 405: known route, wrong method, even without a key.
     let mut resp = client
         .get(srv.url("/api/v1/broadcast"))
@@ -187,12 +205,16 @@ async fn errors_come_in_the_contract_order_with_json_bodies() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body_json(&mut resp).await["error"], "method_not_allowed");
-    let resp = client
-        .delete(srv.url("/api/v1/stats"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    for (method, path) in [
+        ("DELETE", "/api/v1/stats"),
+        ("HEAD", "/api/v1/rooms/admin"),
+        ("PUT", "/api/v1/users/42/notifications"),
+        ("GET", "/api/v1/rooms/admin/messages"),
+    ] {
+        let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = client.request(method, srv.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
     // 401 before 413 and 400: no key, wrong key, wrong scheme.
     for headers in [
         vec![],

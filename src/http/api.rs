@@ -1,11 +1,17 @@
 //! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`.
 //!
 //! Errors are checked in the contract's order: unknown route (404) and wrong method (405) by
-//! the router, then disabled API (403), API key (401), body size (413), body shape (400).
+//! [`ApiRoute::parse`], then disabled API (403), API key (401), body size (413), body shape
+//! (400).
+//!
+//! The routes are matched by hand, segment by segment, rather than by actix-router: its
+//! patterns with a `{param}` are regular expressions, and matching them was about a quarter of
+//! the instructions of an HTTP push to one user (BENCHMARKS.md, finding 15). Path parameters
+//! are percent-decoded by the handlers, exactly once ([`path_param`]).
 
 use std::sync::Arc;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use pushgate_actors::{GetStats, Push, PushEvent, PushTarget, RoomSize};
@@ -13,42 +19,90 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::acl;
-use crate::http::error::{method_not_allowed, ApiError};
+use crate::http::error::{method_not_allowed, not_found, ApiError};
 use crate::http::{cors, AppState};
 
-/// One API resource: `route` for its method, a CORS preflight, 405 for anything else.
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .route(web::method(actix_web::http::Method::OPTIONS).to(cors::preflight))
-        .default_service(web::to(method_not_allowed))
-}
+/// Where the API lives.
+const PREFIX: &str = "/api/v1";
 
-fn push_resource(path: &str, route: PushRoute) -> actix_web::Resource {
-    resource(path, web::post().to(push)).app_data(web::Data::new(route))
-}
-
-/// Mount the API routes.
+/// Mount the API: one scope whose requests are all routed by [`dispatch`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/v1")
+        web::scope(PREFIX)
             .wrap(actix_web::middleware::from_fn(cors::add_headers))
-            .service(push_resource(
-                "/users/{userId}/notifications",
-                PushRoute::User,
-            ))
-            .service(push_resource(
-                "/rooms/{room}/messages",
-                PushRoute::RoomMessage,
-            ))
-            .service(push_resource(
-                "/rooms/{room}/notifications",
-                PushRoute::RoomNotification,
-            ))
-            .service(push_resource("/broadcast", PushRoute::Broadcast))
-            .service(resource("/rooms/{room}", web::get().to(room_size)))
-            .service(resource("/stats", web::get().to(stats))),
+            .default_service(web::to(dispatch)),
     );
+}
+
+/// The API's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiRoute {
+    /// One of the four push routes (`POST`).
+    Push(PushRoute),
+    /// `GET /rooms/{room}`.
+    RoomSize,
+    /// `GET /stats`.
+    Stats,
+}
+
+impl ApiRoute {
+    /// The route of a request path, if it is one (each `{param}` one non-empty segment, as
+    /// raw, still percent-encoded text).
+    fn parse(path: &str) -> Option<ApiRoute> {
+        let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
+        let mut segments = rest.split('/');
+        let segments = [
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ];
+        Some(match segments {
+            [Some("users"), Some(id), Some("notifications"), None] if !id.is_empty() => {
+                ApiRoute::Push(PushRoute::User)
+            }
+            [Some("rooms"), Some(room), Some("messages"), None] if !room.is_empty() => {
+                ApiRoute::Push(PushRoute::RoomMessage)
+            }
+            [Some("rooms"), Some(room), Some("notifications"), None] if !room.is_empty() => {
+                ApiRoute::Push(PushRoute::RoomNotification)
+            }
+            [Some("broadcast"), None, None, None] => ApiRoute::Push(PushRoute::Broadcast),
+            [Some("rooms"), Some(room), None, None] if !room.is_empty() => ApiRoute::RoomSize,
+            [Some("stats"), None, None, None] => ApiRoute::Stats,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> Method {
+        match self {
+            ApiRoute::Push(_) => Method::POST,
+            ApiRoute::RoomSize | ApiRoute::Stats => Method::GET,
+        }
+    }
+}
+
+/// Route one API request: 404 for an unknown route, a CORS preflight for `OPTIONS` on a known
+/// one, 405 for another method, else the route's handler.
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(route) = ApiRoute::parse(req.path()) else {
+        return Ok(not_found(req).await);
+    };
+    if req.method() == Method::OPTIONS {
+        return Ok(cors::preflight(req, state).await);
+    }
+    if *req.method() != route.method() {
+        return Ok(method_not_allowed(req).await);
+    }
+    match route {
+        ApiRoute::Push(route) => push(req, payload, state, route).await,
+        ApiRoute::RoomSize => room_size(req, state).await,
+        ApiRoute::Stats => stats(req, state).await,
+    }
 }
 
 /// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
@@ -109,7 +163,7 @@ async fn json_object_body(
 }
 
 /// The four push routes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PushRoute {
     /// `POST /users/{userId}/notifications`: `notification` to `user:<userId>`.
     User,
@@ -127,10 +181,10 @@ async fn push(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    route: web::Data<PushRoute>,
+    route: PushRoute,
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
-    let (target, event) = match **route {
+    let (target, event) = match route {
         PushRoute::User => {
             let user = path_param(&req, 4)?;
             let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
@@ -232,6 +286,50 @@ mod tests {
         assert!(percent_decode("bad%2").is_err());
         assert!(percent_decode("bad%zz").is_err());
         assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn routes_are_whole_segments_under_the_prefix() {
+        use ApiRoute::*;
+        let cases = [
+            (
+                "/api/v1/users/42/notifications",
+                Some(Push(PushRoute::User)),
+            ),
+            (
+                "/api/v1/users/a%2Fb/notifications",
+                Some(Push(PushRoute::User)),
+            ),
+            (
+                "/api/v1/rooms/admin/messages",
+                Some(Push(PushRoute::RoomMessage)),
+            ),
+            (
+                "/api/v1/rooms/user%3A42/notifications",
+                Some(Push(PushRoute::RoomNotification)),
+            ),
+            ("/api/v1/broadcast", Some(Push(PushRoute::Broadcast))),
+            ("/api/v1/rooms/admin", Some(RoomSize)),
+            ("/api/v1/stats", Some(Stats)),
+            ("/api/v1/users//notifications", None),
+            ("/api/v1/users/42/notifications/", None),
+            ("/api/v1/users/42", None),
+            ("/api/v1/rooms/", None),
+            ("/api/v1/rooms", None),
+            ("/api/v1/stats/", None),
+            ("/api/v1/broadcast/x", None),
+            ("/api/v1/", None),
+            ("/api/v1", None),
+            ("/api/v10/stats", None),
+            ("/api/v2/stats", None),
+            ("/api/v1//stats", None),
+            ("/API/v1/stats", None),
+        ];
+        for (path, route) in cases {
+            assert_eq!(ApiRoute::parse(path), route, "{path}");
+        }
+        assert_eq!(Push(PushRoute::User).method(), Method::POST);
+        assert_eq!(Stats.method(), Method::GET);
     }
 
     #[test]
