@@ -76,38 +76,27 @@ impl WsTransport {
     /// A fresh Engine.IO session opened directly over WebSocket.
     pub fn owner(session: SocketSession) -> Self {
         let max_payload = session.context().engine.max_payload;
-        WsTransport {
-            role: Role::Owner(Box::new(session)),
-            max_payload,
-            fragments: None,
-            out: Vec::new(),
-            closed: None,
-            oversized_input: Rc::default(),
-            wire: None,
-        }
+        WsTransport::new(Role::Owner(Box::new(session)), max_payload)
     }
 
     /// The upgrade of a polling session (whose upgrade this connection has claimed).
     pub fn carrier(session: Addr<PollingSession>, max_payload: usize) -> Self {
-        WsTransport {
-            role: Role::Carrier {
-                session,
-                upgraded: false,
-            },
-            max_payload,
-            fragments: None,
-            out: Vec::new(),
-            closed: None,
-            oversized_input: Rc::default(),
-            wire: None,
-        }
+        let role = Role::Carrier {
+            session,
+            upgraded: false,
+        };
+        WsTransport::new(role, max_payload)
     }
 
     /// A connection to close right after the handshake (a second upgrade of one session).
     pub fn refused() -> Self {
+        WsTransport::new(Role::Refused, 0)
+    }
+
+    fn new(role: Role, max_payload: usize) -> Self {
         WsTransport {
-            role: Role::Refused,
-            max_payload: 0,
+            role,
+            max_payload,
             fragments: None,
             out: Vec::new(),
             closed: None,
