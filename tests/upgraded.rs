@@ -9,8 +9,10 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use common::*;
 use pushgate::transport::upgraded::MAX_UNWRITTEN;
+use pushgate::transport::wire_frames::put_header;
 use serde_json::Value;
 
 /// The handshake request for `path_and_query`.
@@ -26,21 +28,10 @@ fn handshake_request(addr: SocketAddr, path_and_query: &str) -> Vec<u8> {
 /// A masked client frame (FIN set) with `opcode` and `payload`.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
+    let mut f = BytesMut::new();
+    put_header(&mut f, opcode, payload.len(), Some(mask));
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    f.to_vec()
 }
 
 /// A blocking raw WebSocket client: run it inside `spawn_blocking` (the server shares the

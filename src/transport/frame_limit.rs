@@ -115,24 +115,15 @@ fn payload_length(header: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::wire_frames::{put_header, TEXT};
+    use bytes::BytesMut;
 
     /// A client frame (masked) with `len` payload bytes, encoded with the shortest length.
     fn frame(len: usize) -> Vec<u8> {
-        let mut f = vec![0x81];
-        match len {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65_536 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&[1, 2, 3, 4]);
+        let mut f = BytesMut::new();
+        put_header(&mut f, TEXT, len, Some([1, 2, 3, 4]));
         f.extend(std::iter::repeat_n(0x5a, len));
-        f
+        f.to_vec()
     }
 
     /// Feed `stream` split at every possible point (two pieces) and byte by byte; every way

@@ -28,19 +28,30 @@ pub fn frame_len(len: usize) -> usize {
 /// Append one final, unmasked frame of `opcode` carrying `payload`.
 pub fn put_frame(dst: &mut BytesMut, opcode: u8, payload: &[u8]) {
     dst.reserve(frame_len(payload.len()));
+    put_header(dst, opcode, payload.len(), None);
+    dst.put_slice(payload);
+}
+
+/// Append the header of a final frame of `opcode` announcing `len` payload bytes, in the
+/// shortest length form, with the masking key `mask` when there is one (a client's frames are
+/// masked, a server's are not; the tests use it to play the client).
+pub fn put_header(dst: &mut BytesMut, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
     dst.put_u8(0x80 | opcode);
-    match payload.len() {
-        len @ 0..=125 => dst.put_u8(len as u8),
-        len @ 126..=0xFFFF => {
-            dst.put_u8(126);
+    let masked = if mask.is_some() { 0x80 } else { 0 };
+    match len {
+        0..=125 => dst.put_u8(masked | len as u8),
+        126..=0xFFFF => {
+            dst.put_u8(masked | 126);
             dst.put_u16(len as u16);
         }
-        len => {
-            dst.put_u8(127);
+        _ => {
+            dst.put_u8(masked | 127);
             dst.put_u64(len as u64);
         }
     }
-    dst.put_slice(payload);
+    if let Some(mask) = mask {
+        dst.put_slice(&mask);
+    }
 }
 
 /// Every frame as a text frame, in order, in one buffer.
@@ -85,6 +96,27 @@ mod tests {
             let mut ours = BytesMut::new();
             put_frame(&mut ours, BINARY, text.as_bytes());
             assert_eq!(&ours[..], reference(Message::Binary(text.into())), "{len}");
+        }
+    }
+
+    #[test]
+    fn masked_headers_are_what_actix_http_reads_from_a_client() {
+        use actix_codec::Decoder;
+        for len in SIZES {
+            let mask = [0x12, 0x34, 0x56, 0x78];
+            let text = "z".repeat(len);
+            let mut frame = BytesMut::new();
+            put_header(&mut frame, TEXT, len, Some(mask));
+            frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            let decoded = Codec::new()
+                .max_size(usize::MAX)
+                .decode(&mut frame)
+                .unwrap();
+            let Some(actix_http::ws::Frame::Text(got)) = decoded else {
+                panic!("{len}: {decoded:?}");
+            };
+            assert_eq!(&got[..], text.as_bytes(), "{len}");
+            assert!(frame.is_empty(), "{len}: the whole frame was read");
         }
     }
 
