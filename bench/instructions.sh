@@ -33,7 +33,9 @@ trap 'rm -rf "$OUT"' EXIT
 
 command -v valgrind >/dev/null || {
   echo "installing valgrind (Debian package)..." >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq valgrind >/dev/null
 }
 cargo build --release --quiet -p pushgate --bin pushgate -p pushgate-loadgen --bin pushgate-loadgen
 
