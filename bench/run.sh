@@ -16,11 +16,12 @@
 #
 # Environment: BENCH_ONLY=pushgate|node (one target only), BENCH_PG_PORT (39006),
 # BENCH_NODE_PORT (39007), BENCH_OUT (target/bench: where result lines are kept),
-# BENCH_JWT_SECRET / BENCH_API_KEY (a fixed bench secret and key by default).
+# BENCH_JWT_SECRET / BENCH_API_KEY (a fixed bench secret and key by default), PUSHGATE_BIN (the
+# pushgate binary to run instead of target/release/pushgate, e.g. another build for an A/B).
 set -euo pipefail
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -110,7 +111,7 @@ run_target() { # target, port, exchange
     PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
       NODE_ID="bench-pg-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
       CORS_ORIGIN='*' RUST_LOG=warn \
-      "$ROOT/target/release/pushgate" >"$log" 2>&1 &
+      "${PUSHGATE_BIN:-$ROOT/target/release/pushgate}" >"$log" 2>&1 &
   else
     PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
       NODE_ID="bench-node-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \

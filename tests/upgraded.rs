@@ -1,6 +1,7 @@
 //! The IO path of upgraded connections (src/transport/upgraded.rs), over raw TCP: upgrade
-//! requests the application answers itself, bytes sent together with the handshake, a frame
-//! header announcing more than the limit, a client that half-closes, a client that never reads
+//! requests the application answers itself, bytes sent together with the handshake, frames
+//! that span many reads beside other connections' reads, a frame header announcing more than
+//! the limit, a client that half-closes, a client that never reads
 //! and one that falls too far behind.
 
 mod common;
@@ -427,5 +428,54 @@ async fn a_client_that_reads_late_gets_every_push_whole_and_in_order() {
     for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(got.len(), lengths[i % lengths.len()]);
         assert!(got == expected, "push {i} arrived whole and in order");
+    }
+}
+
+#[actix_web::test]
+async fn frames_that_span_many_reads_arrive_whole_beside_other_connections() {
+    let srv = start();
+    let addr = srv.addr;
+    let users = ["21", "22", "23", "24"];
+    let tokens: Vec<String> = users.iter().map(|u| srv.token(u, false)).collect();
+    let answers = blocking(move || {
+        let mut clients: Vec<Raw> = tokens.iter().map(|t| raw_connected(addr, t)).collect();
+        // Each client's subscribe carries 64 KiB of JSON whitespace, so that its frame reaches
+        // the server over many reads, interleaved with the other clients' reads (the worker's
+        // connections read into one buffer).
+        let frames: Vec<Vec<u8>> = users
+            .iter()
+            .map(|u| {
+                let padded = format!(
+                    r#"421["subscribe",{}{{"userId":"{u}"}}]"#,
+                    " ".repeat(64 * 1024)
+                );
+                client_frame(1, padded.as_bytes())
+            })
+            .collect();
+        let pieces: Vec<Vec<&[u8]>> = frames.iter().map(|f| f.chunks(1500).collect()).collect();
+        for k in 0..pieces[0].len() {
+            for (c, p) in clients.iter_mut().zip(&pieces) {
+                assert!(c.send(p[k]));
+            }
+            if k % 8 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        clients
+            .iter_mut()
+            .map(|c| (c.text().unwrap(), c.text().unwrap()))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (user, (first, second)) in users.iter().zip(answers) {
+        let mut got = [first, second];
+        got.sort();
+        assert_eq!(
+            got[0],
+            format!(
+                r#"42["subscribed",{{"message":"Subscribed to user:{user}","userId":"{user}"}}]"#
+            )
+        );
+        assert!(got[1].starts_with("431["), "{}", got[1]);
     }
 }

@@ -14,8 +14,9 @@
 //! `WsTransport::start`) and answers 101; [`serve`] then writes that 101 and drives the
 //! socket itself:
 //!
-//! - reads go through an 8 KiB buffer on the stack and are handed on as exactly sized chunks,
-//!   only when the WebSocket context asks for input (so a busy actor reads nothing), at most
+//! - reads go into the worker thread's read buffer ([`READ_CHUNK`] bytes of room, never
+//!   zeroed) and are handed on as exactly sized chunks of it, only when the WebSocket context
+//!   asks for input (so a busy actor reads nothing), at most
 //!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded; a frame whose
 //!   header announces more than the context's limit ends the input at once
 //!   ([`FrameLimit`]: the context would otherwise buffer it whole before looking at its size);
@@ -60,7 +61,7 @@ use actix_service::{fn_factory, fn_service, IntoServiceFactory, Service, Service
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::rt::time::{sleep, Sleep};
-use actix_web::web::Bytes;
+use actix_web::web::{Bytes, BytesMut};
 use futures::{SinkExt, Stream};
 
 use crate::transport::frame_limit::FrameLimit;
@@ -77,8 +78,17 @@ pub const MAX_UNWRITTEN: usize = 4 * 1024 * 1024;
 /// before the connection is dropped.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
-/// The size of the stack buffer each read goes through.
+/// The room each read gets in the thread's read buffer.
 const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// Where every upgraded connection of this worker thread reads into. A read leaves with
+    /// the bytes it got as a chunk of this buffer; once the WebSocket context has decoded and
+    /// dropped those chunks (it copies them into its own buffer at once), the buffer's memory
+    /// is used again from its start. Nothing is zeroed before a read: a stack array would
+    /// cost a zeroing of [`READ_CHUNK`] bytes per read, a sixth of a connect's instructions.
+    static READ_BUFFER: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 
 /// The encoded frames a WebSocket context yields for the socket.
 pub type Output = Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>;
@@ -398,15 +408,18 @@ impl Stream for Input {
                 this.eof = true;
                 return Poll::Ready(Some(Err(PayloadError::Io(e))));
             }
-            let mut buf = [0u8; READ_CHUNK];
-            match this.io.try_read(&mut buf) {
-                Ok(0) => {
+            let read = READ_BUFFER.with_borrow_mut(|buf| {
+                buf.reserve(READ_CHUNK);
+                this.io.try_read_buf(buf).map(|_| buf.split().freeze())
+            });
+            match read {
+                Ok(chunk) if chunk.is_empty() => {
                     this.eof = true;
                     return Poll::Ready(None);
                 }
-                Ok(n) => {
-                    this.read_in_a_row += n;
-                    return this.checked(Bytes::copy_from_slice(&buf[..n]));
+                Ok(chunk) => {
+                    this.read_in_a_row += chunk.len();
+                    return this.checked(chunk);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     this.read_in_a_row = 0;
