@@ -1,5 +1,5 @@
 //! One Socket.IO client over WebSocket, as cheap as it can be: a TCP socket bound to one of
-//! several loopback source addresses, the WebSocket handshake (tokio-tungstenite), the
+//! several loopback source addresses, the WebSocket handshake ([`crate::ws`]), the
 //! Engine.IO open packet, a Socket.IO CONNECT with the JWT in the auth object, then an optional
 //! `subscribe` / `join_room` emitted right after the CONNECT answer (a client that emits right
 //! after `connect` must always have its event handled), and the welcome and reply it expects.
@@ -8,15 +8,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
-/// A connected client's WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+pub use crate::ws::Ws;
+use crate::ws::WsError;
 
 /// Where clients connect, and from where.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,9 +26,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The WebSocket URL of the Engine.IO endpoint.
-    pub fn url(&self) -> String {
-        format!("ws://{}{}?EIO=4&transport=websocket", self.addr, self.path)
+    /// The Engine.IO endpoint's WebSocket resource (path and query).
+    pub fn resource(&self) -> String {
+        format!("{}?EIO=4&transport=websocket", self.path)
     }
 
     /// Source address for client `index`.
@@ -61,16 +57,6 @@ impl ClientError {
     fn new(kind: &'static str, detail: impl ToString) -> Self {
         ClientError(kind, detail.to_string())
     }
-}
-
-/// WebSocket buffers sized for many small messages: tungstenite's defaults (128 KiB each way)
-/// would cost gigabytes at 19k clients.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(2 << 20))
-        .max_frame_size(Some(2 << 20))
 }
 
 /// Linux `IP_BIND_ADDRESS_NO_PORT`: bind picks the address only, `connect` the port, so the
@@ -103,23 +89,24 @@ pub async fn tcp_connect(ep: &Endpoint, src: IpAddr) -> Result<TcpStream, Client
     Ok(stream)
 }
 
-/// Next text frame, answering Engine.IO pings on the way.
+/// Next text message, answering Engine.IO pings on the way.
 async fn next_text(ws: &mut Ws) -> Result<String, ClientError> {
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3"))
-                    .await
-                    .map_err(|e| ClientError::new("send", e))?;
-            }
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None => {
+        match ws.next_text().await {
+            Ok(t) if t == "2" => send(ws, "3").await?,
+            Ok(t) => return Ok(t),
+            Err(WsError::Closed) => {
                 return Err(ClientError::new("closed", "closed during handshake"))
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(ClientError::new("ws_read", e)),
+            Err(e) => return Err(ClientError::new("ws_read", e)),
         }
     }
+}
+
+async fn send(ws: &mut Ws, text: &str) -> Result<(), ClientError> {
+    ws.send_text(text)
+        .await
+        .map_err(|e| ClientError::new("send", e))
 }
 
 /// Connect client `index` as `user` with `token`, do what `join` says, and return the socket
@@ -132,10 +119,9 @@ pub async fn connect(
     join: &Join,
 ) -> Result<Ws, ClientError> {
     let stream = tcp_connect(ep, ep.source(index)).await?;
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(ep.url(), stream, Some(ws_config()))
-            .await
-            .map_err(|e| ClientError::new("ws_handshake", e))?;
+    let mut ws = Ws::connect(stream, &ep.addr.to_string(), &ep.resource())
+        .await
+        .map_err(|e| ClientError::new("ws_handshake", e))?;
     let open = next_text(&mut ws).await?;
     if !open.starts_with('0') {
         return Err(ClientError::new(
@@ -144,9 +130,7 @@ pub async fn connect(
         ));
     }
     let connect = format!("40{}", serde_json::json!({ "token": token }));
-    ws.send(Message::text(connect))
-        .await
-        .map_err(|e| ClientError::new("send", e))?;
+    send(&mut ws, &connect).await?;
     // The CONNECT answer comes first; emit the join at once, before the welcome is read.
     let answer = next_text(&mut ws).await?;
     if answer.starts_with("44") {
@@ -176,9 +160,7 @@ pub async fn connect(
         ),
     };
     if let Some(emit) = emit {
-        ws.send(Message::text(emit))
-            .await
-            .map_err(|e| ClientError::new("send", e))?;
+        send(&mut ws, &emit).await?;
     }
     let reply = reply.map(|r| format!("42[\"{r}\""));
     let (mut welcomed, mut replied, mut acked) = (false, reply.is_none(), reply.is_none());
@@ -241,9 +223,6 @@ mod tests {
                 "127.0.0.2"
             ]
         );
-        assert_eq!(
-            ep.url(),
-            "ws://127.0.0.1:30006/socket.io/?EIO=4&transport=websocket"
-        );
+        assert_eq!(ep.resource(), "/socket.io/?EIO=4&transport=websocket");
     }
 }

@@ -1,7 +1,7 @@
 //! `pushgate-loadgen`: load generator for pushgate and its Node peer.
 //!
 //! Clients speak Engine.IO v4 / Socket.IO v5 over WebSocket themselves (pushgate's codec
-//! conventions, tokio-tungstenite framing) so that thousands of them cost little CPU; they mint
+//! conventions, their own WebSocket framing) so that thousands of them cost little CPU; they mint
 //! their own HS256 tokens; their sockets are spread over several loopback source addresses;
 //! large runs are split over worker processes. Every scenario prints one JSON line on stdout
 //! and a human summary on stderr, and every run ends by itself (`--deadline`).
@@ -17,6 +17,7 @@ mod procstat;
 mod pusher;
 mod scenarios;
 mod stamp;
+mod ws;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -466,7 +466,7 @@ pub async fn connect_storm(
                             let _ = tx.send((Ok(us), done, Some(ws)));
                         } else {
                             let _ = tx.send((Ok(us), done, None));
-                            let _ = ws.close(None).await;
+                            let _ = ws.close().await;
                         }
                     }
                     Err(e) => {
@@ -518,7 +518,7 @@ pub async fn connect_storm(
             "loadgen_cpu_us_per_connect": (ok > 0).then(|| round(self_secs * 1e6 / ok as f64, 2)),
         }));
         for mut ws in held {
-            let _ = ws.close(None).await;
+            let _ = ws.close().await;
         }
         if failed > 0 {
             first_failure_rate = Some(rate);
