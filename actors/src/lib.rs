@@ -5,12 +5,14 @@
 //! - [`room_supervisor::RoomSupervisor`] owns the room registry and the session registry, and
 //!   turns each accepted push into one encoded frame handed to the right [`room::Room`].
 //! - [`room::Room`] is one actor per non-empty room and worker thread; it fans a frame out to
-//!   its members, through each one's [`inbox::Inbox`] on that thread.
+//!   its members, through each one's [`inbox::Inbox`] on that thread, at the times its
+//!   [`coalescer::Coalescer`] says.
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it.
 //! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
+pub mod coalescer;
 pub mod consumers;
 pub mod inbox;
 pub mod messages;

@@ -7,26 +7,24 @@
 //! **Coalescing.** Each delivery costs a session wake-up and a socket write, whatever its size.
 //! With a coalescing window `w` (`PUSH_COALESCE_MS`), a push that finds the room quiet (nothing
 //! delivered in the last `w`) goes out at once; pushes that follow within `w` wait until `w`
-//! has passed since that delivery and then go out together, so a member gets them in one write.
-//! A busy room thus costs one write per member per window instead of one per push, and adds at
-//! most `w` of latency; a quiet room (a user's own room, say) adds none. Order is kept, and a
-//! member gets exactly the pushes accepted while it was a member: pending pushes are delivered
-//! before anyone joins or leaves.
+//! has passed since the last delivery and then go out together, so a member gets them in one
+//! write. A busy room thus costs one write per member per window instead of one per push, and
+//! adds at most `w` of latency; a quiet room (a user's own room, say) adds none. The members
+//! are spread over groups whose windows are staggered, so that a big room's writes are spread
+//! over the window instead of all falling at once ([`Coalescer`]). Order is kept, and a member
+//! gets exactly the pushes accepted while it was a member: the pushes its group is waiting for
+//! are delivered before it joins or leaves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytestring::ByteString;
 
+use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Deliver, Fanout, Frames, RemoveMember, SessionId};
+use crate::messages::{AddMember, Deliver, Fanout, RemoveMember, SessionId};
 use crate::metrics::Metrics;
-
-/// At most this many pushes wait in one batch: a room pushed to faster than that per window
-/// delivers early rather than build huge writes.
-pub const MAX_BATCH: usize = 128;
 
 /// Where a member's frames go.
 enum Member {
@@ -39,62 +37,74 @@ enum Member {
 /// A room and its members (on one worker thread).
 pub struct Room {
     name: String,
-    members: HashMap<SessionId, Member>,
+    /// The members, by coalescing group.
+    groups: Vec<HashMap<SessionId, Member>>,
+    /// Each member's group.
+    group_of: HashMap<SessionId, usize>,
     metrics: Arc<Metrics>,
-    coalesce: Duration,
-    /// Frames waiting for the window to end, with when each push was accepted.
-    pending: Vec<(ByteString, Instant)>,
-    /// When frames were last delivered.
-    last_delivery: Option<Instant>,
-    /// The timer that delivers `pending` at the end of the window.
-    timer: Option<SpawnHandle>,
+    /// Pushes not delivered to every group yet, and when each group gets them.
+    coalescer: Coalescer,
+    /// The timer of the coalescer's next due delivery, and when it fires.
+    timer: Option<(SpawnHandle, Instant)>,
 }
 
 impl Room {
     /// An empty room that coalesces pushes within `coalesce` (zero: every push goes out at
     /// once); the supervisor adds the first member right after starting it.
     pub fn new(name: String, metrics: Arc<Metrics>, coalesce: Duration) -> Self {
+        let coalescer = Coalescer::new(coalesce);
         Room {
             name,
-            members: HashMap::new(),
+            groups: (0..coalescer.groups()).map(|_| HashMap::new()).collect(),
+            group_of: HashMap::new(),
             metrics,
-            coalesce,
-            pending: Vec::new(),
-            last_delivery: None,
+            coalescer,
             timer: None,
         }
     }
 
-    /// Deliver every pending frame to every member, in one message per member.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.timer.take() {
-            ctx.cancel_future(timer);
-        }
-        if self.pending.is_empty() {
-            return;
-        }
-        let frames: Arc<Frames> = Arc::new(self.pending.iter().map(|(f, _)| f.clone()).collect());
-        for member in self.members.values() {
-            match member {
-                Member::Local(inbox) => inbox.push(frames.clone()),
-                Member::Remote(recipient) => recipient.do_send(Deliver {
-                    frames: frames.clone(),
-                }),
+    /// Deliver the pushes group `g` is waiting for to its members, in one message per member.
+    fn deliver(&mut self, g: usize) {
+        let (frames, delivered) = self.coalescer.take(g);
+        if let Some(frames) = frames {
+            for member in self.groups[g].values() {
+                match member {
+                    Member::Local(inbox) => inbox.push(frames.clone()),
+                    Member::Remote(recipient) => recipient.do_send(Deliver {
+                        frames: frames.clone(),
+                    }),
+                }
             }
         }
         let now = Instant::now();
-        for (_, accepted_at) in self.pending.drain(..) {
+        for accepted_at in delivered {
             self.metrics
                 .push_fanout_seconds
                 .observe(now.duration_since(accepted_at).as_secs_f64());
         }
-        self.last_delivery = Some(now);
     }
 
-    /// How long a push arriving now waits, or `None` if it goes out at once.
-    fn wait(&self, now: Instant) -> Option<Duration> {
-        let since = now.duration_since(self.last_delivery?);
-        (since < self.coalesce).then(|| self.coalesce - since)
+    /// Arm the timer for the coalescer's next due delivery (or drop it when none is).
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let next = self.coalescer.next_due();
+        if let Some((timer, at)) = self.timer {
+            if next.is_some_and(|due| at <= due) {
+                return; // It fires in time; then it looks again.
+            }
+            ctx.cancel_future(timer);
+            self.timer = None;
+        }
+        if let Some(due) = next {
+            let wait = due.saturating_duration_since(Instant::now());
+            let timer = ctx.run_later(wait, |room, ctx| {
+                room.timer = None;
+                for g in room.coalescer.due(Instant::now()) {
+                    room.deliver(g);
+                }
+                room.schedule(ctx);
+            });
+            self.timer = Some((timer, due));
+        }
     }
 }
 
@@ -114,14 +124,28 @@ impl Handler<AddMember> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: AddMember, ctx: &mut Self::Context) {
-        // Pushes accepted before the join are not the newcomer's.
-        self.flush(ctx);
-        // Inserting an existing id replaces its recipient (a session that changed transport).
         let member = match Inbox::find(msg.session) {
             Some(inbox) => Member::Local(inbox),
             None => Member::Remote(msg.recipient),
         };
-        self.members.insert(msg.session, member);
+        let g = match self.group_of.get(&msg.session) {
+            // An existing member with a new recipient (a session that changed transport):
+            // what it was waiting for goes to the old one.
+            Some(&g) => {
+                self.deliver(g);
+                g
+            }
+            None => {
+                let g = self.coalescer.group_for_newcomer();
+                // Pushes accepted before the join are not the newcomer's.
+                self.deliver(g);
+                self.coalescer.joined(g);
+                self.group_of.insert(msg.session, g);
+                g
+            }
+        };
+        self.groups[g].insert(msg.session, member);
+        self.schedule(ctx);
     }
 }
 
@@ -129,11 +153,16 @@ impl Handler<RemoveMember> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: RemoveMember, ctx: &mut Self::Context) {
-        // Pushes accepted while it was a member are still the leaver's.
-        self.flush(ctx);
-        self.members.remove(&msg.session);
-        if self.members.is_empty() {
+        if let Some(g) = self.group_of.remove(&msg.session) {
+            // Pushes accepted while it was a member are still the leaver's.
+            self.deliver(g);
+            self.groups[g].remove(&msg.session);
+            self.coalescer.left(g);
+        }
+        if self.group_of.is_empty() {
             ctx.stop();
+        } else {
+            self.schedule(ctx);
         }
     }
 }
@@ -143,25 +172,18 @@ impl Handler<Fanout> for Room {
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
         let now = Instant::now();
-        let wait = self.wait(now);
-        self.pending.push((msg.frame, msg.accepted_at));
-        match wait {
-            Some(wait) if self.pending.len() < MAX_BATCH => {
-                if self.timer.is_none() {
-                    self.timer = Some(ctx.run_later(wait, |room, ctx| {
-                        room.timer = None;
-                        room.flush(ctx);
-                    }));
-                }
-            }
-            _ => self.flush(ctx),
+        for g in self.coalescer.push(msg.frame, msg.accepted_at, now) {
+            self.deliver(g);
         }
+        self.schedule(ctx);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coalescer::MAX_BATCH;
+    use bytestring::ByteString;
     use std::sync::Mutex;
 
     /// A stand-in session that records each delivery as the list of its frames.
@@ -276,5 +298,27 @@ mod tests {
         assert_eq!(got.len(), 2, "the first push, then one full batch");
         assert_eq!(got[1].len(), MAX_BATCH);
         assert_eq!(got.concat(), frames);
+    }
+
+    #[actix::test]
+    async fn a_busy_room_spreads_its_members_writes_over_the_window() {
+        use crate::coalescer::GROUPS;
+        let room = room(400);
+        // One member per group, in join order: member g is in group g.
+        let members: Vec<Seen> = (0..GROUPS as u64).map(|s| member(&room, s)).collect();
+        room.do_send(fanout("1")); // quiet: everyone at once
+        room.do_send(fanout("2")); // waits: group g until 400 - 50 * g ms from now
+        sleep_ms(75).await;
+        let got: Vec<usize> = members.iter().map(|m| batches(m).len()).collect();
+        assert_eq!(
+            got[GROUPS - 1],
+            2,
+            "the last group's window ended at 50 ms: {got:?}"
+        );
+        assert_eq!(got[0], 1, "the first group's ends at 400 ms: {got:?}");
+        sleep_ms(400).await;
+        for m in &members {
+            assert_eq!(batches(m), vec![strings(&["1"]), strings(&["2"])]);
+        }
     }
 }
