@@ -69,11 +69,6 @@ impl Coalescer {
         }
     }
 
-    /// How many groups the members are spread over.
-    pub fn groups(&self) -> usize {
-        self.groups.len()
-    }
-
     /// The sequence number the next push gets.
     fn end(&self) -> u64 {
         self.first + self.log.len() as u64
@@ -121,7 +116,11 @@ impl Coalescer {
                 // delivery falls `g` steps earlier than a full window from now. Busy (its
                 // timer is about to fire): its window just ended, the next starts now.
                 let quiet = end - group.next == 1;
-                let shift = if quiet { staggered * g as u32 } else { Duration::ZERO };
+                let shift = if quiet {
+                    staggered * g as u32
+                } else {
+                    Duration::ZERO
+                };
                 group.window_start = Some(now.checked_sub(shift).unwrap_or(now));
                 now_groups.push(g);
             } else if end - group.next >= MAX_BATCH as u64 {
@@ -271,7 +270,10 @@ mod tests {
                 }
             }
             // Every group has had every push older than the window.
-            let old = accepted.iter().filter(|at| now.duration_since(**at) >= W).count();
+            let old = accepted
+                .iter()
+                .filter(|at| now.duration_since(**at) >= W)
+                .count();
             for (g, seen) in seen.iter().enumerate() {
                 assert!(*seen >= old as u64, "group {g} at {ms} ms: {seen} < {old}");
             }

@@ -37,10 +37,9 @@ enum Member {
 /// A room and its members (on one worker thread).
 pub struct Room {
     name: String,
-    /// The members, by coalescing group.
-    groups: Vec<HashMap<SessionId, Member>>,
-    /// Each member's group.
-    group_of: HashMap<SessionId, usize>,
+    /// The members, each with its coalescing group (one map: a user's room with one member
+    /// costs one small table, and a group's delivery just skips the other groups' members).
+    members: HashMap<SessionId, (Member, usize)>,
     metrics: Arc<Metrics>,
     /// Pushes not delivered to every group yet, and when each group gets them.
     coalescer: Coalescer,
@@ -52,13 +51,11 @@ impl Room {
     /// An empty room that coalesces pushes within `coalesce` (zero: every push goes out at
     /// once); the supervisor adds the first member right after starting it.
     pub fn new(name: String, metrics: Arc<Metrics>, coalesce: Duration) -> Self {
-        let coalescer = Coalescer::new(coalesce);
         Room {
             name,
-            groups: (0..coalescer.groups()).map(|_| HashMap::new()).collect(),
-            group_of: HashMap::new(),
+            members: HashMap::new(),
             metrics,
-            coalescer,
+            coalescer: Coalescer::new(coalesce),
             timer: None,
         }
     }
@@ -67,7 +64,8 @@ impl Room {
     fn deliver(&mut self, g: usize) {
         let (frames, delivered) = self.coalescer.take(g);
         if let Some(frames) = frames {
-            for member in self.groups[g].values() {
+            let in_group = self.members.values().filter(|(_, group)| *group == g);
+            for (member, _) in in_group {
                 match member {
                     Member::Local(inbox) => inbox.push(frames.clone()),
                     Member::Remote(recipient) => recipient.do_send(Deliver {
@@ -128,10 +126,10 @@ impl Handler<AddMember> for Room {
             Some(inbox) => Member::Local(inbox),
             None => Member::Remote(msg.recipient),
         };
-        let g = match self.group_of.get(&msg.session) {
+        let g = match self.members.get(&msg.session) {
             // An existing member with a new recipient (a session that changed transport):
             // what it was waiting for goes to the old one.
-            Some(&g) => {
+            Some(&(_, g)) => {
                 self.deliver(g);
                 g
             }
@@ -140,11 +138,10 @@ impl Handler<AddMember> for Room {
                 // Pushes accepted before the join are not the newcomer's.
                 self.deliver(g);
                 self.coalescer.joined(g);
-                self.group_of.insert(msg.session, g);
                 g
             }
         };
-        self.groups[g].insert(msg.session, member);
+        self.members.insert(msg.session, (member, g));
         self.schedule(ctx);
     }
 }
@@ -153,13 +150,13 @@ impl Handler<RemoveMember> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: RemoveMember, ctx: &mut Self::Context) {
-        if let Some(g) = self.group_of.remove(&msg.session) {
+        if let Some(&(_, g)) = self.members.get(&msg.session) {
             // Pushes accepted while it was a member are still the leaver's.
             self.deliver(g);
-            self.groups[g].remove(&msg.session);
+            self.members.remove(&msg.session);
             self.coalescer.left(g);
         }
-        if self.group_of.is_empty() {
+        if self.members.is_empty() {
             ctx.stop();
         } else {
             self.schedule(ctx);
