@@ -300,20 +300,20 @@ mod tests {
     #[actix::test]
     async fn a_busy_room_spreads_its_members_writes_over_the_window() {
         use crate::coalescer::GROUPS;
-        let room = room(400);
+        let room = room(800);
         // One member per group, in join order: member g is in group g.
         let members: Vec<Seen> = (0..GROUPS as u64).map(|s| member(&room, s)).collect();
         room.do_send(fanout("1")); // quiet: everyone at once
-        room.do_send(fanout("2")); // waits: group g until 400 - 50 * g ms from now
-        sleep_ms(75).await;
+        room.do_send(fanout("2")); // waits: group g until 800 - 100 * g ms from now
+        sleep_ms(200).await;
         let got: Vec<usize> = members.iter().map(|m| batches(m).len()).collect();
         assert_eq!(
             got[GROUPS - 1],
             2,
-            "the last group's window ended at 50 ms: {got:?}"
+            "the last group's window ended at 100 ms: {got:?}"
         );
-        assert_eq!(got[0], 1, "the first group's ends at 400 ms: {got:?}");
-        sleep_ms(400).await;
+        assert_eq!(got[0], 1, "the first group's ends at 800 ms: {got:?}");
+        sleep_ms(700).await;
         for m in &members {
             assert_eq!(batches(m), vec![strings(&["1"]), strings(&["2"])]);
         }

@@ -103,6 +103,7 @@ async fn next_text(ws: &mut Ws) -> Result<String, ClientError> {
     }
 }
 
+/// Send one text message; a failure counts as a `send` error.
 async fn send(ws: &mut Ws, text: &str) -> Result<(), ClientError> {
     ws.send_text(text)
         .await
