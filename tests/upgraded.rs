@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::*;
 use pushgate::transport::upgraded::MAX_UNWRITTEN;
-use pushgate::transport::wire_frames::put_header;
+use pushgate::transport::wire_frames::put_masked_frame;
 use serde_json::Value;
 
 /// The handshake request for `path_and_query`.
@@ -28,10 +28,8 @@ fn handshake_request(addr: SocketAddr, path_and_query: &str) -> Vec<u8> {
 
 /// A masked client frame (FIN set) with `opcode` and `payload`.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
     let mut f = BytesMut::new();
-    put_header(&mut f, opcode, payload.len(), Some(mask));
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    put_masked_frame(&mut f, opcode, payload, [0x12, 0x34, 0x56, 0x78]);
     f.to_vec()
 }
 

@@ -54,6 +54,14 @@ pub fn put_header(dst: &mut BytesMut, opcode: u8, len: usize, mask: Option<[u8; 
     }
 }
 
+/// Append one final client frame of `opcode` carrying `payload`, masked with `mask` (RFC 6455
+/// §5.3: what a client sends; the tests and the load generator play the client).
+pub fn put_masked_frame(dst: &mut BytesMut, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    dst.reserve(frame_len(payload.len()) + mask.len());
+    put_header(dst, opcode, payload.len(), Some(mask));
+    dst.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+}
+
 /// Every frame as a text frame, in order, in one buffer.
 pub fn text_frames(frames: &[ByteString]) -> Bytes {
     let mut dst = BytesMut::with_capacity(frames.iter().map(|f| frame_len(f.len())).sum());
@@ -100,14 +108,13 @@ mod tests {
     }
 
     #[test]
-    fn masked_headers_are_what_actix_http_reads_from_a_client() {
+    fn masked_frames_are_what_actix_http_reads_from_a_client() {
         use actix_codec::Decoder;
         for len in SIZES {
             let mask = [0x12, 0x34, 0x56, 0x78];
             let text = "z".repeat(len);
             let mut frame = BytesMut::new();
-            put_header(&mut frame, TEXT, len, Some(mask));
-            frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            put_masked_frame(&mut frame, TEXT, text.as_bytes(), mask);
             let decoded = Codec::new()
                 .max_size(usize::MAX)
                 .decode(&mut frame)

@@ -18,7 +18,7 @@ use std::io;
 
 use base64::Engine as _;
 use bytes::BytesMut;
-use pushgate::transport::wire_frames::put_header;
+use pushgate::transport::wire_frames::put_masked_frame;
 use sha1::{Digest, Sha1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -126,8 +126,8 @@ pub struct Ws {
     fragments: Option<Vec<u8>>,
     /// Text messages parsed but not taken yet (by [`Ws::next_text`] callers).
     inbox: VecDeque<String>,
-    /// Control frames to send (pongs), already encoded.
-    outbox: Vec<u8>,
+    /// Frames to send (pongs, and a text or close frame being sent), already encoded.
+    outbox: BytesMut,
     /// The server's close frame arrived.
     closed: bool,
     /// How reading ended, kept while the messages before the end are handed on.
@@ -143,7 +143,7 @@ impl Ws {
             partial: Vec::new(),
             fragments: None,
             inbox: VecDeque::new(),
-            outbox: Vec::new(),
+            outbox: BytesMut::new(),
             closed: false,
             ended: None,
             mask_state: seed(),
@@ -327,7 +327,7 @@ impl Ws {
         if self.outbox.is_empty() {
             return Ok(());
         }
-        let out = std::mem::take(&mut self.outbox);
+        let out = self.outbox.split();
         self.tcp.write_all(&out).await
     }
 
@@ -341,10 +341,7 @@ impl Ws {
     /// Queue one masked frame of `opcode` carrying `payload`.
     fn control(&mut self, opcode: u8, payload: &[u8]) {
         let mask = self.next_mask();
-        let mut frame = BytesMut::with_capacity(payload.len() + 14);
-        put_header(&mut frame, opcode, payload.len(), Some(mask));
-        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-        self.outbox.extend_from_slice(&frame);
+        put_masked_frame(&mut self.outbox, opcode, payload, mask);
     }
 
     /// The next masking key (xorshift32).
@@ -403,6 +400,7 @@ pub fn check_response(head: &[u8], key: &str) -> Result<(), WsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pushgate::transport::wire_frames::put_header;
 
     fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = BytesMut::new();
