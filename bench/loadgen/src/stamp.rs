@@ -66,12 +66,10 @@ fn stamp_at_end(frame: &[u8]) -> Option<(u64, u64)> {
     matches!(rest.last(), Some(b'{' | b',')).then_some((t, seq))
 }
 
-/// The 1 to 19 digits at the end of `text`, and what is before them.
+/// The 1 to 19 digits at the end of `text` (as [`unsigned`] reads them), and what is before
+/// them.
 fn trailing_number(text: &[u8]) -> Option<(&[u8], u64)> {
     let digits = text.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 19 {
-        return None;
-    }
     let (rest, number) = text.split_at(text.len() - digits);
     Some((rest, unsigned(number)?))
 }
