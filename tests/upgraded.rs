@@ -2,7 +2,7 @@
 //! requests the application answers itself, bytes sent together with the handshake, frames
 //! that span many reads beside other connections' reads, a frame header announcing more than
 //! the limit, a client that half-closes, a client that never reads
-//! and one that falls too far behind.
+//! and one that falls too far behind, and pushes racing the close of their session.
 
 mod common;
 
@@ -476,4 +476,54 @@ async fn frames_that_span_many_reads_arrive_whole_beside_other_connections() {
         );
         assert!(got[1].starts_with("431["), "{}", got[1]);
     }
+}
+
+#[actix_web::test]
+async fn pushes_racing_a_close_never_follow_the_close_frame() {
+    let srv = std::rc::Rc::new(start());
+    let addr = srv.addr;
+    let token = srv.token("31", false);
+    let mut c = blocking(move || raw_connected(addr, &token)).await;
+    wait_for_connections(&srv, 1).await;
+    // Pushes keep coming while the server closes the session (here for a frame over the
+    // limit); the connection writes them straight from the session's inbox, and must stop
+    // before the close frame.
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (pusher, stopped) = (srv.clone(), stop.clone());
+    let pushing = actix_rt::spawn(async move {
+        let mut seq = 0u64;
+        while !stopped.get() {
+            pusher
+                .push_to_user("31", &format!(r#"{{"seq":{seq}}}"#))
+                .await;
+            seq += 1;
+        }
+    });
+    let frames = blocking(move || {
+        // Some pushes first, so that the close falls into the stream of them.
+        for _ in 0..20 {
+            let push = c.text().expect("a push");
+            assert!(push.starts_with("42[\"notification\""), "{push}");
+        }
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        assert!(c.send(&header));
+        std::iter::from_fn(|| c.frame()).collect::<Vec<_>>()
+    })
+    .await;
+    stop.set(true);
+    pushing.await.unwrap();
+    let (last, before) = frames.split_last().expect("frames up to the close");
+    assert_eq!(last.0, 8, "the close frame comes last");
+    assert_eq!(u16::from_be_bytes([last.1[0], last.1[1]]), 1009);
+    for (opcode, payload) in before {
+        assert_eq!(*opcode, 1, "only pushes (and pings) before it");
+        let text = std::str::from_utf8(payload).unwrap();
+        assert!(
+            text == "2" || text.starts_with("42[\"notification\""),
+            "{text}"
+        );
+    }
+    wait_for_connections(&srv, 0).await;
 }

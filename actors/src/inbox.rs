@@ -11,6 +11,9 @@
 //! is added, and falls back to the recipient otherwise (a session elsewhere, a test probe).
 //!
 //! The session wakes once per batch: a push to an inbox that already holds frames adds to them.
+//!
+//! A transport that writes the frames to its socket itself can take them straight from the
+//! inbox instead ([`Inbox::drain`]), without running the session's actor for each batch.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -81,6 +84,27 @@ impl Inbox {
         }
     }
 
+    /// Hand every batch waiting, in order, to `each`, and have `waker` woken by the next push:
+    /// for a reader that is not the session's actor (a transport writing the frames itself).
+    /// Returns `false` once the inbox has ended and nothing is left in it.
+    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Frames>)) -> bool {
+        {
+            let mut state = self.0.borrow_mut();
+            match &state.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => state.waker = Some(waker.clone()),
+            }
+        }
+        loop {
+            // Not borrowed while `each` runs: it may be anything, even a push to this inbox.
+            let next = self.0.borrow_mut().batches.pop_front();
+            match next {
+                Some(frames) => each(frames),
+                None => return !self.0.borrow().closed,
+            }
+        }
+    }
+
     /// The deliveries, in order, as a stream for the session actor.
     pub fn stream(&self) -> InboxStream {
         InboxStream(self.clone())
@@ -147,6 +171,48 @@ mod tests {
         found.push(frames(&["e"]));
         assert_eq!(&*stream.next().await.unwrap().frames[0], "d");
         assert!(stream.next().await.is_none(), "ended, later pushes dropped");
+    }
+
+    #[test]
+    fn a_drain_takes_every_batch_in_order_and_the_next_push_wakes_its_waker() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let inbox = Inbox::new();
+        let mut got = Vec::new();
+        let mut take =
+            |inbox: &Inbox| inbox.drain(&waker, |f| got.extend(f.iter().map(|s| s.to_string())));
+        assert!(take(&inbox), "open and empty");
+        inbox.push(frames(&["a"]));
+        inbox.push(frames(&["b", "c"]));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken by the first push only"
+        );
+        assert!(take(&inbox));
+        inbox.push(frames(&["d"]));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "the drain registered it again"
+        );
+        inbox.end();
+        inbox.push(frames(&["e"]));
+        assert!(!take(&inbox), "ended, and now empty");
+        assert_eq!(
+            got,
+            ["a", "b", "c", "d"],
+            "what came before the end, and only that"
+        );
     }
 
     #[actix::test]

@@ -20,14 +20,16 @@
 //!   [`READ_BUDGET`] bytes in a row before the frames read so far are decoded; a frame whose
 //!   header announces more than the context's limit ends the input at once
 //!   ([`FrameLimit`]: the context would otherwise buffer it whole before looking at its size);
-//! - writes go to the socket from one queue, in order: the data frames the actor encodes
-//!   itself and hands over through the connection's [`Wire`] (a push's frames are encoded
-//!   once for every receiver, see [`wire_frames`](super::wire_frames)), then the chunks the
-//!   context encodes (control frames: pongs, the close frame), several chunks per `writev`.
-//!   The context is always polled, so its timers run (a client that reads nothing answers no
-//!   ping and is closed by the heartbeat); a client that falls more than [`MAX_UNWRITTEN`]
-//!   bytes behind is dropped as a slow reader, and a closed session's last frames get
-//!   [`CLOSE_LINGER`] to go out;
+//! - writes go to the socket from one queue, in order: the room pushes the connection takes
+//!   from its session's inbox itself, the data frames the actor encodes and hands over through
+//!   the connection's [`Wire`] (a push's frames are encoded once for every receiver, see
+//!   [`wire_frames`](super::wire_frames)), then the chunks the context encodes (control
+//!   frames: pongs, the close frame), several chunks per `writev`. A push therefore runs no
+//!   actor: the context is polled only when it was woken itself (its mailbox, timers or
+//!   input), and always then, so its timers run whatever the socket does (a client that reads
+//!   nothing answers no ping and is closed by the heartbeat); a client that falls more than
+//!   [`MAX_UNWRITTEN`] bytes behind is dropped as a slow reader, and a closed session's last
+//!   frames get [`CLOSE_LINGER`] to go out, with no push after its close frame;
 //! - EOF on the socket (the client closed or half-closed its side) ends the context's input,
 //!   and the actor stops; a write error drops the context, which stops the actor too.
 //!
@@ -47,9 +49,9 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
@@ -62,9 +64,12 @@ use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::rt::time::{sleep, Sleep};
 use actix_web::web::{Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use futures::{SinkExt, Stream};
+use pushgate_actors::Inbox;
 
 use crate::transport::frame_limit::FrameLimit;
+use crate::transport::wire_frames;
 
 /// How many bytes are read in a row before the context gets to decode them.
 pub const READ_BUDGET: usize = 32 * 1024;
@@ -151,8 +156,19 @@ impl Queue {
 /// The write side of an upgraded connection, for its actor: frames encoded by the actor itself
 /// go out in the order they are pushed, ahead of whatever its context encodes in the same turn.
 /// A cheap handle (clones share the queue).
+///
+/// The actor may also hand the connection its session's [`Inbox`] ([`Wire::read_inbox`]):
+/// the connection's task then takes the room pushes from it and writes them without running
+/// the actor (encoded once per push for every receiver on the thread, as the actor would),
+/// until the actor stops it ([`Wire::stop_inbox`]) before its close frame.
 #[derive(Clone, Default)]
-pub struct Wire(Rc<RefCell<Queue>>);
+pub struct Wire(Rc<WireState>);
+
+#[derive(Default)]
+struct WireState {
+    queue: RefCell<Queue>,
+    inbox: RefCell<Option<Inbox>>,
+}
 
 impl Wire {
     /// Queue encoded frames for the socket.
@@ -160,17 +176,64 @@ impl Wire {
         if bytes.is_empty() {
             return;
         }
-        let mut queue = self.0.borrow_mut();
+        let mut queue = self.0.queue.borrow_mut();
         queue.len += bytes.len();
         queue.chunks.push_back(bytes);
     }
 
+    /// Have the connection write the pushes arriving in `inbox` itself.
+    pub fn read_inbox(&self, inbox: Inbox) {
+        *self.0.inbox.borrow_mut() = Some(inbox);
+    }
+
+    /// Write nothing more from the inbox (what it still holds is dropped): the session is
+    /// closing, and nothing may follow its close frame.
+    pub fn stop_inbox(&self) {
+        self.0.inbox.borrow_mut().take();
+    }
+
+    /// Queue the pushes waiting in the inbox, if one is read; `waker` is woken by the next.
+    fn take_inbox(&self, waker: &Waker) {
+        let reading = self.0.inbox.borrow();
+        let Some(inbox) = &*reading else {
+            return;
+        };
+        let open = inbox.drain(waker, |frames| {
+            self.push(frames.encoded(wire_frames::text_frames));
+        });
+        if !open {
+            drop(reading);
+            self.stop_inbox();
+        }
+    }
+
     fn len(&self) -> usize {
-        self.0.borrow().len
+        self.0.queue.borrow().len
     }
 
     fn chunks(&self) -> usize {
-        self.0.borrow().chunks.len()
+        self.0.queue.borrow().chunks.len()
+    }
+}
+
+/// The waker the WebSocket context is polled with: it notes that the context asked to be
+/// polled, then wakes the connection's task. The task is also woken by its inbox and by the
+/// socket's write readiness, and polls the context (the actor's mailbox, timers and input)
+/// only when the context itself was woken.
+#[derive(Default)]
+struct ContextWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ContextWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
@@ -330,9 +393,13 @@ pub async fn serve<S, B>(
         log::debug!("cannot write the 101 answer: {e}");
         return; // dropping `output` stops the actor
     }
+    let context_wake = Arc::new(ContextWake::default());
+    context_wake.woken.store(true, Ordering::Relaxed); // the context has not run yet
     actix_web::rt::spawn(Driver {
         io,
         output,
+        context_waker: Waker::from(context_wake.clone()),
+        context_wake,
         queue: wire,
         linger: None,
         _open: connections.enter(),
@@ -440,6 +507,10 @@ impl Stream for Input {
 struct Driver {
     io: Rc<TcpStream>,
     output: Output,
+    /// Set when the context asked to be polled.
+    context_wake: Arc<ContextWake>,
+    /// What the context is polled with (a waker of `context_wake`).
+    context_waker: Waker,
     /// What is not written yet: the actor's frames and the context's chunks, in order.
     queue: Wire,
     /// Set once the context ended: how long its last frames may still take.
@@ -453,7 +524,7 @@ const MAX_SLICES: usize = 16;
 impl Driver {
     /// Write what is queued; `Ready(Ok)` once all is written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut queue = self.queue.0.borrow_mut();
+        let mut queue = self.queue.0.queue.borrow_mut();
         let queue = &mut *queue;
         while !queue.chunks.is_empty() {
             ready!(self.io.poll_write_ready(cx))?;
@@ -488,7 +559,11 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        this.context_wake.task.register(cx.waker());
         loop {
+            if this.linger.is_none() {
+                this.queue.take_inbox(cx.waker());
+            }
             let written = match this.poll_write(cx) {
                 Poll::Ready(Ok(())) => true,
                 Poll::Ready(Err(e)) => {
@@ -518,28 +593,28 @@ impl Future for Driver {
                 );
                 return Poll::Ready(()); // dropping `output` stops the actor
             }
+            if !this.context_wake.woken.swap(false, Ordering::AcqRel) {
+                // Woken by the inbox or by the socket's readiness: the context has nothing.
+                return Poll::Pending;
+            }
             // Polling the context runs the actor, which may push frames to the wire; the chunk
-            // the context returns comes after them.
-            match this.output.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.queue.push(chunk),
+            // the context returns comes after them. Written on the next turn of the loop.
+            let mut context_cx = Context::from_waker(&this.context_waker);
+            match this.output.as_mut().poll_next(&mut context_cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.queue.push(chunk);
+                    // It may have more.
+                    this.context_wake.woken.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Err(e))) => {
                     log::debug!("websocket context failed: {e}");
                     return Poll::Ready(());
                 }
-                Poll::Ready(None) => this.linger = Some(Box::pin(sleep(CLOSE_LINGER))),
-                Poll::Pending => {
-                    // The actor queued frames while the context ran: write them now (the
-                    // context waits for its own wake-ups; polling it again would find nothing).
-                    if written && this.queue.len() > 0 {
-                        if let Poll::Ready(Err(e)) = this.poll_write(cx) {
-                            log::debug!("websocket write failed: {e}");
-                            return Poll::Ready(());
-                        }
-                    }
-                    // Woken by the context, or by the socket's readiness while writes are
-                    // pending.
-                    return Poll::Pending;
+                Poll::Ready(None) => {
+                    this.queue.stop_inbox();
+                    this.linger = Some(Box::pin(sleep(CLOSE_LINGER)));
                 }
+                Poll::Pending => {}
             }
         }
     }
@@ -554,7 +629,7 @@ mod tests {
         for c in chunks {
             wire.push(Bytes::copy_from_slice(c.as_bytes()));
         }
-        Rc::try_unwrap(wire.0).ok().unwrap().into_inner()
+        Rc::try_unwrap(wire.0).ok().unwrap().queue.into_inner()
     }
 
     fn rest(q: &Queue) -> String {

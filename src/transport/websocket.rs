@@ -6,8 +6,10 @@
 //! this one only moves frames).
 //!
 //! On pushgate's server (see [`upgraded`](crate::transport::upgraded)) the actor writes its data
-//! frames itself, through the connection's [`Wire`]: a push's frames are encoded once, by the
-//! first receiver on the thread, and the other receivers write the same buffer. The context
+//! frames itself, through the connection's [`Wire`], and the room pushes do not even pass
+//! through the actor: the connection's task takes them from the session's inbox and writes
+//! them (a push's frames are encoded once, by the first receiver on the thread, and the other
+//! receivers write the same buffer), so a push wakes no actor. The context
 //! (`ws::WebsocketContext`) then carries only control frames (pongs, the close frame), and
 //! reads the input.
 //!
@@ -141,6 +143,9 @@ impl WsTransport {
     }
 
     fn shut(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
+        if let Some(wire) = &self.wire {
+            wire.stop_inbox(); // no push after the close frame
+        }
         write(ctx, self.wire.as_ref(), self.out.drain(..));
         self.closed = Some(reason);
         ctx.close(Some(ws::CloseReason {
@@ -260,7 +265,11 @@ impl Actor for WsTransport {
             Role::Carrier { .. } => return, // its session keeps its own timers
         };
         session.attach(ctx.address().recipient(), ctx.address().recipient());
-        ctx.add_message_stream(session.inbox().stream());
+        match &self.wire {
+            // The connection writes the room pushes itself, without running this actor.
+            Some(wire) => wire.read_inbox(session.inbox().clone()),
+            None => ctx.add_message_stream(session.inbox().stream()),
+        }
         let open = Outbound::Text(session.open_packet(&[]).into());
         write(ctx, self.wire.as_ref(), [open]);
         let first = session.first_beat();
@@ -268,6 +277,9 @@ impl Actor for WsTransport {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(wire) = &self.wire {
+            wire.stop_inbox();
+        }
         let reason = self.closed.unwrap_or(CloseReason::ClientClose);
         match &mut self.role {
             Role::Owner(session) => session.close(reason),
