@@ -221,6 +221,34 @@ async fn upgrade_requests_elsewhere_get_the_applications_answer_then_close() {
 }
 
 #[actix_web::test]
+async fn the_101_answer_and_the_open_packet_arrive_in_one_segment() {
+    let srv = start();
+    let addr = srv.addr;
+    let first_read = blocking(move || {
+        let mut c = Raw::connect(addr);
+        assert!(c.send(&handshake_request(
+            addr,
+            "/socket.io/?EIO=4&transport=websocket"
+        )));
+        assert!(c.fill());
+        let first_read = c.buf.clone();
+        let (head, _) = c.answer();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        (first_read, c.text())
+    })
+    .await;
+    // One write for both: the client wakes once for its handshake, not twice.
+    let (bytes, open) = first_read;
+    let open = open.expect("the open packet");
+    assert!(open.starts_with("0{\"sid\""), "{open}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 101") && text.contains("0{\"sid\""),
+        "the first read holds the answer and the open packet: {text}"
+    );
+}
+
+#[actix_web::test]
 async fn frames_sent_with_the_handshake_are_not_lost() {
     let srv = start();
     let addr = srv.addr;

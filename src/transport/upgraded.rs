@@ -11,8 +11,8 @@
 //! every answer (Origin, handshake headers, unknown sid, CORS headers, 404s, ...) is the one
 //! the HTTP path gives. The handler that accepts a WebSocket finds a [`Handover`] in the
 //! request's extensions, leaves the connection's frame stream in it (see
-//! `WsTransport::start`) and answers 101; [`serve`] then writes that 101 and drives the
-//! socket itself:
+//! `WsTransport::start`) and answers 101; [`serve`] then drives the socket itself, and the
+//! 101 goes out in one write with the first frames (the Engine.IO open packet):
 //!
 //! - reads go into the worker thread's read buffer ([`READ_CHUNK`] bytes of room, never
 //!   zeroed) and are handed on as exactly sized chunks of it, only when the WebSocket context
@@ -356,30 +356,33 @@ pub async fn serve<S, B>(
     if !upgrade {
         head.head_mut().set_connection_type(ConnectionType::Close);
     }
-    let written = async {
+    let encoded = async {
         framed.feed(Message::Item((head, size))).await?;
         if size != BodySize::None {
             framed.feed(Message::Chunk(Some(body))).await?;
             framed.feed(Message::Chunk(None)).await?;
         }
-        framed.flush().await
+        Ok::<_, io::Error>(())
     }
     .await;
-    // Not an accepted upgrade: the answer was the last thing on this connection. (An accepted
-    // one whose 101 could not be written still starts and stops its actor below, so that its
-    // session is closed the usual way.)
+    // Not an accepted upgrade: the answer is the last thing on this connection.
     let Some(accepted) = accepted.filter(|_| upgrade) else {
-        if written.is_ok() {
+        if encoded.is_ok() && framed.flush().await.is_ok() {
             let _ = shutdown(framed.io_ref());
         }
         return;
     };
-    // Keep what the client sent after its handshake; drop the dispatcher's buffers.
+    // Keep what the client sent after its handshake and the encoded 101, which goes out with
+    // the first frames (the Engine.IO open packet) in one write; drop the dispatcher's buffers.
     let parts = framed.into_parts();
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    let answer = Bytes::copy_from_slice(&parts.write_buf);
     let io = Rc::new(parts.io);
     drop((parts.read_buf, parts.write_buf, parts.codec));
     let wire = Wire::default();
+    wire.push(answer);
+    // (An accepted upgrade whose 101 could not be encoded still starts and stops its actor, so
+    // that its session is closed the usual way.)
     let output = accepted(Input {
         io: io.clone(),
         wire: wire.clone(),
@@ -389,8 +392,8 @@ pub async fn serve<S, B>(
         limit: None,
         oversized: Rc::default(),
     });
-    if let Err(e) = written {
-        log::debug!("cannot write the 101 answer: {e}");
+    if let Err(e) = encoded {
+        log::debug!("cannot encode the 101 answer: {e}");
         return; // dropping `output` stops the actor
     }
     let context_wake = Arc::new(ContextWake::default());
@@ -563,6 +566,29 @@ impl Future for Driver {
         loop {
             if this.linger.is_none() {
                 this.queue.take_inbox(cx.waker());
+                // Polling the context runs the actor, which may push frames to the wire; the
+                // chunk the context returns comes after them. All of it is written together
+                // (the first time, with the 101 answer queued before it).
+                if this.context_wake.woken.swap(false, Ordering::AcqRel) {
+                    let mut context_cx = Context::from_waker(&this.context_waker);
+                    match this.output.as_mut().poll_next(&mut context_cx) {
+                        Poll::Ready(Some(Ok(chunk))) => {
+                            this.queue.push(chunk);
+                            // It may have more.
+                            this.context_wake.woken.store(true, Ordering::Relaxed);
+                            continue;
+                        }
+                        Poll::Ready(Some(Err(e))) => {
+                            log::debug!("websocket context failed: {e}");
+                            return Poll::Ready(());
+                        }
+                        Poll::Ready(None) => {
+                            this.queue.stop_inbox();
+                            this.linger = Some(Box::pin(sleep(CLOSE_LINGER)));
+                        }
+                        Poll::Pending => {}
+                    }
+                }
             }
             let written = match this.poll_write(cx) {
                 Poll::Ready(Ok(())) => true,
@@ -593,28 +619,9 @@ impl Future for Driver {
                 );
                 return Poll::Ready(()); // dropping `output` stops the actor
             }
-            if !this.context_wake.woken.swap(false, Ordering::AcqRel) {
-                // Woken by the inbox or by the socket's readiness: the context has nothing.
+            if !this.context_wake.woken.load(Ordering::Acquire) {
+                // Waiting for the context, the inbox or the socket's readiness.
                 return Poll::Pending;
-            }
-            // Polling the context runs the actor, which may push frames to the wire; the chunk
-            // the context returns comes after them. Written on the next turn of the loop.
-            let mut context_cx = Context::from_waker(&this.context_waker);
-            match this.output.as_mut().poll_next(&mut context_cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.queue.push(chunk);
-                    // It may have more.
-                    this.context_wake.woken.store(true, Ordering::Relaxed);
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    log::debug!("websocket context failed: {e}");
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => {
-                    this.queue.stop_inbox();
-                    this.linger = Some(Box::pin(sleep(CLOSE_LINGER)));
-                }
-                Poll::Pending => {}
             }
         }
     }
