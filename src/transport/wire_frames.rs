@@ -59,7 +59,18 @@ pub fn put_header(dst: &mut BytesMut, opcode: u8, len: usize, mask: Option<[u8; 
 pub fn put_masked_frame(dst: &mut BytesMut, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     dst.reserve(frame_len(payload.len()) + mask.len());
     put_header(dst, opcode, payload.len(), Some(mask));
-    dst.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    let start = dst.len();
+    dst.extend_from_slice(payload);
+    // Four bytes at a time (a byte-wise iterator costs ~13 instructions a byte).
+    let key = u32::from_ne_bytes(mask);
+    let mut words = dst[start..].chunks_exact_mut(4);
+    for word in &mut words {
+        let masked = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]) ^ key;
+        word.copy_from_slice(&masked.to_ne_bytes());
+    }
+    for (b, m) in words.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
+    }
 }
 
 /// Every frame as a text frame, in order, in one buffer.
@@ -112,7 +123,11 @@ mod tests {
         use actix_codec::Decoder;
         for len in SIZES {
             let mask = [0x12, 0x34, 0x56, 0x78];
-            let text = "z".repeat(len);
+            // Every byte a different distance from the mask's start, lengths on both sides of
+            // a whole number of mask words.
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 23) as u8))
+                .collect();
             let mut frame = BytesMut::new();
             put_masked_frame(&mut frame, TEXT, text.as_bytes(), mask);
             let decoded = Codec::new()

@@ -130,7 +130,8 @@ pub async fn connect(
             format!("expected open, got {open:.60}"),
         ));
     }
-    let connect = format!("40{}", serde_json::json!({ "token": token }));
+    let token = serde_json::to_string(token).expect("a string serializes");
+    let connect = format!(r#"40{{"token":{token}}}"#);
     send(&mut ws, &connect).await?;
     // The CONNECT answer comes first; emit the join at once, before the welcome is read.
     let answer = next_text(&mut ws).await?;
