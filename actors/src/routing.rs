@@ -39,6 +39,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
@@ -117,8 +118,9 @@ pub struct RoutedPush {
     pub room: String,
     /// Socket.IO event to emit.
     pub event: PushEvent,
-    /// The event's single argument.
-    pub payload: Value,
+    /// The event's single argument, shared by the pushes that carry the same one (a user's
+    /// push and its copy to the admin room), so that it is serialized once.
+    pub payload: Arc<Value>,
 }
 
 /// What to do with one delivery.
@@ -538,13 +540,18 @@ fn to_user(user_room: String, payload: Value) -> RoutedPush {
     RoutedPush {
         room: user_room,
         event: PushEvent::Notification,
-        payload,
+        payload: Arc::new(payload),
     }
 }
 
 fn to_user_and_admin_message(user_room: String, payload: Value) -> Vec<RoutedPush> {
+    let payload = Arc::new(payload);
     vec![
-        to_user(user_room, payload.clone()),
+        RoutedPush {
+            room: user_room,
+            event: PushEvent::Notification,
+            payload: payload.clone(),
+        },
         RoutedPush {
             room: ADMIN_ROOM.to_owned(),
             event: PushEvent::Message,
@@ -563,13 +570,13 @@ fn admin_notification(
     RoutedPush {
         room: ADMIN_ROOM.to_owned(),
         event: PushEvent::Notification,
-        payload: json!({
+        payload: Arc::new(json!({
             "type": kind,
             "title": title,
             "message": message,
             "data": event,
             "timestamp": timestamp,
-        }),
+        })),
     }
 }
 
@@ -747,7 +754,7 @@ mod tests {
         RoutedPush {
             room: room.to_owned(),
             event: PushEvent::Notification,
-            payload,
+            payload: Arc::new(payload),
         }
     }
 
@@ -755,7 +762,7 @@ mod tests {
         RoutedPush {
             room: "admin".to_owned(),
             event,
-            payload,
+            payload: Arc::new(payload),
         }
     }
 
@@ -840,12 +847,17 @@ mod tests {
     fn quota_updated_goes_to_user_and_admin_message() {
         let event = quota_event();
         let expected = json!({"type": "quota.updated", "data": event.clone()});
+        let pushes = routed("quota.updated", &event);
         assert_eq!(
-            routed("quota.updated", &event),
+            pushes,
             vec![
                 user("user:u1", expected.clone()),
                 admin(PushEvent::Message, expected)
             ]
+        );
+        assert!(
+            Arc::ptr_eq(&pushes[0].payload, &pushes[1].payload),
+            "one payload for both, serialized once"
         );
     }
 
@@ -948,7 +960,7 @@ mod tests {
         let pushes = routed("quota.exceeded", &event);
         assert_eq!(pushes.len(), 2);
         assert_eq!(
-            pushes[1].payload,
+            *pushes[1].payload,
             json!({
                 "type": "error",
                 "title": "Quota exceeded",

@@ -29,6 +29,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
+use serde_json::Value;
 
 use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
@@ -195,6 +196,12 @@ impl<F: Family> EventConsumer<F> {
     }
 }
 
+/// `value` as compact JSON (`serde_json::to_string`: writing into a `Vec` directly costs a
+/// fraction of `Value`'s `Display`, which goes through the formatter token by token).
+fn serialized(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value always serializes")
+}
+
 /// Carries out the routing decision for one delivery: hands its pushes to the supervisor, in
 /// order, then hands the delivery's verdict (ack, dead-letter, or requeue when the supervisor
 /// refused) to the channel's [`Settler`].
@@ -208,8 +215,18 @@ async fn settle(
     let key = delivery.routing_key.as_str();
     let (counted, verdict) = match outcome {
         RouteOutcome::Routed(pushes) => {
+            // A payload shared by several pushes (a user's and the admin room's copy) is
+            // serialized once.
+            let mut last: Option<(Arc<Value>, Arc<str>)> = None;
             for push in pushes {
-                let payload: Arc<str> = push.payload.to_string().into();
+                let payload = match &last {
+                    Some((value, text)) if Arc::ptr_eq(value, &push.payload) => text.clone(),
+                    _ => {
+                        let text: Arc<str> = serialized(&push.payload).into();
+                        last = Some((push.payload.clone(), text.clone()));
+                        text
+                    }
+                };
                 let msg = Push {
                     target: PushTarget::Room(push.room),
                     event: push.event,
