@@ -619,10 +619,10 @@ impl Future for Driver {
                 );
                 return Poll::Ready(()); // dropping `output` stops the actor
             }
-            if !this.context_wake.woken.load(Ordering::Acquire) {
-                // Waiting for the context, the inbox or the socket's readiness.
-                return Poll::Pending;
-            }
+            // Waiting for the context, the inbox or the socket's readiness. A context that
+            // woke itself meanwhile (its input read its budget, say) has had the task
+            // scheduled again: other connections of this thread get their turn first.
+            return Poll::Pending;
         }
     }
 }
