@@ -9,7 +9,8 @@
 #       BENCH_ONLY=pushgate bench/run.sh idle --clients 5000 --duration 5
 #
 # It builds the release binaries, installs the Node peer's packages (npm ci) and, for scenarios
-# that publish to RabbitMQ, makes sure a local broker runs (scripts/ensure-rabbitmq.sh). Each
+# that publish to RabbitMQ, makes sure a local broker runs (scripts/ensure-rabbitmq.sh, which
+# starts one with config/rabbitmq/advanced.config) and prints its version and settings. Each
 # server runs alone, on loopback, with its own NODE_ID and its own exchange (bench.pushgate,
 # bench.node) so that neither sees the other's events nor anybody else's. Every run is bounded
 # in time (the load generator's --deadline, and `timeout` around it).
@@ -75,6 +76,12 @@ if [ "$ONLY" != pushgate ]; then
 fi
 if [ "$VIA" = amqp ]; then
   scripts/ensure-rabbitmq.sh
+  # The broker is part of the path measured: say which one, with the setting that moves its
+  # tail most (config/rabbitmq/advanced.config, BENCHMARKS.md finding 26).
+  broker_info=$(rabbitmqctl -q eval 'io:format("RabbitMQ ~s, queue_index_max_journal_entries ~p~n",
+    [rabbit_misc:version(), application:get_env(rabbit, queue_index_max_journal_entries, 32768)]).' \
+    2>/dev/null | head -n 1 || true)
+  echo "== broker: ${broker_info:-unknown (rabbitmqctl eval failed)}" >&2
 fi
 
 SERVER_PID=""

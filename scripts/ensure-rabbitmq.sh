@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Make sure a RabbitMQ broker listens on 127.0.0.1:5672: install Debian's rabbitmq-server when it
 # is missing, start it detached when it is not running, then wait for the port.
+#
+# A broker this script starts runs with config/rabbitmq/advanced.config (the settings we
+# recommend; see the file) unless RABBITMQ_ADVANCED_CONFIG_FILE is set already: a path that
+# does not exist means RabbitMQ's stock settings. A broker that already runs is left as it is.
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export RABBITMQ_ADVANCED_CONFIG_FILE=${RABBITMQ_ADVANCED_CONFIG_FILE:-$ROOT/config/rabbitmq/advanced.config}
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
@@ -15,7 +22,7 @@ if ! command -v rabbitmq-server >/dev/null 2>&1; then
   apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 if ! rabbitmqctl -q status >/dev/null 2>&1; then
-  echo "starting rabbitmq-server..." >&2
+  echo "starting rabbitmq-server (advanced config: $RABBITMQ_ADVANCED_CONFIG_FILE)..." >&2
   # The Debian package may try to start the service itself; a detached node is what we use.
   rabbitmq-server -detached >/dev/null 2>&1 || true
 fi
