@@ -235,7 +235,7 @@ async fn settle(
                 if let Err(e) = supervisor.send(msg).await {
                     log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
                     actix::clock::sleep(REQUEUE_PAUSE).await;
-                    settler.settle(delivery.acker, Verdict::Requeue);
+                    settler.settle(delivery.delivery_tag, Verdict::Requeue);
                     return;
                 }
             }
@@ -252,7 +252,7 @@ async fn settle(
         }
     };
     metrics.amqp_message(key, counted);
-    settler.settle(delivery.acker, verdict);
+    settler.settle(delivery.delivery_tag, verdict);
 }
 
 /// The start of `body` as text, for the log.
@@ -341,12 +341,13 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
                         }
                     }));
                 let stream = ctx.add_stream(items);
+                let settler = Rc::new(Settler::start(channel.clone()));
                 act.active = Some(Active {
                     generation,
                     channel,
                     tag,
                     stream,
-                    settler: Rc::new(Settler::start()),
+                    settler,
                 });
                 act.set_up(true);
                 log::info!("consuming queue `{}`", act.queue);
