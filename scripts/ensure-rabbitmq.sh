@@ -2,13 +2,12 @@
 # Make sure a RabbitMQ broker listens on 127.0.0.1:5672: install Debian's rabbitmq-server when it
 # is missing, start it detached when it is not running, then wait for the port.
 #
-# A broker this script starts runs with config/rabbitmq/advanced.config (the settings we
-# recommend; see the file) unless RABBITMQ_ADVANCED_CONFIG_FILE is set already: a path that
-# does not exist means RabbitMQ's stock settings. A broker that already runs is left as it is.
+# A broker this script starts runs with (a copy of) config/rabbitmq/advanced.config, the
+# settings we recommend (see the file), unless RABBITMQ_ADVANCED_CONFIG_FILE is set already: a
+# path that does not exist means RabbitMQ's stock settings. A running broker is left as it is.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export RABBITMQ_ADVANCED_CONFIG_FILE=${RABBITMQ_ADVANCED_CONFIG_FILE:-$ROOT/config/rabbitmq/advanced.config}
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
@@ -22,6 +21,14 @@ if ! command -v rabbitmq-server >/dev/null 2>&1; then
   apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  if [ -z "${RABBITMQ_ADVANCED_CONFIG_FILE:-}" ]; then
+    # The broker runs as its own user, which may not be allowed to read this checkout (it
+    # would then start with the stock settings without a word): it gets a readable copy.
+    RABBITMQ_ADVANCED_CONFIG_FILE=$(mktemp /tmp/pushgate-rabbitmq-advanced.XXXXXX.config)
+    cp "$ROOT/config/rabbitmq/advanced.config" "$RABBITMQ_ADVANCED_CONFIG_FILE"
+    chmod 644 "$RABBITMQ_ADVANCED_CONFIG_FILE"
+    export RABBITMQ_ADVANCED_CONFIG_FILE
+  fi
   echo "starting rabbitmq-server (advanced config: $RABBITMQ_ADVANCED_CONFIG_FILE)..." >&2
   # The Debian package may try to start the service itself; a detached node is what we use.
   rabbitmq-server -detached >/dev/null 2>&1 || true
