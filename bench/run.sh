@@ -15,8 +15,8 @@
 # bench.node) so that neither sees the other's events nor anybody else's. Every run is bounded
 # in time (the load generator's --deadline, and `timeout` around it).
 #
-# Environment: BENCH_ONLY=pushgate|node (one target only), BENCH_PG_PORT (39006),
-# BENCH_NODE_PORT (39007), BENCH_OUT (target/bench: where result lines are kept),
+# Environment: BENCH_ONLY=pushgate|node (one target only), BENCH_PG_PORT (29006),
+# BENCH_NODE_PORT (29007), BENCH_OUT (target/bench: where result lines are kept),
 # BENCH_JWT_SECRET / BENCH_API_KEY (a fixed bench secret and key by default), PUSHGATE_BIN (the
 # pushgate binary to run instead of target/release/pushgate, e.g. another build for an A/B).
 set -euo pipefail
@@ -36,8 +36,11 @@ esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 ONLY=${BENCH_ONLY:-both}
-PG_PORT=${BENCH_PG_PORT:-39006}
-NODE_PORT=${BENCH_NODE_PORT:-39007}
+# Below the kernel's ephemeral range (32768-60999 by default): a client socket of an earlier run
+# left in TIME_WAIT on 127.0.0.1:<port> would otherwise refuse the next server its port. Not
+# 30006, pushgate's default, which a server of one's own may hold.
+PG_PORT=${BENCH_PG_PORT:-29006}
+NODE_PORT=${BENCH_NODE_PORT:-29007}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 export BENCH_JWT_SECRET=${BENCH_JWT_SECRET:-pushgate-bench-secret-not-for-production-0123}
 export BENCH_API_KEY=${BENCH_API_KEY:-pushgate-bench-api-key}
