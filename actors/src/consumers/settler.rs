@@ -117,8 +117,8 @@ async fn run(
 }
 
 /// Drain `batch` into the frames to send, in order: each run of consecutive acks becomes its
-/// last acker (a multiple-ack up to its tag) with the number of deliveries it covers; rejects
-/// and requeues stay one per delivery.
+/// last delivery tag (a multiple-ack up to it) with the number of deliveries it covers;
+/// rejects and requeues stay one per delivery.
 fn merge<T>(batch: &mut Vec<(T, Verdict)>) -> Vec<(T, Verdict, usize)> {
     let mut frames: Vec<(T, Verdict, usize)> = Vec::with_capacity(batch.len());
     for (item, verdict) in batch.drain(..) {
