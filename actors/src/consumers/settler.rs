@@ -18,7 +18,10 @@
 //! the delivery tag, not through the delivery's `lapin::Acker`: an `Acker` sends each settle
 //! through lapin's internal RPC task, which spawns one more task per settle to call these very
 //! methods. Calling them directly queues the frame at once (server CPU per RabbitMQ event
-//! -12 % at 2,000 events/s, and a quarter fewer wake-ups of lapin's I/O thread).
+//! -12 % at 2,000 events/s, and a quarter fewer wake-ups of lapin's I/O thread). This relies
+//! on a `Channel` never outliving its delivery tags: `BrokerLink` reconnects with a new
+//! connection and new channels, and does not use lapin's auto-recovery, which would carry
+//! the same `Channel` over to a new incarnation whose tags start again at 1.
 
 use std::cell::Cell;
 use std::rc::Rc;
