@@ -536,22 +536,18 @@ fn typed(routing_key: &str, event: Value) -> Value {
     json!({ "type": routing_key, "data": event })
 }
 
-fn to_user(user_room: String, payload: Value) -> RoutedPush {
+fn to_user(user_room: String, payload: impl Into<Arc<Value>>) -> RoutedPush {
     RoutedPush {
         room: user_room,
         event: PushEvent::Notification,
-        payload: Arc::new(payload),
+        payload: payload.into(),
     }
 }
 
 fn to_user_and_admin_message(user_room: String, payload: Value) -> Vec<RoutedPush> {
     let payload = Arc::new(payload);
     vec![
-        RoutedPush {
-            room: user_room,
-            event: PushEvent::Notification,
-            payload: payload.clone(),
-        },
+        to_user(user_room, payload.clone()),
         RoutedPush {
             room: ADMIN_ROOM.to_owned(),
             event: PushEvent::Message,
