@@ -8,12 +8,14 @@
 //!   its members, through each one's [`inbox::Inbox`] on that thread, at the times its
 //!   [`coalescer::Coalescer`] says.
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
-//! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it.
+//! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
+//!   consumer with its [`device_status_cache::DeviceStatusCache`].
 //! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
 pub mod coalescer;
 pub mod consumers;
+pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //! `oldStatus` follows the order of the queue. The logic is the shared [`EventConsumer`].
 
 use super::event_consumer::{EventConsumer, Family};
-use crate::routing::{EventFamily, DEFAULT_DEVICE_CACHE_LIMIT};
+use crate::device_status_cache::DEFAULT_DEVICE_CACHE_LIMIT;
+use crate::routing::EventFamily;
 
 /// Marker type of the device family.
 #[derive(Debug)]

@@ -35,11 +35,12 @@ use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
+use crate::device_status_cache::DeviceStatusCache;
 use crate::messages::{Push, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
 use crate::readiness::{ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
-use crate::routing::{route, DeviceStatusCache, EventFamily, RouteOutcome};
+use crate::routing::{route, EventFamily, RouteOutcome};
 
 /// How much of a poison body the warning shows.
 const LOGGED_BODY_BYTES: usize = 256;
