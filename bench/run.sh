@@ -102,6 +102,25 @@ stop_server() {
 }
 trap stop_server EXIT INT TERM
 
+# A server's queues outlive it by RABBITMQ_QUEUE_EXPIRES_MS (a restarted node needs them), and
+# while they exist they stay bound to the bench exchange: the next run's events would be copied
+# into them too, and the broker would store them and collect the garbage of a queue nobody
+# reads, on the cores the run shares (BENCHMARKS.md, finding 28). So each run deletes its
+# server's queues once it has stopped the server, and before the first run the bench queues
+# that nobody consumes (left by interrupted runs).
+delete_bench_queues() { # idle | of <node id>
+  [ "$VIA" = amqp ] || return 0
+  local q
+  rabbitmqctl -q list_queues name consumers 2>/dev/null |
+    awk -v which="$1" -v node="${2:-}" '
+      $1 !~ /^pushgate(-node)?\.bench-(pg|pushgate|node)-/ { next }
+      which == "idle" && $2 == "0" { print $1 }
+      which == "of" && index($1, "." node ".") { print $1 }' |
+    while read -r q; do
+      rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || echo "== could not delete queue $q" >&2
+    done
+}
+
 wait_for() { # url, seconds
   local url=$1 secs=$2
   for _ in $(seq 1 $((secs * 10))); do
@@ -115,16 +134,17 @@ wait_for() { # url, seconds
 
 run_target() { # target, port, exchange
   local target=$1 port=$2 exchange=$3
+  local node_id="bench-$target-$RUN_ID"
   shift 3
   local log="$OUT/$SCENARIO-$target.server.log"
   if [ "$target" = pushgate ]; then
     PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
-      NODE_ID="bench-pg-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
+      NODE_ID="$node_id" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
       CORS_ORIGIN='*' RUST_LOG=warn \
       "${PUSHGATE_BIN:-$ROOT/target/release/pushgate}" >"$log" 2>&1 &
   else
     PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
-      NODE_ID="bench-node-$RUN_ID" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
+      NODE_ID="$node_id" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
       CORS_ORIGIN='*' \
       node bench/node-peer/server.js >"$log" 2>&1 &
   fi
@@ -145,6 +165,7 @@ run_target() { # target, port, exchange
     --port "$port" --server-pid "$SERVER_PID" --exchange "$exchange" "${broker[@]}" \
     >"$OUT/$SCENARIO-$target.json" || rc=$?
   stop_server
+  delete_bench_queues of "$node_id"
   cat "$OUT/$SCENARIO-$target.json"
   if [ $rc -ne 0 ]; then
     echo "== $target: load generator exit code $rc (1: losses or failures, 2: error)" >&2
@@ -152,6 +173,7 @@ run_target() { # target, port, exchange
 }
 
 ARGS=("$@")
+delete_bench_queues idle
 if [ "$ONLY" != node ]; then
   run_target pushgate "$PG_PORT" bench.pushgate "${ARGS[@]}"
 fi
