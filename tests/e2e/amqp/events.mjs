@@ -1,9 +1,29 @@
 // Numbered event series for the fault and restart tests: publish them, then check that a socket
-// got every one exactly once and, per queue, in publish order.
+// got every one exactly once and, per queue, in publish order; and the receiving client those
+// tests start from.
 
 import assert from "node:assert/strict";
-import { uid } from "../lib.mjs";
-import { trace } from "./broker.mjs";
+import { connectUser, metric, uid } from "../lib.mjs";
+import { Publisher, ready, trace } from "./broker.mjs";
+
+/**
+ * A new user's client, shown to receive through the broker before a fault is made: one event
+ * published and received, pushgate ready, its link never reconnected so far. `disconnects()`
+ * counts the client's disconnections from then on.
+ */
+export async function receivingUser() {
+  const userId = uid("u");
+  const user = await connectUser(userId);
+  let disconnects = 0;
+  user.on("disconnect", () => disconnects++);
+  const pub = await Publisher.open();
+  const first = { userId, quotaId: uid("q"), _trace: trace() };
+  await pub.publish("quota.renewed", first);
+  assert.deepEqual(await user.inbox.next("notification"), { type: "quota.renewed", data: first });
+  assert.equal((await ready()).status, 200);
+  assert.equal(await metric("pushgate_amqp_reconnects_total"), 0, "the first connection is not a reconnect");
+  return { userId, user, disconnects: () => disconnects };
+}
 
 /**
  * `n` quota.renewed and `n` device.error events for `userId`, interleaved, each with its `seq`

@@ -6,9 +6,9 @@
 
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { closeAll, connectUser, metric, uid, QUIET_MS } from "../lib.mjs";
-import { closePublishers, control, Publisher, ready, readyBecomes, trace } from "./broker.mjs";
-import { expectSeries, publishSeries, series } from "./events.mjs";
+import { closeAll, metric, QUIET_MS } from "../lib.mjs";
+import { closePublishers, control, Publisher, readyBecomes } from "./broker.mjs";
+import { expectSeries, publishSeries, receivingUser, series } from "./events.mjs";
 
 afterEach(async () => {
   closeAll();
@@ -18,17 +18,7 @@ afterEach(async () => {
 const N = 10;
 
 test("connection closed by the broker: a quick reconnect, nothing published right after is lost", { timeout: 25000 }, async () => {
-  const userId = uid("u");
-  const user = await connectUser(userId);
-  let disconnects = 0;
-  user.on("disconnect", () => disconnects++);
-
-  const before = await Publisher.open();
-  const first = { userId, quotaId: uid("q"), _trace: trace() };
-  await before.publish("quota.renewed", first);
-  assert.deepEqual(await user.inbox.next("notification"), { type: "quota.renewed", data: first });
-  assert.equal((await ready()).status, 200);
-  assert.equal(await metric("pushgate_amqp_reconnects_total"), 0);
+  const { userId, user, disconnects } = await receivingUser();
 
   await control("close");
   const closed = Date.now();
@@ -42,5 +32,5 @@ test("connection closed by the broker: a quick reconnect, nothing published righ
   await user.inbox.assertQuiet(QUIET_MS, "each event exactly once");
   await readyBecomes(200, 5000);
   assert.ok((await metric("pushgate_amqp_reconnects_total")) >= 1, "counted as a reconnect");
-  assert.equal(disconnects, 0, "the client never noticed");
+  assert.equal(disconnects(), 0, "the client never noticed");
 });
