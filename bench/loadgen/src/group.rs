@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::client::{connect_within, ClientError, Endpoint, Join, Ws};
 use crate::hist::{add_pairs, new_hist, record, to_pairs, Hist, Shards};
 use crate::stamp;
+use crate::timeline::{Recorder, Timeline};
 use crate::ws::WsError;
 
 /// Everything a group needs; serializable so a worker process gets it on its command line.
@@ -133,6 +134,8 @@ pub struct GroupReport {
     pub latency: Vec<(u64, u64)>,
     /// When the last push was received (µs since the epoch, 0: none).
     pub last_recv_us: u64,
+    /// Pushes and the slowest one per window of send time.
+    pub timeline: Timeline,
 }
 
 impl GroupReport {
@@ -145,6 +148,7 @@ impl GroupReport {
         }
         self.latency.extend(other.latency);
         self.last_recv_us = self.last_recv_us.max(other.last_recv_us);
+        self.timeline.merge(&other.timeline);
     }
 
     /// The latencies as one histogram.
@@ -167,6 +171,7 @@ struct Tracker {
     dups: u64,
     batch: Vec<u64>,
     last_us: u64,
+    timeline: Recorder,
 }
 
 /// Sequence numbers beyond this are ignored (a bitmap this large is 8 MiB per client).
@@ -181,6 +186,7 @@ impl Tracker {
             dups: 0,
             batch: Vec::new(),
             last_us: 0,
+            timeline: Recorder::default(),
         }
     }
 
@@ -202,7 +208,9 @@ impl Tracker {
         if self.batch.capacity() == 0 {
             self.batch.reserve_exact(BATCH);
         }
-        self.batch.push(now_us.saturating_sub(t_us));
+        let latency_us = now_us.saturating_sub(t_us);
+        self.batch.push(latency_us);
+        self.timeline.record(t_us, latency_us);
         self.last_us = now_us;
         true
     }
@@ -214,6 +222,7 @@ struct ClientOutcome {
     dups: u64,
     ended: Option<&'static str>,
     last_us: u64,
+    timeline: Timeline,
 }
 
 struct Shared {
@@ -303,6 +312,7 @@ impl Group {
                         *report.errors.entry(kind.to_owned()).or_default() += 1;
                     }
                     report.last_recv_us = report.last_recv_us.max(o.last_us);
+                    report.timeline.merge(&o.timeline);
                 }
                 Err(_) => {
                     report.unique.push(None);
@@ -328,6 +338,7 @@ async fn client_task(
         dups: 0,
         ended: None,
         last_us: 0,
+        timeline: Timeline::default(),
     };
     let connected = {
         let Ok(_permit) = shared.permits.acquire().await else {
@@ -369,6 +380,7 @@ async fn client_task(
     outcome.unique = Some(tracker.unique);
     outcome.dups = tracker.dups;
     outcome.last_us = tracker.last_us;
+    tracker.timeline.drain_into(&mut outcome.timeline);
     outcome
 }
 

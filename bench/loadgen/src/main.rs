@@ -17,6 +17,7 @@ mod procstat;
 mod pusher;
 mod scenarios;
 mod stamp;
+mod timeline;
 mod ws;
 
 use std::process::ExitCode;

@@ -232,6 +232,7 @@ fn delivery_results(
         "close_reasons": report.errors,
         "delivered_per_sec": round(per_sec, 1),
         "latency": summary(&lat),
+        "latency_timeline": report.timeline.summary(push.first_us, lat.value_at_quantile(0.99)),
         "server_cpu_secs": cpu_secs.map(|x| round(x, 3)),
         "server_cpu_s_per_1k_deliveries": cpu_secs.and_then(per_delivery).map(|us| round(us / 1000.0, 6)),
         "server_cpu_us_per_delivery": cpu_secs.and_then(per_delivery).map(|us| round(us, 3)),
@@ -241,7 +242,7 @@ fn delivery_results(
 }
 
 fn delivery_summary(name: &str, r: &Value) -> String {
-    format!(
+    let line = format!(
         "{name}: {} deliveries ({} expected, {} lost, {} dup) at {}/s; pushes sent {} at {:.1}/s \
          ({} late); latency p50 {} p99 {} p999 {} max {} ms; server CPU {} µs/delivery",
         r["deliveries"],
@@ -257,6 +258,26 @@ fn delivery_summary(name: &str, r: &Value) -> String {
         r["latency"]["p999_ms"],
         r["latency"]["max_ms"],
         r["server_cpu_us_per_delivery"],
+    );
+    let timeline = &r["latency_timeline"];
+    let slowest: Vec<String> = timeline["slowest"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            format!(
+                "+{:.1} s {} ms",
+                w["at_s"].as_f64().unwrap_or(0.0),
+                w["max_ms"]
+            )
+        })
+        .collect();
+    format!(
+        "{line}\n  slowest 100 ms windows of send time: {}; {} of {} windows hold a push at or \
+         over the p99",
+        slowest.join(", "),
+        timeline["windows_reaching_p99"],
+        timeline["windows"],
     )
 }
 
