@@ -259,10 +259,12 @@ impl BrokerLink {
             }
             if errors.is_empty() {
                 act.attempt = 0;
+                let node = &act.settings.node_id;
                 log::info!(
-                    "consuming `pushgate.{}.quota` and `pushgate.{}.device`",
-                    act.settings.node_id,
-                    act.settings.node_id
+                    "consuming `pushgate.{node}.quota` and `pushgate.{node}.device`; they outlive \
+                     this process by RABBITMQ_QUEUE_EXPIRES_MS ({:?}), for a restart under \
+                     the same NODE_ID",
+                    Duration::from_millis(act.settings.queue_expires_ms.into())
                 );
                 return;
             }
