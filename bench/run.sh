@@ -110,8 +110,13 @@ trap stop_server EXIT INT TERM
 # that nobody consumes (left by interrupted runs).
 delete_bench_queues() { # idle | of <node id>
   [ "$VIA" = amqp ] || return 0
-  local q
-  rabbitmqctl -q list_queues name consumers 2>/dev/null |
+  local q queues
+  if ! queues=$(rabbitmqctl -q list_queues name consumers 2>/dev/null); then
+    echo "== cannot list the broker's queues with rabbitmqctl: queues of earlier runs may still" \
+      "be bound to the bench exchanges and slow this one (BENCHMARKS.md, finding 28)" >&2
+    return 0
+  fi
+  printf '%s\n' "$queues" |
     awk -v which="$1" -v node="${2:-}" '
       $1 !~ /^pushgate(-node)?\.bench-(pg|pushgate|node)-/ { next }
       which == "idle" && $2 == "0" { print $1 }
