@@ -363,6 +363,8 @@ pub async fn push_amqp(amqp: Amqp, route: Route, schedule: Schedule) -> PushRepo
     } else {
         BasicProperties::default()
     };
+    // Each publish of a batch borrows these (its future must not own the channel).
+    let (channel, exchange, properties) = (&channel, &amqp.exchange, &properties);
     let start = Instant::now();
     let first_us = stamp::now_us();
     let mut k = 0;
@@ -386,7 +388,6 @@ pub async fn push_amqp(amqp: Amqp, route: Route, schedule: Schedule) -> PushRepo
             };
             let body = stamp::quota_event(&user, stamp::now_us(), seq);
             tally.on_send(due);
-            let (channel, exchange, properties) = (&channel, &amqp.exchange, &properties);
             batch.push(async move {
                 let published = channel
                     .basic_publish(
