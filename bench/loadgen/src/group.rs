@@ -222,7 +222,7 @@ struct ClientOutcome {
     dups: u64,
     ended: Option<&'static str>,
     last_us: u64,
-    timeline: Timeline,
+    timeline: Recorder,
 }
 
 struct Shared {
@@ -304,7 +304,7 @@ impl Group {
         let mut report = GroupReport::default();
         for task in self.tasks {
             match task.await {
-                Ok(o) => {
+                Ok(mut o) => {
                     report.unique.push(o.unique);
                     report.dups += o.dups;
                     if let Some(kind) = o.ended {
@@ -312,7 +312,7 @@ impl Group {
                         *report.errors.entry(kind.to_owned()).or_default() += 1;
                     }
                     report.last_recv_us = report.last_recv_us.max(o.last_us);
-                    report.timeline.merge(&o.timeline);
+                    o.timeline.drain_into(&mut report.timeline);
                 }
                 Err(_) => {
                     report.unique.push(None);
@@ -338,7 +338,7 @@ async fn client_task(
         dups: 0,
         ended: None,
         last_us: 0,
-        timeline: Timeline::default(),
+        timeline: Recorder::default(),
     };
     let connected = {
         let Ok(_permit) = shared.permits.acquire().await else {
@@ -380,7 +380,7 @@ async fn client_task(
     outcome.unique = Some(tracker.unique);
     outcome.dups = tracker.dups;
     outcome.last_us = tracker.last_us;
-    tracker.timeline.drain_into(&mut outcome.timeline);
+    outcome.timeline = tracker.timeline;
     outcome
 }
 
