@@ -185,6 +185,9 @@ pub enum Command {
         #[arg(long)]
         hold: bool,
     },
+    /// Measure the machine alone (a loopback round trip, an arithmetic loop) and print it as
+    /// JSON: the probe every scenario runs first, to tell a slow phase of the machine apart.
+    Probe,
     /// Print two result lines side by side with the ratio of their headline figures.
     Compare {
         /// File with pushgate's JSON result line.

@@ -53,6 +53,24 @@ pub fn headlines(scenario: &str) -> Vec<(&'static str, &'static str, Better)> {
     }
 }
 
+/// The machine's state during each run (`machine` of the result line: the probe before it and
+/// the core's speed during it): two rows that differ much mean the two runs did not meet the
+/// same machine, whatever their ratio says.
+const MACHINE_ROWS: [(&str, &str); 3] = [
+    (
+        "machine: round trip µs, 1 CPU",
+        "/probe/same_cpu_rtt_cpu_us",
+    ),
+    (
+        "machine: round trip µs, 2 CPUs",
+        "/probe/cross_cpu_rtt_cpu_us",
+    ),
+    (
+        "machine: core ns/iter in run",
+        "/core_during_run/median_ns_per_iter",
+    ),
+];
+
 /// The last line of `text` that is a JSON object with a `scenario`.
 pub fn result_line(text: &str) -> Option<Value> {
     text.lines()
@@ -95,21 +113,36 @@ pub fn table(a: &Value, b: &Value) -> String {
         "{:<32} {:>14} {:>14} {:>10}  better",
         "figure", ta, tb, "ratio"
     );
-    for (label, ptr, better) in headlines(scenario) {
-        let (va, vb) = (a["results"].pointer(ptr), b["results"].pointer(ptr));
+    let mut row = |label: &str, va: Option<&Value>, vb: Option<&Value>, better: &str| {
         let ratio = match (va.and_then(Value::as_f64), vb.and_then(Value::as_f64)) {
             (Some(x), Some(y)) if y != 0.0 => format!("{:.2}x", x / y),
             _ => "-".into(),
         };
         let _ = writeln!(
             out,
-            "{label:<32} {:>14} {:>14} {ratio:>10}  {}",
+            "{label:<32} {:>14} {:>14} {ratio:>10}  {better}",
             show(va),
-            show(vb),
-            match better {
-                Better::Higher => "higher",
-                Better::Lower => "lower",
-            }
+            show(vb)
+        );
+    };
+    for (label, ptr, better) in headlines(scenario) {
+        let better = match better {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        };
+        row(
+            label,
+            a["results"].pointer(ptr),
+            b["results"].pointer(ptr),
+            better,
+        );
+    }
+    for (label, ptr) in MACHINE_ROWS {
+        row(
+            label,
+            a["machine"].pointer(ptr),
+            b["machine"].pointer(ptr),
+            "same?",
         );
     }
     let _ = writeln!(
@@ -128,12 +161,16 @@ mod tests {
     #[test]
     fn compares_headlines() {
         let a = json!({"scenario": "fanout", "target": "pushgate", "params": {"clients": 10}, "ok": true,
-                       "results": {"delivered_per_sec": 2000.0, "lost": 0, "latency": {"p99_ms": 1.5}}});
+                       "results": {"delivered_per_sec": 2000.0, "lost": 0, "latency": {"p99_ms": 1.5}},
+                       "machine": {"core_during_run": {"median_ns_per_iter": 2.6}}});
         let b = json!({"scenario": "fanout", "target": "node", "params": {"clients": 10}, "ok": true,
-                       "results": {"delivered_per_sec": 1000.0, "lost": 0, "latency": {"p99_ms": 3.0}}});
+                       "results": {"delivered_per_sec": 1000.0, "lost": 0, "latency": {"p99_ms": 3.0}},
+                       "machine": {"core_during_run": {"median_ns_per_iter": 2.0}}});
         let t = table(&a, &b);
         assert!(t.contains("2.00x"), "{t}");
         assert!(t.contains("0.50x"), "{t}");
+        assert!(t.contains("machine: core ns/iter in run"), "{t}");
+        assert!(t.contains("1.30x"), "{t}");
         let text = format!("noise\n{}\n", serde_json::to_string(&a).unwrap());
         assert_eq!(result_line(&text), Some(a));
     }

@@ -13,6 +13,7 @@ mod client;
 mod compare;
 mod group;
 mod hist;
+mod probe;
 mod procstat;
 mod pusher;
 mod scenarios;
@@ -100,6 +101,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Probe => match probe::run() {
+            Ok(p) => {
+                eprintln!("{}", p.summary());
+                println!("{}", json!(p));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pushgate-loadgen probe: {e}");
+                ExitCode::from(2)
+            }
+        },
         command => run_scenario(cli.common, command, nofile),
     }
 }
@@ -107,6 +119,11 @@ fn main() -> ExitCode {
 fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode {
     let deadline = common.deadline_secs();
     watchdog(deadline + 15.0, "the run");
+    // Before the runtime and any client exist, so that the probe measures the machine alone.
+    let probe = probe::run()
+        .map_err(|e| eprintln!("pushgate-loadgen: machine probe failed: {e}"))
+        .ok();
+    let sampler = probe::CoreSampler::start();
     let rt = match runtime(common.threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -119,7 +136,9 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         Command::Fanout { .. } => "fanout",
         Command::Unicast { .. } => "unicast",
         Command::ConnectStorm { .. } => "connect-storm",
-        Command::Compare { .. } | Command::Worker { .. } => unreachable!("handled in main"),
+        Command::Compare { .. } | Command::Worker { .. } | Command::Probe => {
+            unreachable!("handled in main")
+        }
     };
     let c = &common;
     let started = std::time::SystemTime::now();
@@ -147,7 +166,9 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
                     max_inflight,
                     hold,
                 } => scenarios::connect_storm(c, rates, *step_secs, *max_inflight, *hold).await,
-                Command::Compare { .. } | Command::Worker { .. } => unreachable!(),
+                Command::Compare { .. } | Command::Worker { .. } | Command::Probe => {
+                    unreachable!()
+                }
             }
         };
         match tokio::time::timeout(Duration::from_secs_f64(deadline), run).await {
@@ -155,6 +176,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
             Err(_) => Err(format!("deadline of {deadline:.0}s reached")),
         }
     });
+    let core_during_run = sampler.finish();
     // Do not wait for client tasks still closing.
     rt.shutdown_timeout(Duration::from_secs(2));
     let timestamp = started
@@ -170,10 +192,18 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
         "cpu_pressure_some_avg60_after": cpu_pressure(),
+        "probe": probe,
+        "core_during_run": core_during_run,
     });
     match outcome {
         Ok(o) => {
             eprintln!("[{}] {}", common.target_name(), o.summary);
+            if let Some(p) = &probe {
+                eprintln!("  {}", p.summary());
+            }
+            if let Some(c) = &core_during_run {
+                eprintln!("  {}", c.summary());
+            }
             let line = json!({
                 "scenario": name,
                 "target": common.target,
