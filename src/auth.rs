@@ -172,11 +172,13 @@ impl HandshakeTokens {
     }
 
     /// The token to verify: the CONNECT auth object's `token`, else the query's, else the
-    /// header's. An `auth.token` that is present but not a string is an error.
+    /// header's. An empty `auth.token` counts as absent; one that is not a string (`null`
+    /// included: what `auth: {token: localStorage.getItem(..)}` sends with nothing stored) is
+    /// an invalid token, and the other sources are not tried (contract §2).
     pub fn pick<'a>(&'a self, auth: Option<&'a Value>) -> Result<&'a str, AuthError> {
         match auth.and_then(|a| a.get("token")) {
             Some(Value::String(s)) if !s.is_empty() => return Ok(s),
-            Some(Value::String(_)) | Some(Value::Null) | None => {}
+            Some(Value::String(_)) | None => {}
             Some(_) => return Err(AuthError::NotAString),
         }
         self.query
@@ -414,6 +416,10 @@ mod tests {
         assert_eq!(h.pick(Some(&json!({}))), Ok("q"));
         assert_eq!(
             h.pick(Some(&json!({"token": 5}))),
+            Err(AuthError::NotAString)
+        );
+        assert_eq!(
+            h.pick(Some(&json!({"token": null}))),
             Err(AuthError::NotAString)
         );
         let h = HandshakeTokens::new(Some(""), Some("Bearer h"));
