@@ -230,15 +230,23 @@ async fn errors_come_in_the_contract_order_with_json_bodies() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(body_json(&mut resp).await["error"], "unauthorized");
     }
-    // 413 before 400.
-    let mut resp = client
-        .post(srv.url("/api/v1/broadcast"))
-        .insert_header(("X-API-Key", API_KEY))
-        .send_body(big)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(body_json(&mut resp).await["error"], "payload_too_large");
+    // 413 before 400: of a body that is not JSON, and on a route whose room or user id is
+    // itself a 400.
+    for path in [
+        "/api/v1/broadcast",
+        "/api/v1/rooms/bad%20room/messages",
+        "/api/v1/rooms/bad%zz/notifications",
+        "/api/v1/users/%E2%82/notifications",
+    ] {
+        let mut resp = client
+            .post(srv.url(path))
+            .insert_header(("X-API-Key", API_KEY))
+            .send_body(big.clone())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(body_json(&mut resp).await["error"], "payload_too_large");
+    }
     // 400: malformed JSON, not an object, empty, invalid room, bad percent-encoding.
     for (path, body) in [
         ("/api/v1/broadcast", "{\"a\":"),

@@ -131,13 +131,13 @@ fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Read the body (at most `PUSH_MAX_BODY_BYTES`) and check it is one JSON object; returns its
-/// text, which is pushed verbatim (serialized once, never re-encoded).
-async fn json_object_body(
+/// Read the body, at most `limit` bytes (`PUSH_MAX_BODY_BYTES`): a larger one is a 413, found
+/// from `Content-Length` before anything is read when the client declares it.
+async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Arc<str>, ApiError> {
+) -> Result<web::BytesMut, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -154,7 +154,13 @@ async fn json_object_body(
         }
         body.extend_from_slice(&chunk);
     }
-    let raw: &RawValue = serde_json::from_slice(&body)
+    Ok(body)
+}
+
+/// Check that `body` is one JSON object; returns its text, which is pushed verbatim
+/// (serialized once, never re-encoded).
+fn json_object(body: &[u8]) -> Result<Arc<str>, ApiError> {
+    let raw: &RawValue = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     if !raw.get().starts_with('{') {
         return Err(ApiError::BadRequest("body must be a JSON object".into()));
@@ -175,8 +181,8 @@ enum PushRoute {
     Broadcast,
 }
 
-/// One push route: key, path, body, then hand the push to the supervisor; answers
-/// `202 {"clients": n}`.
+/// One push route: key (401), body size (413), path, then body (400, in the contract's order),
+/// then hand the push to the supervisor; answers `202 {"clients": n}`.
 async fn push(
     req: HttpRequest,
     payload: web::Payload,
@@ -184,6 +190,7 @@ async fn push(
     route: PushRoute,
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
+    let body = read_body(&req, payload, state.config.push_max_body_bytes).await?;
     let (target, event) = match route {
         PushRoute::User => {
             let user = path_param(&req, 4)?;
@@ -200,7 +207,7 @@ async fn push(
         }
         PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
     };
-    let body = json_object_body(&req, payload, state.config.push_max_body_bytes).await?;
+    let body = json_object(&body)?;
     let clients = state
         .supervisor
         .send(Push {
