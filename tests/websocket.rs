@@ -231,6 +231,42 @@ async fn oversized_message_closes_only_that_connection() {
 }
 
 #[actix_web::test]
+async fn a_message_of_max_payload_bytes_is_handled_and_one_byte_more_closes() {
+    let mut config = config();
+    config.engine.max_payload = 1000;
+    let srv = start_with(config);
+    let token = srv.token("1", false);
+    let mut c = RawClient::connected(&srv, &token).await;
+    // `421["subscribe",{"userId":"1xx…x"}]`, exactly `len` bytes long.
+    let message = |len: usize| {
+        let frame = |pad: usize| format!(r#"421["subscribe",{{"userId":"1{}"}}]"#, "x".repeat(pad));
+        let pad = len - frame(0).len();
+        let m = frame(pad);
+        assert_eq!(m.len(), len);
+        m
+    };
+    // Handled: refused (another user's id), with the `error` event and the ack.
+    c.send(&message(1000)).await;
+    let replies = [c.next_text().await.unwrap(), c.next_text().await.unwrap()];
+    assert!(
+        replies.iter().any(|r| r.starts_with("42[\"error\"")),
+        "{replies:?}"
+    );
+    assert!(replies.iter().any(|r| r.starts_with("431[")), "{replies:?}");
+    c.send(&message(1001)).await;
+    loop {
+        match c.next(Duration::from_secs(2)).await {
+            Some(Frame::Text(t)) if t == "2" || t.starts_with("431[") => {}
+            Some(Frame::Close(code)) => {
+                assert_eq!(code, Some(1009));
+                break;
+            }
+            x => panic!("expected 1009 close, got {x:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
 async fn foreign_origins_are_refused_and_listed_ones_accepted() {
     let srv = start();
     assert!(

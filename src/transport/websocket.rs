@@ -114,8 +114,10 @@ impl WsTransport {
     /// the HTTP/1 dispatcher and its buffers, and the answer is the bare 101. Elsewhere (a
     /// server without that upgrade service) the frames are streamed as the 101's body.
     pub fn start(self, req: &HttpRequest, stream: actix_web::web::Payload) -> HttpResponse {
-        // Frames up to maxPayload plus the Engine.IO type byte.
-        let max = self.max_payload + 16;
+        // A message of at most maxPayload bytes, its Engine.IO type byte included, as the
+        // reference server's (its `ws` maxPayload is the whole message), as a fragmented
+        // message below and as a polling POST.
+        let max = self.max_payload;
         let handover = req.extensions().get::<Handover>().cloned();
         if let Some(handover) = handover {
             return match ws::handshake(req) {
