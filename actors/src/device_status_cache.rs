@@ -10,6 +10,11 @@ use std::collections::{HashMap, VecDeque};
 /// Default cap of [`DeviceStatusCache`] entries.
 pub const DEFAULT_DEVICE_CACHE_LIMIT: usize = 100_000;
 
+/// Longest device id remembered, in bytes: a longer one (publishers may send any non-empty
+/// string) is routed like any other but its status is not kept, so the cache's memory stays
+/// bounded by entries × this.
+pub const MAX_CACHED_DEVICE_ID_BYTES: usize = 128;
+
 #[derive(Debug, Clone)]
 struct CacheEntry {
     status: &'static str,
@@ -20,7 +25,8 @@ struct CacheEntry {
 /// `device.deleted`), keyed by the device id's string form.
 ///
 /// Bounded: it holds at most [`capacity_limit`](Self::capacity_limit) devices
-/// ([`DEFAULT_DEVICE_CACHE_LIMIT`] = 100 000 by default, a few tens of MB at worst). Past the
+/// ([`DEFAULT_DEVICE_CACHE_LIMIT`] = 100 000 by default), each id at most
+/// [`MAX_CACHED_DEVICE_ID_BYTES`] long: a few tens of MB at worst. Past the
 /// cap, recording a new device evicts the device whose status was set least recently; an evicted
 /// device's next start/stop gets the contract's default `oldStatus`, as if never seen. A limit of
 /// 0 remembers nothing. Every operation is amortised O(1).
@@ -76,9 +82,10 @@ impl DeviceStatusCache {
         self.entries.is_empty()
     }
 
-    /// Remember `status` as the last one of `device_id`.
+    /// Remember `status` as the last one of `device_id` (an id longer than
+    /// [`MAX_CACHED_DEVICE_ID_BYTES`] is never remembered).
     pub(crate) fn set(&mut self, device_id: &str, status: &'static str) {
-        if self.limit == 0 {
+        if self.limit == 0 || device_id.len() > MAX_CACHED_DEVICE_ID_BYTES {
             return;
         }
         let seq = self.next_seq;

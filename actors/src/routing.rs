@@ -10,11 +10,14 @@
 //!
 //! * The routing key is looked up **before** the body is read: a key without a row is
 //!   [`RouteOutcome::Ignored`] whatever its body (garbage, empty, huge).
-//! * Required ids (`userId`, plus `quotaId` / `deviceId`) are a non-empty string of at most
-//!   [`MAX_ID_CHARS`] characters (Unicode scalar values), or a JSON integer in `0..=2^53`
-//!   (written without fraction or exponent: `42.0` and `1e3` are floats, hence wrong type).
-//!   The user room is `user:<the string>` or `user:<the integer in decimal>`. Strings are used
-//!   as they are (not trimmed).
+//! * Required ids (`userId`, plus `quotaId` / `deviceId`) are a non-empty string of any length,
+//!   or a JSON integer in `0..=2^64-1` (written without fraction or exponent: `42.0` and `1e3`
+//!   are floats, hence wrong type; a larger integer cannot be read exactly and is wrong type
+//!   too). The user room is `user:<the string>` or `user:<the integer in decimal>`. Strings are
+//!   used as they are (not trimmed). An id longer than a JWT `sub` may be (128 characters) names
+//!   a user room nobody can be in: the user push reaches no one, the admin copies still go out.
+//!   Such a long `deviceId`'s status is not cached
+//!   ([`MAX_CACHED_DEVICE_ID_BYTES`](crate::device_status_cache::MAX_CACHED_DEVICE_ID_BYTES)).
 //! * `usagePercent` and the values of the `percentage` object count when they are finite JSON
 //!   numbers or strings that parse as finite decimal numbers after trimming (`"97.5"`,
 //!   `" 95 "`, `"1e2"`). Anything else there (`"97%"`, `"high"`, `"NaN"`, `true`, an object, a
@@ -56,12 +59,6 @@ pub const QUOTA_BINDING_KEY: &str = "quota.*";
 
 /// Queue binding key of the device consumer.
 pub const DEVICE_BINDING_KEY: &str = "device.*";
-
-/// Longest accepted string id (`userId`, `quotaId`, `deviceId`), in characters; longer is poison.
-pub const MAX_ID_CHARS: usize = 128;
-
-/// Largest accepted integer id (2^53, the largest integer a JavaScript number holds exactly).
-pub const MAX_INTEGER_ID: u64 = 1 << 53;
 
 /// Usage percentage (`usagePercent` or any `percentage` value) from which a quota alert is critical.
 pub const CRITICAL_PERCENT: f64 = 95.0;
@@ -141,13 +138,11 @@ pub enum PoisonReason {
     NotAnObject,
     /// A required field is absent.
     MissingField(&'static str),
-    /// A required id is neither a string nor an integer in `0..=2^53` (float, negative, bool,
-    /// null, array, object, too large).
+    /// A required id is neither a string nor an integer in `0..=2^64-1` (float, negative, bool,
+    /// null, array, object, too large to read exactly).
     WrongType(&'static str),
     /// A required id is the empty string.
     EmptyField(&'static str),
-    /// A required string id is longer than [`MAX_ID_CHARS`] characters.
-    TooLong(&'static str),
 }
 
 impl fmt::Display for PoisonReason {
@@ -158,15 +153,9 @@ impl fmt::Display for PoisonReason {
             PoisonReason::MissingField(field) => write!(f, "required field `{field}` is missing"),
             PoisonReason::WrongType(field) => write!(
                 f,
-                "field `{field}` must be a non-empty string or an integer between 0 and 2^53"
+                "field `{field}` must be a non-empty string or a non-negative integer"
             ),
             PoisonReason::EmptyField(field) => write!(f, "field `{field}` is an empty string"),
-            PoisonReason::TooLong(field) => {
-                write!(
-                    f,
-                    "field `{field}` is longer than {MAX_ID_CHARS} characters"
-                )
-            }
         }
     }
 }
@@ -402,14 +391,11 @@ fn required_id(fields: &Map<String, Value>, field: &'static str) -> Result<Strin
     match fields.get(field) {
         None => Err(PoisonReason::MissingField(field)),
         Some(Value::String(s)) if s.is_empty() => Err(PoisonReason::EmptyField(field)),
-        Some(Value::String(s)) if s.chars().count() > MAX_ID_CHARS => {
-            Err(PoisonReason::TooLong(field))
-        }
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(id) if id <= MAX_INTEGER_ID => Ok(id.to_string()),
-            _ => Err(PoisonReason::WrongType(field)),
-        },
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|id| id.to_string())
+            .ok_or(PoisonReason::WrongType(field)),
         Some(_) => Err(PoisonReason::WrongType(field)),
     }
 }
@@ -1300,11 +1286,16 @@ mod tests {
             routed("quota.renewed", &json!({"userId": 0, "quotaId": 0}))[0].room,
             "user:0"
         );
-        let max = json!({"userId": 9_007_199_254_740_992u64, "quotaId": "q"});
-        assert_eq!(
-            routed("quota.renewed", &max)[0].room,
-            "user:9007199254740992"
-        );
+        // Any non-negative integer that fits 64 bits, past JavaScript's 2^53 too (a JWT `sub`
+        // "9007199254740993" is a user like any other).
+        for (id, room) in [
+            (9_007_199_254_740_992u64, "user:9007199254740992"),
+            (9_007_199_254_740_993u64, "user:9007199254740993"),
+            (u64::MAX, "user:18446744073709551615"),
+        ] {
+            let event = json!({"userId": id, "quotaId": "q"});
+            assert_eq!(routed("quota.renewed", &event)[0].room, room);
+        }
         // The critical message uses the decimal form too.
         let alert = json!({"userId": 42, "quotaId": 7, "usagePercent": "97"});
         assert_eq!(
@@ -1509,7 +1500,6 @@ mod tests {
             "null",
             r#"{"id":1}"#,
             "[1]",
-            "9007199254740993",
             "18446744073709551616",
         ] {
             let body = format!(r#"{{"userId":{id},"quotaId":"q1","deviceId":"d1"}}"#);
@@ -1534,28 +1524,29 @@ mod tests {
     }
 
     #[test]
-    fn poison_too_long_ids() {
+    fn long_ids_are_routed_and_long_device_ids_not_cached() {
+        // No length limit on ids (contract §3): a user id longer than any JWT `sub` names a
+        // room nobody is in, but the admin copies must still go out.
         let long = "a".repeat(129);
-        let body = json!({"userId": long.clone(), "quotaId": "q1"}).to_string();
-        assert_eq!(
-            poison("quota.updated", body.as_bytes()),
-            PoisonReason::TooLong("userId")
-        );
-        let body = json!({"userId": "u1", "quotaId": long.clone()}).to_string();
-        assert_eq!(
-            poison("quota.updated", body.as_bytes()),
-            PoisonReason::TooLong("quotaId")
-        );
-        let body = json!({"userId": "u1", "deviceId": long}).to_string();
-        assert_eq!(
-            poison("device.started", body.as_bytes()),
-            PoisonReason::TooLong("deviceId")
-        );
-        let ok = json!({"userId": "a".repeat(128), "quotaId": "q1"});
-        assert!(matches!(
-            run("quota.updated", &ok, &mut DeviceStatusCache::new()),
-            RouteOutcome::Routed(_)
-        ));
+        let event = json!({"userId": long.clone(), "quotaId": long.clone()});
+        let pushes = routed("quota.exceeded", &event);
+        assert_eq!(pushes.len(), 2);
+        assert_eq!(pushes[0].room, format!("user:{long}"));
+        assert_eq!(pushes[1].room, "admin");
+        let mut cache = DeviceStatusCache::new();
+        let event = json!({"userId": "u1", "deviceId": long.clone()});
+        let pushes = routed_with("device.started", &event, &mut cache);
+        assert_eq!(pushes.len(), 2);
+        assert_eq!(pushes[1].room, "admin");
+        assert_eq!(pushes[0].payload["data"]["deviceId"], json!(long));
+        assert_eq!(cache.get(&long), None, "a long device id is not remembered");
+        // So its next stop gets the contract's default, as an unknown device's would.
+        let pushes = routed_with("device.stopped", &event, &mut cache);
+        assert_eq!(pushes[0].payload["data"]["oldStatus"], "running");
+        let short = "b".repeat(128);
+        let event = json!({"userId": "u1", "deviceId": short.clone()});
+        routed_with("device.started", &event, &mut cache);
+        assert_eq!(cache.get(&short), Some("running"));
     }
 
     #[test]
@@ -1620,12 +1611,12 @@ mod tests {
             poison("device.created", string.as_bytes()),
             PoisonReason::NotAnObject
         );
-        // 1 MB id: poison, not a giant room name.
-        let body = json!({"userId": padding, "quotaId": "q1"}).to_string();
-        assert_eq!(
-            poison("quota.updated", body.as_bytes()),
-            PoisonReason::TooLong("userId")
-        );
+        // 1 MB id: routed to a room nobody can be in (a JWT `sub` has at most 128
+        // characters); the admin copy goes out.
+        let event = json!({"userId": padding, "quotaId": "q1"});
+        let pushes = routed("quota.updated", &event);
+        assert_eq!(pushes.len(), 2);
+        assert_eq!(pushes[0].room.len(), "user:".len() + 1_000_000);
     }
 
     #[test]
@@ -1640,15 +1631,11 @@ mod tests {
         );
         assert_eq!(
             PoisonReason::WrongType("quotaId").to_string(),
-            "field `quotaId` must be a non-empty string or an integer between 0 and 2^53"
+            "field `quotaId` must be a non-empty string or a non-negative integer"
         );
         assert_eq!(
             PoisonReason::EmptyField("deviceId").to_string(),
             "field `deviceId` is an empty string"
-        );
-        assert_eq!(
-            PoisonReason::TooLong("userId").to_string(),
-            "field `userId` is longer than 128 characters"
         );
         let PoisonReason::NotJson(msg) = poison("quota.updated", b"nope") else {
             panic!()

@@ -56,7 +56,7 @@ test("malformed messages are dead-lettered, exactly them, and the valid ones aft
     ["quota.exceeded", `{"userId":${u},"quotaId":1.5,"_trace":${t}}`],
     ["quota.renewed", `{"userId":"","quotaId":"q1","_trace":${t}}`],
     ["quota.alert", `{"userId":-1,"quotaId":"q1","_trace":${t}}`],
-    ["quota.updated", `{"userId":9007199254740993,"quotaId":"q1","_trace":${t}}`],
+    ["quota.updated", `{"userId":18446744073709551616,"quotaId":"q1","_trace":${t}}`],
     ["device.error", `{"userId":${u},"deviceId":{"id":"d1"},"_trace":${t}}`],
     ["device.deleted", `{"userId":[${u}],"deviceId":"d1","_trace":${t}}`],
     ["device.creation_failed", `{"userId":${u},"deviceId":null,"_trace":${t}}`],
