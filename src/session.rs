@@ -82,6 +82,10 @@ pub enum CloseReason {
     TransportError,
     /// pushgate is shutting down.
     ServerShutdown,
+    /// The client fell more than
+    /// [`MAX_UNWRITTEN`](crate::transport::upgraded::MAX_UNWRITTEN) bytes behind the pushes
+    /// meant for it (a WebSocket that does not read, a polling client that does not GET).
+    SlowReader,
 }
 
 impl CloseReason {
@@ -95,6 +99,7 @@ impl CloseReason {
             CloseReason::PayloadTooLarge => "payload_too_large",
             CloseReason::TransportError => "transport_error",
             CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::SlowReader => "slow_reader",
         }
     }
 
@@ -108,6 +113,7 @@ impl CloseReason {
             CloseReason::PayloadTooLarge => 1009,
             CloseReason::TransportError => 1011,
             CloseReason::ServerShutdown => 1001,
+            CloseReason::SlowReader => 1008,
         }
     }
 }

@@ -577,6 +577,39 @@ async fn heartbeat_over_polling_and_ping_timeout() {
 }
 
 #[actix_web::test]
+async fn a_client_that_never_gets_is_ended_as_a_slow_reader() {
+    let srv = start();
+    let token = srv.token("7", false);
+    let c = PollingClient::connected(&srv, &token).await;
+    // Pongs by POST alone keep the heartbeat content; no GET ever takes the pushes.
+    let url = c.url.clone();
+    let ponging = actix_rt::spawn(async move {
+        while send(http().post(&url), Some(b"3".to_vec())).await.status == StatusCode::OK {
+            sleep(50).await;
+        }
+    });
+    let body = format!(r#"{{"pad":"{}"}}"#, "z".repeat(64 * 1024));
+    let mut pushes = 0;
+    while srv.push_to_user("7", &body).await == 1 {
+        pushes += 1;
+        assert!(
+            pushes < 100,
+            "still buffering after {pushes} pushes of 64 KiB"
+        );
+    }
+    // 4 MiB of pushes, not more, then the session is gone.
+    assert!((60..=66).contains(&pushes), "{pushes}");
+    let a = c.get().await;
+    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    ponging.await.unwrap();
+    let m = metrics(&srv).await;
+    assert!(
+        m.contains(r#"pushgate_disconnects_total{reason="slow_reader"} 1"#),
+        "{m}"
+    );
+}
+
+#[actix_web::test]
 async fn connect_timeout_over_polling() {
     let srv = start();
     let c = PollingClient::open(&srv).await;

@@ -17,6 +17,7 @@ use pushgate_actors::{Deliver, GoingAway};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::transport::upgraded::MAX_UNWRITTEN;
 
 /// What the HTTP side holds of a polling session.
 #[derive(Clone)]
@@ -116,7 +117,9 @@ pub struct PollingSession {
     session: SocketSession,
     registry: Arc<PollingRegistry>,
     sink: Sink,
+    /// Packets for the next GET, and their size in bytes.
     queue: Vec<Outbound>,
+    queued_bytes: usize,
     waiting: Option<oneshot::Sender<Vec<Outbound>>>,
     out: Vec<Outbound>,
     /// The client closed while no GET was waiting: the session is over, but a GET already on
@@ -137,6 +140,7 @@ impl PollingSession {
             registry: registry.clone(),
             sink: Sink::Polling,
             queue: Vec::new(),
+            queued_bytes: 0,
             waiting: None,
             out: Vec::new(),
             closing: false,
@@ -146,8 +150,10 @@ impl PollingSession {
         open
     }
 
-    /// Move `self.out` to the sink.
-    fn flush(&mut self) {
+    /// Move `self.out` to the sink. A client whose queue grows past [`MAX_UNWRITTEN`] bytes,
+    /// because it does not GET (and may keep the heartbeat alive with POSTs alone), is ended
+    /// as a slow reader, as a WebSocket client that does not read is.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
         self.out.append(&mut self.session.take_deferred());
         if self.out.is_empty() {
             return;
@@ -155,10 +161,25 @@ impl PollingSession {
         match &self.sink {
             Sink::WebSocket(ws) => ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out))),
             _ => {
+                self.queued_bytes += packet_bytes(&self.out);
                 self.queue.append(&mut self.out);
                 self.answer_poll();
+                if self.queued_bytes > MAX_UNWRITTEN {
+                    log::info!(
+                        "ending polling session {}: {} bytes not fetched (slow reader)",
+                        self.session.sid(),
+                        self.queued_bytes
+                    );
+                    self.end(ctx, CloseReason::SlowReader);
+                }
             }
         }
+    }
+
+    /// The queue, emptied.
+    fn take_queue(&mut self) -> Vec<Outbound> {
+        self.queued_bytes = 0;
+        std::mem::take(&mut self.queue)
     }
 
     /// Hand the queue to a waiting GET.
@@ -167,10 +188,11 @@ impl PollingSession {
             return;
         }
         if let Some(tx) = self.waiting.take() {
-            if let Err(mut back) = tx.send(std::mem::take(&mut self.queue)) {
+            if let Err(mut back) = tx.send(self.take_queue()) {
                 // The client gave up on that GET: keep the packets for the next one.
                 back.append(&mut self.queue);
                 self.queue = back;
+                self.queued_bytes = packet_bytes(&self.queue);
             }
         }
     }
@@ -183,6 +205,9 @@ impl PollingSession {
     }
 
     fn end(&mut self, ctx: &mut Context<Self>, reason: CloseReason) {
+        if ctx.state() != ActorState::Running {
+            return; // ended already (a slow reader's flush, then its caller's end)
+        }
         self.session.close(reason);
         match &self.sink {
             Sink::WebSocket(ws) => {
@@ -206,12 +231,9 @@ impl PollingSession {
     }
 
     fn on_result(&mut self, ctx: &mut Context<Self>, r: Result<(), CloseReason>) {
-        match r {
-            Ok(()) => self.flush(),
-            Err(reason) => {
-                self.flush();
-                self.end(ctx, reason);
-            }
+        self.flush(ctx);
+        if let Err(reason) = r {
+            self.end(ctx, reason);
         }
     }
 
@@ -223,7 +245,7 @@ impl PollingSession {
                 Beat::Wait { ping, next } => {
                     if ping {
                         act.out.push(Outbound::Text(engineio::PING.into()));
-                        act.flush();
+                        act.flush(ctx);
                     }
                     Self::beat_at(ctx, next);
                 }
@@ -254,10 +276,10 @@ impl Actor for PollingSession {
 impl Handler<Deliver> for PollingSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.out
             .extend(msg.frames.iter().map(|f| Outbound::Text(f.clone())));
-        self.flush();
+        self.flush(ctx);
     }
 }
 
@@ -312,7 +334,7 @@ impl Handler<Poll> for PollingSession {
             return Err(EioError::BadRequest);
         }
         if !self.queue.is_empty() {
-            return Ok(PollAnswer::Ready(std::mem::take(&mut self.queue)));
+            return Ok(PollAnswer::Ready(self.take_queue()));
         }
         let (tx, rx) = oneshot::channel();
         self.waiting = Some(tx);
@@ -346,7 +368,7 @@ impl Handler<PostPayload> for PollingSession {
         }
         for packet in engineio::split_payload(&msg.body) {
             if let Err(reason) = self.session.on_text(packet, &mut self.out) {
-                self.flush();
+                self.flush(ctx);
                 self.end(ctx, reason);
                 return match reason {
                     CloseReason::ClientClose => Ok(()),
@@ -354,7 +376,10 @@ impl Handler<PostPayload> for PollingSession {
                 };
             }
         }
-        self.flush();
+        self.flush(ctx);
+        if ctx.state() != ActorState::Running {
+            return Err(EioError::BadRequest);
+        }
         Ok(())
     }
 }
@@ -427,7 +452,7 @@ impl Handler<Upgraded> for PollingSession {
 
     fn handle(&mut self, msg: Upgraded, _ctx: &mut Self::Context) {
         self.release_poll(engineio::NOOP);
-        let mut pending = std::mem::take(&mut self.queue);
+        let mut pending = self.take_queue();
         pending.append(&mut self.out);
         if !pending.is_empty() {
             msg.carrier.do_send(CarrierCommand::Write(pending));
@@ -479,6 +504,17 @@ impl Handler<CarriedFrame> for PollingSession {
         };
         self.on_result(ctx, r);
     }
+}
+
+/// The bytes `packets` take (binary ones before their base64).
+fn packet_bytes(packets: &[Outbound]) -> usize {
+    packets
+        .iter()
+        .map(|p| match p {
+            Outbound::Text(t) => t.len(),
+            Outbound::Binary(b) => b.len(),
+        })
+        .sum()
 }
 
 /// Encode packets as one polling payload: text as is, binary as `b<base64>`, joined by the

@@ -168,6 +168,8 @@ pub struct Wire(Rc<WireState>);
 struct WireState {
     queue: RefCell<Queue>,
     inbox: RefCell<Option<Inbox>>,
+    /// The connection was dropped as a slow reader.
+    fell_behind: Cell<bool>,
 }
 
 impl Wire {
@@ -190,6 +192,12 @@ impl Wire {
     /// closing, and nothing may follow its close frame.
     pub fn stop_inbox(&self) {
         self.0.inbox.borrow_mut().take();
+    }
+
+    /// Whether the connection was dropped for falling more than [`MAX_UNWRITTEN`] bytes
+    /// behind (the session's close reason then).
+    pub fn fell_behind(&self) -> bool {
+        self.0.fell_behind.get()
     }
 
     /// Queue the pushes waiting in the inbox, if one is read; `waker` is woken by the next.
@@ -617,6 +625,7 @@ impl Future for Driver {
                     "dropping a websocket client that fell {} bytes behind (slow reader)",
                     this.queue.len()
                 );
+                this.queue.0.fell_behind.set(true);
                 return Poll::Ready(()); // dropping `output` stops the actor
             }
             // Waiting for the context, the inbox or the socket's readiness. A context that

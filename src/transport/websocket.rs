@@ -282,7 +282,12 @@ impl Actor for WsTransport {
         if let Some(wire) = &self.wire {
             wire.stop_inbox();
         }
-        let reason = self.closed.unwrap_or(CloseReason::ClientClose);
+        let fell_behind = self.wire.as_ref().is_some_and(Wire::fell_behind);
+        let reason = self.closed.unwrap_or(if fell_behind {
+            CloseReason::SlowReader
+        } else {
+            CloseReason::ClientClose
+        });
         match &mut self.role {
             Role::Owner(session) => session.close(reason),
             Role::Carrier { session, .. } => session.do_send(CarrierGone { reason }),
