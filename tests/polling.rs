@@ -987,6 +987,36 @@ async fn a_second_websocket_during_the_upgrade_is_closed_at_once() {
 }
 
 #[actix_web::test]
+async fn a_session_that_ends_during_its_upgrade_closes_the_websocket_too() {
+    let srv = start();
+    // Ends by the heartbeat: a ping, no pong, while the WebSocket has claimed the upgrade.
+    let token = srv.token("42", false);
+    let c = PollingClient::connected(&srv, &token).await;
+    sync_with_ping(&c).await;
+    let mut ws = RawClient::connect(&srv.ws_url(&format!("&sid={}", c.sid)), &[])
+        .await
+        .unwrap();
+    probe(&mut ws).await;
+    assert_eq!(c.poll().await, ["6"]);
+    match ws.next(Duration::from_secs(3)).await {
+        Some(Frame::Close(_)) => {}
+        other => panic!("the WebSocket got {other:?} instead of a close"),
+    }
+    // Ends by the connect timeout, with no CONNECT ever sent: the WebSocket is all that holds
+    // the connection, and it must not outlive the session.
+    let c = PollingClient::open(&srv).await;
+    let mut ws = RawClient::connect(&srv.ws_url(&format!("&sid={}", c.sid)), &[])
+        .await
+        .unwrap();
+    match ws.next(Duration::from_secs(3)).await {
+        Some(Frame::Close(_)) => {}
+        other => panic!("the WebSocket got {other:?} instead of a close"),
+    }
+    let a = c.get().await;
+    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+}
+
+#[actix_web::test]
 async fn an_abandoned_upgrade_leaves_polling_working() {
     let srv = start();
     let token = srv.token("42", false);

@@ -106,8 +106,12 @@ pub enum CarrierCommand {
 enum Sink {
     /// Packets wait in the queue for the next GET.
     Polling,
-    /// A WebSocket claimed the upgrade; `probed` once it answered `2probe`.
-    Upgrading { probed: bool },
+    /// A WebSocket claimed the upgrade; `probed` once it answered `2probe`; `carrier` once its
+    /// actor started ([`CarrierStarted`]), to be closed if the session ends first.
+    Upgrading {
+        probed: bool,
+        carrier: Option<Recipient<CarrierCommand>>,
+    },
     /// Upgraded: everything goes over the WebSocket.
     WebSocket(Recipient<CarrierCommand>),
 }
@@ -125,6 +129,8 @@ pub struct PollingSession {
     /// The client closed while no GET was waiting: the session is over, but a GET already on
     /// its way still gets its noop (instead of an unknown-sid error) for [`CLOSE_LINGER`].
     closing: bool,
+    /// Why the session ended, once it did.
+    ended: Option<CloseReason>,
 }
 
 /// How long a session closed by the client answers a last GET.
@@ -144,6 +150,7 @@ impl PollingSession {
             waiting: None,
             out: Vec::new(),
             closing: false,
+            ended: None,
         }
         .start();
         registry.insert(sid, addr);
@@ -208,6 +215,7 @@ impl PollingSession {
         if ctx.state() != ActorState::Running {
             return; // ended already (a slow reader's flush, then its caller's end)
         }
+        self.ended = Some(reason);
         self.session.close(reason);
         match &self.sink {
             Sink::WebSocket(ws) => {
@@ -268,8 +276,17 @@ impl Actor for PollingSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.session.close(CloseReason::TransportError);
+        let reason = self.ended.unwrap_or(CloseReason::TransportError);
+        self.session.close(reason);
         self.registry.remove(self.session.sid());
+        // A WebSocket that claimed the upgrade has no timers of its own: it ends with us.
+        if let Sink::Upgrading {
+            carrier: Some(carrier),
+            ..
+        } = &self.sink
+        {
+            carrier.do_send(CarrierCommand::Close(reason));
+        }
     }
 }
 
@@ -320,7 +337,7 @@ impl Handler<Poll> for PollingSession {
         }
         match self.sink {
             Sink::WebSocket(_) => return Err(EioError::BadRequest),
-            Sink::Upgrading { probed: true } if self.queue.is_empty() => {
+            Sink::Upgrading { probed: true, .. } if self.queue.is_empty() => {
                 // Lets the client end its polling cycle and finish the upgrade.
                 return Ok(PollAnswer::Ready(vec![Outbound::Text(
                     engineio::NOOP.into(),
@@ -411,10 +428,32 @@ impl Handler<ClaimUpgrade> for PollingSession {
     fn handle(&mut self, _msg: ClaimUpgrade, _ctx: &mut Self::Context) -> bool {
         match self.sink {
             Sink::Polling if !self.closing => {
-                self.sink = Sink::Upgrading { probed: false };
+                self.sink = Sink::Upgrading {
+                    probed: false,
+                    carrier: None,
+                };
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// The claiming WebSocket's actor started: the session closes it if it ends before the
+/// upgrade. An `Err` (mailbox closed) tells the WebSocket that the session has already ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CarrierStarted {
+    /// The WebSocket carrier.
+    pub carrier: Recipient<CarrierCommand>,
+}
+
+impl Handler<CarrierStarted> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CarrierStarted, _ctx: &mut Self::Context) {
+        if let Sink::Upgrading { carrier, .. } = &mut self.sink {
+            *carrier = Some(msg.carrier);
         }
     }
 }
@@ -428,8 +467,8 @@ impl Handler<Probed> for PollingSession {
     type Result = ();
 
     fn handle(&mut self, _msg: Probed, _ctx: &mut Self::Context) {
-        if let Sink::Upgrading { .. } = self.sink {
-            self.sink = Sink::Upgrading { probed: true };
+        if let Sink::Upgrading { probed, .. } = &mut self.sink {
+            *probed = true;
             if self.queue.is_empty() {
                 self.release_poll(engineio::NOOP);
             } else {

@@ -30,7 +30,7 @@ use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::polling::{
-    CarriedFrame, CarrierCommand, CarrierGone, PollingSession, Probed, Upgraded,
+    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed, Upgraded,
 };
 use crate::transport::upgraded::{Handover, Wire};
 use crate::transport::wire_frames;
@@ -264,7 +264,20 @@ impl Actor for WsTransport {
         let session = match &mut self.role {
             Role::Owner(session) => session,
             Role::Refused => return self.shut(ctx, CloseReason::ProtocolError),
-            Role::Carrier { .. } => return, // its session keeps its own timers
+            Role::Carrier { session, .. } => {
+                // Its session keeps the timers, and closes it if it ends before the upgrade;
+                // one that has ended already cannot be told, so a failed send closes it here.
+                let started = CarrierStarted {
+                    carrier: ctx.address().recipient(),
+                };
+                let reply = session.send(started).into_actor(self);
+                ctx.spawn(reply.map(|sent, act, ctx| {
+                    if sent.is_err() {
+                        act.shut(ctx, CloseReason::TransportError);
+                    }
+                }));
+                return;
+            }
         };
         session.attach(ctx.address().recipient(), ctx.address().recipient());
         match &self.wire {
