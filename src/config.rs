@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use pushgate_actors::consumers::AmqpSettings;
 
-/// The insecure secret `--dev` signs tokens with when `JWT_SECRET` is unset.
+/// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
+/// ignored then: dev mode prints tokens, and they must never be signed with a real secret).
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
-/// The API key `--dev` accepts when `PUSH_API_KEY` is unset.
+/// The API key `--dev` accepts (a configured `PUSH_API_KEY` is ignored then: it is printed).
 pub const DEV_API_KEY: &str = "pushgate-INSECURE-dev-api-key";
 /// A shorter `JWT_SECRET` is refused outside dev mode.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -306,16 +307,29 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The secrets `--dev` replaces with its own, whatever the configuration says.
+pub const DEV_REPLACED: [&str; 3] = ["JWT_SECRET", "JWT_OLD_SECRET", "PUSH_API_KEY"];
+
+impl Sources {
+    /// Which of [`DEV_REPLACED`] these sources set (to say that `--dev` ignores them).
+    pub fn set_dev_replaced(&self) -> Vec<&'static str> {
+        DEV_REPLACED
+            .into_iter()
+            .filter(|var| non_empty(self.get(var)).is_some())
+            .collect()
+    }
+}
+
 impl Config {
     /// Build the configuration from its sources.
     pub fn from_sources(src: &Sources, dev: bool) -> Result<Config, ConfigError> {
-        let secret = match (non_empty(src.get("JWT_SECRET")), dev) {
-            (Some(s), _) if !dev && s.chars().count() < MIN_SECRET_LEN => {
+        let secret = match non_empty(src.get("JWT_SECRET")) {
+            _ if dev => DEV_JWT_SECRET.to_owned(),
+            Some(s) if s.chars().count() < MIN_SECRET_LEN => {
                 return Err(ConfigError::WeakSecret(s.chars().count()))
             }
-            (Some(s), _) => s,
-            (None, true) => DEV_JWT_SECRET.to_owned(),
-            (None, false) => return Err(ConfigError::MissingSecret),
+            Some(s) => s,
+            None => return Err(ConfigError::MissingSecret),
         };
         let claim_check = |var: &str, default: &str| match src.get(var) {
             Some(v) => non_empty(Some(v)),
@@ -343,14 +357,16 @@ impl Config {
                     .collect(),
             ),
         };
-        let push_api_key =
-            non_empty(src.get("PUSH_API_KEY")).or_else(|| dev.then(|| DEV_API_KEY.to_owned()));
+        let push_api_key = match dev {
+            true => Some(DEV_API_KEY.to_owned()),
+            false => non_empty(src.get("PUSH_API_KEY")),
+        };
         Ok(Config {
             host: non_empty(src.get("HOST")).unwrap_or_else(|| "0.0.0.0".into()),
             port: number(src, "PORT", 30006u16, 0)?,
             jwt: JwtConfig {
                 secret,
-                old_secret: non_empty(src.get("JWT_OLD_SECRET")),
+                old_secret: non_empty(src.get("JWT_OLD_SECRET")).filter(|_| !dev),
                 issuer: claim_check("JWT_ISSUER", "cloudphone-platform"),
                 audience: claim_check("JWT_AUDIENCE", "cloudphone-users"),
             },
@@ -449,7 +465,29 @@ mod tests {
         let dev = load(&[], true).unwrap();
         assert_eq!(dev.jwt.secret, DEV_JWT_SECRET);
         assert_eq!(dev.push_api_key.as_deref(), Some(DEV_API_KEY));
-        // An explicit key wins in dev mode too; an empty one disables the API outside it.
+        // Dev mode never uses configured secrets: it prints tokens signed with its own, and
+        // its key, so a production secret must not get into them.
+        let configured = [
+            ("JWT_SECRET", SECRET),
+            ("JWT_OLD_SECRET", SECRET),
+            ("PUSH_API_KEY", "real-key"),
+        ];
+        let dev = load(&configured, true).unwrap();
+        assert_eq!(dev.jwt.secret, DEV_JWT_SECRET);
+        assert_eq!(dev.jwt.old_secret, None);
+        assert_eq!(dev.push_api_key.as_deref(), Some(DEV_API_KEY));
+        let vars = configured
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            Sources::from_map(vars.collect()).set_dev_replaced(),
+            DEV_REPLACED
+        );
+        assert_eq!(
+            load(&[("JWT_SECRET", "short")], true).unwrap().jwt.secret,
+            DEV_JWT_SECRET
+        );
+        // An empty key disables the API outside dev mode.
         let c = load(&[("JWT_SECRET", SECRET), ("PUSH_API_KEY", "")], false).unwrap();
         assert_eq!(c.push_api_key, None);
     }

@@ -16,7 +16,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: pushgate [--dev]
 
-  --dev      run with an insecure dev secret and API key and print tokens to try
+  --dev      run with an insecure dev secret and API key (configured ones are ignored)
+             and print tokens to try
   --help     print this help
   --version  print the version
 
@@ -38,8 +39,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Sources::from_process().and_then(|s| Config::from_sources(&s, dev)) {
-        Ok(c) => c,
+    let loaded = Sources::from_process().and_then(|s| {
+        let ignored = if dev { s.set_dev_replaced() } else { vec![] };
+        Config::from_sources(&s, dev).map(|c| (c, ignored))
+    });
+    let (config, dev_ignored) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("pushgate: {e}");
             return ExitCode::from(2);
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
         env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
     )
     .init();
-    match actix_web::rt::System::new().block_on(run(config)) {
+    match actix_web::rt::System::new().block_on(run(config, dev_ignored)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -58,7 +63,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> std::io::Result<()> {
+/// Run the server; `dev_ignored` names the configured secrets `--dev` replaced.
+async fn run(config: Config, dev_ignored: Vec<&'static str>) -> std::io::Result<()> {
     let limit = pushgate::server::raise_open_file_limit();
     log::info!(
         "open file limit {limit}: at most ~{} client connections",
@@ -71,7 +77,7 @@ async fn run(config: Config) -> std::io::Result<()> {
         )
     })?;
     if config.dev {
-        print_dev_banner(&config, listener.local_addr()?.port());
+        print_dev_banner(&config, listener.local_addr()?.port(), &dev_ignored);
     }
     let running = pushgate::start(config, listener, Mode::Gateway)?;
     log::info!("pushgate listening on {}", running.local_addr);
@@ -112,7 +118,7 @@ async fn first_of(
     }
 }
 
-fn print_dev_banner(config: &Config, port: u16) {
+fn print_dev_banner(config: &Config, port: u16, ignored: &[&str]) {
     let day = Duration::from_secs(24 * 3600);
     let admin = mint(
         &config.jwt.secret,
@@ -132,4 +138,10 @@ fn print_dev_banner(config: &Config, port: u16) {
          \x20       -d '{{\"type\":\"hello\",\"data\":{{}}}}'\n",
         key = config.push_api_key.as_deref().unwrap_or("(disabled)"),
     );
+    if !ignored.is_empty() {
+        println!(
+            "dev mode ignores the configured {}: tokens and the API key are the dev ones above\n",
+            ignored.join(", ")
+        );
+    }
 }

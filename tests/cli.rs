@@ -208,6 +208,56 @@ async fn connect(addr: &str, token: &str) -> RawClient {
     client
 }
 
+#[test]
+fn dev_mode_never_signs_with_or_prints_a_configured_secret() {
+    use pushgate::auth::JwtVerifier;
+    use pushgate::config::{JwtConfig, DEV_API_KEY, DEV_JWT_SECRET};
+    let real = "the-real-user-service-secret-0123456789";
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join(".env"), format!("JWT_SECRET={real}\n")).unwrap();
+    let mut child = Running(
+        pushgate(&dir, &["--dev"], &[("PUSH_API_KEY", "the-real-api-key")])
+            .spawn()
+            .expect("start pushgate"),
+    );
+    let lines = stream_lines(&mut child.0);
+    let (mut admin, mut key, mut ignored) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while admin.is_none() || key.is_none() || ignored.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(Line::Out(l)) if l.contains("admin token") => admin = jwt_at_end(&l),
+            Ok(Line::Out(l)) if l.starts_with("API key:") => {
+                key = l.split_whitespace().last().map(str::to_owned)
+            }
+            Ok(Line::Out(l)) if l.contains("dev mode ignores") => ignored = Some(l),
+            Ok(Line::Err(l)) => assert!(!l.contains("panicked"), "{l}"),
+            Ok(_) => {}
+            Err(e) => panic!("admin {admin:?}, key {key:?}, ignored {ignored:?} ({e})"),
+        }
+    }
+    let ignored = ignored.unwrap();
+    assert!(
+        ignored.contains("JWT_SECRET") && ignored.contains("PUSH_API_KEY"),
+        "{ignored}"
+    );
+    assert_eq!(key.as_deref(), Some(DEV_API_KEY));
+    let admin = admin.unwrap();
+    let verifier = |secret: &str| {
+        JwtVerifier::new(&JwtConfig {
+            secret: secret.into(),
+            old_secret: None,
+            issuer: Some("cloudphone-platform".into()),
+            audience: Some("cloudphone-users".into()),
+        })
+    };
+    assert!(verifier(DEV_JWT_SECRET).verify(&admin).is_ok());
+    assert!(
+        verifier(real).verify(&admin).is_err(),
+        "signed with the real secret"
+    );
+}
+
 #[actix_web::test]
 async fn dev_mode_prints_working_tokens_and_sigterm_stops_gracefully() {
     let dir = TempDir::new();
