@@ -126,21 +126,16 @@ impl Handler<AddMember> for Room {
             Some(inbox) => Member::Local(inbox),
             None => Member::Remote(msg.recipient),
         };
-        let g = match self.members.get(&msg.session) {
-            // An existing member with a new recipient (a session that changed transport):
-            // what it was waiting for goes to the old one.
-            Some(&(_, g)) => {
-                self.deliver(g);
-                g
-            }
-            None => {
-                let g = self.coalescer.group_for_newcomer();
-                // Pushes accepted before the join are not the newcomer's.
-                self.deliver(g);
-                self.coalescer.joined(g);
-                g
-            }
-        };
+        // The supervisor sends one AddMember per join (it ignores a session's repeated joins,
+        // and a session keeps its recipient when its transport upgrades).
+        if self.members.contains_key(&msg.session) {
+            log::debug!("room {}: {} is a member already", self.name, msg.session);
+            return;
+        }
+        let g = self.coalescer.group_for_newcomer();
+        // Pushes accepted before the join are not the newcomer's.
+        self.deliver(g);
+        self.coalescer.joined(g);
         self.members.insert(msg.session, (member, g));
         self.schedule(ctx);
     }

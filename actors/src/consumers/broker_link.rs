@@ -42,7 +42,8 @@ pub const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for one connection attempt (TCP + AMQP handshake).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest wait for the consumers, then the connection, to close on [`Shutdown`].
+/// Longest wait for the consumers, then the connection, to close on [`Shutdown`] (both steps
+/// together).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a connection, declaration or consumer start failed (each is logged, then retried).
@@ -435,17 +436,18 @@ impl Handler<Shutdown> for BrokerLink {
             .map(|c| c.detach.send(Detach { graceful: true }))
             .collect();
         let connection = self.connection.take();
+        // One deadline for both steps, so that the answer comes within SHUTDOWN_TIMEOUT.
+        let deadline = actix::clock::Instant::now() + SHUTDOWN_TIMEOUT;
+        let left = move || deadline.saturating_duration_since(actix::clock::Instant::now());
         let work = async move {
-            if actix::clock::timeout(SHUTDOWN_TIMEOUT, futures::future::join_all(detached))
+            if actix::clock::timeout(left(), futures::future::join_all(detached))
                 .await
                 .is_err()
             {
                 log::warn!("consumers did not stop within {SHUTDOWN_TIMEOUT:?}");
             }
             if let Some(connection) = connection.filter(|c| c.status().connected()) {
-                match actix::clock::timeout(SHUTDOWN_TIMEOUT, connection.close(200, "OK".into()))
-                    .await
-                {
+                match actix::clock::timeout(left(), connection.close(200, "OK".into())).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => log::debug!("closing the broker connection: {e}"),
                     Err(_) => log::warn!("closing the broker connection timed out"),

@@ -10,7 +10,8 @@ use crate::readiness::ConsumerKind;
 
 /// Graceful stop (the server sends it on SIGTERM): cancel both consumers, let the delivery in
 /// flight finish and be acked, close the channels and the connection. Answers once done (within
-/// about ten seconds whatever the broker does); the link then stops and retries nothing.
+/// `SHUTDOWN_TIMEOUT`, ten seconds, whatever the broker does); the link then stops and retries
+/// nothing.
 #[derive(Message, Debug, Clone, Copy, Default)]
 #[rtype(result = "()")]
 pub struct Shutdown;
