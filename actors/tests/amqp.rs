@@ -877,6 +877,46 @@ async fn graceful_shutdown_acks_what_it_handled_and_leaves_the_rest_queued() {
     );
 }
 
+/// The race of a shutdown with the link's setup: an `Attach` the setup sent before it knew
+/// arrives after the shutdown's `Detach`. The consumer must not start consuming then.
+#[actix::test]
+async fn a_consumer_detached_for_shutdown_takes_no_later_attach() {
+    use pushgate_actors::consumers::event_consumer::ConsumeError;
+    use pushgate_actors::consumers::messages::{Attach, Detach};
+    use pushgate_actors::consumers::QuotaEventsConsumer;
+    init_log();
+    let vhost = Vhost::create();
+    // A node, for its topology and its link (the consumer reports to it); the consumer under
+    // test has a node id of its own.
+    let node = Node::start(&vhost.guest_url(), &node_id(), 10);
+    node.ready().await;
+    let settings = AmqpSettings::with_node_id(node_id());
+    let consumer = QuotaEventsConsumer::new(
+        &settings,
+        node.supervisor.clone(),
+        node.metrics.clone(),
+        node.readiness.clone(),
+        node.link.clone().recipient(),
+    )
+    .start();
+    let connection = Arc::new(
+        Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
+            .await
+            .expect("connect"),
+    );
+    consumer.send(Detach { graceful: true }).await.unwrap();
+    let attach = Attach {
+        connection: connection.clone(),
+        generation: 1,
+    };
+    match consumer.send(attach).await.unwrap() {
+        Err(ConsumeError::ShuttingDown { queue }) => {
+            assert_eq!(queue, format!("pushgate.{}.quota", settings.node_id))
+        }
+        other => panic!("attached after the shutdown's detach: {other:?}"),
+    }
+}
+
 #[actix::test]
 async fn topology_conflicts_are_survived() {
     init_log();

@@ -86,6 +86,12 @@ pub enum ConsumeError {
         #[source]
         source: lapin::Error,
     },
+    /// pushgate is shutting down: the consumer was detached for good.
+    #[error("not consuming queue `{queue}`: pushgate is shutting down")]
+    ShuttingDown {
+        /// The queue.
+        queue: String,
+    },
     /// Opening the channel, setting the prefetch or starting the consumer failed otherwise.
     #[error("starting the consumer on queue `{queue}` failed: {source}")]
     Broker {
@@ -126,6 +132,9 @@ pub struct EventConsumer<F: Family> {
     link: Recipient<ConsumerStopped>,
     device_cache: DeviceStatusCache,
     active: Option<Active>,
+    /// A graceful [`Detach`] (shutdown) came: no [`Attach`] is taken any more, not even one
+    /// the link's setup sent before it knew (it would consume while the clients are closed).
+    retired: bool,
     family: PhantomData<F>,
 }
 
@@ -147,6 +156,7 @@ impl<F: Family> EventConsumer<F> {
             link,
             device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
             active: None,
+            retired: false,
             family: PhantomData,
         }
     }
@@ -280,6 +290,12 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
     type Result = AtomicResponse<Self, Result<(), ConsumeError>>;
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
+        if self.retired {
+            let refused = ConsumeError::ShuttingDown {
+                queue: self.queue.clone(),
+            };
+            return AtomicResponse::new(Box::pin(fut::ready(Err(refused))));
+        }
         if self
             .active
             .as_ref()
@@ -396,6 +412,7 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
     fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) -> Self::Result {
         // Handled only between deliveries (each runs under `ctx.wait`); only their acks may
         // still be on their way, and a graceful detach waits for those.
+        self.retired |= msg.graceful;
         let Some(Active {
             channel,
             tag,

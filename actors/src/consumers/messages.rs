@@ -30,8 +30,8 @@ pub struct Attach {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Detach {
-    /// `true`: cancel the consumer and close the channel on the broker (shutdown). `false`:
-    /// just drop them (the connection is already gone).
+    /// `true`: cancel the consumer and close the channel on the broker, and take no `Attach`
+    /// after it (shutdown). `false`: just drop them (the connection is already gone).
     pub graceful: bool,
 }
 
