@@ -212,8 +212,8 @@ impl PollingSession {
     }
 
     fn end(&mut self, ctx: &mut Context<Self>, reason: CloseReason) {
-        if ctx.state() != ActorState::Running {
-            return; // ended already (a slow reader's flush, then its caller's end)
+        if self.ended.is_some() {
+            return; // ended already (a slow reader's flush, then its caller's end, say)
         }
         self.ended = Some(reason);
         self.session.close(reason);
@@ -394,8 +394,8 @@ impl Handler<PostPayload> for PollingSession {
             }
         }
         self.flush(ctx);
-        if ctx.state() != ActorState::Running {
-            return Err(EioError::BadRequest);
+        if self.ended.is_some() {
+            return Err(EioError::BadRequest); // a slow reader, ended by the flush
         }
         Ok(())
     }
