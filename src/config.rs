@@ -357,9 +357,10 @@ impl Config {
                     .collect(),
             ),
         };
-        let push_api_key = match dev {
-            true => Some(DEV_API_KEY.to_owned()),
-            false => non_empty(src.get("PUSH_API_KEY")),
+        let push_api_key = if dev {
+            Some(DEV_API_KEY.to_owned())
+        } else {
+            non_empty(src.get("PUSH_API_KEY"))
         };
         Ok(Config {
             host: non_empty(src.get("HOST")).unwrap_or_else(|| "0.0.0.0".into()),
