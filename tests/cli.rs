@@ -193,6 +193,43 @@ fn jwt_at_end(line: &str) -> Option<String> {
     (word.split('.').count() == 3 && word.len() > 20).then(|| word.to_owned())
 }
 
+/// What `--dev` prints: its banner on stdout, the listening address in the log on stderr.
+#[derive(Debug, Default)]
+struct DevBanner {
+    admin: Option<String>,
+    user: Option<String>,
+    key: Option<String>,
+    ignored: Option<String>,
+    addr: Option<String>,
+}
+
+/// Read `lines` into a [`DevBanner`] until `done` says it holds enough (15 s at most), checking
+/// that nothing panicked on the way.
+fn read_dev_banner(lines: &mpsc::Receiver<Line>, done: impl Fn(&DevBanner) -> bool) -> DevBanner {
+    let mut b = DevBanner::default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(&b) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(Line::Out(l)) if l.contains("admin token") => b.admin = jwt_at_end(&l),
+            Ok(Line::Out(l)) if l.contains("user token") => b.user = jwt_at_end(&l),
+            Ok(Line::Out(l)) if l.starts_with("API key:") => {
+                b.key = l.split_whitespace().last().map(str::to_owned)
+            }
+            Ok(Line::Out(l)) if l.contains("dev mode ignores") => b.ignored = Some(l),
+            Ok(Line::Err(l)) => {
+                assert!(!l.contains("panicked"), "{l}");
+                if let Some((_, a)) = l.split_once("pushgate listening on ") {
+                    b.addr = Some(a.trim().to_owned());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("--dev printed {b:?} ({e})"),
+        }
+    }
+    b
+}
+
 async fn connect(addr: &str, token: &str) -> RawClient {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let mut client = RawClient::connect(&url, &[])
@@ -221,21 +258,10 @@ fn dev_mode_never_signs_with_or_prints_a_configured_secret() {
             .expect("start pushgate"),
     );
     let lines = stream_lines(&mut child.0);
-    let (mut admin, mut key, mut ignored) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while admin.is_none() || key.is_none() || ignored.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(Line::Out(l)) if l.contains("admin token") => admin = jwt_at_end(&l),
-            Ok(Line::Out(l)) if l.starts_with("API key:") => {
-                key = l.split_whitespace().last().map(str::to_owned)
-            }
-            Ok(Line::Out(l)) if l.contains("dev mode ignores") => ignored = Some(l),
-            Ok(Line::Err(l)) => assert!(!l.contains("panicked"), "{l}"),
-            Ok(_) => {}
-            Err(e) => panic!("admin {admin:?}, key {key:?}, ignored {ignored:?} ({e})"),
-        }
-    }
+    let banner = read_dev_banner(&lines, |b| {
+        b.admin.is_some() && b.key.is_some() && b.ignored.is_some()
+    });
+    let (admin, key, ignored) = (banner.admin, banner.key, banner.ignored);
     let ignored = ignored.unwrap();
     assert!(
         ignored.contains("JWT_SECRET") && ignored.contains("PUSH_API_KEY"),
@@ -269,25 +295,10 @@ async fn dev_mode_prints_working_tokens_and_sigterm_stops_gracefully() {
     let lines = stream_lines(&mut child.0);
 
     // The tokens on stdout, `pushgate listening on <addr>` on stderr (the log).
-    let (mut admin, mut user, mut addr) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while admin.is_none() || user.is_none() || addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(Line::Out(l)) if l.contains("admin token") => admin = jwt_at_end(&l),
-            Ok(Line::Out(l)) if l.contains("user token") => user = jwt_at_end(&l),
-            Ok(Line::Err(l)) => {
-                assert!(!l.contains("panicked"), "{l}");
-                if let Some((_, a)) = l.split_once("pushgate listening on ") {
-                    addr = Some(a.trim().to_owned());
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                panic!("--dev: admin token {admin:?}, user token {user:?}, address {addr:?} ({e})")
-            }
-        }
-    }
+    let banner = read_dev_banner(&lines, |b| {
+        b.admin.is_some() && b.user.is_some() && b.addr.is_some()
+    });
+    let (admin, user, addr) = (banner.admin, banner.user, banner.addr);
     let (admin, user, addr) = (admin.unwrap(), user.unwrap(), addr.unwrap());
     assert_ne!(admin, user);
     let port: u16 = addr
