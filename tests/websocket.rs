@@ -202,6 +202,20 @@ async fn malformed_packets_close_the_connection() {
     );
 }
 
+/// The next frames of `c` are pings at most, then a close with 1009 (message too big).
+async fn expect_payload_too_large_close(c: &mut RawClient) {
+    loop {
+        match c.next(Duration::from_secs(2)).await {
+            Some(Frame::Text(t)) if t == "2" => {}
+            Some(Frame::Close(code)) => {
+                assert_eq!(code, Some(1009));
+                return;
+            }
+            x => panic!("expected 1009 close, got {x:?}"),
+        }
+    }
+}
+
 #[actix_web::test]
 async fn oversized_message_closes_only_that_connection() {
     let mut config = config();
@@ -212,16 +226,7 @@ async fn oversized_message_closes_only_that_connection() {
     let mut other = RawClient::connected(&srv, &token).await;
     let big = format!(r#"42["subscribe",{{"userId":"{}"}}]"#, "x".repeat(2000));
     victim.send(&big).await;
-    loop {
-        match victim.next(Duration::from_secs(2)).await {
-            Some(Frame::Text(t)) if t == "2" => {}
-            Some(Frame::Close(code)) => {
-                assert_eq!(code, Some(1009));
-                break;
-            }
-            x => panic!("expected 1009 close, got {x:?}"),
-        }
-    }
+    expect_payload_too_large_close(&mut victim).await;
     other.send(r#"421["subscribe",{"userId":"1"}]"#).await;
     assert!(other
         .next_text()
@@ -254,16 +259,7 @@ async fn a_message_of_max_payload_bytes_is_handled_and_one_byte_more_closes() {
     );
     assert!(replies.iter().any(|r| r.starts_with("431[")), "{replies:?}");
     c.send(&message(1001)).await;
-    loop {
-        match c.next(Duration::from_secs(2)).await {
-            Some(Frame::Text(t)) if t == "2" || t.starts_with("431[") => {}
-            Some(Frame::Close(code)) => {
-                assert_eq!(code, Some(1009));
-                break;
-            }
-            x => panic!("expected 1009 close, got {x:?}"),
-        }
-    }
+    expect_payload_too_large_close(&mut c).await;
 }
 
 #[actix_web::test]
