@@ -951,16 +951,7 @@ async fn upgrade_to_websocket() {
         r#"42["notification",{"type":"alive"}]"#
     );
     // ... and an unanswered one closes it.
-    loop {
-        match ws.next(Duration::from_secs(2)).await {
-            Some(Frame::Text(t)) if t == "2" => {}
-            Some(Frame::Close(code)) => {
-                assert_eq!(code, Some(1000));
-                break;
-            }
-            other => panic!("expected the ping-timeout close, got {other:?}"),
-        }
-    }
+    ws.expect_close(1000).await;
     let a = c.get().await;
     assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
     assert_eq!(srv.push_to_user("42", "{}").await, 0);

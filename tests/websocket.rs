@@ -180,17 +180,9 @@ async fn malformed_packets_close_the_connection() {
     let token = srv.token("1", false);
     for bad in MALFORMED_PACKETS {
         let mut c = RawClient::connected(&srv, &token).await;
+        eprintln!("malformed: {bad:?}");
         c.send(bad).await;
-        loop {
-            match c.next(Duration::from_secs(2)).await {
-                Some(Frame::Text(t)) if t == "2" => {}
-                Some(Frame::Close(code)) => {
-                    assert_eq!(code, Some(1002), "{bad:?}");
-                    break;
-                }
-                other => panic!("{bad:?}: expected close, got {other:?}"),
-            }
-        }
+        c.expect_close(1002).await;
     }
     // Events before CONNECT are a protocol error too.
     let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
@@ -200,20 +192,6 @@ async fn malformed_packets_close_the_connection() {
         c.next(Duration::from_secs(2)).await,
         Some(Frame::Close(Some(1002)))
     );
-}
-
-/// The next frames of `c` are pings at most, then a close with 1009 (message too big).
-async fn expect_payload_too_large_close(c: &mut RawClient) {
-    loop {
-        match c.next(Duration::from_secs(2)).await {
-            Some(Frame::Text(t)) if t == "2" => {}
-            Some(Frame::Close(code)) => {
-                assert_eq!(code, Some(1009));
-                return;
-            }
-            x => panic!("expected 1009 close, got {x:?}"),
-        }
-    }
 }
 
 #[actix_web::test]
@@ -226,7 +204,7 @@ async fn oversized_message_closes_only_that_connection() {
     let mut other = RawClient::connected(&srv, &token).await;
     let big = format!(r#"42["subscribe",{{"userId":"{}"}}]"#, "x".repeat(2000));
     victim.send(&big).await;
-    expect_payload_too_large_close(&mut victim).await;
+    victim.expect_close(1009).await;
     other.send(r#"421["subscribe",{"userId":"1"}]"#).await;
     assert!(other
         .next_text()
@@ -259,7 +237,7 @@ async fn a_message_of_max_payload_bytes_is_handled_and_one_byte_more_closes() {
     );
     assert!(replies.iter().any(|r| r.starts_with("431[")), "{replies:?}");
     c.send(&message(1001)).await;
-    expect_payload_too_large_close(&mut c).await;
+    c.expect_close(1009).await;
 }
 
 #[actix_web::test]

@@ -248,6 +248,21 @@ impl RawClient {
         other
     }
 
+    /// Read frames until the server's close, which must carry `code`; pings before it are
+    /// read and left unanswered, anything else fails the test.
+    pub async fn expect_close(&mut self, code: u16) {
+        loop {
+            match self.next(Duration::from_secs(2)).await {
+                Some(Frame::Text(t)) if t == "2" => {}
+                Some(Frame::Close(got)) => {
+                    assert_eq!(got, Some(code));
+                    return;
+                }
+                other => panic!("expected a close with {code}, got {other:?}"),
+            }
+        }
+    }
+
     /// Send a raw close frame.
     pub async fn close(&mut self) {
         let _ = self.framed.send(ws::Message::Close(None)).await;
