@@ -1,4 +1,4 @@
-//! The IO path of upgraded connections (src/transport/upgraded.rs), over raw TCP: upgrade
+//! The IO path of upgraded connections (src/transport/upgraded/), over raw TCP: upgrade
 //! requests the application answers itself, bytes sent together with the handshake, frames
 //! that span many reads beside other connections' reads, a frame header announcing more than
 //! the limit, a client that half-closes, a client that never reads

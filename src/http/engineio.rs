@@ -14,7 +14,8 @@ use crate::http::{cors, AppState};
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, SessionContext, SocketSession};
 use crate::transport::polling::{
-    encode_poll_payload, ClaimUpgrade, EndSession, Poll, PollAnswer, PollingSession, PostPayload,
+    encode_poll_payload, ClaimUpgrade, EndSession, LongPoll, PollAnswer, PollingSession,
+    PostPayload,
 };
 use crate::transport::websocket::{self, WsTransport};
 
@@ -153,7 +154,7 @@ async fn poll(state: &AppState, sid: &str) -> HttpResponse {
     let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
     };
-    match session.addr.send(Poll).await {
+    match session.addr.send(LongPoll).await {
         Ok(Ok(PollAnswer::Ready(packets))) => polling_response(encode_poll_payload(&packets)),
         // The answer is a body that waits for the packets: when the client goes away, actix
         // drops the body, the receiver with it, and the session keeps the packets for the next

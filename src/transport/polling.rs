@@ -127,14 +127,15 @@ pub struct PollingSession {
     waiting: Option<oneshot::Sender<Vec<Outbound>>>,
     out: Vec<Outbound>,
     /// The client closed while no GET was waiting: the session is over, but a GET already on
-    /// its way still gets its noop (instead of an unknown-sid error) for [`CLOSE_LINGER`].
+    /// its way still gets its noop (instead of an unknown-sid error) for [`LAST_GET_GRACE`].
     closing: bool,
     /// Why the session ended, once it did.
     ended: Option<CloseReason>,
 }
 
-/// How long a session closed by the client answers a last GET.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a session closed by the client still answers a last GET (one sent just before
+/// the close) with a noop.
+const LAST_GET_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl PollingSession {
     /// Start a session, register it under its sid and return its open packet.
@@ -229,7 +230,7 @@ impl PollingSession {
                     self.release_poll(engineio::NOOP);
                 } else {
                     self.closing = true;
-                    ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
+                    ctx.run_later(LAST_GET_GRACE, |_, ctx| ctx.stop());
                     return;
                 }
             }
@@ -308,10 +309,10 @@ impl Handler<GoingAway> for PollingSession {
     }
 }
 
-/// A GET: the packets to send now, or a receiver that gets them when they come.
+/// A long-polling GET: the packets to send now, or a receiver that gets them when they come.
 #[derive(Message)]
 #[rtype(result = "Result<PollAnswer, EioError>")]
-pub struct Poll;
+pub struct LongPoll;
 
 /// The answer to a GET.
 pub enum PollAnswer {
@@ -321,10 +322,10 @@ pub enum PollAnswer {
     Wait(oneshot::Receiver<Vec<Outbound>>),
 }
 
-impl Handler<Poll> for PollingSession {
+impl Handler<LongPoll> for PollingSession {
     type Result = Result<PollAnswer, EioError>;
 
-    fn handle(&mut self, _msg: Poll, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: LongPoll, ctx: &mut Self::Context) -> Self::Result {
         if self.session.pong_deadline_passed(Instant::now()) {
             self.end(ctx, CloseReason::PingTimeout);
             return Err(EioError::UnknownSid);
@@ -478,18 +479,19 @@ impl Handler<Probed> for PollingSession {
     }
 }
 
-/// The client sent `5` over the WebSocket: it carries everything from now on.
+/// The client sent the Engine.IO upgrade packet (`5`) over the WebSocket: it carries
+/// everything from now on.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Upgraded {
+pub struct UpgradeCompleted {
     /// The WebSocket carrier.
     pub carrier: Recipient<CarrierCommand>,
 }
 
-impl Handler<Upgraded> for PollingSession {
+impl Handler<UpgradeCompleted> for PollingSession {
     type Result = ();
 
-    fn handle(&mut self, msg: Upgraded, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: UpgradeCompleted, _ctx: &mut Self::Context) {
         self.release_poll(engineio::NOOP);
         let mut pending = self.take_queue();
         pending.append(&mut self.out);

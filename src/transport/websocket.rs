@@ -30,7 +30,8 @@ use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::polling::{
-    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed, Upgraded,
+    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
+    UpgradeCompleted,
 };
 use crate::transport::upgraded::{Handover, Wire};
 use crate::transport::wire_frames;
@@ -181,7 +182,7 @@ impl WsTransport {
                 }
                 Inbound::Text(t) if &*t == engineio::UPGRADE => {
                     *upgraded = true;
-                    session.do_send(Upgraded {
+                    session.do_send(UpgradeCompleted {
                         carrier: ctx.address().recipient(),
                     });
                     Ok(())
