@@ -14,8 +14,8 @@ use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    Deliver, GoingAway, Home, Inbox, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor,
-    SessionId, UnregisterSession,
+    GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
+    UnregisterSession,
 };
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -142,8 +142,10 @@ pub struct SocketSession {
     namespaces: Vec<String>,
     /// Who the root namespace is connected as; set while registered with the supervisor.
     connection: Option<Connection>,
-    recipient: Option<(Recipient<Deliver>, Recipient<GoingAway>)>,
-    /// Where the rooms on this session's thread put its pushes (open while registered).
+    /// Where the shutdown notice goes (the actor owning the session).
+    going_away: Option<Recipient<GoingAway>>,
+    /// Where the rooms on this session's thread put its pushes (opened to them when it
+    /// registers).
     inbox: Inbox,
     decoder: Decoder,
     /// Frames to write a moment after the current ones (test-suite mode only, see
@@ -165,7 +167,7 @@ impl SocketSession {
             tokens,
             namespaces: Vec::new(),
             connection: None,
-            recipient: None,
+            going_away: None,
             inbox: Inbox::new(),
             decoder: Decoder::new(),
             deferred: Vec::new(),
@@ -214,10 +216,10 @@ impl SocketSession {
         &self.inbox
     }
 
-    /// Tell the session where its pushes and the shutdown notice go (the actor owning it);
-    /// called once, when that actor starts.
-    pub fn attach(&mut self, deliver: Recipient<Deliver>, going_away: Recipient<GoingAway>) {
-        self.recipient = Some((deliver, going_away));
+    /// Tell the session where the shutdown notice goes (the actor owning it); called once,
+    /// when that actor starts.
+    pub fn attach(&mut self, going_away: Recipient<GoingAway>) {
+        self.going_away = Some(going_away);
     }
 
     /// When the session's heartbeat timer first fires (see [`Heartbeat`]).
@@ -375,17 +377,14 @@ impl SocketSession {
             }
         };
         let socket_id = random_id();
-        let (recipient, going_away) = self
-            .recipient
+        let going_away = self
+            .going_away
             .clone()
             .expect("the transport attaches a recipient before feeding packets");
-        // Open before registering: the rooms on this thread look for it when adding the member.
-        self.inbox.open(self.id);
         self.ctx.supervisor.do_send(RegisterSession {
             session: self.id,
-            recipient,
+            inbox: self.inbox.open(),
             going_away,
-            home: Home::current(),
         });
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,
@@ -412,11 +411,10 @@ impl SocketSession {
         self.connection = Some(Connection { identity });
     }
 
-    /// Leave the supervisor (and so every room) and close the inbox to the rooms, if the root
-    /// namespace is connected.
+    /// Leave the supervisor (and so every room, which drop the inbox), if the root namespace
+    /// is connected.
     fn unregister(&mut self) {
         if self.connection.take().is_some() {
-            Inbox::shut(self.id);
             self.ctx
                 .supervisor
                 .do_send(UnregisterSession { session: self.id });

@@ -2,34 +2,38 @@
 //! mailbox.
 //!
 //! Each room has one actor per worker thread, next to the sessions it serves (see
-//! [`RoomSupervisor`](crate::RoomSupervisor)). A delivery through a session's
-//! `Recipient<Deliver>` costs a boxed envelope, a multi-producer queue made for crossing
-//! threads, and its wake-up; on the same thread a shared queue does the same job. A session
-//! [`Inbox::open`]s its inbox on its thread when it registers and reads it as a message stream
-//! of [`Deliver`]s (`ctx.add_message_stream(inbox.stream())`), so the frames are handled exactly
-//! like mailbox deliveries; a room on that thread finds it with [`Inbox::find`] when the member
-//! is added, and falls back to the recipient otherwise (a session elsewhere, a test probe).
+//! [`RoomSupervisor`](crate::RoomSupervisor)). A delivery through an actor's mailbox costs a
+//! boxed envelope, a multi-producer queue made for crossing threads, and its wake-up; on the
+//! same thread a shared queue does the same job.
 //!
-//! The session wakes once per batch: a push to an inbox that already holds frames adds to them.
+//! The order this needs is held by the types: a session [`Inbox::open`]s its inbox, which
+//! gives an [`OpenedInbox`], the only way to register ([`RegisterSession`] carries it). The
+//! opened inbox names the thread it was opened on ([`OpenedInbox::home`]), where the
+//! supervisor starts the room actors that get it, and it turns back into the [`Inbox`] only
+//! on that thread ([`OpenedInbox::claim`]): a room holds its members' inboxes themselves,
+//! never looking them up.
 //!
-//! A transport that writes the frames to its socket itself can take them straight from the
-//! inbox instead ([`Inbox::drain`]), without running the session's actor for each batch.
+//! The session's actor reads its inbox as a message stream of [`Deliver`]s
+//! (`ctx.add_message_stream(inbox.stream())`), so the frames are handled exactly like mailbox
+//! deliveries; a transport that writes the frames to its socket itself takes them straight
+//! from the inbox instead ([`Inbox::drain`]), without running the session's actor for each
+//! batch. The reader wakes once per batch: a push to an inbox that already holds frames adds
+//! to them.
+//!
+//! [`RegisterSession`]: crate::RegisterSession
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::thread::{self, ThreadId};
 
 use futures::Stream;
 
-use crate::messages::{Deliver, Frames, SessionId};
-
-thread_local! {
-    /// The open inboxes of the sessions living on this thread.
-    static OPEN: RefCell<HashMap<SessionId, Inbox>> = RefCell::new(HashMap::new());
-}
+use crate::messages::{Deliver, Frames, Home};
 
 #[derive(Default)]
 struct State {
@@ -38,34 +42,77 @@ struct State {
     closed: bool,
 }
 
-/// One session's inbox (a cheap handle: clones share it).
-#[derive(Clone, Default)]
-pub struct Inbox(Rc<RefCell<State>>);
+/// What the handles of one inbox share: its state, only ever touched on the thread that made
+/// it.
+struct Shared {
+    state: RefCell<State>,
+    /// The thread the inbox lives on.
+    thread: ThreadId,
+}
+
+// SAFETY: `state` is only borrowed through an `Inbox`, which is neither `Send` nor `Sync` and
+// exists only on `thread`: `Inbox::new` makes it there, and `OpenedInbox::claim` (the only
+// other way to get one) checks that it is called there. An `OpenedInbox` elsewhere only moves
+// the `Arc` around. The state itself is `Send` (frames behind `Arc`s, a `Waker`), so the last
+// handle may drop it on any thread: no other handle is left then.
+unsafe impl Sync for Shared {}
+
+/// One session's inbox (a cheap handle on its thread: clones share it).
+#[derive(Clone)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+    /// Keeps it on its thread (neither `Send` nor `Sync`).
+    _thread_bound: PhantomData<Rc<()>>,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox::new()
+    }
+}
+
+/// A session's inbox as opened to the rooms of its thread (see [`Inbox::open`]): what
+/// [`RegisterSession`](crate::RegisterSession) carries to the supervisor and the supervisor
+/// hands each room actor it starts on [`OpenedInbox::home`]. It can cross threads, but gives
+/// the inbox back only on its own.
+#[derive(Clone)]
+pub struct OpenedInbox {
+    shared: Arc<Shared>,
+    home: Home,
+}
 
 impl Inbox {
-    /// An inbox not yet open to rooms.
+    /// An empty inbox on this thread.
     pub fn new() -> Inbox {
-        Inbox::default()
+        Inbox::on(Arc::new(Shared {
+            state: RefCell::default(),
+            thread: thread::current().id(),
+        }))
     }
 
-    /// Open it to the rooms of this thread as `session`'s (replacing any inbox the id had).
-    pub fn open(&self, session: SessionId) {
-        OPEN.with(|open| open.borrow_mut().insert(session, self.clone()));
+    fn on(shared: Arc<Shared>) -> Inbox {
+        Inbox {
+            shared,
+            _thread_bound: PhantomData,
+        }
     }
 
-    /// Close it to the rooms of this thread; frames already in it are still read.
-    pub fn shut(session: SessionId) {
-        OPEN.with(|open| open.borrow_mut().remove(&session));
+    fn state(&self) -> &RefCell<State> {
+        &self.shared.state
     }
 
-    /// The open inbox of `session` on this thread, if any.
-    pub fn find(session: SessionId) -> Option<Inbox> {
-        OPEN.with(|open| open.borrow().get(&session).cloned())
+    /// Open it to the rooms: what the session registers with. Call it on the inbox's thread
+    /// from within its actor system (the rooms are started on this thread's arbiter).
+    pub fn open(&self) -> OpenedInbox {
+        OpenedInbox {
+            shared: self.shared.clone(),
+            home: Home::current(),
+        }
     }
 
     /// End the stream once the frames already in it are read (the session is gone).
     pub fn end(&self) {
-        let mut state = self.0.borrow_mut();
+        let mut state = self.state().borrow_mut();
         state.closed = true;
         if let Some(waker) = state.waker.take() {
             waker.wake();
@@ -74,7 +121,7 @@ impl Inbox {
 
     /// Hand over frames; dropped when the stream has ended.
     pub fn push(&self, frames: Arc<Frames>) {
-        let mut state = self.0.borrow_mut();
+        let mut state = self.state().borrow_mut();
         if state.closed {
             return;
         }
@@ -89,7 +136,7 @@ impl Inbox {
     /// Returns `false` once the inbox has ended and nothing is left in it.
     pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Frames>)) -> bool {
         {
-            let mut state = self.0.borrow_mut();
+            let mut state = self.state().borrow_mut();
             match &state.waker {
                 Some(w) if w.will_wake(waker) => {}
                 _ => state.waker = Some(waker.clone()),
@@ -97,10 +144,10 @@ impl Inbox {
         }
         loop {
             // Not borrowed while `each` runs: it may be anything, even a push to this inbox.
-            let next = self.0.borrow_mut().batches.pop_front();
+            let next = self.state().borrow_mut().batches.pop_front();
             match next {
                 Some(frames) => each(frames),
-                None => return !self.0.borrow().closed,
+                None => return !self.state().borrow().closed,
             }
         }
     }
@@ -111,6 +158,18 @@ impl Inbox {
     }
 }
 
+impl OpenedInbox {
+    /// The thread the inbox lives on, where the rooms that hold it must run.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The inbox, when called on its own thread; `None` anywhere else.
+    pub fn claim(&self) -> Option<Inbox> {
+        (thread::current().id() == self.shared.thread).then(|| Inbox::on(self.shared.clone()))
+    }
+}
+
 /// The [`Deliver`]s handed to an [`Inbox`].
 pub struct InboxStream(Inbox);
 
@@ -118,7 +177,7 @@ impl Stream for InboxStream {
     type Item = Deliver;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Deliver>> {
-        let mut state = (self.0).0.borrow_mut();
+        let mut state = self.0.state().borrow_mut();
         if let Some(frames) = state.batches.pop_front() {
             return Poll::Ready(Some(Deliver { frames }));
         }
@@ -144,13 +203,15 @@ mod tests {
     }
 
     #[actix::test]
-    async fn frames_come_out_in_order_and_rooms_find_only_open_inboxes() {
+    async fn frames_come_out_in_order_and_an_opened_inbox_is_claimed_on_its_thread_only() {
         let inbox = Inbox::new();
-        assert!(Inbox::find(7).is_none());
-        inbox.open(7);
-        let found = Inbox::find(7).expect("open");
-        found.push(frames(&["a"]));
-        found.push(frames(&["b", "c"]));
+        let opened = inbox.open();
+        let elsewhere = opened.clone();
+        let claimed_elsewhere = std::thread::spawn(move || elsewhere.claim().is_some());
+        assert!(!claimed_elsewhere.join().unwrap(), "not on another thread");
+        let room = opened.claim().expect("on its own thread");
+        room.push(frames(&["a"]));
+        room.push(frames(&["b", "c"]));
         let mut stream = inbox.stream();
         let got: Vec<String> = [stream.next().await, stream.next().await]
             .into_iter()
@@ -163,12 +224,10 @@ mod tests {
             })
             .collect();
         assert_eq!(got, ["a", "b", "c"]);
-        Inbox::shut(7);
-        assert!(Inbox::find(7).is_none(), "shut to rooms");
-        // A room that found it before still delivers until the session ends it.
-        found.push(frames(&["d"]));
+        // A room holding it still delivers until the session ends it.
+        room.push(frames(&["d"]));
         inbox.end();
-        found.push(frames(&["e"]));
+        room.push(frames(&["e"]));
         assert_eq!(&*stream.next().await.unwrap().frames[0], "d");
         assert!(stream.next().await.is_none(), "ended, later pushes dropped");
     }

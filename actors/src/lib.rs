@@ -24,6 +24,6 @@ pub mod room;
 pub mod room_supervisor;
 pub mod routing;
 
-pub use inbox::Inbox;
+pub use inbox::{Inbox, OpenedInbox};
 pub use messages::*;
 pub use room_supervisor::RoomSupervisor;

@@ -14,6 +14,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use crate::inbox::OpenedInbox;
+
 pub use crate::routing::PushEvent;
 
 /// Identifies one session inside this process (never shown to clients).
@@ -121,12 +123,11 @@ impl Home {
 pub struct RegisterSession {
     /// The session's process-local id.
     pub session: SessionId,
-    /// Where its pushes go.
-    pub recipient: Recipient<Deliver>,
+    /// Where its pushes go: its inbox, opened on the thread it lives on (the rooms holding it
+    /// run there).
+    pub inbox: OpenedInbox,
     /// Where to tell it that the server is shutting down.
     pub going_away: Recipient<GoingAway>,
-    /// The thread it lives on.
-    pub home: Home,
 }
 
 /// The server is shutting down: close the transport as "going away" (WebSocket 1001, an
@@ -222,8 +223,8 @@ pub struct Stats {
 pub struct AddMember {
     /// The member's session id.
     pub session: SessionId,
-    /// Where the member's frames go.
-    pub recipient: Recipient<Deliver>,
+    /// Where the member's frames go (the room claims it on its thread).
+    pub inbox: OpenedInbox,
 }
 
 /// Room-internal: remove a member.

@@ -23,23 +23,16 @@ use actix::prelude::*;
 
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Deliver, Fanout, RemoveMember, SessionId};
+use crate::messages::{AddMember, Fanout, RemoveMember, SessionId};
 use crate::metrics::Metrics;
-
-/// Where a member's frames go.
-enum Member {
-    /// Its inbox on this thread (every session's, see [`Inbox`]).
-    Local(Inbox),
-    /// Its mailbox (a member without an inbox here).
-    Remote(Recipient<Deliver>),
-}
 
 /// A room and its members (on one worker thread).
 pub struct Room {
     name: String,
-    /// The members, each with its coalescing group (one map: a user's room with one member
-    /// costs one small table, and a group's delivery just skips the other groups' members).
-    members: HashMap<SessionId, (Member, usize)>,
+    /// The members' inboxes (on this thread), each with its coalescing group (one map: a
+    /// user's room with one member costs one small table, and a group's delivery just skips
+    /// the other groups' members).
+    members: HashMap<SessionId, (Inbox, usize)>,
     metrics: Arc<Metrics>,
     /// Pushes not delivered to every group yet, and when each group gets them.
     coalescer: Coalescer,
@@ -60,18 +53,13 @@ impl Room {
         }
     }
 
-    /// Deliver the pushes group `g` is waiting for to its members, in one message per member.
+    /// Deliver the pushes group `g` is waiting for to its members, in one batch per member.
     fn deliver(&mut self, g: usize) {
         let (frames, delivered) = self.coalescer.take(g);
         if let Some(frames) = frames {
             let in_group = self.members.values().filter(|(_, group)| *group == g);
-            for (member, _) in in_group {
-                match member {
-                    Member::Local(inbox) => inbox.push(frames.clone()),
-                    Member::Remote(recipient) => recipient.do_send(Deliver {
-                        frames: frames.clone(),
-                    }),
-                }
+            for (inbox, _) in in_group {
+                inbox.push(frames.clone());
             }
         }
         let now = Instant::now();
@@ -122,12 +110,17 @@ impl Handler<AddMember> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: AddMember, ctx: &mut Self::Context) {
-        let member = match Inbox::find(msg.session) {
-            Some(inbox) => Member::Local(inbox),
-            None => Member::Remote(msg.recipient),
+        // The supervisor starts a room on the thread its members' inboxes were opened on.
+        let Some(inbox) = msg.inbox.claim() else {
+            log::error!(
+                "room {}: {}'s inbox lives on another thread",
+                self.name,
+                msg.session
+            );
+            return;
         };
         // The supervisor sends one AddMember per join (it ignores a session's repeated joins,
-        // and a session keeps its recipient when its transport upgrades).
+        // and a session keeps its inbox when its transport upgrades).
         if self.members.contains_key(&msg.session) {
             log::debug!("room {}: {} is a member already", self.name, msg.session);
             return;
@@ -136,7 +129,7 @@ impl Handler<AddMember> for Room {
         // Pushes accepted before the join are not the newcomer's.
         self.deliver(g);
         self.coalescer.joined(g);
-        self.members.insert(msg.session, (member, g));
+        self.members.insert(msg.session, (inbox, g));
         self.schedule(ctx);
     }
 }
@@ -175,21 +168,29 @@ impl Handler<Fanout> for Room {
 mod tests {
     use super::*;
     use crate::coalescer::MAX_BATCH;
+    use crate::messages::Deliver;
     use bytestring::ByteString;
     use std::sync::Mutex;
 
-    /// A stand-in session that records each delivery as the list of its frames.
-    struct Probe(Arc<Mutex<Vec<Vec<String>>>>);
+    /// A stand-in session that records each delivery its inbox gets as the list of its frames.
+    struct Probe {
+        seen: Seen,
+        inbox: Inbox,
+    }
 
     impl Actor for Probe {
         type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Self::Context) {
+            ctx.add_message_stream(self.inbox.stream());
+        }
     }
 
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
             let frames = msg.frames.iter().map(|f| f.to_string()).collect();
-            self.0.lock().unwrap().push(frames);
+            self.seen.lock().unwrap().push(frames);
         }
     }
 
@@ -197,10 +198,16 @@ mod tests {
 
     fn member(room: &Addr<Room>, session: SessionId) -> Seen {
         let seen = Seen::default();
+        let inbox = Inbox::new();
         room.do_send(AddMember {
             session,
-            recipient: Probe(seen.clone()).start().recipient(),
+            inbox: inbox.open(),
         });
+        Probe {
+            seen: seen.clone(),
+            inbox,
+        }
+        .start();
         seen
     }
 

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::room::Room;
 
 struct SessionEntry {
-    recipient: Recipient<Deliver>,
+    /// Its inbox, which each room actor holding it claims on the session's thread.
+    inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
-    home: Home,
     rooms: Vec<String>,
 }
 
@@ -47,15 +48,16 @@ struct RoomSettings {
 }
 
 impl Shards {
-    /// Add a member living on `home`, starting the room's actor on that thread if needed.
+    /// Add a member whose inbox lives on `inbox.home()`, starting the room's actor on that
+    /// thread if needed.
     fn add(
         &mut self,
         name: &str,
         session: SessionId,
-        recipient: Recipient<Deliver>,
-        home: &Home,
+        inbox: &OpenedInbox,
         settings: &RoomSettings,
     ) {
+        let home = inbox.home();
         let shard = match self.shards.iter().position(|s| s.worker == home.worker) {
             Some(i) => &mut self.shards[i],
             None => {
@@ -72,7 +74,10 @@ impl Shards {
         };
         shard.members += 1;
         self.members += 1;
-        shard.addr.do_send(AddMember { session, recipient });
+        shard.addr.do_send(AddMember {
+            session,
+            inbox: inbox.clone(),
+        });
     }
 
     /// Remove a member living on `worker`; the room's actor on that thread stops itself when
@@ -156,9 +161,9 @@ impl RoomSupervisor {
             return;
         };
         for room in &entry.rooms {
-            self.leave(session, entry.home.worker, room);
+            self.leave(session, entry.inbox.home().worker, room);
         }
-        self.everyone.remove(session, entry.home.worker);
+        self.everyone.remove(session, entry.inbox.home().worker);
     }
 }
 
@@ -172,19 +177,13 @@ impl Handler<RegisterSession> for RoomSupervisor {
     fn handle(&mut self, msg: RegisterSession, _ctx: &mut Self::Context) {
         // Registering an id again starts it afresh.
         self.unregister(msg.session);
-        self.everyone.add(
-            EVERYONE,
-            msg.session,
-            msg.recipient.clone(),
-            &msg.home,
-            &self.settings,
-        );
+        self.everyone
+            .add(EVERYONE, msg.session, &msg.inbox, &self.settings);
         self.sessions.insert(
             msg.session,
             SessionEntry {
-                recipient: msg.recipient,
+                inbox: msg.inbox,
                 going_away: msg.going_away,
-                home: msg.home,
                 rooms: Vec::new(),
             },
         );
@@ -230,8 +229,7 @@ impl Handler<JoinRoom> for RoomSupervisor {
         self.rooms.entry(msg.room.clone()).or_default().add(
             &msg.room,
             msg.session,
-            session.recipient.clone(),
-            &session.home,
+            &session.inbox,
             &self.settings,
         );
         session.rooms.push(msg.room);
@@ -250,7 +248,7 @@ impl Handler<LeaveRoom> for RoomSupervisor {
             return;
         };
         session.rooms.swap_remove(pos);
-        let worker = session.home.worker;
+        let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
     }
 }
@@ -316,19 +314,27 @@ impl Handler<GetStats> for RoomSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbox::Inbox;
     use std::sync::Mutex;
 
-    /// A stand-in session that records the frames it receives.
-    struct Probe(Arc<Mutex<Vec<String>>>);
+    /// A stand-in session that records the frames its inbox gets.
+    struct Probe {
+        seen: Arc<Mutex<Vec<String>>>,
+        inbox: Inbox,
+    }
 
     impl Actor for Probe {
         type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Self::Context) {
+            ctx.add_message_stream(self.inbox.stream());
+        }
     }
 
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let mut seen = self.0.lock().unwrap();
+            let mut seen = self.seen.lock().unwrap();
             seen.extend(msg.frames.iter().map(|f| f.to_string()));
         }
     }
@@ -336,16 +342,23 @@ mod tests {
     impl Handler<GoingAway> for Probe {
         type Result = ();
         fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {
-            self.0.lock().unwrap().push("going away".into());
+            self.seen.lock().unwrap().push("going away".into());
         }
     }
 
-    fn register(session: SessionId, probe: Addr<Probe>) -> RegisterSession {
+    /// Register `session`, recording what it gets in `seen`.
+    fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
+        let inbox = Inbox::new();
+        let opened = inbox.open();
+        let probe = Probe {
+            seen: seen.clone(),
+            inbox,
+        }
+        .start();
         RegisterSession {
             session,
-            recipient: probe.clone().recipient(),
+            inbox: opened,
             going_away: probe.recipient(),
-            home: Home::current(),
         }
     }
 
@@ -381,10 +394,8 @@ mod tests {
         let sup = RoomSupervisor::new(encode, metrics.clone()).start();
         let a = Arc::new(Mutex::new(Vec::new()));
         let b = Arc::new(Mutex::new(Vec::new()));
-        let pa = Probe(a.clone()).start();
-        let pb = Probe(b.clone()).start();
-        sup.do_send(register(1, pa));
-        sup.do_send(register(2, pb));
+        sup.do_send(register(1, &a));
+        sup.do_send(register(2, &b));
         sup.do_send(JoinRoom {
             session: 1,
             room: "admin".into(),
@@ -437,8 +448,8 @@ mod tests {
         let sup = RoomSupervisor::new(encode, metrics.clone()).start();
         let a = Arc::new(Mutex::new(Vec::new()));
         let b = Arc::new(Mutex::new(Vec::new()));
-        sup.do_send(register(7, Probe(a.clone()).start()));
-        sup.do_send(register(8, Probe(b.clone()).start()));
+        sup.do_send(register(7, &a));
+        sup.do_send(register(8, &b));
         for room in ["user:1", "admin"] {
             sup.do_send(JoinRoom {
                 session: 7,

@@ -22,7 +22,7 @@ use pushgate_actors::consumers::topology::DEAD_LETTER_QUEUE;
 use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shutdown};
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
-use pushgate_actors::{Deliver, GoingAway, Home, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_actors::{Deliver, GoingAway, Inbox, JoinRoom, RegisterSession, RoomSupervisor};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -213,17 +213,24 @@ impl Publisher {
 
 // ---------------------------------------------------------------- pushgate side
 
-/// A stand-in Socket.IO session that records its frames.
-struct Probe(Arc<Mutex<Vec<String>>>);
+/// A stand-in Socket.IO session that records the frames its inbox gets.
+struct Probe {
+    seen: Arc<Mutex<Vec<String>>>,
+    inbox: Inbox,
+}
 
 impl Actor for Probe {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_message_stream(self.inbox.stream());
+    }
 }
 
 impl Handler<Deliver> for Probe {
     type Result = ();
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        let mut seen = self.0.lock().unwrap();
+        let mut seen = self.seen.lock().unwrap();
         seen.extend(msg.frames.iter().map(|f| f.to_string()));
     }
 }
@@ -320,12 +327,17 @@ impl Node {
         self.next_session += 1;
         self.supervisor
             .send({
-                let probe = Probe(frames.clone()).start();
+                let inbox = Inbox::new();
+                let opened = inbox.open();
+                let probe = Probe {
+                    seen: frames.clone(),
+                    inbox,
+                }
+                .start();
                 RegisterSession {
                     session,
-                    recipient: probe.clone().recipient(),
+                    inbox: opened,
                     going_away: probe.recipient(),
-                    home: Home::current(),
                 }
             })
             .await

@@ -129,12 +129,11 @@ fn new_session(req: &HttpRequest, endpoint: &Endpoint, q: &EioQuery) -> SocketSe
 async fn get(
     req: HttpRequest,
     q: EioQuery,
-    stream: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
     match (&q.transport, &q.sid) {
-        (Transport::WebSocket, _) => upgrade(req, stream, state, endpoint, q).await,
+        (Transport::WebSocket, _) => upgrade(req, state, endpoint, q).await,
         (Transport::Polling, None) => {
             let session = new_session(&req, &endpoint, &q);
             let open = PollingSession::open(session, state.polling.clone());
@@ -175,7 +174,6 @@ async fn poll(state: &AppState, sid: &str) -> HttpResponse {
 
 async fn upgrade(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
     q: EioQuery,
@@ -191,15 +189,16 @@ async fn upgrade(
     }
     let Some(sid) = &q.sid else {
         let session = new_session(&req, &endpoint, &q);
-        return WsTransport::owner(session).start(&req, stream);
+        return WsTransport::owner(session).start(&req);
     };
     let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
     };
     match session.addr.send(ClaimUpgrade).await {
-        Ok(true) => WsTransport::carrier(session.addr, endpoint.sessions.engine.max_payload)
-            .start(&req, stream),
-        Ok(false) => WsTransport::refused().start(&req, stream),
+        Ok(true) => {
+            WsTransport::carrier(session.addr, endpoint.sessions.engine.max_payload).start(&req)
+        }
+        Ok(false) => WsTransport::refused().start(&req),
         Err(_) => eio_error(EioError::UnknownSid),
     }
 }

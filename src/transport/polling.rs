@@ -17,6 +17,7 @@ use pushgate_actors::{Deliver, GoingAway};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
 /// What the HTTP side holds of a polling session.
@@ -245,23 +246,20 @@ impl PollingSession {
             self.end(ctx, reason);
         }
     }
+}
 
-    /// Arm the session's one heartbeat timer for `at` (see [`Heartbeat`](crate::heartbeat)).
-    fn beat_at(ctx: &mut Context<Self>, at: Instant) {
-        ctx.run_later(
-            at.saturating_duration_since(Instant::now()),
-            |act, ctx| match act.session.beat(Instant::now()) {
-                Beat::Wait { ping, next } => {
-                    if ping {
-                        act.out.push(Outbound::Text(engineio::PING.into()));
-                        act.flush(ctx);
-                    }
-                    Self::beat_at(ctx, next);
-                }
-                Beat::PingTimeout => act.end(ctx, CloseReason::PingTimeout),
-                Beat::ConnectTimeout => act.end(ctx, CloseReason::ConnectTimeout),
-            },
-        );
+impl HeartbeatTimer for PollingSession {
+    fn beat(&mut self, now: Instant) -> Option<Beat> {
+        Some(self.session.beat(now))
+    }
+
+    fn ping(&mut self, ctx: &mut Self::Context) {
+        self.out.push(Outbound::Text(engineio::PING.into()));
+        self.flush(ctx);
+    }
+
+    fn timed_out(&mut self, ctx: &mut Self::Context, reason: CloseReason) {
+        self.end(ctx, reason);
     }
 }
 
@@ -269,11 +267,10 @@ impl Actor for PollingSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.session
-            .attach(ctx.address().recipient(), ctx.address().recipient());
+        self.session.attach(ctx.address().recipient());
         ctx.add_message_stream(self.session.inbox().stream());
         let first = self.session.first_beat();
-        Self::beat_at(ctx, first);
+        heartbeat_timer::arm::<Self>(ctx, first);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

@@ -5,12 +5,12 @@
 //! `2probe` / `3probe` / `5` upgrade, the [`PollingSession`] stays the session's actor and
 //! this one only moves frames).
 //!
-//! On pushgate's server (see [`upgraded`](crate::transport::upgraded)) the actor writes its data
-//! frames itself, through the connection's [`Wire`], and the room pushes do not even pass
-//! through the actor: the connection's task takes them from the session's inbox and writes
-//! them (a push's frames are encoded once, by the first receiver on the thread, and the other
-//! receivers write the same buffer), so a push wakes no actor. The context
-//! (`ws::WebsocketContext`) then carries only control frames (pongs, the close frame), and
+//! The connection is handed over by actix-http (see [`upgraded`](crate::transport::upgraded)):
+//! the actor writes its data frames itself, through the connection's [`Wire`], and the room
+//! pushes do not even pass through the actor: the connection's task takes them from the
+//! session's inbox and writes them (a push's frames are encoded once, by the first receiver on
+//! the thread, and the other receivers write the same buffer), so a push wakes no actor. The
+//! context (`ws::WebsocketContext`) carries only control frames (pongs, the close frame), and
 //! reads the input.
 //!
 //! This is the only place that uses `actix-web-actors` (deprecated upstream in favour of
@@ -24,11 +24,12 @@ use actix::prelude::*;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::BytesMut;
-use pushgate_actors::{Deliver, GoingAway};
+use pushgate_actors::GoingAway;
 
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
     UpgradeCompleted,
@@ -43,10 +44,10 @@ const DEFER: std::time::Duration = std::time::Duration::from_millis(5);
 enum Role {
     /// It owns the session.
     Owner(Box<SocketSession>),
-    /// It carries a polling session's upgrade; `upgraded` once the client sent `5`.
+    /// It carries a polling session's upgrade; `upgrade_completed` once the client sent `5`.
     Carrier {
         session: Addr<PollingSession>,
-        upgraded: bool,
+        upgrade_completed: bool,
     },
     /// An upgrade of a session that already upgraded (or is upgrading): accepted, then closed
     /// at once, as Engine.IO servers do.
@@ -69,10 +70,10 @@ pub struct WsTransport {
     closed: Option<CloseReason>,
     /// Set by the connection's input when a frame header announced more than the limit.
     oversized_input: Rc<Cell<bool>>,
-    /// The connection's write side when it was handed over by actix-http: every data frame
-    /// of the connection then goes this way, encoded here (pushes once for all receivers),
-    /// and only control frames through the context.
-    wire: Option<Wire>,
+    /// The connection's write side (set from its input before the actor starts): every data
+    /// frame of the connection goes this way, encoded here or, for room pushes, by the
+    /// connection's task (once for all receivers); only control frames go through the context.
+    wire: Wire,
 }
 
 impl WsTransport {
@@ -86,7 +87,7 @@ impl WsTransport {
     pub fn carrier(session: Addr<PollingSession>, max_payload: usize) -> Self {
         let role = Role::Carrier {
             session,
-            upgraded: false,
+            upgrade_completed: false,
         };
         WsTransport::new(role, max_payload)
     }
@@ -104,52 +105,43 @@ impl WsTransport {
             out: Vec::new(),
             closed: None,
             oversized_input: Rc::default(),
-            wire: None,
+            wire: Wire::default(),
         }
     }
 
-    /// Accept the upgrade and start the actor.
-    ///
-    /// On pushgate's server the connection was handed over by actix-http (see
-    /// [`upgraded`](crate::transport::upgraded)): the actor's frames go to the socket without
-    /// the HTTP/1 dispatcher and its buffers, and the answer is the bare 101. Elsewhere (a
-    /// server without that upgrade service) the frames are streamed as the 101's body.
-    pub fn start(self, req: &HttpRequest, stream: actix_web::web::Payload) -> HttpResponse {
+    /// Accept the upgrade: the actor starts once actix-http has handed the connection over to
+    /// the upgrade service (see [`upgraded`](crate::transport::upgraded)), which writes the
+    /// 101 this answers with, then the actor's frames, without the HTTP/1 dispatcher and its
+    /// buffers.
+    pub fn start(self, req: &HttpRequest) -> HttpResponse {
         // A message of at most maxPayload bytes, its Engine.IO type byte included, as the
         // reference server's (its `ws` maxPayload is the whole message), as a fragmented
         // message below and as a polling POST.
         let max = self.max_payload;
-        let handover = req.extensions().get::<Handover>().cloned();
-        if let Some(handover) = handover {
-            return match ws::handshake(req) {
-                Ok(mut resp) => {
-                    handover.accept(Box::new(move |mut input| {
-                        input.limit_frames(max);
-                        let mut actor = self;
-                        actor.oversized_input = input.oversized();
-                        actor.wire = Some(input.wire());
-                        let codec = actix_http::ws::Codec::new().max_size(max);
-                        Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
-                    }));
-                    resp.finish()
-                }
-                Err(e) => actix_web::ResponseError::error_response(&e),
-            };
-        }
-        match ws::WsResponseBuilder::new(self, req, stream)
-            .frame_size(max)
-            .start()
-        {
-            Ok(resp) => resp,
-            Err(e) => actix_web::ResponseError::error_response(e.as_response_error()),
+        let Some(handover) = req.extensions().get::<Handover>().cloned() else {
+            // Every upgrade request reaches the application through the upgrade service.
+            log::error!("a WebSocket upgrade that did not come through the upgrade service");
+            return HttpResponse::InternalServerError().finish();
+        };
+        match ws::handshake(req) {
+            Ok(mut resp) => {
+                handover.accept(Box::new(move |mut input| {
+                    input.limit_frames(max);
+                    let mut actor = self;
+                    actor.oversized_input = input.oversized();
+                    actor.wire = input.wire();
+                    let codec = actix_http::ws::Codec::new().max_size(max);
+                    Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
+                }));
+                resp.finish()
+            }
+            Err(e) => actix_web::ResponseError::error_response(&e),
         }
     }
 
     fn shut(&mut self, ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason) {
-        if let Some(wire) = &self.wire {
-            wire.stop_inbox(); // no push after the close frame
-        }
-        write(ctx, self.wire.as_ref(), self.out.drain(..));
+        self.wire.stop_inbox(); // no push after the close frame
+        write(&self.wire, self.out.drain(..));
         self.closed = Some(reason);
         ctx.close(Some(ws::CloseReason {
             code: ws::CloseCode::from(reason.websocket_code()),
@@ -166,7 +158,7 @@ impl WsTransport {
             },
             Role::Carrier {
                 session,
-                upgraded: true,
+                upgrade_completed: true,
             } => {
                 session.do_send(match frame {
                     Inbound::Text(t) => CarriedFrame::Text(t),
@@ -174,14 +166,17 @@ impl WsTransport {
                 });
                 Ok(())
             }
-            Role::Carrier { session, upgraded } => match frame {
+            Role::Carrier {
+                session,
+                upgrade_completed,
+            } => match frame {
                 Inbound::Text(t) if &*t == engineio::PING_PROBE => {
                     self.out.push(Outbound::Text(engineio::PONG_PROBE.into()));
                     session.do_send(Probed);
                     Ok(())
                 }
                 Inbound::Text(t) if &*t == engineio::UPGRADE => {
-                    *upgraded = true;
+                    *upgrade_completed = true;
                     session.do_send(UpgradeCompleted {
                         carrier: ctx.address().recipient(),
                     });
@@ -192,13 +187,13 @@ impl WsTransport {
             Role::Refused => Err(CloseReason::ProtocolError),
         };
         match r {
-            Ok(()) => write(ctx, self.wire.as_ref(), self.out.drain(..)),
+            Ok(()) => write(&self.wire, self.out.drain(..)),
             Err(reason) => return self.shut(ctx, reason),
         }
         if let Role::Owner(session) = &mut self.role {
             let later = session.take_deferred();
             if !later.is_empty() {
-                ctx.run_later(DEFER, move |act, ctx| write(ctx, act.wire.as_ref(), later));
+                ctx.run_later(DEFER, move |act, _| write(&act.wire, later));
             }
         }
     }
@@ -236,26 +231,6 @@ impl WsTransport {
             self.on_frame(ctx, frame);
         }
     }
-
-    /// Arm the session's one heartbeat timer for `at` (see [`Heartbeat`](crate::heartbeat)).
-    fn beat_at(ctx: &mut ws::WebsocketContext<Self>, at: Instant) {
-        ctx.run_later(at.saturating_duration_since(Instant::now()), |act, ctx| {
-            let Role::Owner(session) = &mut act.role else {
-                return;
-            };
-            match session.beat(Instant::now()) {
-                Beat::Wait { ping, next } => {
-                    if ping {
-                        let ping = Outbound::Text(engineio::PING.into());
-                        write(ctx, act.wire.as_ref(), [ping]);
-                    }
-                    Self::beat_at(ctx, next);
-                }
-                Beat::PingTimeout => act.shut(ctx, CloseReason::PingTimeout),
-                Beat::ConnectTimeout => act.shut(ctx, CloseReason::ConnectTimeout),
-            }
-        });
-    }
 }
 
 impl Actor for WsTransport {
@@ -280,24 +255,18 @@ impl Actor for WsTransport {
                 return;
             }
         };
-        session.attach(ctx.address().recipient(), ctx.address().recipient());
-        match &self.wire {
-            // The connection writes the room pushes itself, without running this actor.
-            Some(wire) => wire.read_inbox(session.inbox().clone()),
-            None => ctx.add_message_stream(session.inbox().stream()),
-        }
+        session.attach(ctx.address().recipient());
+        // The connection writes the room pushes itself, without running this actor.
+        self.wire.read_inbox(session.inbox().clone());
         let open = Outbound::Text(session.open_packet(&[]).into());
-        write(ctx, self.wire.as_ref(), [open]);
+        write(&self.wire, [open]);
         let first = session.first_beat();
-        Self::beat_at(ctx, first);
+        heartbeat_timer::arm::<Self>(ctx, first);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Some(wire) = &self.wire {
-            wire.stop_inbox();
-        }
-        let fell_behind = self.wire.as_ref().is_some_and(Wire::fell_behind);
-        let reason = self.closed.unwrap_or(if fell_behind {
+        self.wire.stop_inbox();
+        let reason = self.closed.unwrap_or(if self.wire.fell_behind() {
             CloseReason::SlowReader
         } else {
             CloseReason::ClientClose
@@ -310,20 +279,21 @@ impl Actor for WsTransport {
     }
 }
 
-impl Handler<Deliver> for WsTransport {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        match &self.wire {
-            // Encoded by the first receiver on this thread, written as it is by the others.
-            Some(wire) => wire.push(msg.frames.encoded(wire_frames::text_frames)),
-            // Frames handed to the context in one handler go out in one socket write.
-            None => {
-                for frame in msg.frames.iter() {
-                    ctx.text(frame.clone());
-                }
-            }
+impl HeartbeatTimer for WsTransport {
+    fn beat(&mut self, now: Instant) -> Option<Beat> {
+        match &mut self.role {
+            Role::Owner(session) => Some(session.beat(now)),
+            // A carried session's clock is kept by its polling session.
+            Role::Carrier { .. } | Role::Refused => None,
         }
+    }
+
+    fn ping(&mut self, _ctx: &mut Self::Context) {
+        write(&self.wire, [Outbound::Text(engineio::PING.into())]);
+    }
+
+    fn timed_out(&mut self, ctx: &mut Self::Context, reason: CloseReason) {
+        self.shut(ctx, reason);
     }
 }
 
@@ -340,7 +310,7 @@ impl Handler<CarrierCommand> for WsTransport {
 
     fn handle(&mut self, msg: CarrierCommand, ctx: &mut Self::Context) {
         match msg {
-            CarrierCommand::Write(frames) => write(ctx, self.wire.as_ref(), frames),
+            CarrierCommand::Write(frames) => write(&self.wire, frames),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
         }
     }
@@ -369,23 +339,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
     }
 }
 
-/// Write data frames: through the connection's `wire` when it has one, else through the
-/// context (which encodes them). One connection always takes the same way, so its frames
-/// keep their order.
-fn write(
-    ctx: &mut ws::WebsocketContext<WsTransport>,
-    wire: Option<&Wire>,
-    frames: impl IntoIterator<Item = Outbound>,
-) {
-    let Some(wire) = wire else {
-        for frame in frames {
-            match frame {
-                Outbound::Text(t) => ctx.text(t),
-                Outbound::Binary(b) => ctx.binary(b),
-            }
-        }
-        return;
-    };
+/// Write data frames to the connection's `wire`, encoded in one buffer.
+fn write(wire: &Wire, frames: impl IntoIterator<Item = Outbound>) {
     let mut buf = BytesMut::new();
     for frame in frames {
         match frame {

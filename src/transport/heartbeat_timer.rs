@@ -1,0 +1,50 @@
+//! The one timer that drives a session's [`Heartbeat`](crate::heartbeat::Heartbeat) in the
+//! actor carrying it, the same for both transports: armed for the moment the heartbeat names,
+//! it writes a ping when one is due and ends the session when the client missed its pong or
+//! its CONNECT.
+
+use std::time::Instant;
+
+use actix::{Actor, AsyncContext};
+
+use crate::heartbeat::Beat;
+use crate::session::CloseReason;
+
+/// A transport actor that keeps a session's heartbeat.
+pub trait HeartbeatTimer: Actor
+where
+    Self::Context: AsyncContext<Self>,
+{
+    /// What the session's heartbeat says at `now` (see `SocketSession::beat`); `None` when
+    /// this actor keeps no session's clock.
+    fn beat(&mut self, now: Instant) -> Option<Beat>;
+
+    /// Write an Engine.IO ping to the client.
+    fn ping(&mut self, ctx: &mut Self::Context);
+
+    /// End the session for `reason` (the client missed its pong, or sent no CONNECT in time).
+    fn timed_out(&mut self, ctx: &mut Self::Context, reason: CloseReason);
+}
+
+/// Arm the actor's heartbeat timer for `at`; each time it fires it arms itself again for the
+/// next moment the heartbeat names.
+pub fn arm<A>(ctx: &mut A::Context, at: Instant)
+where
+    A: HeartbeatTimer,
+    A::Context: AsyncContext<A>,
+{
+    ctx.run_later(
+        at.saturating_duration_since(Instant::now()),
+        |act, ctx| match act.beat(Instant::now()) {
+            None => {}
+            Some(Beat::Wait { ping, next }) => {
+                if ping {
+                    act.ping(ctx);
+                }
+                arm::<A>(ctx, next);
+            }
+            Some(Beat::PingTimeout) => act.timed_out(ctx, CloseReason::PingTimeout),
+            Some(Beat::ConnectTimeout) => act.timed_out(ctx, CloseReason::ConnectTimeout),
+        },
+    );
+}
