@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
-use pushgate_actors::{Deliver, GoingAway};
+use pushgate_actors::{Deliver, Frames, GoingAway};
 
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
@@ -99,6 +99,9 @@ impl PollingRegistry {
 pub enum CarrierCommand {
     /// Write these frames.
     Write(Vec<Outbound>),
+    /// Write a delivery's room pushes, as every WebSocket writes them (encoded once for all
+    /// their receivers).
+    Pushes(Arc<Frames>),
     /// The session ended: close the WebSocket for this reason.
     Close(CloseReason),
 }
@@ -292,6 +295,11 @@ impl Handler<Deliver> for PollingSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        // Every handler flushes what it produced: nothing waits in `out` to go before these.
+        if let Sink::WebSocket(ws) = &self.sink {
+            ws.do_send(CarrierCommand::Pushes(msg.frames));
+            return;
+        }
         self.out
             .extend(msg.frames.iter().map(|f| Outbound::Text(f.clone())));
         self.flush(ctx);

@@ -311,6 +311,7 @@ impl Handler<CarrierCommand> for WsTransport {
     fn handle(&mut self, msg: CarrierCommand, ctx: &mut Self::Context) {
         match msg {
             CarrierCommand::Write(frames) => write(&self.wire, frames),
+            CarrierCommand::Pushes(frames) => self.wire.push_delivery(&frames),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
         }
     }

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll, Waker};
 
 use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
-use pushgate_actors::Inbox;
+use pushgate_actors::{Frames, Inbox};
 
 use crate::transport::wire_frames;
 
@@ -86,6 +86,12 @@ impl Wire {
         queue.chunks.push_back(bytes);
     }
 
+    /// Queue a delivery's room pushes, encoded by their first receiver on any WebSocket and
+    /// shared by the others.
+    pub fn push_delivery(&self, frames: &Frames) {
+        self.push(frames.encoded(wire_frames::text_frames));
+    }
+
     /// Have the connection write the pushes arriving in `inbox` itself.
     pub fn read_inbox(&self, inbox: Inbox) {
         *self.0.inbox.borrow_mut() = Some(inbox);
@@ -114,9 +120,7 @@ impl Wire {
         let Some(inbox) = &*reading else {
             return;
         };
-        let open = inbox.drain(waker, |frames| {
-            self.push(frames.encoded(wire_frames::text_frames));
-        });
+        let open = inbox.drain(waker, |frames| self.push_delivery(&frames));
         if !open {
             drop(reading);
             self.stop_inbox();
