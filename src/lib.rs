@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod client_event_limit;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
