@@ -74,7 +74,9 @@ impl ClientEventLimit {
         if self.per_second == 0.0 {
             return Verdict::Allow;
         }
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled_at = now;
         if self.tokens >= 1.0 {
@@ -178,7 +180,10 @@ mod tests {
         let (at, last) = *verdicts.last().unwrap();
         assert_eq!(last, Verdict::Disconnect);
         // The first drop comes once the burst is spent (~0.6 s), the disconnect 10 s later.
-        assert!(at >= SUSTAINED_EXCESS && at < SUSTAINED_EXCESS + ms(1_000), "{at:?}");
+        assert!(
+            at >= SUSTAINED_EXCESS && at < SUSTAINED_EXCESS + ms(1_000),
+            "{at:?}"
+        );
     }
 
     #[test]

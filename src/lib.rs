@@ -12,6 +12,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod protocol;
+pub mod refusal_log;
 pub mod server;
 pub mod session;
 pub mod transport;
