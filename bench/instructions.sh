@@ -6,6 +6,7 @@
 #
 # e.g.  bench/instructions.sh
 #       CLIENTS=100 RATE=200 PUSH_COALESCE_MS=50 bench/instructions.sh /tmp/pushgate-before
+#       SCENARIO=connect-storm bench/instructions.sh      # instructions per connect instead
 #
 # It runs the same fan-out (HTTP API; CLIENTS 100, RATE 10 pushes/s) twice against pushgate
 # under `valgrind --tool=callgrind`, for SHORT (5) and LONG (15) seconds, and divides the
@@ -14,6 +15,9 @@
 # socket work), and the rate must stay low enough for the server to keep up under valgrind
 # (about 50 times slower): a saturated server batches differently from one run to the next.
 # Server settings pass through the environment (e.g. PUSH_COALESCE_MS). Loopback only.
+# SCENARIO=connect-storm counts per authenticated connect instead: a connect storm at
+# CONNECT_RATE (100) a second, each client closing after its `welcome`, for SHORT and LONG
+# seconds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -51,10 +55,13 @@ run() { # seconds
     curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
     sleep 0.2
   done
-  timeout --kill-after=10 $((secs + 240)) target/release/pushgate-loadgen fanout --port "$PORT" \
-    --clients "${CLIENTS:-100}" --rate "${RATE:-10}" --connect-concurrency 20 "$@" \
-    --duration "$secs" \
-    >"$OUT/result.$secs" 2>"$OUT/loadgen.$secs" || {
+  local scenario=(fanout --clients "${CLIENTS:-100}" --rate "${RATE:-10}" --connect-concurrency 20
+    "$@" --duration "$secs")
+  if [ "${SCENARIO:-fanout}" = connect-storm ]; then
+    scenario=(connect-storm --rates "${CONNECT_RATE:-100}" --step-secs "$secs" "$@")
+  fi
+  timeout --kill-after=10 $((secs + 240)) target/release/pushgate-loadgen "${scenario[@]}" \
+    --port "$PORT" >"$OUT/result.$secs" 2>"$OUT/loadgen.$secs" || {
     kill -TERM "$pid"
     wait "$pid" || true
     cat "$OUT/loadgen.$secs" >&2
@@ -64,16 +71,21 @@ run() { # seconds
   wait "$pid" || true
   local ir deliveries
   ir=$(callgrind_annotate "$OUT/cg.$secs" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-  deliveries=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"]["deliveries"])' "$OUT/result.$secs")
+  deliveries=$(python3 -c '
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+print(sum(s["connected"] for s in results["steps"]) if "steps" in results else results["deliveries"])
+' "$OUT/result.$secs")
   echo "$ir $deliveries"
 }
 
 read -r ir1 d1 < <(run "$SHORT" "$@")
 read -r ir2 d2 < <(run "$LONG" "$@")
-python3 - "$ir1" "$d1" "$ir2" "$d2" <<'EOF'
+python3 - "$ir1" "$d1" "$ir2" "$d2" "${SCENARIO:-fanout}" <<'EOF'
 import sys
-ir1, d1, ir2, d2 = map(int, sys.argv[1:])
+ir1, d1, ir2, d2 = map(int, sys.argv[1:5])
 per = (ir2 - ir1) / (d2 - d1)
-print(f"{per:.0f} instructions per delivery ({ir2 - ir1:,} over {d2 - d1:,} deliveries; "
+unit = "connect" if sys.argv[5] == "connect-storm" else "delivery"
+print(f"{per:.0f} instructions per {unit} ({ir2 - ir1:,} over {d2 - d1:,} {unit}s; "
       f"totals {ir1:,} / {ir2:,})")
 EOF

@@ -129,6 +129,7 @@ mod tests {
             username: None,
             is_admin: admin,
             tenant_id: None,
+            expires_at: None,
         }
     }
 

@@ -2,8 +2,11 @@
 //! admin rule.
 //!
 //! Tokens are verified against `JWT_SECRET`, then `JWT_OLD_SECRET` during a rotation. `exp` is
-//! required and enforced with no leeway; `iss` / `aud` are checked when configured; only HS256
-//! is accepted (`alg: none` and every other algorithm are refused).
+//! required and enforced with no leeway, and so is `nbf` when present; `iss` / `aud` are checked
+//! when configured; only HS256 is accepted (`alg: none` and every other algorithm are refused);
+//! a token whose header has `crit` is refused, since pushgate understands no JWS extension
+//! (RFC 7515 §4.1.11). A verified [`Identity`] carries its `exp`, so that a session can end when
+//! its token does.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +37,12 @@ pub enum AuthError {
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
+    /// The header names critical extensions (`crit`), none of which pushgate understands.
+    #[error("token header has crit: {0}")]
+    CriticalExtension(String),
     /// `sub` is missing, empty, too long or not a string/integer.
     #[error("invalid sub claim")]
     BadSubject,
@@ -50,10 +59,15 @@ pub struct Identity {
     pub is_admin: bool,
     /// `tenantId`, as given.
     pub tenant_id: Option<Value>,
+    /// `exp`: the session ends (reason `token_expired`) when it passes. `None` only for an
+    /// `exp` too far ahead for the clock to represent (never in practice).
+    pub expires_at: Option<SystemTime>,
 }
 
 #[derive(Deserialize)]
 struct Claims {
+    /// Required and checked by the validation; a number of seconds (possibly with a fraction).
+    exp: f64,
     sub: Option<Value>,
     username: Option<Value>,
     roles: Option<Value>,
@@ -74,6 +88,7 @@ impl JwtVerifier {
     pub fn new(cfg: &JwtConfig) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         // A configured issuer or audience must be present, not merely match when present.
         let mut required = vec!["exp"];
         match &cfg.issuer {
@@ -100,6 +115,16 @@ impl JwtVerifier {
 
     /// Verify a token and read its identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        // jsonwebtoken ignores `crit`; RFC 7515 says a recipient that does not understand the
+        // listed extensions must refuse the token, and pushgate understands none.
+        match jsonwebtoken::decode_header(token) {
+            Ok(header) => {
+                if let Some(crit) = header.crit {
+                    return Err(AuthError::CriticalExtension(crit.join(",")));
+                }
+            }
+            Err(e) => return Err(AuthError::Invalid(e.to_string())),
+        }
         let mut last = AuthError::Missing;
         for key in &self.keys {
             match decode::<Claims>(token, key, &self.validation) {
@@ -108,6 +133,7 @@ impl JwtVerifier {
                     use jsonwebtoken::errors::ErrorKind;
                     last = match e.kind() {
                         ErrorKind::ExpiredSignature => AuthError::Expired,
+                        ErrorKind::ImmatureSignature => return Err(AuthError::NotYetValid),
                         // Only a bad signature is worth retrying with the old secret.
                         ErrorKind::InvalidSignature => AuthError::Invalid(e.to_string()),
                         _ => return Err(AuthError::Invalid(e.to_string())),
@@ -146,6 +172,9 @@ fn identity(claims: Claims) -> Result<Identity, AuthError> {
         },
         is_admin,
         tenant_id: claims.tenant_id.filter(|v| !v.is_null()),
+        expires_at: Duration::try_from_secs_f64(claims.exp)
+            .ok()
+            .and_then(|after_epoch| UNIX_EPOCH.checked_add(after_epoch)),
     })
 }
 
@@ -365,6 +394,97 @@ mod tests {
             c.as_object_mut().unwrap().remove(claim);
             assert!(v.verify(&raw(SECRET, c)).is_err(), "token without {claim}");
         }
+    }
+
+    #[test]
+    fn nbf_is_enforced_with_no_leeway() {
+        let v = JwtVerifier::new(&cfg());
+        assert_eq!(
+            v.verify(&raw(SECRET, claims(json!({"nbf": exp(3600)})))),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(
+            v.verify(&raw(SECRET, claims(json!({"nbf": exp(5)})))),
+            Err(AuthError::NotYetValid),
+            "5 s ahead is not yet valid either"
+        );
+        assert!(v
+            .verify(&raw(SECRET, claims(json!({"nbf": exp(-5)}))))
+            .is_ok());
+        // nbf is optional: the tokens of the other tests carry none.
+        assert!(v.verify(&raw(SECRET, claims(json!({})))).is_ok());
+        // A future nbf is not retried with the old secret: the signature was good.
+        assert_eq!(
+            v.verify(&raw(
+                "old-secret-old-secret-old-secret",
+                claims(json!({"nbf": exp(3600)}))
+            )),
+            Err(AuthError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn a_crit_header_is_refused_even_with_a_good_signature() {
+        let v = JwtVerifier::new(&cfg());
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["x".into()]);
+        let token = encode(
+            &header,
+            &claims(json!({})),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            v.verify(&token),
+            Err(AuthError::CriticalExtension("x".into()))
+        );
+        // An empty crit list is still a crit header (RFC 7515 forbids it outright).
+        header.crit = Some(vec![]);
+        let token = encode(
+            &header,
+            &claims(json!({})),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            v.verify(&token),
+            Err(AuthError::CriticalExtension(_))
+        ));
+        // A header that is not JSON at all is an invalid token, not a panic.
+        assert!(matches!(
+            v.verify("bm90IGpzb24.e30.sig"),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_identity_carries_the_tokens_expiry() {
+        let v = JwtVerifier::new(&cfg());
+        let at = exp(600);
+        let id = v
+            .verify(&raw(SECRET, claims(json!({ "exp": at }))))
+            .unwrap();
+        assert_eq!(
+            id.expires_at,
+            Some(UNIX_EPOCH + Duration::from_secs(at as u64))
+        );
+        // A fractional exp keeps its fraction.
+        let id = v
+            .verify(&raw(SECRET, claims(json!({ "exp": at as f64 + 0.5 }))))
+            .unwrap();
+        assert_eq!(
+            id.expires_at,
+            Some(UNIX_EPOCH + Duration::from_millis(at as u64 * 1000 + 500))
+        );
+        // An exp past what the clock can hold never expires, and does not panic.
+        let id = v
+            .verify(&raw(SECRET, claims(json!({ "exp": u64::MAX }))))
+            .unwrap();
+        assert_eq!(id.expires_at, None);
+        // One past what jsonwebtoken reads is no exp at all: refused.
+        assert!(v
+            .verify(&raw(SECRET, claims(json!({ "exp": 1e300 }))))
+            .is_err());
     }
 
     #[test]

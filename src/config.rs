@@ -93,6 +93,24 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
 }
 
+/// What one client may cost the server (contract §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `CLIENT_EVENTS_PER_S`: client events a connection may send per second, on average;
+    /// 0 turns the limit off.
+    pub client_events_per_s: u32,
+    /// `CLIENT_EVENTS_BURST`: how many client events a connection may send at once.
+    pub client_events_burst: u32,
+    /// `MAX_ROOMS_PER_SOCKET`: rooms one socket may be in (its own `user:` room included);
+    /// joins beyond it are refused `bad_request`.
+    pub max_rooms_per_socket: usize,
+    /// `MAX_PENDING_SESSIONS`: Engine.IO sessions that have not sent CONNECT yet, node-wide;
+    /// beyond it new handshakes get `503`.
+    pub max_pending_sessions: usize,
+    /// `HTTP_BODY_TIMEOUT_MS`: a request body not complete in this time closes its connection.
+    pub http_body_timeout: Duration,
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -118,6 +136,8 @@ pub struct Config {
     /// Pushes to a room that follow a delivery within this window are delivered together at
     /// its end, in one write per member (see `pushgate_actors::room`); zero: never wait.
     pub push_coalesce: Duration,
+    /// What one client may cost.
+    pub limits: Limits,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -391,6 +411,13 @@ impl Config {
             },
             push_max_body_bytes: number(src, "PUSH_MAX_BODY_BYTES", 1_048_576usize, 2)?,
             push_coalesce: coalesce_window(src)?,
+            limits: Limits {
+                client_events_per_s: number(src, "CLIENT_EVENTS_PER_S", 20u32, 0)?,
+                client_events_burst: number(src, "CLIENT_EVENTS_BURST", 50u32, 1)?,
+                max_rooms_per_socket: number(src, "MAX_ROOMS_PER_SOCKET", 1_000usize, 1)?,
+                max_pending_sessions: number(src, "MAX_PENDING_SESSIONS", 10_000usize, 1)?,
+                http_body_timeout: millis(src, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
+            },
             consume: true,
             dev,
         })
@@ -450,6 +477,53 @@ mod tests {
         assert_eq!(c.engine.max_payload, 1_000_000);
         assert_eq!(c.engine.connect_timeout, Duration::from_millis(45_000));
         assert_eq!(c.push_max_body_bytes, 1_048_576);
+        assert_eq!(
+            c.limits,
+            Limits {
+                client_events_per_s: 20,
+                client_events_burst: 50,
+                max_rooms_per_socket: 1_000,
+                max_pending_sessions: 10_000,
+                http_body_timeout: Duration::from_millis(10_000),
+            }
+        );
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("CLIENT_EVENTS_PER_S", "0"),
+                ("CLIENT_EVENTS_BURST", "5"),
+                ("MAX_ROOMS_PER_SOCKET", "3"),
+                ("MAX_PENDING_SESSIONS", "7"),
+                ("HTTP_BODY_TIMEOUT_MS", "250"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits.client_events_per_s, 0,
+            "0 turns the rate limit off"
+        );
+        assert_eq!(c.limits.client_events_burst, 5);
+        assert_eq!(c.limits.max_rooms_per_socket, 3);
+        assert_eq!(c.limits.max_pending_sessions, 7);
+        assert_eq!(c.limits.http_body_timeout, Duration::from_millis(250));
+        for (var, bad) in [
+            ("CLIENT_EVENTS_PER_S", "-1"),
+            ("CLIENT_EVENTS_BURST", "0"),
+            ("MAX_ROOMS_PER_SOCKET", "0"),
+            ("MAX_PENDING_SESSIONS", "0"),
+            ("MAX_PENDING_SESSIONS", "many"),
+            ("HTTP_BODY_TIMEOUT_MS", "0"),
+        ] {
+            match load(&[("JWT_SECRET", SECRET), (var, bad)], false) {
+                Err(ConfigError::Invalid { var: named, .. }) => assert_eq!(named, var),
+                other => panic!("{var}={bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

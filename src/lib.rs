@@ -7,10 +7,12 @@
 
 pub mod acl;
 pub mod auth;
+pub mod client_event_limit;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod protocol;
+pub mod refusal_log;
 pub mod server;
 pub mod session;
 pub mod transport;
