@@ -198,6 +198,15 @@ impl fmt::Display for PushEvent {
 pub enum PushTarget {
     /// Every session in the named room.
     Room(String),
+    /// Every session in `room` except those that are also in `except_members_of` (an
+    /// admin-room copy of a user's event skips that user's own sessions, which get the event
+    /// as their `notification` already).
+    RoomExceptMembersOf {
+        /// The room pushed to.
+        room: String,
+        /// The room whose members are skipped.
+        except_members_of: String,
+    },
     /// Every connected session.
     Everyone,
 }
@@ -264,6 +273,8 @@ pub struct RemoveMember {
 pub struct Fanout {
     /// The frame.
     pub frame: ByteString,
+    /// Members of this room (on this thread) that must not get it; usually none.
+    pub except: Vec<SessionId>,
     /// When the supervisor accepted the push (for the fan-out latency histogram).
     pub accepted_at: Instant,
 }

@@ -22,7 +22,7 @@ struct PeakUsage<'a> {
 }
 
 /// A finite number, or a string holding one (trimmed); anything else is `None`.
-fn percent_value(value: &Value) -> Option<f64> {
+pub(super) fn percent_value(value: &Value) -> Option<f64> {
     let number = match value {
         Value::Number(n) => n.as_f64()?,
         Value::String(s) => s.trim().parse::<f64>().ok()?,

@@ -40,19 +40,32 @@
 //!   than [`MAX_JSON_DEPTH`] is poison ([`PoisonReason::NotJson`]) and is rejected by a linear
 //!   scan before parsing, so no input can overflow the stack whatever serde_json features the
 //!   workspace enables.
-//! * `data` is the parsed event re-serialised: same members and values, `_trace` and unknown
-//!   fields included, but member order follows serde_json's map (sorted unless the
-//!   `preserve_order` feature is on) and duplicate keys keep the last value.
+//! * `data` is the event byte for byte as published: its text is kept and copied into the
+//!   payload, so numbers are never re-rounded, and member order, whitespace inside the object,
+//!   escapes, `_trace` and unknown fields are what the publisher wrote. Whitespace around the
+//!   object is not part of it. Duplicate keys are passed through as published too; where
+//!   pushgate reads a member (ids, levels, usage, timestamps) it reads the last occurrence, as
+//!   the client's `JSON.parse` does, so the push goes where its receiver reads it would.
+//! * Quota events get `alertLevel` / `usagePercent` added (see `console_members`), spliced in
+//!   before the object's closing `}`; nothing else is added to or changed in `data`.
+//! * Every push to the admin room (the `message` copies and the `critical` / `error`
+//!   notifications) names the event's user room in [`RoutedPush::except_members_of`]: the
+//!   sessions in both rooms get the event once, as their own `notification`.
+//! * Payloads are JSON text, built once per delivery and shared by the pushes that carry the
+//!   same one.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::device_status_cache::DeviceStatusCache;
 
 mod alert_text;
+mod console_members;
+#[cfg(test)]
+mod console_tests;
 mod event_body;
 pub mod event_family;
 #[cfg(test)]
@@ -65,7 +78,8 @@ pub use event_body::MAX_JSON_DEPTH;
 pub use event_family::{EventFamily, DEVICE_BINDING_KEY, QUOTA_BINDING_KEY, ROUTED_KEYS};
 
 use alert_text::{critical_level, critical_message, exceeded_message};
-use event_body::{parse_object, required_id};
+use console_members::console_members;
+use event_body::{parse_object, required_id, EventBody};
 use timestamps::event_timestamp;
 
 /// Room every admin socket joins; admin pushes go there.
@@ -81,15 +95,18 @@ pub struct RoutedPush {
     pub room: String,
     /// Socket.IO event to emit.
     pub event: PushEvent,
-    /// The event's single argument, shared by the pushes that carry the same one (a user's
-    /// push and its copy to the admin room), so that it is serialized once.
-    pub payload: Arc<Value>,
+    /// The event's single argument as JSON text, shared by the pushes that carry the same one
+    /// (a user's push and its copy to the admin room), so that it is encoded once.
+    pub payload: Arc<str>,
+    /// Admin-room copies skip the sessions that are also in this room (the event's user room):
+    /// those get the event already, as their `notification`.
+    pub except_members_of: Option<String>,
 }
 
 /// What to do with one delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteOutcome {
-    /// Deliver these pushes, in this order (the user push first, then the admin push).
+    /// Deliver these pushes, in this order (the user push first, then the admin-room copies).
     Routed(Vec<RoutedPush>),
     /// Routing key has no row in the table: ack and count as ignored, whatever the body.
     Ignored,
@@ -192,44 +209,47 @@ fn route_row(
     devices: &mut DeviceStatusCache,
 ) -> Result<Vec<RoutedPush>, PoisonReason> {
     let event = parse_object(body)?;
-    let Value::Object(fields) = &event else {
-        return Err(PoisonReason::NotAnObject);
-    };
+    let fields = &event.fields;
     let user_id = required_id(fields, "userId")?;
     let user_room = format!("{USER_ROOM_PREFIX}{user_id}");
 
     let pushes = match row {
         Row::QuotaUpdated => {
             required_id(fields, "quotaId")?;
-            let payload = typed(routing_key, event);
-            to_user_and_admin_message(user_room, payload)
+            let data = quota_data(&event);
+            to_user_and_admin_message(user_room, typed(routing_key, &data))
         }
         Row::QuotaRenewed => {
             required_id(fields, "quotaId")?;
-            vec![to_user(user_room, typed(routing_key, event))]
+            vec![to_user(user_room, typed(routing_key, &quota_data(&event)))]
         }
         Row::QuotaAlert => {
             let quota_id = required_id(fields, "quotaId")?;
-            match critical_level(fields) {
-                None => vec![to_user(user_room, typed(routing_key, event))],
-                Some(level) => {
-                    let message = critical_message(&user_id, &quota_id, fields, level);
-                    let timestamp = event_timestamp(fields, &["timestamp"], received_at);
-                    vec![
-                        to_user(user_room, typed(routing_key, event.clone())),
-                        admin_notification("critical", "Quota critical", message, event, timestamp),
-                    ]
-                }
+            let data = quota_data(&event);
+            let mut pushes = to_user_and_admin_message(user_room, typed(routing_key, &data));
+            if let Some(level) = critical_level(fields) {
+                let critical = AdminNotification {
+                    kind: "critical",
+                    title: "Quota critical",
+                    message: critical_message(&user_id, &quota_id, fields, level),
+                    timestamp: event_timestamp(fields, &["timestamp"], received_at),
+                };
+                pushes.push(critical.push(&data, &pushes[0].room));
             }
+            pushes
         }
         Row::QuotaExceeded => {
             let quota_id = required_id(fields, "quotaId")?;
-            let message = exceeded_message(&user_id, &quota_id, fields);
-            let timestamp = event_timestamp(fields, &["timestamp"], received_at);
-            vec![
-                to_user(user_room, typed(routing_key, event.clone())),
-                admin_notification("error", "Quota exceeded", message, event, timestamp),
-            ]
+            let data = quota_data(&event);
+            let mut pushes = to_user_and_admin_message(user_room, typed(routing_key, &data));
+            let exceeded = AdminNotification {
+                kind: "error",
+                title: "Quota exceeded",
+                message: exceeded_message(&user_id, &quota_id, fields),
+                timestamp: event_timestamp(fields, &["timestamp"], received_at),
+            };
+            pushes.push(exceeded.push(&data, &pushes[0].room));
+            pushes
         }
         Row::DeviceStarted | Row::DeviceStopped => {
             let device_id = required_id(fields, "deviceId")?;
@@ -244,71 +264,89 @@ fn route_row(
             };
             let old_status = devices.get(&device_id).unwrap_or(default_old);
             let timestamp = event_timestamp(fields, &[time_field, "timestamp"], received_at);
-            let payload = json!({
-                "type": "device.status.changed",
-                "data": {
-                    "deviceId": fields.get("deviceId").cloned().unwrap_or(Value::Null),
-                    "deviceName": device_name,
-                    "oldStatus": old_status,
-                    "newStatus": new_status,
-                    "timestamp": timestamp,
-                },
-            });
+            let data = format!(
+                r#"{{"deviceId":{},"deviceName":{},"oldStatus":{},"newStatus":{},"timestamp":{}}}"#,
+                event.raw["deviceId"].get(),
+                json_string(&device_name),
+                json_string(old_status),
+                json_string(new_status),
+                json_string(&timestamp),
+            );
             devices.set(&device_id, new_status);
-            to_user_and_admin_message(user_room, payload)
+            to_user_and_admin_message(user_room, typed("device.status.changed", &data))
         }
         Row::DevicePassthrough => {
             let device_id = required_id(fields, "deviceId")?;
             if routing_key == "device.deleted" {
                 devices.remove(&device_id);
             }
-            to_user_and_admin_message(user_room, typed(routing_key, event))
+            to_user_and_admin_message(user_room, typed(routing_key, event.text))
         }
     };
     Ok(pushes)
 }
 
-/// `{"type": <routing key>, "data": <event>}`.
-fn typed(routing_key: &str, event: Value) -> Value {
-    json!({ "type": routing_key, "data": event })
+/// A quota event's `data`: the event as published, plus the members the console reads when
+/// only their publisher's names are there (see [`console_members`]).
+fn quota_data(event: &EventBody<'_>) -> String {
+    event.with_members(&console_members(event))
 }
 
-fn to_user(user_room: String, payload: impl Into<Arc<Value>>) -> RoutedPush {
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
+/// `{"type":<kind>,"data":<data>}`, `data` being JSON text.
+fn typed(kind: &str, data: &str) -> Arc<str> {
+    format!(r#"{{"type":{},"data":{data}}}"#, json_string(kind)).into()
+}
+
+fn to_user(user_room: String, payload: Arc<str>) -> RoutedPush {
     RoutedPush {
         room: user_room,
         event: PushEvent::Notification,
-        payload: payload.into(),
+        payload,
+        except_members_of: None,
     }
 }
 
-fn to_user_and_admin_message(user_room: String, payload: Value) -> Vec<RoutedPush> {
-    let payload = Arc::new(payload);
-    vec![
-        to_user(user_room, payload.clone()),
-        RoutedPush {
-            room: ADMIN_ROOM.to_owned(),
-            event: PushEvent::Message,
-            payload,
-        },
-    ]
+/// The user's push, and its copy to the admin room as `message` for the admins who are not
+/// that user (one payload for both).
+fn to_user_and_admin_message(user_room: String, payload: Arc<str>) -> Vec<RoutedPush> {
+    let admin_copy = RoutedPush {
+        room: ADMIN_ROOM.to_owned(),
+        event: PushEvent::Message,
+        payload: payload.clone(),
+        except_members_of: Some(user_room.clone()),
+    };
+    vec![to_user(user_room, payload), admin_copy]
 }
 
-fn admin_notification(
-    kind: &str,
-    title: &str,
+/// The admin room's `critical` / `error` notification about a quota event.
+struct AdminNotification {
+    kind: &'static str,
+    title: &'static str,
     message: String,
-    event: Value,
     timestamp: String,
-) -> RoutedPush {
-    RoutedPush {
-        room: ADMIN_ROOM.to_owned(),
-        event: PushEvent::Notification,
-        payload: Arc::new(json!({
-            "type": kind,
-            "title": title,
-            "message": message,
-            "data": event,
-            "timestamp": timestamp,
-        })),
+}
+
+impl AdminNotification {
+    /// The push to the admin room, except the members of `user_room`; `data` is the event's
+    /// JSON text.
+    fn push(&self, data: &str, user_room: &str) -> RoutedPush {
+        let payload = format!(
+            r#"{{"type":{},"title":{},"message":{},"data":{data},"timestamp":{}}}"#,
+            json_string(self.kind),
+            json_string(self.title),
+            json_string(&self.message),
+            json_string(&self.timestamp),
+        );
+        RoutedPush {
+            room: ADMIN_ROOM.to_owned(),
+            event: PushEvent::Notification,
+            payload: payload.into(),
+            except_members_of: Some(user_room.to_owned()),
+        }
     }
 }

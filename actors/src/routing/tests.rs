@@ -15,13 +15,39 @@ fn run(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> RouteOutcome {
     route(key, body.to_string().as_bytes(), received(), cache)
 }
 
-fn routed(key: &str, body: &Value) -> Vec<RoutedPush> {
+/// A routed push with its payload parsed (to compare and index).
+#[derive(Debug, PartialEq)]
+struct Parsed {
+    room: String,
+    event: PushEvent,
+    payload: Value,
+    except_members_of: Option<String>,
+}
+
+fn parsed(push: &RoutedPush) -> Parsed {
+    Parsed {
+        room: push.room.clone(),
+        event: push.event,
+        payload: serde_json::from_str(&push.payload).expect("payloads are JSON"),
+        except_members_of: push.except_members_of.clone(),
+    }
+}
+
+/// The pushes for `body` as published, payloads as text.
+fn routed_text(key: &str, body: &[u8]) -> Vec<RoutedPush> {
+    match route(key, body, received(), &mut DeviceStatusCache::new()) {
+        RouteOutcome::Routed(pushes) => pushes,
+        other => panic!("{key}: expected Routed, got {other:?}"),
+    }
+}
+
+fn routed(key: &str, body: &Value) -> Vec<Parsed> {
     routed_with(key, body, &mut DeviceStatusCache::new())
 }
 
-fn routed_with(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> Vec<RoutedPush> {
+fn routed_with(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> Vec<Parsed> {
     match run(key, body, cache) {
-        RouteOutcome::Routed(pushes) => pushes,
+        RouteOutcome::Routed(pushes) => pushes.iter().map(parsed).collect(),
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }
@@ -33,19 +59,22 @@ fn poison(key: &str, body: &[u8]) -> PoisonReason {
     }
 }
 
-fn user(room: &str, payload: Value) -> RoutedPush {
-    RoutedPush {
+fn user(room: &str, payload: Value) -> Parsed {
+    Parsed {
         room: room.to_owned(),
         event: PushEvent::Notification,
-        payload: Arc::new(payload),
+        payload,
+        except_members_of: None,
     }
 }
 
-fn admin(event: PushEvent, payload: Value) -> RoutedPush {
-    RoutedPush {
+/// An admin-room copy of an event of the user whose room is `user_room`.
+fn admin(user_room: &str, event: PushEvent, payload: Value) -> Parsed {
+    Parsed {
         room: "admin".to_owned(),
         event,
-        payload: Arc::new(payload),
+        payload,
+        except_members_of: Some(user_room.to_owned()),
     }
 }
 
@@ -71,19 +100,19 @@ fn alert_event(extra: Value) -> Value {
 
 fn is_critical_alert(event: &Value) -> bool {
     let pushes = routed("quota.alert", event);
+    assert_eq!(pushes[0].room, "user:u1");
+    assert_eq!(pushes[0].payload["type"], "quota.alert");
     assert_eq!(
-        pushes[0],
-        user(
-            "user:u1",
-            json!({"type": "quota.alert", "data": event.clone()})
-        )
+        pushes[1],
+        admin("user:u1", PushEvent::Message, pushes[0].payload.clone())
     );
     match pushes.len() {
-        1 => false,
-        2 => {
-            assert_eq!(pushes[1].room, "admin");
-            assert_eq!(pushes[1].event, PushEvent::Notification);
-            assert_eq!(pushes[1].payload["type"], "critical");
+        2 => false,
+        3 => {
+            assert_eq!(pushes[2].room, "admin");
+            assert_eq!(pushes[2].event, PushEvent::Notification);
+            assert_eq!(pushes[2].payload["type"], "critical");
+            assert_eq!(pushes[2].except_members_of.as_deref(), Some("user:u1"));
             true
         }
         n => panic!("{n} pushes"),
@@ -105,17 +134,17 @@ fn every_routed_key_has_a_row() {
 fn quota_updated_goes_to_user_and_admin_message() {
     let event = quota_event();
     let expected = json!({"type": "quota.updated", "data": event.clone()});
-    let pushes = routed("quota.updated", &event);
     assert_eq!(
-        pushes,
+        routed("quota.updated", &event),
         vec![
             user("user:u1", expected.clone()),
-            admin(PushEvent::Message, expected)
+            admin("user:u1", PushEvent::Message, expected)
         ]
     );
+    let pushes = routed_text("quota.updated", event.to_string().as_bytes());
     assert!(
         Arc::ptr_eq(&pushes[0].payload, &pushes[1].payload),
-        "one payload for both, serialized once"
+        "one payload for both, encoded once"
     );
 }
 
@@ -132,34 +161,38 @@ fn quota_renewed_goes_to_user_only() {
 }
 
 #[test]
-fn quota_alert_not_critical_goes_to_user_only() {
+fn quota_alert_not_critical_goes_to_user_and_admin_message() {
     let event = alert_event(json!({"alertLevel": "warning", "usagePercent": 85}));
+    let expected = json!({"type": "quota.alert", "data": event.clone()});
     assert_eq!(
         routed("quota.alert", &event),
-        vec![user(
-            "user:u1",
-            json!({"type": "quota.alert", "data": event.clone()})
-        )]
+        vec![
+            user("user:u1", expected.clone()),
+            admin("user:u1", PushEvent::Message, expected)
+        ]
     );
 }
 
 #[test]
 fn quota_alert_critical_full_payloads() {
     let event = alert_event(json!({"severity": "critical", "usagePercent": 97}));
+    // The console reads `alertLevel`: the publisher's `severity` is copied there.
+    let data =
+        alert_event(json!({"severity": "critical", "usagePercent": 97, "alertLevel": "critical"}));
+    let expected = json!({"type": "quota.alert", "data": data.clone()});
     assert_eq!(
         routed("quota.alert", &event),
         vec![
-            user(
-                "user:u1",
-                json!({"type": "quota.alert", "data": event.clone()})
-            ),
+            user("user:u1", expected.clone()),
+            admin("user:u1", PushEvent::Message, expected),
             admin(
+                "user:u1",
                 PushEvent::Notification,
                 json!({
                     "type": "critical",
                     "title": "Quota critical",
                     "message": "User u1: quota q1 usage at 97% (critical)",
-                    "data": event.clone(),
+                    "data": data,
                     "timestamp": "2026-11-27T10:00:00.000Z",
                 })
             ),
@@ -172,16 +205,16 @@ fn quota_alert_critical_without_timestamp_uses_receive_time() {
     let mut event = alert_event(json!({"alertLevel": "critical"}));
     event.as_object_mut().unwrap().remove("timestamp");
     let pushes = routed("quota.alert", &event);
-    assert_eq!(pushes[1].payload["timestamp"], RECEIVED);
+    assert_eq!(pushes[2].payload["timestamp"], RECEIVED);
     assert_eq!(
-        pushes[1].payload["message"],
+        pushes[2].payload["message"],
         "User u1: quota q1 usage is critical (alertLevel critical)"
     );
     // Non-string and empty timestamps fall back too.
     for ts in [json!(1_795_814_112_123u64), json!(""), json!(null)] {
         let event = alert_event(json!({"alertLevel": "critical", "timestamp": ts}));
         assert_eq!(
-            routed("quota.alert", &event)[1].payload["timestamp"],
+            routed("quota.alert", &event)[2].payload["timestamp"],
             RECEIVED
         );
     }
@@ -190,14 +223,14 @@ fn quota_alert_critical_without_timestamp_uses_receive_time() {
 #[test]
 fn quota_exceeded_full_payloads() {
     let event = alert_event(json!({"usagePercent": 102.5}));
+    let expected = json!({"type": "quota.exceeded", "data": event.clone()});
     assert_eq!(
         routed("quota.exceeded", &event),
         vec![
-            user(
-                "user:u1",
-                json!({"type": "quota.exceeded", "data": event.clone()})
-            ),
+            user("user:u1", expected.clone()),
+            admin("user:u1", PushEvent::Message, expected),
             admin(
+                "user:u1",
                 PushEvent::Notification,
                 json!({
                     "type": "error",
@@ -216,9 +249,9 @@ fn quota_exceeded_without_usage_or_timestamp() {
     let mut event = quota_event();
     event.as_object_mut().unwrap().remove("timestamp");
     let pushes = routed("quota.exceeded", &event);
-    assert_eq!(pushes.len(), 2);
+    assert_eq!(pushes.len(), 3);
     assert_eq!(
-        *pushes[1].payload,
+        pushes[2].payload,
         json!({
             "type": "error",
             "title": "Quota exceeded",
@@ -249,7 +282,7 @@ fn critical_by_severity() {
     let event = alert_event(json!({"severity": "critical", "usagePercent": 90}));
     assert!(is_critical_alert(&event));
     assert_eq!(
-        routed("quota.alert", &event)[1].payload["message"],
+        routed("quota.alert", &event)[2].payload["message"],
         "User u1: quota q1 usage at 90% (severity critical)"
     );
     assert!(!is_critical_alert(&alert_event(
@@ -273,7 +306,7 @@ fn critical_by_usage_percent_string() {
     let event = alert_event(json!({"usagePercent": "97.5"}));
     assert!(is_critical_alert(&event));
     assert_eq!(
-        routed("quota.alert", &event)[1].payload["message"],
+        routed("quota.alert", &event)[2].payload["message"],
         "User u1: quota q1 usage at 97.5% (critical)"
     );
     assert!(is_critical_alert(&alert_event(
@@ -292,7 +325,7 @@ fn critical_by_percentage_object_number() {
     }));
     assert!(is_critical_alert(&event));
     assert_eq!(
-        routed("quota.alert", &event)[1].payload["message"],
+        routed("quota.alert", &event)[2].payload["message"],
         "User u1: quota q1 memory usage at 96.25% (critical)"
     );
     assert!(!is_critical_alert(&alert_event(
@@ -338,7 +371,7 @@ fn non_numeric_percentages_are_ignored_not_poison() {
 fn exceeded_message_names_the_peak_resource() {
     let event = alert_event(json!({"percentage": {"devices": "110", "cpu": 50}}));
     assert_eq!(
-        routed("quota.exceeded", &event)[1].payload["message"],
+        routed("quota.exceeded", &event)[2].payload["message"],
         "User u1: quota q1 exceeded (devices usage at 110%)"
     );
 }
@@ -347,7 +380,7 @@ fn exceeded_message_names_the_peak_resource() {
 fn huge_resource_name_is_shortened_in_the_message() {
     let name = "r".repeat(1000);
     let event = alert_event(json!({"percentage": {name.clone(): 99}}));
-    let message = routed("quota.alert", &event)[1].payload["message"]
+    let message = routed("quota.alert", &event)[2].payload["message"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -379,7 +412,7 @@ fn device_started_full_payloads() {
         routed_with("device.started", &event, &mut cache),
         vec![
             user("user:u1", expected.clone()),
-            admin(PushEvent::Message, expected)
+            admin("user:u1", PushEvent::Message, expected)
         ]
     );
     assert_eq!(cache.get("d1"), Some("running"));
@@ -403,7 +436,7 @@ fn device_stopped_full_payloads() {
         routed_with("device.stopped", &event, &mut cache),
         vec![
             user("user:u1", expected.clone()),
-            admin(PushEvent::Message, expected)
+            admin("user:u1", PushEvent::Message, expected)
         ]
     );
     assert_eq!(cache.get("d1"), Some("stopped"));
@@ -569,7 +602,7 @@ fn device_passthrough_rows() {
             routed(&key, &event),
             vec![
                 user("user:u1", expected.clone()),
-                admin(PushEvent::Message, expected)
+                admin("user:u1", PushEvent::Message, expected)
             ],
             "{key}"
         );
@@ -587,7 +620,7 @@ fn device_status_changed_keeps_integer_device_id() {
         routed("device.started", &event),
         vec![
             user("user:42", expected.clone()),
-            admin(PushEvent::Message, expected)
+            admin("user:42", PushEvent::Message, expected)
         ]
     );
 }
@@ -682,7 +715,7 @@ fn integer_ids_route_to_decimal_rooms() {
     // The critical message uses the decimal form too.
     let alert = json!({"userId": 42, "quotaId": 7, "usagePercent": "97"});
     assert_eq!(
-        routed("quota.alert", &alert)[1].payload["message"],
+        routed("quota.alert", &alert)[2].payload["message"],
         "User 42: quota 7 usage at 97% (critical)"
     );
 }
@@ -709,20 +742,13 @@ fn string_ids_are_used_verbatim() {
 }
 
 #[test]
-fn trace_and_unknown_fields_pass_through() {
-    let body = br#"{"userId":"u1","quotaId":"q1","_trace":{"traceId":"abc","spanId":"s","sampled":true},"extra":[1,{"x":null}],"n":1.5}"#;
-    let event: Value = serde_json::from_slice(body).unwrap();
-    let RouteOutcome::Routed(pushes) = route(
-        "quota.updated",
-        body,
-        received(),
-        &mut DeviceStatusCache::new(),
-    ) else {
-        panic!()
-    };
-    for push in &pushes {
-        assert_eq!(push.payload["data"], event);
-        assert_eq!(push.payload["data"]["_trace"]["traceId"], "abc");
+fn trace_and_unknown_fields_pass_through_byte_for_byte() {
+    let body = r#"{"userId":"u1","quotaId":"q1","_trace":{"traceId":"abc","spanId":"s","sampled":true},"extra":[1,{"x":null}],"n":1.5}"#;
+    for push in routed_text("quota.updated", body.as_bytes()) {
+        assert_eq!(
+            &*push.payload,
+            format!(r#"{{"type":"quota.updated","data":{body}}}"#)
+        );
     }
 }
 
@@ -913,9 +939,10 @@ fn long_ids_are_routed_and_long_device_ids_not_cached() {
     let long = "a".repeat(129);
     let event = json!({"userId": long.clone(), "quotaId": long.clone()});
     let pushes = routed("quota.exceeded", &event);
-    assert_eq!(pushes.len(), 2);
+    assert_eq!(pushes.len(), 3);
     assert_eq!(pushes[0].room, format!("user:{long}"));
     assert_eq!(pushes[1].room, "admin");
+    assert_eq!(pushes[2].room, "admin");
     let mut cache = DeviceStatusCache::new();
     let event = json!({"userId": "u1", "deviceId": long.clone()});
     let pushes = routed_with("device.started", &event, &mut cache);
