@@ -68,6 +68,14 @@ fn user(room: &str, payload: Value) -> Parsed {
     }
 }
 
+/// The user's `notification` and the admin room's `message` copy of `payload`.
+fn user_and_admin_message(user_room: &str, payload: Value) -> Vec<Parsed> {
+    vec![
+        user(user_room, payload.clone()),
+        admin(user_room, PushEvent::Message, payload),
+    ]
+}
+
 /// An admin-room copy of an event of the user whose room is `user_room`.
 fn admin(user_room: &str, event: PushEvent, payload: Value) -> Parsed {
     Parsed {
@@ -136,10 +144,7 @@ fn quota_updated_goes_to_user_and_admin_message() {
     let expected = json!({"type": "quota.updated", "data": event.clone()});
     assert_eq!(
         routed("quota.updated", &event),
-        vec![
-            user("user:u1", expected.clone()),
-            admin("user:u1", PushEvent::Message, expected)
-        ]
+        user_and_admin_message("user:u1", expected)
     );
     let pushes = routed_text("quota.updated", event.to_string().as_bytes());
     assert!(
@@ -166,10 +171,7 @@ fn quota_alert_not_critical_goes_to_user_and_admin_message() {
     let expected = json!({"type": "quota.alert", "data": event.clone()});
     assert_eq!(
         routed("quota.alert", &event),
-        vec![
-            user("user:u1", expected.clone()),
-            admin("user:u1", PushEvent::Message, expected)
-        ]
+        user_and_admin_message("user:u1", expected)
     );
 }
 
@@ -410,10 +412,7 @@ fn device_started_full_payloads() {
     });
     assert_eq!(
         routed_with("device.started", &event, &mut cache),
-        vec![
-            user("user:u1", expected.clone()),
-            admin("user:u1", PushEvent::Message, expected)
-        ]
+        user_and_admin_message("user:u1", expected)
     );
     assert_eq!(cache.get("d1"), Some("running"));
 }
@@ -434,10 +433,7 @@ fn device_stopped_full_payloads() {
     });
     assert_eq!(
         routed_with("device.stopped", &event, &mut cache),
-        vec![
-            user("user:u1", expected.clone()),
-            admin("user:u1", PushEvent::Message, expected)
-        ]
+        user_and_admin_message("user:u1", expected)
     );
     assert_eq!(cache.get("d1"), Some("stopped"));
 }
@@ -600,10 +596,7 @@ fn device_passthrough_rows() {
         let expected = json!({"type": key, "data": event.clone()});
         assert_eq!(
             routed(&key, &event),
-            vec![
-                user("user:u1", expected.clone()),
-                admin("user:u1", PushEvent::Message, expected)
-            ],
+            user_and_admin_message("user:u1", expected),
             "{key}"
         );
     }
@@ -618,10 +611,7 @@ fn device_status_changed_keeps_integer_device_id() {
     });
     assert_eq!(
         routed("device.started", &event),
-        vec![
-            user("user:42", expected.clone()),
-            admin("user:42", PushEvent::Message, expected)
-        ]
+        user_and_admin_message("user:42", expected)
     );
 }
 

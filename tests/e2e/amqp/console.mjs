@@ -1,10 +1,27 @@
-// What the admin console needs, for the RabbitMQ end-to-end tests: the `data` a quota event is
-// pushed with (the event as published, plus `alertLevel` / `usagePercent` in the console's
+// Quota events and the admin console, for the RabbitMQ end-to-end tests: a quota event as
+// quota-service publishes it, the `data` it is pushed with (the event as published, plus `alertLevel` / `usagePercent` in the console's
 // names when the publisher only sent `severity` / `percentage`), and a tiny dev proxy like the
 // console's (Vite's http-proxy with `rewrite: path => path.replace(/^\/ws/, '')`, `ws: true`).
 
 import http from "node:http";
 import net from "node:net";
+import { uid } from "../lib.mjs";
+import { trace } from "./broker.mjs";
+
+/** A quota event as quota-service publishes it; `extra` members with value undefined are dropped. */
+export function quotaEvent(userId, extra = {}) {
+  const event = {
+    userId,
+    quotaId: uid("q"),
+    limits: { maxDevices: 10, totalCpuCores: 20, totalMemoryGB: 64 },
+    usage: { currentDevices: 5, usedCpuCores: 8, usedMemoryGB: 12.5 },
+    timestamp: "2026-01-02T03:04:05.678Z",
+    _trace: trace(),
+    ...extra,
+  };
+  for (const k of Object.keys(event)) if (event[k] === undefined) delete event[k];
+  return event;
+}
 
 /** The highest value of a `percentage` object (numbers or numeric strings), or undefined. */
 function peakPercentage(percentage) {
@@ -19,7 +36,7 @@ function peakPercentage(percentage) {
   return peak;
 }
 
-/** The `data` pushgate pushes for the quota event `event` (contract §3). */
+/** The `data` pushgate pushes for the quota event `event`. */
 export function quotaData(event) {
   const data = { ...event };
   if (!("alertLevel" in event) && "severity" in event) data.alertLevel = event.severity;

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import { closeAll, connectAdmin, connectUser, Inbox, request, token, uid, until, QUIET_MS, URL, WAIT_MS } from "../lib.mjs";
 import { closePublishers, Publisher, trace } from "./broker.mjs";
-import { devProxy, quotaData } from "./console.mjs";
+import { devProxy, quotaData, quotaEvent } from "./console.mjs";
 
 const T = { timeout: 20000 };
 
@@ -30,19 +30,6 @@ async function adminInRoom(sub = uid("a")) {
 
 async function quiet(sockets) {
   await Promise.all(sockets.map((s) => s.inbox.assertQuiet(QUIET_MS, `${s.sub} receives nothing more`)));
-}
-
-/** A quota event as quota-service publishes it. */
-function quotaEvent(userId, extra = {}) {
-  return {
-    userId,
-    quotaId: uid("q"),
-    limits: { maxDevices: 10, totalCpuCores: 20, totalMemoryGB: 64 },
-    usage: { currentDevices: 8, usedCpuCores: 17.1, usedMemoryGB: 38.4 },
-    timestamp: "2026-01-02T03:04:05.678Z",
-    _trace: trace(),
-    ...extra,
-  };
 }
 
 test("quota.alert and quota.exceeded reach the admins as `message`, with alertLevel and usagePercent", T, async () => {

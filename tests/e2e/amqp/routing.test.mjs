@@ -20,7 +20,7 @@ import {
   QUOTA_QUEUE,
   trace,
 } from "./broker.mjs";
-import { quotaData } from "./console.mjs";
+import { quotaData, quotaEvent } from "./console.mjs";
 
 const T = { timeout: 15000 };
 
@@ -78,21 +78,6 @@ async function expectAdminNotification(admin, type, event, published) {
   } else {
     assertReceiveTime(n.timestamp, published, Date.now());
   }
-}
-
-/** A quota event as quota-service publishes it; `extra` members with value undefined are dropped. */
-function quotaEvent(userId, extra = {}) {
-  const event = {
-    userId,
-    quotaId: uid("q"),
-    limits: { maxDevices: 10, totalCpuCores: 20, totalMemoryGB: 64 },
-    usage: { currentDevices: 5, usedCpuCores: 8, usedMemoryGB: 12.5 },
-    timestamp: "2026-01-02T03:04:05.678Z",
-    _trace: trace(),
-    ...extra,
-  };
-  for (const k of Object.keys(event)) if (event[k] === undefined) delete event[k];
-  return event;
 }
 
 describe("quota events", () => {
