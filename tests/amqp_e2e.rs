@@ -272,6 +272,14 @@ async fn routing_table() {
     Scenario::start().run_node("routing.test.mjs").await;
 }
 
+/// What the admin console reads, as the real services publish: admin copies of alerts, the
+/// console's `alertLevel` / `usagePercent`, an admin's own device events once, numbers and
+/// member order as published, and its dev proxy that strips `/ws`.
+#[actix_web::test]
+async fn console() {
+    Scenario::start().run_node("console.test.mjs").await;
+}
+
 /// Malformed messages are dead-lettered (and only they), counted, and do not stall the consumer.
 #[actix_web::test]
 async fn poison_messages() {

@@ -6,6 +6,7 @@
 //! wire, made by the first session that writes them and shared by the others.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -15,8 +16,6 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::inbox::OpenedInbox;
-
-pub use crate::routing::PushEvent;
 
 /// Identifies one session inside this process (never shown to clients).
 pub type SessionId = u64;
@@ -170,11 +169,45 @@ pub struct LeaveRoom {
     pub room: String,
 }
 
+/// Which Socket.IO event a push is emitted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushEvent {
+    /// Emitted as `notification` (send to user, send notification to room).
+    Notification,
+    /// Emitted as `message` (send to room).
+    Message,
+}
+
+impl PushEvent {
+    /// The Socket.IO event name: `"notification"` or `"message"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PushEvent::Notification => "notification",
+            PushEvent::Message => "message",
+        }
+    }
+}
+
+impl fmt::Display for PushEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Who a push goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushTarget {
     /// Every session in the named room.
     Room(String),
+    /// Every session in `room` except those that are also in `except_members_of` (an
+    /// admin-room copy of a user's event skips that user's own sessions, which get the event
+    /// as their `notification` already).
+    RoomExceptMembersOf {
+        /// The room pushed to.
+        room: String,
+        /// The room whose members are skipped.
+        except_members_of: String,
+    },
     /// Every connected session.
     Everyone,
 }
@@ -241,6 +274,8 @@ pub struct RemoveMember {
 pub struct Fanout {
     /// The frame.
     pub frame: ByteString,
+    /// Members of this room (on this thread) that must not get it; usually none.
+    pub except: Vec<SessionId>,
     /// When the supervisor accepted the push (for the fan-out latency histogram).
     pub accepted_at: Instant,
 }
@@ -255,6 +290,13 @@ mod tests {
     fn joined(frames: &[ByteString]) -> Bytes {
         ENCODINGS.fetch_add(1, Ordering::Relaxed);
         Bytes::from(frames.iter().map(|f| &**f).collect::<Vec<_>>().join("|"))
+    }
+
+    #[test]
+    fn push_event_names() {
+        assert_eq!(PushEvent::Notification.name(), "notification");
+        assert_eq!(PushEvent::Message.name(), "message");
+        assert_eq!(PushEvent::Message.to_string(), "message");
     }
 
     #[test]

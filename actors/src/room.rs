@@ -14,6 +14,10 @@
 //! over the window instead of all falling at once ([`Coalescer`]). Order is kept, and a member
 //! gets exactly the pushes accepted while it was a member: the pushes its group is waiting for
 //! are delivered before it joins or leaves.
+//!
+//! **Exceptions.** A push that some members must not get (an admin-room copy of a user's
+//! event skips that user's own sessions, [`Fanout::except`]) flushes what every group is
+//! waiting for, then goes out at once to the other members, so order is kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use actix::prelude::*;
 
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Fanout, RemoveMember, SessionId};
+use crate::messages::{AddMember, Fanout, Frames, RemoveMember, SessionId};
 use crate::metrics::Metrics;
 
 /// A room and its members (on one worker thread).
@@ -68,6 +72,26 @@ impl Room {
                 .push_fanout_seconds
                 .observe(now.duration_since(accepted_at).as_secs_f64());
         }
+    }
+
+    /// Deliver a push that the members in `except` must not get: every group's waiting pushes
+    /// first (order is kept), then this one at once to the other members, outside the
+    /// coalescing windows (it is not in the coalescer, so it does not delay the others).
+    fn deliver_except(&mut self, msg: Fanout) {
+        let groups: std::collections::BTreeSet<usize> =
+            self.members.values().map(|&(_, g)| g).collect();
+        for g in groups {
+            self.deliver(g);
+        }
+        let frames = Arc::new(Frames::from(vec![msg.frame]));
+        for (session, (inbox, _)) in &self.members {
+            if !msg.except.contains(session) {
+                inbox.push(frames.clone());
+            }
+        }
+        self.metrics
+            .push_fanout_seconds
+            .observe(msg.accepted_at.elapsed().as_secs_f64());
     }
 
     /// Arm the timer for the coalescer's next due delivery (or drop it when none is).
@@ -156,6 +180,11 @@ impl Handler<Fanout> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
+        if !msg.except.is_empty() {
+            self.deliver_except(msg);
+            self.schedule(ctx);
+            return;
+        }
         let now = Instant::now();
         for g in self.coalescer.push(msg.frame, msg.accepted_at, now) {
             self.deliver(g);
@@ -214,6 +243,7 @@ mod tests {
     fn fanout(frame: &str) -> Fanout {
         Fanout {
             frame: ByteString::from(frame.to_owned()),
+            except: Vec::new(),
             accepted_at: Instant::now(),
         }
     }
@@ -319,5 +349,22 @@ mod tests {
         for m in &members {
             assert_eq!(batches(m), vec![strings(&["1"]), strings(&["2"])]);
         }
+    }
+
+    #[actix::test]
+    async fn a_push_with_exceptions_keeps_the_order_and_skips_them() {
+        let room = room(300);
+        let a = member(&room, 1);
+        let b = member(&room, 2);
+        room.do_send(fanout("1")); // quiet: at once
+        room.do_send(fanout("2")); // waits for the window
+        room.do_send(Fanout {
+            except: vec![1],
+            ..fanout("3")
+        });
+        sleep_ms(50).await;
+        assert_eq!(batches(&a).concat(), strings(&["1", "2"]));
+        assert_eq!(batches(&b).concat(), strings(&["1", "2", "3"]));
+        assert_eq!(batches(&b).last().unwrap(), &strings(&["3"]));
     }
 }

@@ -462,19 +462,30 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
     }
 
     // quota: 5 to the user (deducted is ignored); device: 7 to the user.
-    // admin: updated (message), critical, exceeded; 7 device messages.
+    // admin: updated, both alerts and exceeded as messages, critical, error; 7 device messages.
     wait_until("user frames", WAIT, || user.len() == 12).await;
-    wait_until("admin frames", WAIT, || admin.len() == 10).await;
+    wait_until("admin frames", WAIT, || admin.len() == 13).await;
     settle().await;
 
     let typed = |key: &str, event: &Value| json!({"type": key, "data": event});
+    // The console's names, added from the publisher's `severity` / `percentage`.
+    let mut alert_critical_data = alert_critical.clone();
+    alert_critical_data["alertLevel"] = json!("critical");
+    let mut exceeded_data = exceeded.clone();
+    exceeded_data["usagePercent"] = json!(101);
     assert_eq!(
         user.quota(),
         vec![
             ("notification".into(), typed("quota.updated", &updated)),
             ("notification".into(), typed("quota.alert", &alert_warning)),
-            ("notification".into(), typed("quota.alert", &alert_critical)),
-            ("notification".into(), typed("quota.exceeded", &exceeded)),
+            (
+                "notification".into(),
+                typed("quota.alert", &alert_critical_data)
+            ),
+            (
+                "notification".into(),
+                typed("quota.exceeded", &exceeded_data)
+            ),
             ("notification".into(), typed("quota.renewed", &renewed)),
         ]
     );
@@ -498,21 +509,29 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
     assert_eq!(user.device(), device_expected);
 
     let admin_quota = admin.quota();
-    assert_eq!(admin_quota.len(), 3, "{admin_quota:#?}");
+    assert_eq!(admin_quota.len(), 6, "{admin_quota:#?}");
     assert_eq!(
-        admin_quota[0],
-        ("message".into(), typed("quota.updated", &updated))
+        admin_quota[..3],
+        [
+            ("message".into(), typed("quota.updated", &updated)),
+            ("message".into(), typed("quota.alert", &alert_warning)),
+            ("message".into(), typed("quota.alert", &alert_critical_data)),
+        ]
     );
-    let (event, critical) = &admin_quota[1];
+    assert_eq!(
+        admin_quota[4],
+        ("message".into(), typed("quota.exceeded", &exceeded_data))
+    );
+    let (event, critical) = &admin_quota[3];
     assert_eq!(event, "notification");
     assert_eq!(critical["type"], "critical");
-    assert_eq!(critical["data"], alert_critical);
+    assert_eq!(critical["data"], alert_critical_data);
     assert_eq!(critical["timestamp"], "2026-01-02T03:04:05.000Z");
     assert!(critical["title"].is_string() && critical["message"].is_string());
-    let (event, error) = &admin_quota[2];
+    let (event, error) = &admin_quota[5];
     assert_eq!(event, "notification");
     assert_eq!(error["type"], "error");
-    assert_eq!(error["data"], exceeded);
+    assert_eq!(error["data"], exceeded_data);
     assert_eq!(error["timestamp"], "2026-01-02T03:04:06.000Z");
     assert!(error["title"].is_string() && error["message"].is_string());
     let admin_device: Vec<_> = device_expected

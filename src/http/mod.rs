@@ -5,6 +5,7 @@ pub mod cors;
 pub mod engineio;
 pub mod error;
 pub mod probes;
+pub mod same_origin;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     probes::configure(cfg);
     api::configure(cfg);
     engineio::configure(cfg, &engineio::PATHS, state.sessions.clone());
+    engineio::configure_root(cfg, state.sessions.clone());
     if let Some(echo) = &state.engine_echo {
         engineio::configure(cfg, &["/engine.io/", "/engine.io"], echo.clone());
     }
