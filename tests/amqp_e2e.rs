@@ -2,7 +2,7 @@
 //! (`scripts/ensure-rabbitmq.sh`), real publishers (amqplib) and real browser clients
 //! (socket.io-client), driven by the node files of `tests/e2e/amqp/`.
 //!
-//! Each test has a vhost and a pushgate user of its own (`common::broker::Vhost`, deleted on
+//! Each test has a vhost and a pushgate user of its own (`pushgate_test_support::broker::Vhost`, deleted on
 //! drop), a fresh `NODE_ID`, and its own server, started with `config.consume = true` and
 //! waited for until `/ready` answers 200. Then one node file runs against it, with a hard
 //! timeout, its output streamed. The node file reaches what only this side can do (cut
@@ -30,12 +30,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::broker::{node_id, Vhost};
 use common::*;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use pushgate::config::Config;
 use pushgate::server::ShutdownHandle;
+use pushgate_test_support::broker::{node_id, Vhost};
 
 /// A node file must finish within this (its own tests time out sooner).
 const NODE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +63,10 @@ impl Scenario {
         let vhost = Arc::new(Vhost::create());
         // The contract's Engine.IO timers, not the harness's short ones: heartbeats are not what
         // is tested here, and a 200 ms ping timeout can expire on a loaded machine.
-        let config = vhost.configure(Config::for_tests(SECRET, Some(API_KEY)), &node_id());
+        let mut config = Config::for_tests(SECRET, Some(API_KEY));
+        config.consume = true;
+        config.amqp.url = vhost.user_url();
+        config.amqp.node_id = node_id();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let server = start_on(config.clone(), listener);
@@ -109,7 +112,7 @@ impl Scenario {
         let (control_addr, mut control) = control_socket();
         let mut env = self.server().node_env();
         env.extend([
-            ("PUSHGATE_AMQP_URL".to_owned(), self.vhost.publisher_url()),
+            ("PUSHGATE_AMQP_URL".to_owned(), self.vhost.guest_url()),
             (
                 "PUSHGATE_NODE_ID".to_owned(),
                 self.config.amqp.node_id.clone(),

@@ -12,8 +12,6 @@ use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::Config;
 use pushgate::session::Mode;
 
-pub mod broker;
-
 /// The JWT secret every test server uses.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// The push API key every test server uses.
