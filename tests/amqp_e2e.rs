@@ -26,7 +26,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,22 +120,7 @@ impl Scenario {
         ]);
         let path = e2e_dir().join("amqp").join(file);
         assert!(path.exists(), "{} is missing", path.display());
-        // Node runs on a plain thread: the test's actix runtime keeps serving meanwhile.
-        let (tx, rx) = oneshot::channel();
-        std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(|| {
-                require_node();
-                ensure_node_modules();
-                let mut cmd = Command::new("node");
-                cmd.args(["--test", "--test-reporter=spec"])
-                    .arg(&path)
-                    .current_dir(e2e_dir())
-                    .envs(env);
-                run_streaming(cmd, NODE_TIMEOUT)
-            });
-            let _ = tx.send(result);
-        });
-        let mut node = rx;
+        let mut node = spawn_node_tests(vec![path.into()], env, NODE_TIMEOUT);
         let result = loop {
             futures::select! {
                 request = control.next() => {
@@ -152,14 +136,7 @@ impl Scenario {
             shutdown.shutdown().await;
         }
         println!("{file}: done in {:?}", started.elapsed());
-        let status = match result {
-            Ok(r) => r.unwrap_or_else(|e| panic!("node --test {file}: {e}")),
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        assert!(
-            status.success(),
-            "node --test {file} failed ({status}): see the output above"
-        );
+        assert_node_passed(result, &format!("node --test {file}"));
     }
 
     /// Carry out one control command; `ok` or `error: <why>`.

@@ -127,3 +127,44 @@ pub fn run_streaming(
     let _ = err.join();
     result
 }
+
+/// How a node test run ended: its exit status, `Err` with why it did not run to its end (not
+/// started, timed out), or the panic of its thread (node or npm missing).
+pub type NodeRun = std::thread::Result<Result<std::process::ExitStatus, String>>;
+
+/// Start `node --test --test-reporter=spec <args>` in tests/e2e with `env`, on a plain thread
+/// so that the test's actix runtime keeps serving meanwhile; checks for node and installs its
+/// modules first. The receiver gets how the run ended; it is killed after `timeout`.
+pub fn spawn_node_tests(
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+) -> futures::channel::oneshot::Receiver<NodeRun> {
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(|| {
+            require_node();
+            ensure_node_modules();
+            let mut cmd = std::process::Command::new("node");
+            cmd.args(["--test", "--test-reporter=spec"])
+                .args(args)
+                .current_dir(e2e_dir())
+                .envs(env);
+            run_streaming(cmd, timeout)
+        });
+        let _ = tx.send(result);
+    });
+    rx
+}
+
+/// Fail the test unless the node run `what` exited 0 (a panic of its thread is raised again).
+pub fn assert_node_passed(run: NodeRun, what: &str) {
+    let status = match run {
+        Ok(r) => r.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    assert!(
+        status.success(),
+        "{what} failed ({status}): see the output above"
+    );
+}
