@@ -63,10 +63,6 @@ fn args(packet: &str, prefix: &str) -> Value {
     serde_json::from_str(rest).unwrap_or_else(|e| panic!("{packet}: {e}"))
 }
 
-async fn metrics(srv: &TestServer) -> String {
-    send(http().get(srv.url("/metrics")), None).await.body
-}
-
 fn token_auth(token: &str) -> String {
     format!(r#"{{"token":"{token}"}}"#)
 }
@@ -551,14 +547,9 @@ async fn heartbeat_over_polling_and_ping_timeout() {
     let c = PollingClient::connected(&srv, &token).await;
     assert_eq!(c.poll().await, ["2"]);
     sleep(350).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(srv.push_to_user("1", "{}").await, 0);
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="ping_timeout"} 2"#),
-        "{m}"
-    );
+    srv.assert_disconnects("ping_timeout", 2).await;
 }
 
 #[actix_web::test]
@@ -584,14 +575,9 @@ async fn a_client_that_never_gets_is_ended_as_a_slow_reader() {
     }
     // 4 MiB of pushes, not more, then the session is gone.
     assert!((60..=66).contains(&pushes), "{pushes}");
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     ponging.await.unwrap();
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="slow_reader"} 1"#),
-        "{m}"
-    );
+    srv.assert_disconnects("slow_reader", 1).await;
 }
 
 #[actix_web::test]
@@ -617,13 +603,8 @@ async fn connect_timeout_over_polling() {
         "{:?}",
         started.elapsed()
     );
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="connect_timeout"} 1"#),
-        "{m}"
-    );
+    c.expect_gone().await;
+    srv.assert_disconnects("connect_timeout", 1).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,8 +622,7 @@ async fn client_close_packet_ends_the_session() {
     c.send("1").await;
     let a = get.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "6"));
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(c.post("3").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(srv.push_to_user("5", "{}").await, 0);
     // With no GET waiting: the session ends too (a GET already on its way may still get a
@@ -657,8 +637,7 @@ async fn client_close_packet_ends_the_session() {
         "{a:?}"
     );
     sleep(600).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
 }
 
 /// Engine.IO v4: "a client MUST NOT have more than one active `POST` request. Should it
@@ -722,8 +701,7 @@ async fn a_second_concurrent_get_closes_the_session() {
         assert!(second.eio_code().is_some());
         let first = first.await.unwrap();
         assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "1"));
-        let a = c.get().await;
-        assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+        c.expect_gone().await;
         assert_eq!(c.post("3").await.status, StatusCode::BAD_REQUEST);
     }
     assert_eq!(srv.push_to_user("6", "{}").await, 0);
@@ -802,8 +780,7 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
             "{} bytes",
             body.len()
         );
-        let a = victim.get().await;
-        assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+        victim.expect_gone().await;
     }
     // Other sessions (polling and WebSocket) are unaffected; the victim's waiting GET gets
     // the close packet.
@@ -817,8 +794,7 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     let a = waiting.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "1"));
-    let a = victim.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    victim.expect_gone().await;
     assert_eq!(srv.push_to_user("v", "{}").await, 0, "every victim is gone");
     // The others carry on.
     other.subscribe("9").await;
@@ -921,8 +897,7 @@ async fn upgrade_to_websocket() {
     );
     // ... and an unanswered one closes it.
     ws.expect_close(1000).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(srv.push_to_user("42", "{}").await, 0);
 }
 
@@ -960,8 +935,7 @@ async fn a_session_that_ends_during_its_upgrade_closes_the_websocket_too() {
         .await
         .expect_closed(Duration::from_secs(3))
         .await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
 }
 
 #[actix_web::test]
@@ -1326,8 +1300,7 @@ async fn a_get_abandoned_by_the_client_loses_no_push() {
             assert_eq!(packets, [notification(1)], "the push was lost: {}", a.body);
         }
         400 => {
-            let a = c.get().await;
-            assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+            c.expect_gone().await;
         }
         s => panic!("unexpected {s}: {}", a.body),
     }

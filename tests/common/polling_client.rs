@@ -76,6 +76,17 @@ impl PollingClient {
         );
     }
 
+    /// A GET is refused with 400 and Engine.IO code 1 (unknown sid): the session is gone.
+    pub async fn expect_gone(&self) {
+        let a = self.get().await;
+        assert_eq!(
+            (a.status.as_u16(), a.eio_code()),
+            (400, Some(1)),
+            "GET: {}",
+            a.body
+        );
+    }
+
     /// One GET, expecting 200; its packets.
     pub async fn poll(&self) -> Vec<String> {
         let answer = self.get().await;

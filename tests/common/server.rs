@@ -69,6 +69,23 @@ impl TestServer {
         v["clients"].as_u64().expect("clients")
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        send(http().get(self.url("/metrics")), None).await.body
+    }
+
+    /// The server counted exactly `count` disconnects for `reason` (`ping_timeout`,
+    /// `slow_reader`...).
+    pub async fn assert_disconnects(&self, reason: &str, count: u64) {
+        let m = self.metrics().await;
+        assert!(
+            m.contains(&format!(
+                r#"pushgate_disconnects_total{{reason="{reason}"}} {count}"#
+            )),
+            "{m}"
+        );
+    }
+
     /// The environment the node tests read: server URL, JWT secret / issuer / audience, API key.
     pub fn node_env(&self) -> Vec<(String, String)> {
         let jwt = &self.config.jwt;
