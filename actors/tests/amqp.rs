@@ -1,13 +1,12 @@
 //! The RabbitMQ consumers against the real broker on 127.0.0.1:5672 (`scripts/ensure-rabbitmq.sh`).
 //!
-//! Every test runs in a vhost of its own (`pg-test-<random>`, created with `rabbitmqctl` and
-//! deleted by a drop guard even when the test fails), so the tests run in parallel and leave
-//! nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
+//! Every test runs in a vhost of its own (`pushgate_test_support::broker::Vhost`, created with
+//! `rabbitmqctl` and deleted by a drop guard even when the test fails), so the tests run in
+//! parallel and leave nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
 //! frames they receive (`<event>|<payload json>`). Events are published the way the real
 //! publishers do: flat JSON with a `_trace` field, persistent, no content type.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,91 +22,13 @@ use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shut
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
 use pushgate_actors::{Deliver, GoingAway, Inbox, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_test_support::broker::{node_id, Vhost};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 const EXCHANGE: &str = "cloudphone.events";
 
-// ---------------------------------------------------------------- broker fixtures
-
-fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running rabbitmqctl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "rabbitmqctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A vhost for one test (and optionally a user of its own); both deleted on drop.
-struct Vhost {
-    name: String,
-    user: Option<String>,
-}
-
-impl Vhost {
-    fn create() -> Vhost {
-        let name = format!("pg-test-{:016x}", rand::random::<u64>());
-        let vhost = Vhost { name, user: None };
-        rabbitmqctl(&["add_vhost", &vhost.name]).expect("add_vhost");
-        vhost.grant("guest");
-        vhost
-    }
-
-    /// Also create a user `<vhost name>-user` (password `pw`) with every permission on the vhost.
-    fn with_user(mut self) -> Vhost {
-        let user = format!("{}-user", self.name);
-        self.user = Some(user.clone());
-        rabbitmqctl(&["add_user", &user, "pw"]).expect("add_user");
-        self.grant(&user);
-        self
-    }
-
-    fn grant(&self, user: &str) {
-        rabbitmqctl(&["set_permissions", "-p", &self.name, user, ".*", ".*", ".*"])
-            .expect("set_permissions");
-    }
-
-    fn revoke(&self, user: &str) {
-        rabbitmqctl(&["clear_permissions", "-p", &self.name, user]).expect("clear_permissions");
-    }
-
-    /// Close every connection of this vhost (and only those).
-    fn close_connections(&self) {
-        rabbitmqctl(&["close_all_connections", "--vhost", &self.name, "test"])
-            .expect("close_all_connections");
-    }
-
-    fn guest_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-
-    fn user_url(&self) -> String {
-        let user = self.user.as_ref().expect("with_user() first");
-        format!("amqp://{user}:pw@127.0.0.1:5672/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        if let Some(user) = &self.user {
-            if let Err(e) = rabbitmqctl(&["delete_user", user]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
+// ---------------------------------------------------------------- publishers
 
 /// A publisher like the real backends: its own connection, publisher confirms.
 struct Publisher {
@@ -398,10 +319,6 @@ async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Frames, Publisher)
     node.ready().await;
     let publisher = Publisher::connect(&vhost.guest_url()).await;
     (vhost, node, frames, publisher)
-}
-
-fn node_id() -> String {
-    format!("t{:08x}", rand::random::<u32>())
 }
 
 fn trace() -> Value {
@@ -729,7 +646,7 @@ async fn unknown_routing_keys_are_acked_not_dead_lettered() {
 #[actix::test]
 async fn reconnects_after_the_connection_drops_and_loses_nothing() {
     init_log();
-    let vhost = Vhost::create().with_user();
+    let vhost = Vhost::create();
     let mut node = Node::start(&vhost.user_url(), &node_id(), 256);
     let user = node.session(&["user:5"]).await;
     node.ready().await;
@@ -737,8 +654,8 @@ async fn reconnects_after_the_connection_drops_and_loses_nothing() {
 
     // Cut pushgate off: its user may no longer open the vhost, then drop every connection of
     // the vhost. It stays down (not ready) until the permissions come back.
-    vhost.revoke(vhost.user.as_deref().unwrap());
-    vhost.close_connections();
+    vhost.revoke().expect("clear_permissions");
+    vhost.close_connections().expect("close_all_connections");
     let r = node.readiness.clone();
     wait_until("not ready after the close", WAIT, || !r.is_ready()).await;
     assert_ne!(node.readiness.amqp(), AmqpState::Connected);
@@ -758,7 +675,7 @@ async fn reconnects_after_the_connection_drops_and_loses_nothing() {
     assert_eq!(publisher.message_count(&node.queue("device")).await, 5);
     assert!(!node.readiness.is_ready());
 
-    vhost.grant(vhost.user.as_deref().unwrap());
+    vhost.grant().expect("set_permissions");
     let started = Instant::now();
     wait_until("every event after the reconnect", WAIT, || user.len() == 10).await;
     node.ready().await;
