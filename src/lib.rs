@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod auth;
 pub mod config;
+pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
 pub mod protocol;

@@ -10,9 +10,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 
 use crate::auth::HandshakeTokens;
+use crate::disconnect::CloseReason;
 use crate::http::{cors, AppState};
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{CloseReason, SessionContext, SocketSession};
+use crate::session::{SessionContext, SocketSession};
 use crate::transport::polling::{
     encode_poll_payload, ClaimUpgrade, EndSession, Poll, PollAnswer, PollingSession, PostPayload,
 };

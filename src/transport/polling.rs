@@ -14,9 +14,10 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use pushgate_actors::{Deliver, GoingAway};
 
+use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::session::{Outbound, SocketSession};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
 /// What the HTTP side holds of a polling session.
@@ -216,7 +217,7 @@ impl PollingSession {
             return; // ended already (a slow reader's flush, then its caller's end, say)
         }
         self.ended = Some(reason);
-        self.session.close(reason);
+        self.session.end(reason);
         match &self.sink {
             Sink::WebSocket(ws) => {
                 ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out)));
@@ -277,7 +278,7 @@ impl Actor for PollingSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let reason = self.ended.unwrap_or(CloseReason::TransportError);
-        self.session.close(reason);
+        self.session.end(reason);
         self.registry.remove(self.session.sid());
         // A WebSocket that claimed the upgrade has no timers of its own: it ends with us.
         if let Sink::Upgrading {
@@ -515,7 +516,7 @@ impl Handler<CarrierGone> for PollingSession {
     fn handle(&mut self, msg: CarrierGone, ctx: &mut Self::Context) {
         match self.sink {
             Sink::WebSocket(_) => {
-                self.session.close(msg.reason);
+                self.session.end(msg.reason);
                 ctx.stop();
             }
             _ => self.sink = Sink::Polling,
