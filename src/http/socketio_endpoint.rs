@@ -1,5 +1,5 @@
-//! The Engine.IO endpoint at `/socket.io/` and `/ws/`: validates each request and hands it to
-//! a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
+//! The Socket.IO endpoint at `/socket.io/` and `/ws/` (Engine.IO's HTTP side; the codec is
+//! [`crate::protocol::engineio`]): validates each request and hands it to a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
 //! of a polling session, or a polling session's upgrade to WebSocket.
 
 use std::collections::HashMap;
@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 
 use crate::auth::HandshakeTokens;
 use crate::disconnect::CloseReason;
+use crate::http::body::{self, BodyError};
 use crate::http::{cors, AppState};
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{SessionContext, SocketSession};
@@ -205,8 +205,9 @@ async fn upgrade(
 }
 
 async fn post(
+    req: HttpRequest,
     q: EioQuery,
-    mut body: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
@@ -228,15 +229,15 @@ async fn post(
         return eio_error(EioError::BadRequest);
     };
     let limit = endpoint.sessions.engine.max_payload;
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
+    let bytes = match body::read_limited(&req, payload, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Read(_)) => {
             addr.do_send(EndSession {
                 reason: CloseReason::TransportError,
             });
             return eio_error(EioError::BadRequest);
-        };
-        if bytes.len() + chunk.len() > limit {
+        }
+        Err(BodyError::TooLarge(_)) => {
             addr.do_send(EndSession {
                 reason: CloseReason::PayloadTooLarge,
             });
@@ -244,8 +245,7 @@ async fn post(
                 .content_type("application/json")
                 .body(r#"{"code":3,"message":"Payload too large"}"#);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+    };
     let Ok(text) = engineio::payload_str(&bytes) else {
         addr.do_send(EndSession {
             reason: CloseReason::ProtocolError,
