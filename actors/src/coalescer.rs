@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use crate::messages::Frames;
+use crate::messages::Packets;
 
 /// Groups of members a coalescing room staggers its deliveries over.
 pub const GROUPS: usize = 8;
@@ -159,7 +159,7 @@ impl Coalescer {
     /// The pushes group `g` has not had yet, now counted as delivered to it (`None`: none),
     /// and the acceptance times of the pushes that every group has now had (for the fan-out
     /// latency metric), which are dropped.
-    pub fn take(&mut self, g: usize) -> (Option<Arc<Frames>>, Vec<Instant>) {
+    pub fn take(&mut self, g: usize) -> (Option<Arc<Packets>>, Vec<Instant>) {
         let end = self.end();
         let from = (self.groups[g].next - self.first) as usize;
         let frames = (from < self.log.len())
@@ -190,7 +190,7 @@ mod tests {
         ByteString::from(s.to_owned())
     }
 
-    fn texts(frames: &Option<Arc<Frames>>) -> Vec<String> {
+    fn texts(frames: &Option<Arc<Packets>>) -> Vec<String> {
         frames
             .as_ref()
             .map_or(vec![], |f| f.iter().map(|f| f.to_string()).collect())

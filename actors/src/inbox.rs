@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 
-use crate::messages::{Deliver, Frames, SessionId};
+use crate::messages::{Deliver, Packets, SessionId};
 
 thread_local! {
     /// The open inboxes of the sessions living on this thread.
@@ -33,7 +33,7 @@ thread_local! {
 
 #[derive(Default)]
 struct State {
-    batches: VecDeque<Arc<Frames>>,
+    batches: VecDeque<Arc<Packets>>,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -73,7 +73,7 @@ impl Inbox {
     }
 
     /// Hand over frames; dropped when the stream has ended.
-    pub fn push(&self, frames: Arc<Frames>) {
+    pub fn push(&self, frames: Arc<Packets>) {
         let mut state = self.0.borrow_mut();
         if state.closed {
             return;
@@ -87,7 +87,7 @@ impl Inbox {
     /// Hand every batch waiting, in order, to `each`, and have `waker` woken by the next push:
     /// for a reader that is not the session's actor (a transport writing the frames itself).
     /// Returns `false` once the inbox has ended and nothing is left in it.
-    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Frames>)) -> bool {
+    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Packets>)) -> bool {
         {
             let mut state = self.0.borrow_mut();
             match &state.waker {
@@ -120,7 +120,7 @@ impl Stream for InboxStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Deliver>> {
         let mut state = (self.0).0.borrow_mut();
         if let Some(frames) = state.batches.pop_front() {
-            return Poll::Ready(Some(Deliver { frames }));
+            return Poll::Ready(Some(Deliver { packets: frames }));
         }
         if state.closed {
             return Poll::Ready(None);
@@ -139,7 +139,7 @@ mod tests {
     use bytestring::ByteString;
     use futures::StreamExt;
 
-    fn frames(f: &[&str]) -> Arc<Frames> {
+    fn frames(f: &[&str]) -> Arc<Packets> {
         Arc::new(f.iter().map(|s| ByteString::from(s.to_string())).collect())
     }
 
@@ -156,7 +156,7 @@ mod tests {
             .into_iter()
             .flat_map(|d| {
                 d.unwrap()
-                    .frames
+                    .packets
                     .iter()
                     .map(|f| f.to_string())
                     .collect::<Vec<_>>()
@@ -169,7 +169,7 @@ mod tests {
         found.push(frames(&["d"]));
         inbox.end();
         found.push(frames(&["e"]));
-        assert_eq!(&*stream.next().await.unwrap().frames[0], "d");
+        assert_eq!(&*stream.next().await.unwrap().packets[0], "d");
         assert!(stream.next().await.is_none(), "ended, later pushes dropped");
     }
 
@@ -224,6 +224,6 @@ mod tests {
             actix::clock::sleep(std::time::Duration::from_millis(10)).await;
             pusher.push(frames(&["late"]));
         });
-        assert_eq!(&*stream.next().await.unwrap().frames[0], "late");
+        assert_eq!(&*stream.next().await.unwrap().packets[0], "late");
     }
 }

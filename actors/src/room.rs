@@ -69,7 +69,7 @@ impl Room {
                 match member {
                     Member::Local(inbox) => inbox.push(frames.clone()),
                     Member::Remote(recipient) => recipient.do_send(Deliver {
-                        frames: frames.clone(),
+                        packets: frames.clone(),
                     }),
                 }
             }
@@ -164,7 +164,7 @@ impl Handler<Fanout> for Room {
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
         let now = Instant::now();
-        for g in self.coalescer.push(msg.frame, msg.accepted_at, now) {
+        for g in self.coalescer.push(msg.packet, msg.accepted_at, now) {
             self.deliver(g);
         }
         self.schedule(ctx);
@@ -188,7 +188,7 @@ mod tests {
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let frames = msg.frames.iter().map(|f| f.to_string()).collect();
+            let frames = msg.packets.iter().map(|f| f.to_string()).collect();
             self.0.lock().unwrap().push(frames);
         }
     }
@@ -206,7 +206,7 @@ mod tests {
 
     fn fanout(frame: &str) -> Fanout {
         Fanout {
-            frame: ByteString::from(frame.to_owned()),
+            packet: ByteString::from(frame.to_owned()),
             accepted_at: Instant::now(),
         }
     }

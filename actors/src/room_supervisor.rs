@@ -94,7 +94,7 @@ impl Shards {
     fn fanout(&self, frame: &ByteString, accepted_at: Instant) {
         for shard in &self.shards {
             shard.addr.do_send(Fanout {
-                frame: frame.clone(),
+                packet: frame.clone(),
                 accepted_at,
             });
         }
@@ -110,7 +110,7 @@ pub struct RoomSupervisor {
     sessions: HashMap<SessionId, SessionEntry>,
     rooms: HashMap<String, Shards>,
     everyone: Shards,
-    encode: EncodeFrame,
+    encode: EncodePacket,
     metrics: Arc<Metrics>,
     settings: RoomSettings,
 }
@@ -118,7 +118,7 @@ pub struct RoomSupervisor {
 impl RoomSupervisor {
     /// A supervisor with no sessions; `encode` turns an event and its JSON payload into the
     /// frame sessions write.
-    pub fn new(encode: EncodeFrame, metrics: Arc<Metrics>) -> Self {
+    pub fn new(encode: EncodePacket, metrics: Arc<Metrics>) -> Self {
         RoomSupervisor {
             sessions: HashMap::new(),
             rooms: HashMap::new(),
@@ -329,7 +329,7 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
             let mut seen = self.0.lock().unwrap();
-            seen.extend(msg.frames.iter().map(|f| f.to_string()));
+            seen.extend(msg.packets.iter().map(|f| f.to_string()));
         }
     }
 

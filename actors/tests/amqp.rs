@@ -224,7 +224,7 @@ impl Handler<Deliver> for Probe {
     type Result = ();
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
         let mut seen = self.0.lock().unwrap();
-        seen.extend(msg.frames.iter().map(|f| f.to_string()));
+        seen.extend(msg.packets.iter().map(|f| f.to_string()));
     }
 }
 

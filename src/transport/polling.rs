@@ -296,7 +296,7 @@ impl Handler<Deliver> for PollingSession {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.out
-            .extend(msg.frames.iter().map(|f| Outbound::Text(f.clone())));
+            .extend(msg.packets.iter().map(|f| Outbound::Text(f.clone())));
         self.flush(ctx);
     }
 }

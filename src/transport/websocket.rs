@@ -316,10 +316,10 @@ impl Handler<Deliver> for WsTransport {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         match &self.wire {
             // Encoded by the first receiver on this thread, written as it is by the others.
-            Some(wire) => wire.push(msg.frames.encoded(wire_frames::text_frames)),
+            Some(wire) => wire.push(msg.packets.encoded(wire_frames::text_frames)),
             // Frames handed to the context in one handler go out in one socket write.
             None => {
-                for frame in msg.frames.iter() {
+                for frame in msg.packets.iter() {
                     ctx.text(frame.clone());
                 }
             }
