@@ -221,7 +221,7 @@ async fn post(
     if q.transport != Transport::Polling {
         return eio_error(EioError::BadRequest);
     }
-    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400 and close.
+    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400, and the session ends.
     let Some(_posting) = session.begin_post() else {
         addr.do_send(EndSession {
             reason: CloseReason::ProtocolError,
