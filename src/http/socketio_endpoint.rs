@@ -221,36 +221,30 @@ async fn post(
     if q.transport != Transport::Polling {
         return eio_error(EioError::BadRequest);
     }
+    // A POST that cannot be taken ends the session, for `reason`, and answers `response`.
+    let end = |reason, response| {
+        addr.do_send(EndSession { reason });
+        response
+    };
     // Spec: a client MUST NOT have two POSTs in flight; if it does, 400, and the session ends.
     let Some(_posting) = session.begin_post() else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     let limit = endpoint.sessions.engine.max_payload;
     let bytes = match body::read_limited(&req, payload, limit).await {
         Ok(bytes) => bytes,
         Err(BodyError::Read(_)) => {
-            addr.do_send(EndSession {
-                reason: CloseReason::TransportError,
-            });
-            return eio_error(EioError::BadRequest);
+            return end(CloseReason::TransportError, eio_error(EioError::BadRequest))
         }
         Err(BodyError::TooLarge(_)) => {
-            addr.do_send(EndSession {
-                reason: CloseReason::PayloadTooLarge,
-            });
-            return HttpResponse::PayloadTooLarge()
+            let too_large = HttpResponse::PayloadTooLarge()
                 .content_type("application/json")
                 .body(r#"{"code":3,"message":"Payload too large"}"#);
+            return end(CloseReason::PayloadTooLarge, too_large);
         }
     };
     let Ok(text) = engineio::payload_str(&bytes) else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     match addr
         .send(PostPayload {
