@@ -1,5 +1,5 @@
 //! One actor per non-empty room and worker thread: it holds the room's members on that thread
-//! and writes each frame it is given to all of them.
+//! and writes each packet it is given to all of them.
 //!
 //! Rooms are created by the [`RoomSupervisor`](crate::RoomSupervisor) on first join and stop
 //! themselves when their last member leaves.
@@ -27,7 +27,7 @@ use actix::prelude::*;
 
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Fanout, Frames, RemoveMember, SessionId};
+use crate::messages::{AddMember, Fanout, Packets, RemoveMember, SessionId};
 use crate::metrics::Metrics;
 
 /// A room and its members (on one worker thread).
@@ -59,11 +59,11 @@ impl Room {
 
     /// Deliver the pushes group `g` is waiting for to its members, in one batch per member.
     fn deliver(&mut self, g: usize) {
-        let (frames, delivered) = self.coalescer.take(g);
-        if let Some(frames) = frames {
+        let (packets, delivered) = self.coalescer.take(g);
+        if let Some(packets) = packets {
             let in_group = self.members.values().filter(|(_, group)| *group == g);
             for (inbox, _) in in_group {
-                inbox.push(frames.clone());
+                inbox.push(packets.clone());
             }
         }
         let now = Instant::now();
@@ -83,10 +83,10 @@ impl Room {
         for g in groups {
             self.deliver(g);
         }
-        let frames = Arc::new(Frames::from(vec![msg.frame]));
+        let packets = Arc::new(Packets::from(vec![msg.packet]));
         for (session, (inbox, _)) in &self.members {
             if !msg.except.contains(session) {
-                inbox.push(frames.clone());
+                inbox.push(packets.clone());
             }
         }
         self.metrics
@@ -186,7 +186,7 @@ impl Handler<Fanout> for Room {
             return;
         }
         let now = Instant::now();
-        for g in self.coalescer.push(msg.frame, msg.accepted_at, now) {
+        for g in self.coalescer.push(msg.packet, msg.accepted_at, now) {
             self.deliver(g);
         }
         self.schedule(ctx);
@@ -201,7 +201,7 @@ mod tests {
     use bytestring::ByteString;
     use std::sync::Mutex;
 
-    /// A stand-in session that records each delivery its inbox gets as the list of its frames.
+    /// A stand-in session that records each delivery its inbox gets as the list of its packets.
     struct Probe {
         seen: Seen,
         inbox: Inbox,
@@ -218,8 +218,8 @@ mod tests {
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let frames = msg.frames.iter().map(|f| f.to_string()).collect();
-            self.seen.lock().unwrap().push(frames);
+            let packets = msg.packets.iter().map(|f| f.to_string()).collect();
+            self.seen.lock().unwrap().push(packets);
         }
     }
 
@@ -240,9 +240,9 @@ mod tests {
         seen
     }
 
-    fn fanout(frame: &str) -> Fanout {
+    fn fanout(packet: &str) -> Fanout {
         Fanout {
-            frame: ByteString::from(frame.to_owned()),
+            packet: ByteString::from(packet.to_owned()),
             except: Vec::new(),
             accepted_at: Instant::now(),
         }
@@ -261,8 +261,8 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
-    fn strings(frames: &[&str]) -> Vec<String> {
-        frames.iter().map(|f| f.to_string()).collect()
+    fn strings(packets: &[&str]) -> Vec<String> {
+        packets.iter().map(|f| f.to_string()).collect()
     }
 
     #[actix::test]
@@ -318,15 +318,15 @@ mod tests {
     async fn a_full_batch_goes_out_before_the_window_ends() {
         let room = room(1_000);
         let a = member(&room, 1);
-        let frames: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
-        for f in &frames {
+        let packets: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
+        for f in &packets {
             room.do_send(fanout(f));
         }
         sleep_ms(50).await;
         let got = batches(&a);
         assert_eq!(got.len(), 2, "the first push, then one full batch");
         assert_eq!(got[1].len(), MAX_BATCH);
-        assert_eq!(got.concat(), frames);
+        assert_eq!(got.concat(), packets);
     }
 
     #[actix::test]

@@ -2,7 +2,7 @@
 //!
 //! Sessions register with it once authenticated, then join and leave rooms through it; pushers
 //! (HTTP API, RabbitMQ consumers) hand it [`Push`]es. It encodes each push once and passes the
-//! shared frame to the room's actors (one per worker thread with members), which fan it out.
+//! shared packet to the room's actors (one per worker thread with members), which fan it out.
 //! A broadcast goes the same way, through an internal room every registered session is in.
 //! Because every request goes through this one mailbox, a join followed by a push is always
 //! seen in that order.
@@ -26,7 +26,7 @@ struct SessionEntry {
     rooms: Vec<String>,
 }
 
-/// A room's actors: one [`Room`] per worker thread that has members in it, so that each frame
+/// A room's actors: one [`Room`] per worker thread that has members in it, so that each packet
 /// crosses threads once per worker, and every delivery wakes a session on its own thread.
 #[derive(Default)]
 struct Shards {
@@ -101,9 +101,9 @@ impl Shards {
         self.sessions.len()
     }
 
-    /// Hand `frame` to every shard, each with the members it must skip (`skipped`: members of
+    /// Hand `packet` to every shard, each with the members it must skip (`skipped`: members of
     /// this room and the thread each lives on).
-    fn fanout(&self, frame: &ByteString, accepted_at: Instant, skipped: &[(WorkerId, SessionId)]) {
+    fn fanout(&self, packet: &ByteString, accepted_at: Instant, skipped: &[(WorkerId, SessionId)]) {
         for shard in &self.shards {
             let except = skipped
                 .iter()
@@ -111,7 +111,7 @@ impl Shards {
                 .map(|&(_, session)| session)
                 .collect();
             shard.addr.do_send(Fanout {
-                frame: frame.clone(),
+                packet: packet.clone(),
                 except,
                 accepted_at,
             });
@@ -128,15 +128,15 @@ pub struct RoomSupervisor {
     sessions: HashMap<SessionId, SessionEntry>,
     rooms: HashMap<String, Shards>,
     everyone: Shards,
-    encode: EncodeFrame,
+    encode: EncodePacket,
     metrics: Arc<Metrics>,
     settings: RoomSettings,
 }
 
 impl RoomSupervisor {
     /// A supervisor with no sessions; `encode` turns an event and its JSON payload into the
-    /// frame sessions write.
-    pub fn new(encode: EncodeFrame, metrics: Arc<Metrics>) -> Self {
+    /// packet sessions write.
+    pub fn new(encode: EncodePacket, metrics: Arc<Metrics>) -> Self {
         RoomSupervisor {
             sessions: HashMap::new(),
             rooms: HashMap::new(),
@@ -303,8 +303,8 @@ impl Handler<Push> for RoomSupervisor {
         };
         let reached = match shards {
             Some(shards) if shards.members() > skipped.len() => {
-                let frame = ByteString::from((self.encode)(event, &msg.payload));
-                shards.fanout(&frame, accepted_at, &skipped);
+                let packet = ByteString::from((self.encode)(event, &msg.payload));
+                shards.fanout(&packet, accepted_at, &skipped);
                 shards.members() - skipped.len()
             }
             _ => 0,
@@ -354,7 +354,7 @@ mod tests {
     use crate::inbox::Inbox;
     use std::sync::Mutex;
 
-    /// A stand-in session that records the frames its inbox gets.
+    /// A stand-in session that records the packets its inbox gets.
     struct Probe {
         seen: Arc<Mutex<Vec<String>>>,
         inbox: Inbox,
@@ -372,7 +372,7 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
             let mut seen = self.seen.lock().unwrap();
-            seen.extend(msg.frames.iter().map(|f| f.to_string()));
+            seen.extend(msg.packets.iter().map(|f| f.to_string()));
         }
     }
 

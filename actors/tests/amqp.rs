@@ -3,7 +3,7 @@
 //! Every test runs in a vhost of its own (`pushgate_test_support::broker::Vhost`, created with
 //! `rabbitmqctl` and deleted by a drop guard even when the test fails), so the tests run in
 //! parallel and leave nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
-//! frames they receive (`<event>|<payload json>`). Events are published the way the real
+//! packets they receive (`<event>|<payload json>`). Events are published the way the real
 //! publishers do: flat JSON with a `_trace` field, persistent, no content type.
 
 use std::collections::BTreeMap;
@@ -134,7 +134,7 @@ impl Publisher {
 
 // ---------------------------------------------------------------- pushgate side
 
-/// A stand-in Socket.IO session that records the frames its inbox gets.
+/// A stand-in Socket.IO session that records the packets its inbox gets.
 struct Probe {
     seen: Arc<Mutex<Vec<String>>>,
     inbox: Inbox,
@@ -152,7 +152,7 @@ impl Handler<Deliver> for Probe {
     type Result = ();
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
         let mut seen = self.seen.lock().unwrap();
-        seen.extend(msg.frames.iter().map(|f| f.to_string()));
+        seen.extend(msg.packets.iter().map(|f| f.to_string()));
     }
 }
 
@@ -162,9 +162,9 @@ impl Handler<GoingAway> for Probe {
 }
 
 #[derive(Clone)]
-struct Frames(Arc<Mutex<Vec<String>>>);
+struct Packets(Arc<Mutex<Vec<String>>>);
 
-impl Frames {
+impl Packets {
     fn raw(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
@@ -173,7 +173,7 @@ impl Frames {
         self.0.lock().unwrap().len()
     }
 
-    /// `(event, payload)` of every frame, in arrival order.
+    /// `(event, payload)` of every packet, in arrival order.
     fn parsed(&self) -> Vec<(String, Value)> {
         self.raw()
             .iter()
@@ -187,7 +187,7 @@ impl Frames {
             .collect()
     }
 
-    /// Frames of quota events (the only ones carrying a `quotaId`), in order.
+    /// Packets of quota events (the only ones carrying a `quotaId`), in order.
     fn quota(&self) -> Vec<(String, Value)> {
         self.parsed()
             .into_iter()
@@ -195,7 +195,7 @@ impl Frames {
             .collect()
     }
 
-    /// Frames of device events, in order.
+    /// Packets of device events, in order.
     fn device(&self) -> Vec<(String, Value)> {
         self.parsed()
             .into_iter()
@@ -242,8 +242,8 @@ impl Node {
     }
 
     /// A session in `rooms`, recording what it receives.
-    async fn session(&mut self, rooms: &[&str]) -> Frames {
-        let frames = Arc::new(Mutex::new(Vec::new()));
+    async fn session(&mut self, rooms: &[&str]) -> Packets {
+        let packets = Arc::new(Mutex::new(Vec::new()));
         let session = self.next_session;
         self.next_session += 1;
         self.supervisor
@@ -251,7 +251,7 @@ impl Node {
                 let inbox = Inbox::new();
                 let opened = inbox.open();
                 let probe = Probe {
-                    seen: frames.clone(),
+                    seen: packets.clone(),
                     inbox,
                 }
                 .start();
@@ -272,7 +272,7 @@ impl Node {
                 .await
                 .unwrap();
         }
-        Frames(frames)
+        Packets(packets)
     }
 
     fn queue(&self, family: &str) -> String {
@@ -304,21 +304,21 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
-/// Let stragglers (frames that must not come) arrive before asserting on exact contents.
+/// Let stragglers (packets that must not come) arrive before asserting on exact contents.
 async fn settle() {
     actix::clock::sleep(Duration::from_millis(300)).await;
 }
 
 /// A fresh vhost (keep it: dropping it deletes it), a node consuming there with `prefetch`,
 /// one session in `user:<user>`, and a publisher.
-async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Frames, Publisher) {
+async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Packets, Publisher) {
     init_log();
     let vhost = Vhost::create();
     let mut node = Node::start(&vhost.guest_url(), &node_id(), prefetch);
-    let frames = node.session(&[&format!("user:{user}")]).await;
+    let packets = node.session(&[&format!("user:{user}")]).await;
     node.ready().await;
     let publisher = Publisher::connect(&vhost.guest_url()).await;
-    (vhost, node, frames, publisher)
+    (vhost, node, packets, publisher)
 }
 
 fn trace() -> Value {
@@ -380,8 +380,8 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
 
     // quota: 5 to the user (deducted is ignored); device: 7 to the user.
     // admin: updated, both alerts and exceeded as messages, critical, error; 7 device messages.
-    wait_until("user frames", WAIT, || user.len() == 12).await;
-    wait_until("admin frames", WAIT, || admin.len() == 13).await;
+    wait_until("user packets", WAIT, || user.len() == 12).await;
+    wait_until("admin packets", WAIT, || admin.len() == 13).await;
     settle().await;
 
     let typed = |key: &str, event: &Value| json!({"type": key, "data": event});

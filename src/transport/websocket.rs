@@ -26,9 +26,10 @@ use actix_web_actors::ws;
 use bytes::BytesMut;
 use pushgate_actors::GoingAway;
 
+use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
-use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::session::{Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
@@ -272,7 +273,7 @@ impl Actor for WsTransport {
             CloseReason::ClientClose
         });
         match &mut self.role {
-            Role::Owner(session) => session.close(reason),
+            Role::Owner(session) => session.end(reason),
             Role::Carrier { session, .. } => session.do_send(CarrierGone { reason }),
             Role::Refused => {}
         }

@@ -1,6 +1,6 @@
-//! The Engine.IO endpoint at `/socket.io/` and `/ws/`, and at `/` for requests whose query
-//! carries `EIO=` (a dev proxy that strips `/ws` sends those): validates each request and hands
-//! it to a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
+//! The Socket.IO endpoint at `/socket.io/` and `/ws/`, and at `/` for requests whose query
+//! carries `EIO=` (a dev proxy that strips `/ws` sends those) — Engine.IO's HTTP side; the codec
+//! is [`crate::protocol::engineio`]: validates each request and hands it to a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
 //! of a polling session, or a polling session's upgrade to WebSocket.
 
 use std::collections::HashMap;
@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 
 use crate::auth::HandshakeTokens;
+use crate::disconnect::CloseReason;
+use crate::http::body::{self, BodyError};
 use crate::http::{cors, same_origin, AppState};
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{CloseReason, SessionContext, SocketSession};
+use crate::session::{SessionContext, SocketSession};
 use crate::transport::polling::{
     encode_poll_payload, ClaimUpgrade, EndSession, LongPoll, PollAnswer, PollingSession,
     PostPayload,
@@ -237,8 +238,9 @@ async fn upgrade(
 }
 
 async fn post(
+    req: HttpRequest,
     q: EioQuery,
-    mut body: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
@@ -252,37 +254,30 @@ async fn post(
     if q.transport != Transport::Polling {
         return eio_error(EioError::BadRequest);
     }
-    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400 and close.
+    // A POST that cannot be taken ends the session, for `reason`, and answers `response`.
+    let end = |reason, response| {
+        addr.do_send(EndSession { reason });
+        response
+    };
+    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400, and the session ends.
     let Some(_posting) = session.begin_post() else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     let limit = endpoint.sessions.engine.max_payload;
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            addr.do_send(EndSession {
-                reason: CloseReason::TransportError,
-            });
-            return eio_error(EioError::BadRequest);
-        };
-        if bytes.len() + chunk.len() > limit {
-            addr.do_send(EndSession {
-                reason: CloseReason::PayloadTooLarge,
-            });
-            return HttpResponse::PayloadTooLarge()
+    let bytes = match body::read_limited(&req, payload, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Read(_)) => {
+            return end(CloseReason::TransportError, eio_error(EioError::BadRequest))
+        }
+        Err(BodyError::TooLarge(_)) => {
+            let too_large = HttpResponse::PayloadTooLarge()
                 .content_type("application/json")
                 .body(r#"{"code":3,"message":"Payload too large"}"#);
+            return end(CloseReason::PayloadTooLarge, too_large);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+    };
     let Ok(text) = engineio::payload_str(&bytes) else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     match addr
         .send(PostPayload {
