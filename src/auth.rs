@@ -115,15 +115,8 @@ impl JwtVerifier {
 
     /// Verify a token and read its identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        // jsonwebtoken ignores `crit`; RFC 7515 says a recipient that does not understand the
-        // listed extensions must refuse the token, and pushgate understands none.
-        match jsonwebtoken::decode_header(token) {
-            Ok(header) => {
-                if let Some(crit) = header.crit {
-                    return Err(AuthError::CriticalExtension(crit.join(",")));
-                }
-            }
-            Err(e) => return Err(AuthError::Invalid(e.to_string())),
+        if let Some(crit) = critical_extensions(token)? {
+            return Err(AuthError::CriticalExtension(crit));
         }
         let mut last = AuthError::Missing;
         for key in &self.keys {
@@ -145,6 +138,27 @@ impl JwtVerifier {
             }
         }
         Err(last)
+    }
+}
+
+/// The `crit` header parameter's extensions, if the token has one. jsonwebtoken ignores `crit`;
+/// RFC 7515 §4.1.11 says a recipient that does not understand the listed extensions must refuse
+/// the token, and pushgate understands none. The header is parsed only when its text can hold
+/// the parameter (`crit`, or a `\u` escape that could spell it): most tokens are decoded once,
+/// by jsonwebtoken, as before.
+fn critical_extensions(token: &str) -> Result<Option<String>, AuthError> {
+    use base64::Engine;
+    let encoded = token.split('.').next().unwrap_or_default();
+    let Ok(text) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return Ok(None); // jsonwebtoken refuses it with its own message
+    };
+    let mentions = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    if !mentions(b"crit") && !mentions(b"\\u") {
+        return Ok(None);
+    }
+    match jsonwebtoken::decode_header(token) {
+        Ok(header) => Ok(header.crit.map(|crit| crit.join(","))),
+        Err(e) => Err(AuthError::Invalid(e.to_string())),
     }
 }
 
@@ -450,6 +464,24 @@ mod tests {
             v.verify(&token),
             Err(AuthError::CriticalExtension(_))
         ));
+        // `crit` spelled with a JSON escape is still `crit`.
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let message = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256","\u0063rit":["y"]}"#),
+            b64(claims(json!({})).to_string().as_bytes())
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        assert_eq!(
+            v.verify(&format!("{message}.{signature}")),
+            Err(AuthError::CriticalExtension("y".into()))
+        );
         // A header that is not JSON at all is an invalid token, not a panic.
         assert!(matches!(
             v.verify("bm90IGpzb24.e30.sig"),
