@@ -384,6 +384,12 @@ impl Config {
         };
         // The broker's defaults live with the consumers: only what is set here overrides them.
         let amqp = AmqpSettings::with_node_id(node_id);
+        let engine = EngineConfig {
+            ping_interval: millis(src, "PING_INTERVAL_MS", 25_000)?,
+            ping_timeout: millis(src, "PING_TIMEOUT_MS", 20_000)?,
+            max_payload: number(src, "MAX_PAYLOAD_BYTES", 1_000_000usize, 16)?,
+            connect_timeout: millis(src, "CONNECT_TIMEOUT_MS", 45_000)?,
+        };
         Ok(Config {
             host: non_empty(src.get("HOST")).unwrap_or_else(|| "0.0.0.0".into()),
             port: number(src, "PORT", 30006u16, 0)?,
@@ -405,15 +411,11 @@ impl Config {
                     1,
                 )?,
                 node_id: amqp.node_id,
+                max_event_bytes: engine.max_payload,
             },
             cors,
             push_api_key,
-            engine: EngineConfig {
-                ping_interval: millis(src, "PING_INTERVAL_MS", 25_000)?,
-                ping_timeout: millis(src, "PING_TIMEOUT_MS", 20_000)?,
-                max_payload: number(src, "MAX_PAYLOAD_BYTES", 1_000_000usize, 16)?,
-                connect_timeout: millis(src, "CONNECT_TIMEOUT_MS", 45_000)?,
-            },
+            engine,
             push_max_body_bytes: number(src, "PUSH_MAX_BODY_BYTES", 1_048_576usize, 2)?,
             push_coalesce: coalesce_window(src)?,
             limits: Limits {
@@ -513,6 +515,15 @@ mod tests {
         assert_eq!(c.limits.max_rooms_per_socket, 3);
         assert_eq!(c.limits.max_pending_sessions, 7);
         assert_eq!(c.limits.http_body_timeout, Duration::from_millis(250));
+        let c = load(
+            &[("JWT_SECRET", SECRET), ("MAX_PAYLOAD_BYTES", "5000")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.amqp.max_event_bytes, 5000,
+            "a larger RabbitMQ event is dead-lettered"
+        );
         for (var, bad) in [
             ("CLIENT_EVENTS_PER_S", "-1"),
             ("CLIENT_EVENTS_BURST", "0"),

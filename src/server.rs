@@ -18,6 +18,7 @@ use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
 use crate::auth::JwtVerifier;
 use crate::config::Config;
+use crate::http::pending_sessions::PendingSessions;
 use crate::http::{self, AppState};
 use crate::protocol::socketio::encode_event_message;
 use crate::session::{Mode, SessionContext};
@@ -107,6 +108,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         config: config.clone(),
         sessions,
         supervisor,
+        pending_sessions: PendingSessions::new(config.limits.max_pending_sessions, metrics.clone()),
         metrics,
         readiness,
         polling: Arc::new(PollingRegistry::default()),

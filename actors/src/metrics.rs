@@ -62,6 +62,15 @@ pub struct Metrics {
     pub push_fanout_seconds: Histogram,
     /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions by reason.
     pub disconnects: IntCounterVec,
+    /// `pushgate_pending_sessions`: Engine.IO sessions that have not had a CONNECT accepted
+    /// yet (`MAX_PENDING_SESSIONS` caps them).
+    pub pending_sessions: IntGauge,
+    /// `pushgate_handshakes_refused_total{reason}`: Engine.IO handshakes answered 503
+    /// (`pending_sessions`: the cap was reached).
+    pub handshakes_refused: IntCounterVec,
+    /// `pushgate_http_body_timeouts_total`: requests whose body was not complete within
+    /// `HTTP_BODY_TIMEOUT_MS` (their connection is closed).
+    pub http_body_timeouts: IntCounter,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -138,6 +147,24 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let pending_sessions = IntGauge::new(
+            "pushgate_pending_sessions",
+            "Engine.IO sessions waiting for their first accepted CONNECT",
+        )
+        .expect("valid metric");
+        let handshakes_refused = IntCounterVec::new(
+            Opts::new(
+                "pushgate_handshakes_refused_total",
+                "Engine.IO handshakes refused with 503, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let http_body_timeouts = IntCounter::new(
+            "pushgate_http_body_timeouts_total",
+            "Requests whose body did not arrive within HTTP_BODY_TIMEOUT_MS",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
@@ -149,12 +176,16 @@ impl Metrics {
             Box::new(consumer_up.clone()),
             Box::new(push_fanout_seconds.clone()),
             Box::new(disconnects.clone()),
+            Box::new(pending_sessions.clone()),
+            Box::new(handshakes_refused.clone()),
+            Box::new(http_body_timeouts.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
         for consumer in ["quota", "device"] {
             consumer_up.with_label_values(&[consumer]).set(0);
         }
+        handshakes_refused.with_label_values(&["pending_sessions"]);
         for event in ["notification", "message"] {
             pushes.with_label_values(&[event]);
             deliveries.with_label_values(&[event]);
@@ -171,6 +202,9 @@ impl Metrics {
             consumer_up,
             push_fanout_seconds,
             disconnects,
+            pending_sessions,
+            handshakes_refused,
+            http_body_timeouts,
             routing_key_labels: Mutex::new(HashSet::new()),
         }
     }
@@ -233,6 +267,9 @@ mod tests {
             "pushgate_amqp_reconnects_total",
             "pushgate_consumer_up{consumer=\"quota\"} 0",
             "pushgate_push_fanout_seconds_bucket",
+            "pushgate_pending_sessions 0",
+            "pushgate_handshakes_refused_total{reason=\"pending_sessions\"} 0",
+            "pushgate_http_body_timeouts_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

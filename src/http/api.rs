@@ -165,17 +165,19 @@ fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Read the body, at most `PUSH_MAX_BODY_BYTES` (413 beyond).
+/// Read the body, at most `PUSH_MAX_BODY_BYTES` (413 beyond), within `HTTP_BODY_TIMEOUT_MS`
+/// (408 and the connection closed beyond).
 async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    state: &AppState,
 ) -> Result<web::BytesMut, ApiError> {
-    body::read_limited(req, payload, limit)
+    body::read_limited(req, payload, state.config.push_max_body_bytes, state)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
             read @ BodyError::Read(_) => ApiError::BadRequest(read.to_string()),
+            BodyError::TimedOut(timeout) => ApiError::BodyTimeout(timeout.as_millis()),
         })
 }
 
@@ -213,7 +215,7 @@ async fn push(
     path: &RoutedPath,
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
-    let body = read_body(&req, payload, state.config.push_max_body_bytes).await?;
+    let body = read_body(&req, payload, &state).await?;
     let (target, event) = match route {
         PushRoute::User => {
             let user = path.param()?;

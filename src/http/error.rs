@@ -28,6 +28,13 @@ pub enum ApiError {
     /// 503: the room supervisor did not answer.
     #[error("push pipeline unavailable: {0}")]
     Unavailable(String),
+    /// 503: an Engine.IO handshake while `MAX_PENDING_SESSIONS` sessions wait for their
+    /// CONNECT.
+    #[error("too many sessions waiting for their CONNECT (limit {0}); retry later")]
+    PendingSessionsFull(usize),
+    /// 408: the body did not arrive within `HTTP_BODY_TIMEOUT_MS`; the connection is closed.
+    #[error("request body not received within {0} ms")]
+    BodyTimeout(u128),
 }
 
 impl ApiError {
@@ -40,7 +47,8 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::PendingSessionsFull(_) => "unavailable",
+            ApiError::BodyTimeout(_) => "request_timeout",
         }
     }
 }
@@ -54,14 +62,24 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::PendingSessionsFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized = self {
-            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            // The rest of the body may still come: the connection cannot be reused.
+            ApiError::BodyTimeout(_) => {
+                resp.force_close();
+            }
+            _ => {}
         }
         resp.json(serde_json::json!({"error": self.code(), "message": self.to_string()}))
     }

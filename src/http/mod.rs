@@ -5,6 +5,7 @@ pub mod api;
 pub mod body;
 pub mod cors;
 pub mod error;
+pub mod pending_sessions;
 pub mod probes;
 pub mod same_origin;
 pub mod socketio_endpoint;
@@ -18,6 +19,7 @@ use pushgate_actors::readiness::Readiness;
 use pushgate_actors::RoomSupervisor;
 
 use crate::config::Config;
+use crate::http::pending_sessions::PendingSessions;
 use crate::session::SessionContext;
 use crate::transport::polling::PollingRegistry;
 
@@ -35,6 +37,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Open long-polling sessions by sid.
     pub polling: Arc<PollingRegistry>,
+    /// The cap on sessions waiting for their CONNECT (`MAX_PENDING_SESSIONS`).
+    pub pending_sessions: Arc<PendingSessions>,
     /// Protocol test-suite mode only: the Engine.IO echo sessions served at `/engine.io/`.
     pub engine_echo: Option<Arc<SessionContext>>,
 }

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::http::{header, Method};
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::auth::HandshakeTokens;
 use crate::disconnect::CloseReason;
 use crate::http::body::{self, BodyError};
+use crate::http::error::ApiError;
 use crate::http::{cors, same_origin, AppState};
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{SessionContext, SocketSession};
@@ -149,13 +150,26 @@ impl actix_web::FromRequest for EioQuery {
     }
 }
 
-fn new_session(req: &HttpRequest, endpoint: &Endpoint, q: &EioQuery) -> SocketSession {
+/// A new session for a handshake, holding a pending slot until its CONNECT is accepted; the
+/// `503` answer when `MAX_PENDING_SESSIONS` sessions already wait for theirs.
+fn new_session(
+    req: &HttpRequest,
+    state: &AppState,
+    endpoint: &Endpoint,
+    q: &EioQuery,
+) -> Result<SocketSession, ApiError> {
+    let Some(slot) = state.pending_sessions.try_acquire() else {
+        let limit = state.config.limits.max_pending_sessions;
+        return Err(ApiError::PendingSessionsFull(limit));
+    };
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let tokens = HandshakeTokens::new(q.token.as_deref(), authorization);
-    SocketSession::new(endpoint.sessions.clone(), tokens)
+    let mut session = SocketSession::new(endpoint.sessions.clone(), tokens);
+    session.pending_slot = Some(slot);
+    Ok(session)
 }
 
 async fn get(
@@ -166,11 +180,10 @@ async fn get(
 ) -> HttpResponse {
     match (&q.transport, &q.sid) {
         (Transport::WebSocket, _) => upgrade(req, state, endpoint, q).await,
-        (Transport::Polling, None) => {
-            let session = new_session(&req, &endpoint, &q);
-            let open = PollingSession::open(session, state.polling.clone());
-            polling_response(open)
-        }
+        (Transport::Polling, None) => match new_session(&req, &state, &endpoint, &q) {
+            Ok(session) => polling_response(PollingSession::open(session, state.polling.clone())),
+            Err(unavailable) => unavailable.error_response(),
+        },
         (Transport::Polling, Some(sid)) => poll(&state, sid).await,
     }
 }
@@ -222,8 +235,10 @@ async fn upgrade(
         return eio_error(EioError::BadRequest);
     }
     let Some(sid) = &q.sid else {
-        let session = new_session(&req, &endpoint, &q);
-        return WsTransport::owner(session).start(&req);
+        return match new_session(&req, &state, &endpoint, &q) {
+            Ok(session) => WsTransport::owner(session).start(&req),
+            Err(unavailable) => unavailable.error_response(),
+        };
     };
     let Some(session) = state.polling.get(sid) else {
         return eio_error(EioError::UnknownSid);
@@ -264,10 +279,20 @@ async fn post(
         return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     let limit = endpoint.sessions.engine.max_payload;
-    let bytes = match body::read_limited(&req, payload, limit).await {
+    let bytes = match body::read_limited(&req, payload, limit, &state).await {
         Ok(bytes) => bytes,
         Err(BodyError::Read(_)) => {
             return end(CloseReason::TransportError, eio_error(EioError::BadRequest))
+        }
+        // As when the connection breaks mid-body (engine.io ends the session then too): the
+        // client is gone or hostile, and it holds the session's one POST until answered.
+        Err(timed_out @ BodyError::TimedOut(_)) => {
+            log::debug!("polling session {sid}: {timed_out}");
+            let timeout = HttpResponse::RequestTimeout()
+                .force_close()
+                .content_type("application/json")
+                .body(r#"{"code":3,"message":"Request body timeout"}"#);
+            return end(CloseReason::TransportError, timeout);
         }
         Err(BodyError::TooLarge(_)) => {
             let too_large = HttpResponse::PayloadTooLarge()

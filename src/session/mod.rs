@@ -30,6 +30,7 @@ use crate::acl::{self, Refusal};
 use crate::auth::{HandshakeTokens, Identity};
 use crate::disconnect::CloseReason;
 use crate::heartbeat::{Beat, Heartbeat};
+use crate::http::pending_sessions::PendingSlot;
 use crate::protocol::engineio::{self, EioPacket};
 use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind};
 use crate::protocol::ProtocolError;
@@ -79,6 +80,9 @@ pub struct SocketSession {
     ever_connected: bool,
     heartbeat: Heartbeat,
     ended: bool,
+    /// Its place under `MAX_PENDING_SESSIONS` (set by the handshake), until a CONNECT is
+    /// accepted.
+    pub(crate) pending_slot: Option<PendingSlot>,
 }
 
 impl SocketSession {
@@ -99,6 +103,7 @@ impl SocketSession {
             ever_connected: false,
             heartbeat,
             ended: false,
+            pending_slot: None,
         }
     }
 
@@ -277,6 +282,7 @@ impl SocketSession {
             protocol_suite::accept_connect(packet, out, &mut self.deferred);
             self.namespaces.push(packet.nsp.clone());
             self.ever_connected = true;
+            self.pending_slot = None;
             return;
         }
         let verified = self
@@ -329,6 +335,7 @@ impl SocketSession {
         );
         self.namespaces.push(packet.nsp.clone());
         self.ever_connected = true;
+        self.pending_slot = None;
         self.connection = Some(Connection { identity });
     }
 

@@ -7,7 +7,8 @@
 //! delivery (and any message) waits until this one is acked: per-consumer order holds, and the
 //! device status cache sees the events in queue order.
 //!
-//! Per delivery: [`route`]; `Routed` → each push (its payload already JSON text) is `send` to
+//! Per delivery: [`route`] (with the settings' `max_event_bytes`: a larger body is poison);
+//! `Routed` → each push (its payload already JSON text) is `send` to
 //! the supervisor in order, then ack; `Ignored` → ack; `Poison` → one warning, `basic_reject`
 //! without requeue (the queue dead-letters it to the DLX); the supervisor's mailbox failing →
 //! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`. The verdicts
@@ -125,6 +126,7 @@ struct Active {
 pub struct EventConsumer<F: Family> {
     queue: String,
     prefetch: u16,
+    max_event_bytes: usize,
     supervisor: Addr<RoomSupervisor>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -149,6 +151,7 @@ impl<F: Family> EventConsumer<F> {
         EventConsumer {
             queue: queue_name(&settings.node_id, F::FAMILY),
             prefetch: settings.prefetch,
+            max_event_bytes: settings.max_event_bytes,
             supervisor,
             metrics,
             readiness,
@@ -192,6 +195,7 @@ impl<F: Family> EventConsumer<F> {
         let outcome = route(
             delivery.routing_key.as_str(),
             &delivery.data,
+            self.max_event_bytes,
             SystemTime::now(),
             &mut self.device_cache,
         );

@@ -48,6 +48,8 @@ pub const DEFAULT_DLX: &str = "cloudphone.dlx";
 pub const DEFAULT_PREFETCH: u16 = 256;
 /// Default `x-expires` of this node's queues (`RABBITMQ_QUEUE_EXPIRES_MS`).
 pub const DEFAULT_QUEUE_EXPIRES_MS: u32 = 600_000;
+/// Default largest event body routed (`MAX_PAYLOAD_BYTES`); a larger one is dead-lettered.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1_000_000;
 /// Longest wait between two connection (or declaration, or consume) attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -67,6 +69,9 @@ pub struct AmqpSettings {
     /// `RABBITMQ_QUEUE_EXPIRES_MS`: `x-expires` of this node's queues (must be > 0; the broker
     /// refuses 0, which shows as a declaration error in the log).
     pub queue_expires_ms: u32,
+    /// `MAX_PAYLOAD_BYTES`: an event body larger than this is dead-lettered unread (poison),
+    /// never pushed (no client would take the message).
+    pub max_event_bytes: usize,
 }
 
 impl AmqpSettings {
@@ -79,6 +84,7 @@ impl AmqpSettings {
             node_id: node_id.into(),
             prefetch: DEFAULT_PREFETCH,
             queue_expires_ms: DEFAULT_QUEUE_EXPIRES_MS,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -142,6 +148,7 @@ mod tests {
         assert_eq!(s.exchange, "cloudphone.events");
         assert_eq!(s.dlx, "cloudphone.dlx");
         assert_eq!((s.prefetch, s.queue_expires_ms), (256, 600_000));
+        assert_eq!(s.max_event_bytes, 1_000_000);
         assert_eq!(s.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
     }
 }

@@ -10,6 +10,7 @@ fn pushes(key: &str, body: &str) -> Vec<RoutedPush> {
     match route(
         key,
         body.as_bytes(),
+        usize::MAX,
         UNIX_EPOCH,
         &mut DeviceStatusCache::new(),
     ) {

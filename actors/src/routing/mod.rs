@@ -36,10 +36,14 @@
 //!   `"7"` are the same device.
 //! * `oldStatus` is the cached status even when it equals the new one (a second
 //!   `device.started` says `running` → `running`).
-//! * No body size limit is applied here (the contract sets none for AMQP); JSON nested deeper
-//!   than [`MAX_JSON_DEPTH`] is poison ([`PoisonReason::NotJson`]) and is rejected by a linear
-//!   scan before parsing, so no input can overflow the stack whatever serde_json features the
-//!   workspace enables.
+//! * A routed key's body larger than the consumer's limit (`MAX_PAYLOAD_BYTES`, the largest
+//!   message a client takes) is poison ([`PoisonReason::TooLarge`]), found from its length
+//!   before anything is parsed; pushing it would close every receiver's connection (or make it
+//!   a slow reader) and cost a parse of megabytes. A body of exactly the limit is routed.
+//!   Ignored keys stay ignored whatever their size (the key is looked up first).
+//! * JSON nested deeper than [`MAX_JSON_DEPTH`] is poison ([`PoisonReason::NotJson`]) and is
+//!   rejected by a linear scan before parsing, so no input can overflow the stack whatever
+//!   serde_json features the workspace enables.
 //! * `data` is the event byte for byte as published: its text is kept and copied into the
 //!   payload, so numbers are never re-rounded, and member order, whitespace inside the object,
 //!   escapes, `_trace` and unknown fields are what the publisher wrote. Whitespace around the
@@ -117,6 +121,13 @@ pub enum RouteOutcome {
 /// Why a delivery is poison. `Display` gives a one-line reason for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoisonReason {
+    /// The body is larger than the limit (`MAX_PAYLOAD_BYTES`); nothing of it was parsed.
+    TooLarge {
+        /// The body's length.
+        bytes: usize,
+        /// The limit it is over.
+        limit: usize,
+    },
     /// The body is not valid JSON (or is nested deeper than [`MAX_JSON_DEPTH`]); parser message.
     NotJson(String),
     /// The body is JSON but not an object (array, string, number, bool, null).
@@ -133,6 +144,12 @@ pub enum PoisonReason {
 impl fmt::Display for PoisonReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PoisonReason::TooLarge { bytes, limit } => {
+                write!(
+                    f,
+                    "body of {bytes} bytes is over the limit of {limit} bytes"
+                )
+            }
             PoisonReason::NotJson(err) => write!(f, "body is not valid JSON: {err}"),
             PoisonReason::NotAnObject => f.write_str("body is JSON but not an object"),
             PoisonReason::MissingField(field) => write!(f, "required field `{field}` is missing"),
@@ -183,18 +200,26 @@ impl Row {
 
 /// The table: routes one delivery with routing key `routing_key` and body `body`.
 ///
+/// A routed key's body over `max_event_bytes` is [`PoisonReason::TooLarge`] before it is read.
 /// `received_at` is when pushgate received the delivery (used when the event has no timestamp).
 /// `devices` is the consumer's status cache; it is read and updated only for routed device
 /// events (never for ignored or poison deliveries).
 pub fn route(
     routing_key: &str,
     body: &[u8],
+    max_event_bytes: usize,
     received_at: SystemTime,
     devices: &mut DeviceStatusCache,
 ) -> RouteOutcome {
     let Some(row) = Row::for_key(routing_key) else {
         return RouteOutcome::Ignored;
     };
+    if body.len() > max_event_bytes {
+        return RouteOutcome::Poison(PoisonReason::TooLarge {
+            bytes: body.len(),
+            limit: max_event_bytes,
+        });
+    }
     match route_row(row, routing_key, body, received_at, devices) {
         Ok(pushes) => RouteOutcome::Routed(pushes),
         Err(reason) => RouteOutcome::Poison(reason),

@@ -11,8 +11,11 @@ fn received() -> SystemTime {
 }
 const RECEIVED: &str = "2026-11-27T21:15:12.123Z";
 
+/// The body limit of the tests that are not about it: above every body they route.
+const LIMIT: usize = 4 * 1024 * 1024;
+
 fn run(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> RouteOutcome {
-    route(key, body.to_string().as_bytes(), received(), cache)
+    route(key, body.to_string().as_bytes(), LIMIT, received(), cache)
 }
 
 /// A routed push with its payload parsed (to compare and index).
@@ -35,7 +38,7 @@ fn parsed(push: &RoutedPush) -> Parsed {
 
 /// The pushes for `body` as published, payloads as text.
 fn routed_text(key: &str, body: &[u8]) -> Vec<RoutedPush> {
-    match route(key, body, received(), &mut DeviceStatusCache::new()) {
+    match route(key, body, LIMIT, received(), &mut DeviceStatusCache::new()) {
         RouteOutcome::Routed(pushes) => pushes,
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
@@ -53,7 +56,7 @@ fn routed_with(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> Vec<Pa
 }
 
 fn poison(key: &str, body: &[u8]) -> PoisonReason {
-    match route(key, body, received(), &mut DeviceStatusCache::new()) {
+    match route(key, body, LIMIT, received(), &mut DeviceStatusCache::new()) {
         RouteOutcome::Poison(reason) => reason,
         other => panic!("{key}: expected Poison, got {other:?}"),
     }
@@ -663,12 +666,14 @@ fn poison_and_ignored_do_not_touch_cache() {
     route(
         "device.started",
         br#"{"deviceId":"d1"}"#,
+        LIMIT,
         received(),
         &mut cache,
     );
     route(
         "device.foo",
         br#"{"deviceId":"d1","userId":"u1"}"#,
+        LIMIT,
         received(),
         &mut cache,
     );
@@ -750,6 +755,7 @@ fn json_nested_within_limit_is_fine() {
         route(
             "quota.renewed",
             body.as_bytes(),
+            LIMIT,
             received(),
             &mut DeviceStatusCache::new()
         ),
@@ -783,7 +789,7 @@ fn unknown_keys_are_ignored_whatever_the_body() {
     ] {
         for body in bodies {
             assert_eq!(
-                route(key, body, received(), &mut DeviceStatusCache::new()),
+                route(key, body, LIMIT, received(), &mut DeviceStatusCache::new()),
                 RouteOutcome::Ignored,
                 "{key}"
             );
@@ -794,6 +800,7 @@ fn unknown_keys_are_ignored_whatever_the_body() {
         route(
             "quota.deducted",
             &huge,
+            LIMIT,
             received(),
             &mut DeviceStatusCache::new()
         ),
@@ -1012,6 +1019,64 @@ fn one_megabyte_bodies() {
     assert_eq!(pushes[0].room.len(), "user:".len() + 1_000_000);
 }
 
+/// `quota.updated` for `u1` / `q1`, padded to exactly `len` bytes of JSON.
+fn quota_updated_of_len(len: usize) -> Vec<u8> {
+    let bare = br#"{"userId":"u1","quotaId":"q1","pad":""}"#.len();
+    let body = format!(
+        r#"{{"userId":"u1","quotaId":"q1","pad":"{}"}}"#,
+        "x".repeat(len - bare)
+    );
+    assert_eq!(body.len(), len);
+    body.into_bytes()
+}
+
+#[test]
+fn bodies_over_the_limit_are_poison_before_parsing() {
+    let limit = 1_000;
+    let outcome =
+        |key: &str, body: &[u8]| route(key, body, limit, received(), &mut DeviceStatusCache::new());
+    // Under and at the limit: routed.
+    for len in [limit - 1, limit] {
+        let body = quota_updated_of_len(len);
+        assert!(
+            matches!(outcome("quota.updated", &body), RouteOutcome::Routed(_)),
+            "{len} bytes"
+        );
+    }
+    // One byte over: poison, whatever the body (valid event or garbage: not parsed).
+    let over = quota_updated_of_len(limit + 1);
+    let too_large = RouteOutcome::Poison(PoisonReason::TooLarge {
+        bytes: limit + 1,
+        limit,
+    });
+    assert_eq!(outcome("quota.updated", &over), too_large);
+    assert_eq!(outcome("device.started", &[b'x'; 1_001]), too_large);
+    // Ignored keys stay ignored, whatever their size.
+    assert_eq!(outcome("quota.deducted", &over), RouteOutcome::Ignored);
+    assert_eq!(
+        outcome("quota.metrics", &vec![b'x'; 10 * limit]),
+        RouteOutcome::Ignored
+    );
+}
+
+#[test]
+fn an_oversized_device_event_does_not_touch_the_cache() {
+    let mut cache = DeviceStatusCache::new();
+    let body = br#"{"userId":"u1","deviceId":"d1"}"#;
+    let outcome = route(
+        "device.started",
+        body,
+        body.len() - 1,
+        received(),
+        &mut cache,
+    );
+    assert!(matches!(
+        outcome,
+        RouteOutcome::Poison(PoisonReason::TooLarge { .. })
+    ));
+    assert!(cache.is_empty());
+}
+
 #[test]
 fn poison_reasons_display() {
     assert_eq!(
@@ -1029,6 +1094,14 @@ fn poison_reasons_display() {
     assert_eq!(
         PoisonReason::EmptyField("deviceId").to_string(),
         "field `deviceId` is an empty string"
+    );
+    assert_eq!(
+        PoisonReason::TooLarge {
+            bytes: 10_000_001,
+            limit: 1_000_000
+        }
+        .to_string(),
+        "body of 10000001 bytes is over the limit of 1000000 bytes"
     );
     let PoisonReason::NotJson(msg) = poison("quota.updated", b"nope") else {
         panic!()
