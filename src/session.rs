@@ -74,11 +74,14 @@ pub enum CloseReason {
     PingTimeout,
     /// No successful CONNECT within `CONNECT_TIMEOUT_MS`.
     ConnectTimeout,
-    /// A malformed packet, or one not allowed in the session's state.
+    /// A malformed packet, or one not allowed in the session's state; a WebSocket frame that
+    /// breaks RFC 6455 (unmasked, reserved bits or opcode, a fragmented control frame...).
     ProtocolError,
+    /// A WebSocket text message that is not valid UTF-8 (RFC 6455 §8.1).
+    InvalidUtf8,
     /// A message over `MAX_PAYLOAD_BYTES`.
     PayloadTooLarge,
-    /// The transport failed (reset, broken pipe, WebSocket protocol error).
+    /// The transport failed (reset, broken pipe).
     TransportError,
     /// pushgate is shutting down.
     ServerShutdown,
@@ -96,6 +99,7 @@ impl CloseReason {
             CloseReason::PingTimeout => "ping_timeout",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::ProtocolError => "protocol_error",
+            CloseReason::InvalidUtf8 => "invalid_utf8",
             CloseReason::PayloadTooLarge => "payload_too_large",
             CloseReason::TransportError => "transport_error",
             CloseReason::ServerShutdown => "server_shutdown",
@@ -110,6 +114,7 @@ impl CloseReason {
                 1000
             }
             CloseReason::ProtocolError => 1002,
+            CloseReason::InvalidUtf8 => 1007,
             CloseReason::PayloadTooLarge => 1009,
             CloseReason::TransportError => 1011,
             CloseReason::ServerShutdown => 1001,

@@ -30,11 +30,12 @@ use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
+use crate::transport::input_violation;
 use crate::transport::polling::{
     CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
     UpgradeCompleted,
 };
-use crate::transport::upgraded::{Handover, Wire};
+use crate::transport::upgraded::{Handover, InputFault, Wire};
 use crate::transport::wire_frames;
 
 /// How long [`SocketSession::take_deferred`] frames wait.
@@ -68,8 +69,8 @@ pub struct WsTransport {
     fragments: Option<(bool, Vec<u8>)>,
     out: Vec<Outbound>,
     closed: Option<CloseReason>,
-    /// Set by the connection's input when a frame header announced more than the limit.
-    oversized_input: Rc<Cell<bool>>,
+    /// Set by the connection's input when it ended in error, to why.
+    input_fault: Rc<Cell<Option<InputFault>>>,
     /// The connection's write side (set from its input before the actor starts): every data
     /// frame of the connection goes this way, encoded here or, for room pushes, by the
     /// connection's task (once for all receivers); only control frames go through the context.
@@ -104,7 +105,7 @@ impl WsTransport {
             fragments: None,
             out: Vec::new(),
             closed: None,
-            oversized_input: Rc::default(),
+            input_fault: Rc::default(),
             wire: Wire::default(),
         }
     }
@@ -128,7 +129,7 @@ impl WsTransport {
                 handover.accept(Box::new(move |mut input| {
                     input.limit_frames(max);
                     let mut actor = self;
-                    actor.oversized_input = input.oversized();
+                    actor.input_fault = input.fault();
                     actor.wire = input.wire();
                     let codec = actix_http::ws::Codec::new().max_size(max);
                     Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
@@ -223,7 +224,7 @@ impl WsTransport {
             let frame = if is_text {
                 match String::from_utf8(buf) {
                     Ok(text) => Inbound::Text(text.into()),
-                    Err(_) => return self.shut(ctx, CloseReason::ProtocolError),
+                    Err(_) => return self.shut(ctx, CloseReason::InvalidUtf8),
                 }
             } else {
                 Inbound::Binary(buf)
@@ -326,11 +327,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
             Ok(ws::Message::Ping(data)) => ctx.pong(&data),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => self.shut(ctx, CloseReason::ClientClose),
-            Err(ws::ProtocolError::Overflow) => self.shut(ctx, CloseReason::PayloadTooLarge),
-            Err(_) if self.oversized_input.get() => self.shut(ctx, CloseReason::PayloadTooLarge),
             Err(e) => {
-                log::debug!("websocket error: {e}");
-                self.shut(ctx, CloseReason::TransportError);
+                let reason = input_violation::close_reason(&e, self.input_fault.get());
+                log::debug!("closing a websocket ({}): {e}", reason.name());
+                self.shut(ctx, reason);
             }
         }
     }

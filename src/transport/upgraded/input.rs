@@ -41,7 +41,16 @@ pub struct Input {
     /// Bytes handed on since the socket last had nothing to read.
     read_in_a_row: usize,
     limit: Option<FrameLimit>,
-    oversized: Rc<Cell<bool>>,
+    fault: Rc<Cell<Option<InputFault>>>,
+}
+
+/// Why an [`Input`] ended with an error (the WebSocket context sees both as an I/O error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFault {
+    /// A frame header announced more than the limit.
+    Oversized,
+    /// Reading the socket failed.
+    ReadFailed,
 }
 
 impl Input {
@@ -55,12 +64,13 @@ impl Input {
             eof: false,
             read_in_a_row: 0,
             limit: None,
-            oversized: Rc::default(),
+            fault: Rc::default(),
         }
     }
 
     /// Refuse frames of more than `max` payload bytes as soon as their header arrives: the
-    /// input then ends with [`PayloadError::Overflow`] and [`Input::oversized`] turns true.
+    /// input then ends with [`PayloadError::Overflow`] and [`Input::fault`] is
+    /// [`InputFault::Oversized`].
     pub fn limit_frames(&mut self, max: usize) {
         self.limit = Some(FrameLimit::new(max));
     }
@@ -70,19 +80,28 @@ impl Input {
         self.wire.clone()
     }
 
-    /// Turns true when the input ended on a frame over the limit (shared: the flag stays
-    /// readable after the input moved into the WebSocket context).
-    pub fn oversized(&self) -> Rc<Cell<bool>> {
-        self.oversized.clone()
+    /// Set when the input ended with an error, to why (shared: it stays readable after the
+    /// input moved into the WebSocket context).
+    pub fn fault(&self) -> Rc<Cell<Option<InputFault>>> {
+        self.fault.clone()
+    }
+
+    /// End the input with `error`, noting why.
+    fn fail(
+        &mut self,
+        fault: InputFault,
+        error: PayloadError,
+    ) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.eof = true;
+        self.fault.set(Some(fault));
+        Poll::Ready(Some(Err(error)))
     }
 
     /// Pass `chunk` on, unless it completes a header over the limit.
     fn checked(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, PayloadError>>> {
         if let Some(Err(e)) = self.limit.as_mut().map(|l| l.check(&chunk)) {
             log::debug!("closing a WebSocket: {e}");
-            self.eof = true;
-            self.oversized.set(true);
-            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+            return self.fail(InputFault::Oversized, PayloadError::Overflow);
         }
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -107,8 +126,7 @@ impl Stream for Input {
         }
         loop {
             if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
-                this.eof = true;
-                return Poll::Ready(Some(Err(PayloadError::Io(e))));
+                return this.fail(InputFault::ReadFailed, PayloadError::Io(e));
             }
             let read = READ_BUFFER.with_borrow_mut(|buf| {
                 buf.reserve(READ_CHUNK);
@@ -128,10 +146,7 @@ impl Stream for Input {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    this.eof = true;
-                    return Poll::Ready(Some(Err(PayloadError::Io(e))));
-                }
+                Err(e) => return this.fail(InputFault::ReadFailed, PayloadError::Io(e)),
             }
         }
     }

@@ -48,6 +48,6 @@ mod wire;
 pub use connections::Connections;
 pub use driver::LAST_FRAMES_TIMEOUT;
 pub use handover::{Accepted, Handover, Output};
-pub use input::{Input, READ_BUDGET};
+pub use input::{Input, InputFault, READ_BUDGET};
 pub use service::{serve, service};
 pub use wire::{Wire, MAX_UNWRITTEN};
