@@ -123,6 +123,10 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let local_addr = listener.local_addr()?;
     let connections = upgraded::Connections::default();
     let upgrades = connections.clone();
+    let plain_body_limits = upgraded::PlainBodyLimits {
+        max_bytes: config.push_max_body_bytes,
+        timeout: config.limits.http_body_timeout,
+    };
     let app_state = state.clone();
     let make_app = move || {
         App::new()
@@ -157,7 +161,11 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                     let graceful = graceful.clone();
                     async move { graceful.notified().await }
                 })
-                .upgrade(upgraded::service(make_app.clone(), upgrades.clone()))
+                .upgrade(upgraded::service(
+                    make_app.clone(),
+                    upgrades.clone(),
+                    plain_body_limits,
+                ))
                 .finish(map_config(make_app(), |_| AppConfig::default()))
                 .tcp()
         })?
