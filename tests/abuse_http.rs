@@ -256,7 +256,10 @@ fn an_api_post_naming_upgrade_is_handled_as_a_post() {
     let server = Server::start();
     let listener = Listener::connect(&server, "7");
     // The body with the head in one write, and after it in a second one.
-    for (n, pause) in [Duration::ZERO, Duration::from_millis(300)].into_iter().enumerate() {
+    for (n, pause) in [Duration::ZERO, Duration::from_millis(300)]
+        .into_iter()
+        .enumerate()
+    {
         let body = format!(r#"{{"n":{n}}}"#);
         let request = push_request(server.addr, "7", &body, UPGRADE_HEADERS);
         let split = request.len() - body.len();

@@ -18,6 +18,8 @@ use actix_http::{HttpMessage, Request};
 use actix_web::rt::net::TcpStream;
 use actix_web::web::{Bytes, BytesMut};
 
+use crate::transport::http1_backpressure::BackloggedStream;
+
 /// The room each read gets.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -57,9 +59,12 @@ pub(super) fn is_plain(req: &Request) -> bool {
 /// the body.
 pub(super) async fn read(
     req: &Request,
-    framed: Framed<TcpStream, Codec>,
+    framed: Framed<BackloggedStream, Codec>,
     limits: PlainBodyLimits,
-) -> (Framed<TcpStream, Codec>, Result<Bytes, PlainBodyError>) {
+) -> (
+    Framed<BackloggedStream, Codec>,
+    Result<Bytes, PlainBodyError>,
+) {
     let declared = match req.headers().get(CONTENT_LENGTH) {
         None => Ok(0),
         Some(value) => value
@@ -73,12 +78,10 @@ pub(super) async fn read(
         Err(e) => return (framed, Err(e)),
     };
     let mut parts = framed.into_parts();
-    let mut body = parts
-        .read_buf
-        .split_to(wanted.min(parts.read_buf.len()));
+    let mut body = parts.read_buf.split_to(wanted.min(parts.read_buf.len()));
     let read = actix_web::rt::time::timeout(
         limits.timeout,
-        read_rest(&parts.io, &mut body, wanted),
+        read_rest(parts.io.get_ref(), &mut body, wanted),
     )
     .await;
     let body = match read {

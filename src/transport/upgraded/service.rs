@@ -13,7 +13,6 @@ use actix_http::h1::{Codec, Message};
 use actix_http::{ConnectionType, HttpMessage, Request, Response, StatusCode};
 use actix_service::{fn_factory, fn_service, IntoServiceFactory, Service, ServiceFactory};
 use actix_web::dev::{AppConfig, ServiceResponse};
-use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
 use futures::SinkExt;
 
@@ -23,6 +22,7 @@ use super::handover::Handover;
 use super::input::Input;
 use super::plain_body::{self, PlainBodyLimits};
 use super::wire::Wire;
+use crate::transport::http1_backpressure::BackloggedStream;
 
 /// The upgrade service factory for `HttpService::build().upgrade(..)`: each worker builds its
 /// own instance of the application (`make_app`) to answer the upgrade requests with; the
@@ -33,7 +33,7 @@ pub fn service<F, A, S, B>(
     connections: Connections,
     limits: PlainBodyLimits,
 ) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, Codec>),
+    (Request, Framed<BackloggedStream, Codec>),
     Config = (),
     Response = (),
     Error = actix_web::Error,
@@ -64,7 +64,7 @@ where
                 })?;
             let app = Rc::new(app);
             Ok(fn_service(
-                move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
+                move |(req, framed): (Request, Framed<BackloggedStream, Codec>)| {
                     let app = app.clone();
                     let connections = connections.clone();
                     async move {
@@ -83,7 +83,7 @@ where
 pub async fn serve<S, B>(
     app: &S,
     req: Request,
-    framed: Framed<TcpStream, Codec>,
+    framed: Framed<BackloggedStream, Codec>,
     connections: &Connections,
     limits: PlainBodyLimits,
 ) where
@@ -138,7 +138,7 @@ pub async fn serve<S, B>(
     // Not an accepted upgrade: the answer is the last thing on this connection.
     let Some(accepted) = accepted.filter(|_| upgrade) else {
         if encoded.is_ok() && framed.flush().await.is_ok() {
-            let _ = shutdown_write(framed.io_ref());
+            let _ = shutdown_write(framed.io_ref().get_ref());
         }
         return;
     };
@@ -147,7 +147,7 @@ pub async fn serve<S, B>(
     let parts = framed.into_parts();
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
     let answer = Bytes::copy_from_slice(&parts.write_buf);
-    let io = Rc::new(parts.io);
+    let io = Rc::new(parts.io.into_inner()); // it buffers nothing
     drop((parts.read_buf, parts.write_buf, parts.codec));
     let wire = Wire::default();
     wire.push(answer);
