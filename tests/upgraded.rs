@@ -644,3 +644,55 @@ async fn websocket_protocol_violations_close_with_1002_and_invalid_utf8_with_100
     let (code, _) = close_for(&srv, "41", raw_client_frame(0x82, &[0xff])).await;
     assert_ne!(code, Some(1007));
 }
+
+/// A plain HTTP/1.1 GET of `path_and_query` on a fresh connection: (status, body).
+fn raw_get(addr: SocketAddr, path_and_query: &str) -> (u16, String) {
+    let mut c = Raw::connect(addr);
+    assert!(c.send(
+        format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes()
+    ));
+    let (head, body) = c.answer();
+    (head[9..12].parse().unwrap(), body)
+}
+
+#[actix_web::test]
+async fn a_get_sent_after_the_upgrade_packet_is_answered_as_after_the_upgrade() {
+    let srv = start();
+    let addr = srv.addr;
+    // As the official Engine.IO suite does: `2probe` and `5` over the WebSocket, then at once
+    // a GET on another connection, which may be served by another thread than the
+    // WebSocket's. It must always get the answer after the upgrade (400), never a noop.
+    let answers = blocking(move || {
+        (0..30)
+            .map(|_| {
+                let (status, open) = raw_get(addr, "/socket.io/?EIO=4&transport=polling");
+                assert_eq!(status, 200, "{open}");
+                let v: Value = serde_json::from_str(&open[1..]).unwrap();
+                let sid = v["sid"].as_str().unwrap().to_owned();
+                let mut ws = Raw::connect(addr);
+                assert!(ws.send(&handshake_request(
+                    addr,
+                    &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}")
+                )));
+                let (head, _) = ws.answer();
+                assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+                let mut frames = client_frame(1, b"2probe");
+                frames.extend(client_frame(1, b"5"));
+                assert!(ws.send(&frames));
+                let answer = raw_get(
+                    addr,
+                    &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+                );
+                assert_eq!(ws.text().as_deref(), Some("3probe"));
+                // The session goes on over the WebSocket.
+                assert!(ws.send(&client_frame(1, b"41")));
+                answer
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (status, body) in answers {
+        assert_eq!(status, 400, "{body}");
+    }
+}

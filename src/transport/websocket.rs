@@ -32,8 +32,8 @@ use crate::session::{CloseReason, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::input_violation;
 use crate::transport::polling::{
-    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
-    UpgradeCompleted,
+    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, InputSettled, PollingSession,
+    Probed, UpgradeCompleted,
 };
 use crate::transport::upgraded::{Handover, InputFault, Wire};
 use crate::transport::wire_frames;
@@ -71,6 +71,9 @@ pub struct WsTransport {
     closed: Option<CloseReason>,
     /// Set by the connection's input when it ended in error, to why.
     input_fault: Rc<Cell<Option<InputFault>>>,
+    /// Set to have the input read the socket at once (see
+    /// [`Input::settle`](crate::transport::upgraded::Input::settle)).
+    settle_input: Rc<Cell<bool>>,
     /// The connection's write side (set from its input before the actor starts): every data
     /// frame of the connection goes this way, encoded here or, for room pushes, by the
     /// connection's task (once for all receivers); only control frames go through the context.
@@ -106,6 +109,7 @@ impl WsTransport {
             out: Vec::new(),
             closed: None,
             input_fault: Rc::default(),
+            settle_input: Rc::default(),
             wire: Wire::default(),
         }
     }
@@ -130,6 +134,7 @@ impl WsTransport {
                     input.limit_frames(max);
                     let mut actor = self;
                     actor.input_fault = input.fault();
+                    actor.settle_input = input.settle();
                     actor.wire = input.wire();
                     let codec = actix_http::ws::Codec::new().max_size(max);
                     Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
@@ -314,6 +319,17 @@ impl Handler<CarrierCommand> for WsTransport {
             CarrierCommand::Write(frames) => write(&self.wire, frames),
             CarrierCommand::Pushes(frames) => self.wire.push_delivery(&frames),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
+            CarrierCommand::SettleInput => {
+                // The input reads the socket when the context polls it next, which it does
+                // in this same turn, before the futures spawned here: the answer goes out
+                // after the frames read are handled (and their messages sent to the session).
+                self.settle_input.set(true);
+                ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, _| {
+                    if let Role::Carrier { session, .. } = &act.role {
+                        session.do_send(InputSettled);
+                    }
+                }));
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ pub struct Input {
     read_in_a_row: usize,
     limit: Option<FrameLimit>,
     fault: Rc<Cell<Option<InputFault>>>,
+    settle: Rc<Cell<bool>>,
 }
 
 /// Why an [`Input`] ended with an error (the WebSocket context sees both as an I/O error).
@@ -65,6 +66,7 @@ impl Input {
             read_in_a_row: 0,
             limit: None,
             fault: Rc::default(),
+            settle: Rc::default(),
         }
     }
 
@@ -84,6 +86,34 @@ impl Input {
     /// input moved into the WebSocket context).
     pub fn fault(&self) -> Rc<Cell<Option<InputFault>>> {
         self.fault.clone()
+    }
+
+    /// Set it to have the next poll read what the socket holds at once, whatever the
+    /// runtime knows of its readiness yet (shared, as [`Input::fault`]): so that the frames a
+    /// client sent before a request on another connection are handled before it is answered
+    /// (see `PollingSession`'s `LongPoll`).
+    pub fn settle(&self) -> Rc<Cell<bool>> {
+        self.settle.clone()
+    }
+
+    /// Read what the socket holds now, without waiting for its readiness.
+    fn read_now(&mut self) -> Option<Poll<Option<Result<Bytes, PayloadError>>>> {
+        use std::io::Read;
+        let mut chunk = BytesMut::zeroed(READ_CHUNK);
+        match (&*socket2::SockRef::from(&*self.io)).read(&mut chunk) {
+            Ok(0) => {
+                self.eof = true;
+                Some(Poll::Ready(None))
+            }
+            Ok(n) => {
+                chunk.truncate(n);
+                self.read_in_a_row += n;
+                Some(self.checked(chunk.freeze()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => Some(self.fail(InputFault::ReadFailed, PayloadError::Io(e))),
+        }
     }
 
     /// End the input with `error`, noting why.
@@ -117,6 +147,11 @@ impl Stream for Input {
         }
         if this.eof {
             return Poll::Ready(None);
+        }
+        if this.settle.replace(false) {
+            if let Some(read) = this.read_now() {
+                return read;
+            }
         }
         if this.read_in_a_row >= READ_BUDGET {
             // Let the context decode what it has before reading on.
