@@ -1,5 +1,6 @@
 //! Who may join which room, and what a valid room name and user id look like.
 
+use pushgate_actors::routing::USER_ROOM_PREFIX;
 use serde_json::Value;
 
 use crate::auth::Identity;
@@ -32,9 +33,22 @@ impl Refusal {
     }
 }
 
-/// The room of one user.
+/// The room of one user: `user:<user_id>`.
 pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
+    format!("{USER_ROOM_PREFIX}{user_id}")
+}
+
+/// The user whose room `room` is, if it is a user room (`user:<user_id>`).
+pub fn user_of_room(room: &str) -> Option<&str> {
+    room.strip_prefix(USER_ROOM_PREFIX)
+}
+
+/// What a refused room name is told: the rule of [`is_valid_room_name`].
+pub const INVALID_ROOM_NAME: &str = "room must be 1-128 characters of A-Z a-z 0-9 : _ . @ -";
+
+/// The refusal of a room name that breaks [`is_valid_room_name`].
+pub fn invalid_room_name() -> Refusal {
+    Refusal::BadRequest(INVALID_ROOM_NAME.into())
 }
 
 /// 1–128 characters of `[A-Za-z0-9:_.@-]`.
@@ -50,8 +64,7 @@ pub fn is_valid_room_name(room: &str) -> bool {
 /// (whatever its characters, as JWT subjects may hold any).
 pub fn is_valid_target_room(room: &str) -> bool {
     is_valid_room_name(room)
-        || room
-            .strip_prefix("user:")
+        || user_of_room(room)
             .is_some_and(|id| !id.is_empty() && id.chars().count() <= MAX_USER_ID_LEN)
 }
 
@@ -78,7 +91,8 @@ pub fn may_subscribe(who: &Identity, user_id: &str) -> Result<(), Refusal> {
         Ok(())
     } else {
         Err(Refusal::Forbidden(format!(
-            "only admins may subscribe to another user's notifications (user:{user_id})"
+            "only admins may subscribe to another user's notifications ({})",
+            user_room(user_id)
         )))
     }
 }
@@ -86,17 +100,15 @@ pub fn may_subscribe(who: &Identity, user_id: &str) -> Result<(), Refusal> {
 /// May `who` join `room`? `admin` and any other room: admins only; `user:<id>`: its owner or
 /// an admin. The caller's own user room is valid whatever its characters.
 pub fn may_join(who: &Identity, room: &str) -> Result<(), Refusal> {
-    if room.strip_prefix("user:") == Some(who.user_id.as_str()) {
+    if user_of_room(room) == Some(who.user_id.as_str()) {
         return Ok(());
     }
     if !is_valid_room_name(room) {
-        return Err(Refusal::BadRequest(
-            "room must be 1-128 characters of A-Z a-z 0-9 : _ . @ -".into(),
-        ));
+        return Err(invalid_room_name());
     }
     if who.is_admin {
         Ok(())
-    } else if room.starts_with("user:") {
+    } else if user_of_room(room).is_some() {
         Err(Refusal::Forbidden(format!(
             "only admins may join another user's room ({room})"
         )))
@@ -109,12 +121,10 @@ pub fn may_join(who: &Identity, room: &str) -> Result<(), Refusal> {
 
 /// May `who` leave `room`? Always, when the name is valid (or is the caller's own room).
 pub fn may_leave(who: &Identity, room: &str) -> Result<(), Refusal> {
-    if room.strip_prefix("user:") == Some(who.user_id.as_str()) || is_valid_room_name(room) {
+    if user_of_room(room) == Some(who.user_id.as_str()) || is_valid_room_name(room) {
         Ok(())
     } else {
-        Err(Refusal::BadRequest(
-            "room must be 1-128 characters of A-Z a-z 0-9 : _ . @ -".into(),
-        ))
+        Err(invalid_room_name())
     }
 }
 

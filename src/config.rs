@@ -382,6 +382,8 @@ impl Config {
         } else {
             non_empty(src.get("PUSH_API_KEY"))
         };
+        // The broker's defaults live with the consumers: only what is set here overrides them.
+        let amqp = AmqpSettings::with_node_id(node_id);
         Ok(Config {
             host: non_empty(src.get("HOST")).unwrap_or_else(|| "0.0.0.0".into()),
             port: number(src, "PORT", 30006u16, 0)?,
@@ -392,14 +394,17 @@ impl Config {
                 audience: claim_check("JWT_AUDIENCE", "cloudphone-users"),
             },
             amqp: AmqpSettings {
-                url: non_empty(src.get("RABBITMQ_URL"))
-                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-                exchange: non_empty(src.get("RABBITMQ_EXCHANGE"))
-                    .unwrap_or_else(|| "cloudphone.events".into()),
-                dlx: non_empty(src.get("RABBITMQ_DLX")).unwrap_or_else(|| "cloudphone.dlx".into()),
-                node_id,
-                prefetch: number(src, "RABBITMQ_PREFETCH", 256u16, 1)?,
-                queue_expires_ms: number(src, "RABBITMQ_QUEUE_EXPIRES_MS", 600_000u32, 1)?,
+                url: non_empty(src.get("RABBITMQ_URL")).unwrap_or(amqp.url),
+                exchange: non_empty(src.get("RABBITMQ_EXCHANGE")).unwrap_or(amqp.exchange),
+                dlx: non_empty(src.get("RABBITMQ_DLX")).unwrap_or(amqp.dlx),
+                prefetch: number(src, "RABBITMQ_PREFETCH", amqp.prefetch, 1)?,
+                queue_expires_ms: number(
+                    src,
+                    "RABBITMQ_QUEUE_EXPIRES_MS",
+                    amqp.queue_expires_ms,
+                    1,
+                )?,
+                node_id: amqp.node_id,
             },
             cors,
             push_api_key,
@@ -462,11 +467,8 @@ mod tests {
         assert_eq!(c.host, "0.0.0.0");
         assert_eq!(c.jwt.issuer.as_deref(), Some("cloudphone-platform"));
         assert_eq!(c.jwt.audience.as_deref(), Some("cloudphone-users"));
-        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
-        assert_eq!(c.amqp.exchange, "cloudphone.events");
-        assert_eq!(c.amqp.dlx, "cloudphone.dlx");
-        assert_eq!(c.amqp.prefetch, 256);
-        assert_eq!(c.amqp.queue_expires_ms, 600_000);
+        // The broker's defaults are the consumers' (checked against the contract there).
+        assert_eq!(c.amqp, AmqpSettings::with_node_id("n1"));
         assert_eq!(
             c.cors,
             CorsOrigins::List(vec!["http://localhost:5173".into()])
@@ -524,6 +526,27 @@ mod tests {
                 other => panic!("{var}={bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn default_toml_agrees_with_the_built_in_defaults() {
+        let text = include_str!("../config/default.toml");
+        let files = parse_toml(text).expect("config/default.toml parses");
+        let env = |k: &str| match k {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "NODE_ID" => Some("n1".to_owned()),
+            _ => None,
+        };
+        let from_file = Config::from_sources(
+            &Sources {
+                files,
+                env: Box::new(env),
+            },
+            false,
+        )
+        .unwrap();
+        let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
+        assert_eq!(from_file, built_in);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod auth;
 pub mod client_event_limit;
 pub mod config;
+pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
 pub mod protocol;

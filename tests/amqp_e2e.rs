@@ -2,7 +2,7 @@
 //! (`scripts/ensure-rabbitmq.sh`), real publishers (amqplib) and real browser clients
 //! (socket.io-client), driven by the node files of `tests/e2e/amqp/`.
 //!
-//! Each test has a vhost and a pushgate user of its own (`common::broker::Vhost`, deleted on
+//! Each test has a vhost and a pushgate user of its own (`pushgate_test_support::broker::Vhost`, deleted on
 //! drop), a fresh `NODE_ID`, and its own server, started with `config.consume = true` and
 //! waited for until `/ready` answers 200. Then one node file runs against it, with a hard
 //! timeout, its output streamed. The node file reaches what only this side can do (cut
@@ -26,16 +26,15 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::broker::{node_id, Vhost};
 use common::*;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use pushgate::config::Config;
 use pushgate::server::ShutdownHandle;
+use pushgate_test_support::broker::{node_id, Vhost};
 
 /// A node file must finish within this (its own tests time out sooner).
 const NODE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +62,10 @@ impl Scenario {
         let vhost = Arc::new(Vhost::create());
         // The contract's Engine.IO timers, not the harness's short ones: heartbeats are not what
         // is tested here, and a 200 ms ping timeout can expire on a loaded machine.
-        let config = vhost.configure(Config::for_tests(SECRET, Some(API_KEY)), &node_id());
+        let mut config = Config::for_tests(SECRET, Some(API_KEY));
+        config.consume = true;
+        config.amqp.url = vhost.user_url();
+        config.amqp.node_id = node_id();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let server = start_on(config.clone(), listener);
@@ -109,7 +111,7 @@ impl Scenario {
         let (control_addr, mut control) = control_socket();
         let mut env = self.server().node_env();
         env.extend([
-            ("PUSHGATE_AMQP_URL".to_owned(), self.vhost.publisher_url()),
+            ("PUSHGATE_AMQP_URL".to_owned(), self.vhost.guest_url()),
             (
                 "PUSHGATE_NODE_ID".to_owned(),
                 self.config.amqp.node_id.clone(),
@@ -118,22 +120,7 @@ impl Scenario {
         ]);
         let path = e2e_dir().join("amqp").join(file);
         assert!(path.exists(), "{} is missing", path.display());
-        // Node runs on a plain thread: the test's actix runtime keeps serving meanwhile.
-        let (tx, rx) = oneshot::channel();
-        std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(|| {
-                require_node();
-                ensure_node_modules();
-                let mut cmd = Command::new("node");
-                cmd.args(["--test", "--test-reporter=spec"])
-                    .arg(&path)
-                    .current_dir(e2e_dir())
-                    .envs(env);
-                run_streaming(cmd, NODE_TIMEOUT)
-            });
-            let _ = tx.send(result);
-        });
-        let mut node = rx;
+        let mut node = spawn_node_tests(vec![path.into()], env, NODE_TIMEOUT);
         let result = loop {
             futures::select! {
                 request = control.next() => {
@@ -149,14 +136,7 @@ impl Scenario {
             shutdown.shutdown().await;
         }
         println!("{file}: done in {:?}", started.elapsed());
-        let status = match result {
-            Ok(r) => r.unwrap_or_else(|e| panic!("node --test {file}: {e}")),
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        assert!(
-            status.success(),
-            "node --test {file} failed ({status}): see the output above"
-        );
+        assert_node_passed(result, &format!("node --test {file}"));
     }
 
     /// Carry out one control command; `ok` or `error: <why>`.
@@ -270,6 +250,14 @@ fn control_socket() -> (SocketAddr, mpsc::UnboundedReceiver<ControlRequest>) {
 #[actix_web::test]
 async fn routing_table() {
     Scenario::start().run_node("routing.test.mjs").await;
+}
+
+/// What the admin console reads, as the real services publish: admin copies of alerts, the
+/// console's `alertLevel` / `usagePercent`, an admin's own device events once, numbers and
+/// member order as published, and its dev proxy that strips `/ws`.
+#[actix_web::test]
+async fn console() {
+    Scenario::start().run_node("console.test.mjs").await;
 }
 
 /// Malformed messages are dead-lettered (and only they), counted, and do not stall the consumer.

@@ -5,7 +5,7 @@
 //! paths, and namespaces.
 //!
 //! The test server pings every 300 ms and gives 200 ms for the pong: every test answers pings
-//! (or uses [`sync_with_ping`] so that the next one is a whole interval away).
+//! (or uses [`PollingClient::sync_with_ping`] so that the next one is a whole interval away).
 
 mod common;
 
@@ -24,21 +24,6 @@ const FOREIGN_ORIGIN: &str = "http://evil.test";
 
 fn sleep(ms: u64) -> actix_rt::time::Sleep {
     actix_rt::time::sleep(Duration::from_millis(ms))
-}
-
-/// Poll until a ping comes and answer it, so that the next ping is a whole interval away;
-/// returns the other packets read meanwhile.
-async fn sync_with_ping(c: &PollingClient) -> Vec<String> {
-    let mut other = Vec::new();
-    loop {
-        let packets = c.poll().await;
-        let ping = packets.iter().any(|p| p == "2");
-        other.extend(packets.into_iter().filter(|p| p != "2"));
-        if ping {
-            c.send("3").await;
-            return other;
-        }
-    }
 }
 
 /// Start a GET of `url` in the background.
@@ -76,10 +61,6 @@ fn args(packet: &str, prefix: &str) -> Value {
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("expected {prefix}..., got {packet}"));
     serde_json::from_str(rest).unwrap_or_else(|e| panic!("{packet}: {e}"))
-}
-
-async fn metrics(srv: &TestServer) -> String {
-    send(http().get(srv.url("/metrics")), None).await.body
 }
 
 fn token_auth(token: &str) -> String {
@@ -383,7 +364,7 @@ async fn several_queued_packets_come_in_one_get() {
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     // No GET is waiting: the pushes queue up, and the next GET takes them all.
     for seq in 0..5 {
         push_seq(&srv, "42", seq).await;
@@ -405,7 +386,7 @@ async fn pushes_arrive_on_a_waiting_get() {
     let token = srv.token("42", true); // an admin: may join any room
     let c = PollingClient::connected(&srv, &token).await;
     c.send(r#"42["join_room",{"room":"lobby"}]"#).await;
-    let other = sync_with_ping(&c).await;
+    let other = c.sync_with_ping().await;
     assert!(other[0].starts_with("42[\"room_joined\""), "{other:?}");
     let api = |path: &str, body: &'static str| {
         http()
@@ -448,7 +429,7 @@ async fn pushes_arrive_on_a_waiting_get() {
             "{path}: the waiting GET was answered late"
         );
         assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, expected));
-        sync_with_ping(&c).await;
+        c.sync_with_ping().await;
     }
 }
 
@@ -566,14 +547,9 @@ async fn heartbeat_over_polling_and_ping_timeout() {
     let c = PollingClient::connected(&srv, &token).await;
     assert_eq!(c.poll().await, ["2"]);
     sleep(350).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(srv.push_to_user("1", "{}").await, 0);
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="ping_timeout"} 2"#),
-        "{m}"
-    );
+    srv.assert_disconnects("ping_timeout", 2).await;
 }
 
 #[actix_web::test]
@@ -599,14 +575,9 @@ async fn a_client_that_never_gets_is_ended_as_a_slow_reader() {
     }
     // 4 MiB of pushes, not more, then the session is gone.
     assert!((60..=66).contains(&pushes), "{pushes}");
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     ponging.await.unwrap();
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="slow_reader"} 1"#),
-        "{m}"
-    );
+    srv.assert_disconnects("slow_reader", 1).await;
 }
 
 #[actix_web::test]
@@ -632,13 +603,8 @@ async fn connect_timeout_over_polling() {
         "{:?}",
         started.elapsed()
     );
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
-    let m = metrics(&srv).await;
-    assert!(
-        m.contains(r#"pushgate_disconnects_total{reason="connect_timeout"} 1"#),
-        "{m}"
-    );
+    c.expect_gone().await;
+    srv.assert_disconnects("connect_timeout", 1).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,20 +616,19 @@ async fn client_close_packet_ends_the_session() {
     let token = srv.token("5", false);
     // A waiting GET gets a noop, then the sid is gone.
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     let get = spawn_get(&c.url);
     sleep(40).await;
     c.send("1").await;
     let a = get.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "6"));
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(c.post("3").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(srv.push_to_user("5", "{}").await, 0);
     // With no GET waiting: the session ends too (a GET already on its way may still get a
     // noop), and it has left its rooms at once.
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     c.send("1").await;
     assert_eq!(srv.push_to_user("5", "{}").await, 0);
     let a = c.get().await;
@@ -672,8 +637,7 @@ async fn client_close_packet_ends_the_session() {
         "{a:?}"
     );
     sleep(600).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
 }
 
 /// Engine.IO v4: "a client MUST NOT have more than one active `POST` request. Should it
@@ -683,7 +647,7 @@ async fn a_second_concurrent_post_closes_the_session() {
     let srv = start();
     let token = srv.token("6", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     // A first POST whose body is still coming: its head and part of its body are sent over
     // a raw socket (an HTTP client library may hold the head back until the body is done).
     let path = c.url.split_once("127.0.0.1").map(|(_, p)| p).unwrap();
@@ -725,7 +689,7 @@ async fn a_second_concurrent_get_closes_the_session() {
     for connected in [false, true] {
         let c = if connected {
             let c = PollingClient::connected(&srv, &token).await;
-            sync_with_ping(&c).await;
+            c.sync_with_ping().await;
             c
         } else {
             PollingClient::open(&srv).await
@@ -737,8 +701,7 @@ async fn a_second_concurrent_get_closes_the_session() {
         assert!(second.eio_code().is_some());
         let first = first.await.unwrap();
         assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "1"));
-        let a = c.get().await;
-        assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+        c.expect_gone().await;
         assert_eq!(c.post("3").await.status, StatusCode::BAD_REQUEST);
     }
     assert_eq!(srv.push_to_user("6", "{}").await, 0);
@@ -817,13 +780,12 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
             "{} bytes",
             body.len()
         );
-        let a = victim.get().await;
-        assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+        victim.expect_gone().await;
     }
     // Other sessions (polling and WebSocket) are unaffected; the victim's waiting GET gets
     // the close packet.
     let mut other = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&other).await;
+    other.sync_with_ping().await;
     let mut ws = RawClient::connected(&srv, &token).await;
     let victim = PollingClient::connected(&srv, &victim_token).await;
     let waiting = spawn_get(&victim.url);
@@ -832,8 +794,7 @@ async fn a_post_over_max_payload_gets_413_and_ends_only_that_session() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     let a = waiting.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "1"));
-    let a = victim.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    victim.expect_gone().await;
     assert_eq!(srv.push_to_user("v", "{}").await, 0, "every victim is gone");
     // The others carry on.
     other.subscribe("9").await;
@@ -884,24 +845,14 @@ fn poll_until_paused(
     })
 }
 
-/// The next text frame over `ws` (pings answered), within 2 s.
-/// Send the upgrade probe `2probe` over the WebSocket and expect `3probe` back.
-async fn probe(ws: &mut RawClient) {
-    ws.send("2probe").await;
-    assert_eq!(
-        ws.next(Duration::from_secs(1)).await,
-        Some(Frame::Text("3probe".into()))
-    );
-}
-
-async fn ws_text(ws: &mut RawClient) -> String {
-    loop {
-        match ws.next(Duration::from_secs(2)).await {
-            Some(Frame::Text(t)) if t == "2" => ws.send("3").await,
-            Some(Frame::Text(t)) => return t,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
+/// The start of an upgrade while a GET waits, as engine.io-client does it: a GET waiting, the
+/// upgrading WebSocket opened and probed. Returns the WebSocket and the waiting GET's answer.
+async fn probe_with_a_waiting_get(c: &PollingClient) -> (RawClient, Answer) {
+    let pending = spawn_get(&c.url);
+    sleep(30).await;
+    let mut ws = c.websocket(&[]).await;
+    ws.probe().await;
+    (ws, pending.await.unwrap())
 }
 
 #[actix_web::test]
@@ -909,51 +860,44 @@ async fn upgrade_to_websocket() {
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
-    let pending = spawn_get(&c.url);
-    sleep(30).await;
-    let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-    let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
+    c.sync_with_ping().await;
     // No open packet on the upgrading WebSocket: it only answers the probe.
-    probe(&mut ws).await;
+    let (mut ws, a) = probe_with_a_waiting_get(&c).await;
     // The waiting GET is ended with a noop.
-    let a = pending.await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "6"));
     ws.send("5").await;
     // Pushes and events now go over the WebSocket.
     assert_eq!(srv.push_to_user("42", r#"{"type":"after"}"#).await, 1);
     assert_eq!(
-        ws_text(&mut ws).await,
+        ws.expect_text().await,
         r#"42["notification",{"type":"after"}]"#
     );
     ws.send(r#"421["subscribe",{"userId":"42"}]"#).await;
-    assert!(ws_text(&mut ws).await.starts_with("42[\"subscribed\""));
-    assert!(ws_text(&mut ws).await.starts_with("431[{"));
+    assert!(ws.expect_text().await.starts_with("42[\"subscribed\""));
+    assert!(ws.expect_text().await.starts_with("431[{"));
     // Polling is over for this sid: GET and POST are refused, the session goes on.
     let a = c.get().await;
     assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(3)));
     let a = c.post(r#"42["subscribe",{"userId":"42"}]"#).await;
     assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(3)));
     // A second WebSocket with the same sid is closed at once, the first carries on.
-    let mut second = RawClient::connect(&ws_url, &[]).await.unwrap();
-    match second.next(Duration::from_secs(2)).await {
-        Some(Frame::Close(_)) => {}
-        other => panic!("the second WebSocket got {other:?} instead of a close"),
-    }
+    c.websocket(&[])
+        .await
+        .expect_closed(Duration::from_secs(2))
+        .await;
     ws.send(r#"422["join_room",{"room":"user:42"}]"#).await;
-    assert!(ws_text(&mut ws).await.starts_with("42[\"room_joined\""));
-    assert!(ws_text(&mut ws).await.starts_with("432[{"));
+    assert!(ws.expect_text().await.starts_with("42[\"room_joined\""));
+    assert!(ws.expect_text().await.starts_with("432[{"));
     // The heartbeat goes on over the WebSocket: pings answered there keep the session alive.
     assert_eq!(ws.idle(Duration::from_millis(900)).await, vec![]);
     assert_eq!(srv.push_to_user("42", r#"{"type":"alive"}"#).await, 1);
     assert_eq!(
-        ws_text(&mut ws).await,
+        ws.expect_text().await,
         r#"42["notification",{"type":"alive"}]"#
     );
     // ... and an unanswered one closes it.
     ws.expect_close(1000).await;
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+    c.expect_gone().await;
     assert_eq!(srv.push_to_user("42", "{}").await, 0);
 }
 
@@ -962,19 +906,15 @@ async fn a_second_websocket_during_the_upgrade_is_closed_at_once() {
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
-    let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-    let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-    let mut second = RawClient::connect(&ws_url, &[]).await.unwrap();
-    match second.next(Duration::from_secs(2)).await {
-        Some(Frame::Close(_)) => {}
-        other => panic!("the second WebSocket got {other:?} instead of a close"),
-    }
-    probe(&mut ws).await;
-    assert_eq!(c.poll().await, ["6"]);
-    ws.send("5").await;
+    c.sync_with_ping().await;
+    let mut ws = c.websocket(&[]).await;
+    c.websocket(&[])
+        .await
+        .expect_closed(Duration::from_secs(2))
+        .await;
+    c.complete_upgrade(&mut ws).await;
     assert_eq!(srv.push_to_user("42", r#"{"n":2}"#).await, 1);
-    assert_eq!(ws_text(&mut ws).await, r#"42["notification",{"n":2}]"#);
+    assert_eq!(ws.expect_text().await, r#"42["notification",{"n":2}]"#);
 }
 
 #[actix_web::test]
@@ -983,28 +923,19 @@ async fn a_session_that_ends_during_its_upgrade_closes_the_websocket_too() {
     // Ends by the heartbeat: a ping, no pong, while the WebSocket has claimed the upgrade.
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
-    let mut ws = RawClient::connect(&srv.ws_url(&format!("&sid={}", c.sid)), &[])
-        .await
-        .unwrap();
-    probe(&mut ws).await;
+    c.sync_with_ping().await;
+    let mut ws = c.websocket(&[]).await;
+    ws.probe().await;
     assert_eq!(c.poll().await, ["6"]);
-    match ws.next(Duration::from_secs(3)).await {
-        Some(Frame::Close(_)) => {}
-        other => panic!("the WebSocket got {other:?} instead of a close"),
-    }
+    ws.expect_closed(Duration::from_secs(3)).await;
     // Ends by the connect timeout, with no CONNECT ever sent: the WebSocket is all that holds
     // the connection, and it must not outlive the session.
     let c = PollingClient::open(&srv).await;
-    let mut ws = RawClient::connect(&srv.ws_url(&format!("&sid={}", c.sid)), &[])
+    c.websocket(&[])
         .await
-        .unwrap();
-    match ws.next(Duration::from_secs(3)).await {
-        Some(Frame::Close(_)) => {}
-        other => panic!("the WebSocket got {other:?} instead of a close"),
-    }
-    let a = c.get().await;
-    assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+        .expect_closed(Duration::from_secs(3))
+        .await;
+    c.expect_gone().await;
 }
 
 #[actix_web::test]
@@ -1012,13 +943,9 @@ async fn an_abandoned_upgrade_leaves_polling_working() {
     let srv = start();
     let token = srv.token("42", false);
     let mut c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
-    let pending = spawn_get(&c.url);
-    sleep(30).await;
-    let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-    let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-    probe(&mut ws).await;
-    assert_eq!(pending.await.unwrap().body, "6");
+    c.sync_with_ping().await;
+    let (mut ws, pending) = probe_with_a_waiting_get(&c).await;
+    assert_eq!(pending.body, "6");
     // The client gives up on the WebSocket (e.g. a proxy broke it) without sending `5`.
     ws.close().await;
     drop(ws);
@@ -1034,13 +961,10 @@ async fn an_abandoned_upgrade_leaves_polling_working() {
         Vec::<String>::new()
     );
     // A later upgrade succeeds.
-    sync_with_ping(&c).await;
-    let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-    probe(&mut ws).await;
-    assert_eq!(c.poll().await, ["6"]);
-    ws.send("5").await;
+    c.sync_with_ping().await;
+    let mut ws = c.upgrade(&[]).await;
     assert_eq!(srv.push_to_user("42", r#"{"n":4}"#).await, 1);
-    assert_eq!(ws_text(&mut ws).await, r#"42["notification",{"n":4}]"#);
+    assert_eq!(ws.expect_text().await, r#"42["notification",{"n":4}]"#);
 }
 
 #[actix_web::test]
@@ -1048,20 +972,19 @@ async fn pushes_during_the_upgrade_are_neither_lost_nor_reordered() {
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     let paused = Rc::new(Cell::new(false));
     let polling = poll_until_paused(&c.url, paused.clone());
     // Before the WebSocket exists, pushes go to the polling GETs.
     for seq in 0..10 {
         push_seq(&srv, "42", seq).await;
     }
-    let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-    let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
+    let mut ws = c.websocket(&[]).await;
     // The WebSocket is open but not probed: still polling.
     for seq in 10..20 {
         push_seq(&srv, "42", seq).await;
     }
-    probe(&mut ws).await;
+    ws.probe().await;
     paused.set(true);
     let (polled, _) = polling.await.unwrap();
     // Probed, polling paused, `5` not sent yet: these wait on the server.
@@ -1074,7 +997,7 @@ async fn pushes_during_the_upgrade_are_neither_lost_nor_reordered() {
     }
     let mut over_ws = Vec::new();
     while polled.len() + over_ws.len() < 40 {
-        over_ws.push(ws_text(&mut ws).await);
+        over_ws.push(ws.expect_text().await);
     }
     let all: Vec<u64> = seqs(&polled).into_iter().chain(seqs(&over_ws)).collect();
     assert_eq!(all, (0..40).collect::<Vec<_>>(), "polled {polled:?}");
@@ -1093,7 +1016,7 @@ async fn a_push_burst_racing_the_upgrade_arrives_complete_and_in_order() {
         let user = format!("burst{round}");
         let token = srv.token(&user, false);
         let c = PollingClient::connected(&srv, &token).await;
-        sync_with_ping(&c).await;
+        c.sync_with_ping().await;
         let paused = Rc::new(Cell::new(false));
         let polling = poll_until_paused(&c.url, paused.clone());
         let pushed = Rc::new(RefCell::new(0u64));
@@ -1112,16 +1035,15 @@ async fn a_push_burst_racing_the_upgrade_arrives_complete_and_in_order() {
         while *pushed.borrow() < 10 + 30 * round {
             sleep(1).await;
         }
-        let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-        let mut ws = RawClient::connect(&ws_url, &[]).await.unwrap();
-        probe(&mut ws).await;
+        let mut ws = c.websocket(&[]).await;
+        ws.probe().await;
         paused.set(true);
         let (polled, _) = polling.await.unwrap();
         ws.send("5").await;
         // Read (and answer pings) while the burst goes on, as a client does.
         let mut over_ws = Vec::new();
         while polled.len() + over_ws.len() < 100 {
-            over_ws.push(ws_text(&mut ws).await);
+            over_ws.push(ws.expect_text().await);
         }
         pusher.await.unwrap();
         let all: Vec<u64> = seqs(&polled).into_iter().chain(seqs(&over_ws)).collect();
@@ -1260,7 +1182,7 @@ async fn websocket_upgrade_of_a_polling_session_from_a_foreign_origin_is_refused
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     for path in ["/socket.io/", "/ws/"] {
         let url = format!("{path}?EIO=4&transport=websocket&sid={}", c.sid);
         let a = ws_handshake(&srv, &url, &[("Origin", FOREIGN_ORIGIN)]).await;
@@ -1276,15 +1198,9 @@ async fn websocket_upgrade_of_a_polling_session_from_a_foreign_origin_is_refused
     // The session is untouched, and upgrades from the listed origin.
     assert_eq!(srv.push_to_user("42", r#"{"n":1}"#).await, 1);
     assert_eq!(c.poll().await, [r#"42["notification",{"n":1}]"#]);
-    let ws_url = srv.ws_url(&format!("&sid={}", c.sid));
-    let mut ws = RawClient::connect(&ws_url, &[("Origin", ALLOWED_ORIGIN)])
-        .await
-        .unwrap();
-    probe(&mut ws).await;
-    assert_eq!(c.poll().await, ["6"]);
-    ws.send("5").await;
+    let mut ws = c.upgrade(&[("Origin", ALLOWED_ORIGIN)]).await;
     assert_eq!(srv.push_to_user("42", r#"{"n":2}"#).await, 1);
-    assert_eq!(ws_text(&mut ws).await, r#"42["notification",{"n":2}]"#);
+    assert_eq!(ws.expect_text().await, r#"42["notification",{"n":2}]"#);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1314,15 +1230,10 @@ async fn the_ws_path_serves_polling_and_its_upgrade() {
             r#"42["notification",{"p":1}]"#
         );
         // Upgrade on the same path.
-        sync_with_ping(&c).await;
-        let mut ws = RawClient::connect(&srv.ws_url_at(path, &format!("&sid={}", c.sid)), &[])
-            .await
-            .unwrap();
-        probe(&mut ws).await;
-        assert_eq!(c.poll().await, ["6"]);
-        ws.send("5").await;
+        c.sync_with_ping().await;
+        let mut ws = c.upgrade(&[]).await;
         assert_eq!(srv.push_to_user(&user, r#"{"p":2}"#).await, 1);
-        assert_eq!(ws_text(&mut ws).await, r#"42["notification",{"p":2}]"#);
+        assert_eq!(ws.expect_text().await, r#"42["notification",{"p":2}]"#);
         ws.close().await;
         sleep(50).await;
     }
@@ -1370,7 +1281,7 @@ async fn a_get_abandoned_by_the_client_loses_no_push() {
     let srv = start();
     let token = srv.token("42", false);
     let c = PollingClient::connected(&srv, &token).await;
-    sync_with_ping(&c).await;
+    c.sync_with_ping().await;
     // The client gives up on a waiting GET (its connection is closed).
     let abandoned = actix_rt::time::timeout(Duration::from_millis(50), c.get()).await;
     assert!(abandoned.is_err(), "the GET should still be waiting");
@@ -1389,8 +1300,7 @@ async fn a_get_abandoned_by_the_client_loses_no_push() {
             assert_eq!(packets, [notification(1)], "the push was lost: {}", a.body);
         }
         400 => {
-            let a = c.get().await;
-            assert_eq!((a.status, a.eio_code()), (StatusCode::BAD_REQUEST, Some(1)));
+            c.expect_gone().await;
         }
         s => panic!("unexpected {s}: {}", a.body),
     }

@@ -17,35 +17,15 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 #[actix_web::test]
 async fn socketio_client_end_to_end() {
     let srv = start();
-    let env = srv.node_env();
-    // Node runs on a plain thread: the test's actix runtime keeps serving meanwhile.
-    let (tx, rx) = futures::channel::oneshot::channel();
-    std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(|| {
-            require_node();
-            ensure_node_modules();
-            let mut cmd = Command::new("node");
-            cmd.args([
-                "--test",
-                "--test-reporter=spec",
-                // The broadcast test counts every session on the server: one file at a time.
-                "--test-concurrency=1",
-            ])
-            .args(node_test_files())
-            .current_dir(e2e_dir())
-            .envs(env);
-            run_streaming(cmd, NODE_TIMEOUT)
-        });
-        let _ = tx.send(result);
-    });
-    let result = rx.await.expect("the node runner thread ended");
-    let status = match result {
-        Ok(r) => r.unwrap_or_else(|e| panic!("node --test: {e}")),
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-    assert!(
-        status.success(),
-        "node --test failed ({status}): see the output above"
+    let mut args = vec![
+        // The broadcast test counts every session on the server: one file at a time.
+        "--test-concurrency=1".into(),
+    ];
+    args.extend(node_test_files().into_iter().map(Into::into));
+    let run = spawn_node_tests(args, srv.node_env(), NODE_TIMEOUT);
+    assert_node_passed(
+        run.await.expect("the node runner thread ended"),
+        "node --test",
     );
 }
 

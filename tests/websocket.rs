@@ -389,3 +389,51 @@ async fn coalesced_pushes_arrive_complete_in_order_and_one_packet_each() {
     );
     assert_eq!(ws.idle(Duration::from_millis(300)).await, vec![]);
 }
+
+#[actix_web::test]
+async fn same_origin_upgrades_are_allowed_and_foreign_ones_still_refused() {
+    let srv = start();
+    let path = "/socket.io/?EIO=4&transport=websocket";
+    // The page was served by this very host and port (Host header = server address): allowed,
+    // though not in CORS_ORIGIN.
+    let same = format!("http://{}", srv.addr);
+    let answer = ws_handshake(&srv, path, &[("Origin", &same)]).await;
+    assert_eq!(answer.status, StatusCode::SWITCHING_PROTOCOLS);
+    // Same host, another port; another host; another scheme's default port: refused.
+    let other_port = format!("http://{}:{}", srv.addr.ip(), srv.addr.port() + 1);
+    let https = format!("https://{}", srv.addr.ip());
+    for origin in [&other_port, "http://evil.test", &https] {
+        let answer = ws_handshake(&srv, path, &[("Origin", origin)]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{origin}");
+    }
+}
+
+#[actix_web::test]
+async fn engine_io_is_served_at_the_root_when_the_query_carries_eio() {
+    let srv = start();
+    // WebSocket straight away.
+    let mut ws = RawClient::connect(&srv.ws_url_at("/", ""), &[])
+        .await
+        .unwrap();
+    assert!(ws.next_text().await.unwrap().starts_with("0{"));
+    // Polling, then the upgrade of that session, all at `/`.
+    let polling = PollingClient::open_at(&srv, "/", "").await;
+    let extra = format!("&sid={}", polling.sid);
+    let mut upgrade = RawClient::connect(&srv.ws_url_at("/", &extra), &[])
+        .await
+        .unwrap();
+    upgrade.send("2probe").await;
+    assert_eq!(upgrade.next_text().await.as_deref(), Some("3probe"));
+    upgrade.send("5").await;
+    upgrade.send("40").await;
+    let connected = upgrade.next_text().await.unwrap();
+    assert!(
+        connected.starts_with("44") || connected.starts_with("40"),
+        "{connected}"
+    );
+    // Any other request to `/` keeps its answer.
+    for path in ["/", "/?foo=1", "/?XEIO=4&transport=polling"] {
+        let answer = send(http().get(srv.url(path)), None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}

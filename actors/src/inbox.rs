@@ -1,4 +1,4 @@
-//! A session's inbox on its own thread: how room actors hand it frames without the actor
+//! A session's inbox on its own thread: how room actors hand it packets without the actor
 //! mailbox.
 //!
 //! Each room has one actor per worker thread, next to the sessions it serves (see
@@ -14,10 +14,10 @@
 //! never looking them up.
 //!
 //! The session's actor reads its inbox as a message stream of [`Deliver`]s
-//! (`ctx.add_message_stream(inbox.stream())`), so the frames are handled exactly like mailbox
-//! deliveries; a transport that writes the frames to its socket itself takes them straight
+//! (`ctx.add_message_stream(inbox.stream())`), so the packets are handled exactly like mailbox
+//! deliveries; a transport that writes the packets to its socket itself takes them straight
 //! from the inbox instead ([`Inbox::drain`]), without running the session's actor for each
-//! batch. The reader wakes once per batch: a push to an inbox that already holds frames adds
+//! batch. The reader wakes once per batch: a push to an inbox that already holds packets adds
 //! to them.
 //!
 //! [`RegisterSession`]: crate::RegisterSession
@@ -33,11 +33,11 @@ use std::thread::{self, ThreadId};
 
 use futures::Stream;
 
-use crate::messages::{Deliver, Frames, Home};
+use crate::messages::{Deliver, Home, Packets};
 
 #[derive(Default)]
 struct State {
-    batches: VecDeque<Arc<Frames>>,
+    batches: VecDeque<Arc<Packets>>,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -53,7 +53,7 @@ struct Shared {
 // SAFETY: `state` is only borrowed through an `Inbox`, which is neither `Send` nor `Sync` and
 // exists only on `thread`: `Inbox::new` makes it there, and `OpenedInbox::claim` (the only
 // other way to get one) checks that it is called there. An `OpenedInbox` elsewhere only moves
-// the `Arc` around. The state itself is `Send` (frames behind `Arc`s, a `Waker`), so the last
+// the `Arc` around. The state itself is `Send` (packets behind `Arc`s, a `Waker`), so the last
 // handle may drop it on any thread: no other handle is left then.
 unsafe impl Sync for Shared {}
 
@@ -110,7 +110,7 @@ impl Inbox {
         }
     }
 
-    /// End the stream once the frames already in it are read (the session is gone).
+    /// End the stream once the packets already in it are read (the session is gone).
     pub fn end(&self) {
         let mut state = self.state().borrow_mut();
         state.closed = true;
@@ -119,22 +119,22 @@ impl Inbox {
         }
     }
 
-    /// Hand over frames; dropped when the stream has ended.
-    pub fn push(&self, frames: Arc<Frames>) {
+    /// Hand over packets; dropped when the stream has ended.
+    pub fn push(&self, packets: Arc<Packets>) {
         let mut state = self.state().borrow_mut();
         if state.closed {
             return;
         }
-        state.batches.push_back(frames);
+        state.batches.push_back(packets);
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
     }
 
     /// Hand every batch waiting, in order, to `each`, and have `waker` woken by the next push:
-    /// for a reader that is not the session's actor (a transport writing the frames itself).
+    /// for a reader that is not the session's actor (a transport writing the packets itself).
     /// Returns `false` once the inbox has ended and nothing is left in it.
-    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Frames>)) -> bool {
+    pub fn drain(&self, waker: &Waker, mut each: impl FnMut(Arc<Packets>)) -> bool {
         {
             let mut state = self.state().borrow_mut();
             match &state.waker {
@@ -146,7 +146,7 @@ impl Inbox {
             // Not borrowed while `each` runs: it may be anything, even a push to this inbox.
             let next = self.state().borrow_mut().batches.pop_front();
             match next {
-                Some(frames) => each(frames),
+                Some(packets) => each(packets),
                 None => return !self.state().borrow().closed,
             }
         }
@@ -178,8 +178,8 @@ impl Stream for InboxStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Deliver>> {
         let mut state = self.0.state().borrow_mut();
-        if let Some(frames) = state.batches.pop_front() {
-            return Poll::Ready(Some(Deliver { frames }));
+        if let Some(packets) = state.batches.pop_front() {
+            return Poll::Ready(Some(Deliver { packets }));
         }
         if state.closed {
             return Poll::Ready(None);
@@ -198,26 +198,26 @@ mod tests {
     use bytestring::ByteString;
     use futures::StreamExt;
 
-    fn frames(f: &[&str]) -> Arc<Frames> {
+    fn packets(f: &[&str]) -> Arc<Packets> {
         Arc::new(f.iter().map(|s| ByteString::from(s.to_string())).collect())
     }
 
     #[actix::test]
-    async fn frames_come_out_in_order_and_an_opened_inbox_is_claimed_on_its_thread_only() {
+    async fn packets_come_out_in_order_and_an_opened_inbox_is_claimed_on_its_thread_only() {
         let inbox = Inbox::new();
         let opened = inbox.open();
         let elsewhere = opened.clone();
         let claimed_elsewhere = std::thread::spawn(move || elsewhere.claim().is_some());
         assert!(!claimed_elsewhere.join().unwrap(), "not on another thread");
         let room = opened.claim().expect("on its own thread");
-        room.push(frames(&["a"]));
-        room.push(frames(&["b", "c"]));
+        room.push(packets(&["a"]));
+        room.push(packets(&["b", "c"]));
         let mut stream = inbox.stream();
         let got: Vec<String> = [stream.next().await, stream.next().await]
             .into_iter()
             .flat_map(|d| {
                 d.unwrap()
-                    .frames
+                    .packets
                     .iter()
                     .map(|f| f.to_string())
                     .collect::<Vec<_>>()
@@ -225,10 +225,10 @@ mod tests {
             .collect();
         assert_eq!(got, ["a", "b", "c"]);
         // A room holding it still delivers until the session ends it.
-        room.push(frames(&["d"]));
+        room.push(packets(&["d"]));
         inbox.end();
-        room.push(frames(&["e"]));
-        assert_eq!(&*stream.next().await.unwrap().frames[0], "d");
+        room.push(packets(&["e"]));
+        assert_eq!(&*stream.next().await.unwrap().packets[0], "d");
         assert!(stream.next().await.is_none(), "ended, later pushes dropped");
     }
 
@@ -250,22 +250,22 @@ mod tests {
         let mut take =
             |inbox: &Inbox| inbox.drain(&waker, |f| got.extend(f.iter().map(|s| s.to_string())));
         assert!(take(&inbox), "open and empty");
-        inbox.push(frames(&["a"]));
-        inbox.push(frames(&["b", "c"]));
+        inbox.push(packets(&["a"]));
+        inbox.push(packets(&["b", "c"]));
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             1,
             "woken by the first push only"
         );
         assert!(take(&inbox));
-        inbox.push(frames(&["d"]));
+        inbox.push(packets(&["d"]));
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             2,
             "the drain registered it again"
         );
         inbox.end();
-        inbox.push(frames(&["e"]));
+        inbox.push(packets(&["e"]));
         assert!(!take(&inbox), "ended, and now empty");
         assert_eq!(
             got,
@@ -281,8 +281,8 @@ mod tests {
         let pusher = inbox.clone();
         actix::spawn(async move {
             actix::clock::sleep(std::time::Duration::from_millis(10)).await;
-            pusher.push(frames(&["late"]));
+            pusher.push(packets(&["late"]));
         });
-        assert_eq!(&*stream.next().await.unwrap().frames[0], "late");
+        assert_eq!(&*stream.next().await.unwrap().packets[0], "late");
     }
 }

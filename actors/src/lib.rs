@@ -1,10 +1,10 @@
 //! pushgate's transport-independent core.
 //!
-//! Everything here speaks in rooms, sessions and pre-encoded frames, never in sockets or HTTP:
+//! Everything here speaks in rooms, sessions and pre-encoded packets, never in sockets or HTTP:
 //!
 //! - [`room_supervisor::RoomSupervisor`] owns the room registry and the session registry, and
-//!   turns each accepted push into one encoded frame handed to the right [`room::Room`].
-//! - [`room::Room`] is one actor per non-empty room and worker thread; it fans a frame out to
+//!   turns each accepted push into one encoded packet handed to the right [`room::Room`].
+//! - [`room::Room`] is one actor per non-empty room and worker thread; it fans a packet out to
 //!   its members, through each one's [`inbox::Inbox`] on that thread, at the times its
 //!   [`coalescer::Coalescer`] says.
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.

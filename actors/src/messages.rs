@@ -1,11 +1,16 @@
 //! The messages exchanged between session actors, room actors, the room supervisor and the
 //! pushers (HTTP API, RabbitMQ consumers).
 //!
-//! Frames travel as [`ByteString`]: encoded once per push, then shared by reference count with
-//! every receiving session. A delivery's frames ([`Frames`]) also carry their encoding for the
-//! wire, made by the first session that writes them and shared by the others.
+//! Pushes travel as encoded Socket.IO packets (text like `42["notification",{...}]`) in
+//! [`ByteString`]s: encoded once per push, then shared by reference count with every receiving
+//! session. A delivery's packets ([`Packets`]) also carry their encoding in WebSocket packets,
+//! made by the first session that writes them and shared by the others.
+//!
+//! Words: a *packet* is an encoded Socket.IO / Engine.IO packet; a *packet* is only ever a
+//! WebSocket packet.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -16,76 +21,74 @@ use bytestring::ByteString;
 
 use crate::inbox::OpenedInbox;
 
-pub use crate::routing::PushEvent;
-
 /// Identifies one session inside this process (never shown to clients).
 pub type SessionId = u64;
 
-/// Turns an event name and its JSON payload into the frame sessions write to the wire
+/// Turns an event name and its JSON payload into the packet sessions write to the wire
 /// (the Socket.IO codec provides it, so this crate stays protocol-agnostic).
-pub type EncodeFrame = fn(event: &str, payload_json: &str) -> String;
+pub type EncodePacket = fn(event: &str, payload_json: &str) -> String;
 
-/// Encoded frames for a session to write, in this order: one per push, shared by every
+/// Encoded packets for a session to write, in this order: one per push, shared by every
 /// receiver of the same pushes. A room that coalesces pushes (see
 /// [`Room`](crate::room::Room)) hands several at once, which the session writes in one go.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    /// The complete frames, e.g. `42["notification",{...}]`.
-    pub frames: Arc<Frames>,
+    /// The complete packets, e.g. `42["notification",{...}]`.
+    pub packets: Arc<Packets>,
 }
 
 impl Deliver {
-    /// A delivery of one frame.
-    pub fn one(frame: ByteString) -> Self {
+    /// A delivery of one packet.
+    pub fn one(packet: ByteString) -> Self {
         Deliver {
-            frames: Arc::new(Frames::from(vec![frame])),
+            packets: Arc::new(Packets::from(vec![packet])),
         }
     }
 }
 
-/// The frames of one delivery (a slice of [`ByteString`] by `Deref`), as shared by all its
-/// receivers, with a place for their wire encoding.
+/// The packets of one delivery (a slice of [`ByteString`] by `Deref`), as shared by all its
+/// receivers, with a place for their encoding in WebSocket packets.
 ///
-/// Every receiver on a WebSocket writes the same bytes for the same frames (server frames are
-/// not masked), so the first one encodes them ([`Frames::encoded`]) and the others write that
+/// Every receiver on a WebSocket writes the same bytes for the same packets (server packets are
+/// not masked), so the first one encodes them ([`Packets::encoded`]) and the others write that
 /// same buffer: a delivery to a room costs one encoding per worker thread instead of one per
 /// member.
 #[derive(Debug)]
-pub struct Frames {
-    frames: Box<[ByteString]>,
+pub struct Packets {
+    packets: Box<[ByteString]>,
     encoded: OnceLock<Bytes>,
 }
 
-impl Frames {
-    /// The frames as `encode` writes them, encoded by the first caller and shared with the
+impl Packets {
+    /// The packets as `encode` writes them, encoded by the first caller and shared with the
     /// later ones. There is one encoding per delivery: every caller passes the same function
     /// (the WebSocket transport's).
     pub fn encoded(&self, encode: fn(&[ByteString]) -> Bytes) -> Bytes {
-        self.encoded.get_or_init(|| encode(&self.frames)).clone()
+        self.encoded.get_or_init(|| encode(&self.packets)).clone()
     }
 }
 
-impl Deref for Frames {
+impl Deref for Packets {
     type Target = [ByteString];
 
     fn deref(&self) -> &[ByteString] {
-        &self.frames
+        &self.packets
     }
 }
 
-impl From<Vec<ByteString>> for Frames {
-    fn from(frames: Vec<ByteString>) -> Self {
-        Frames {
-            frames: frames.into_boxed_slice(),
+impl From<Vec<ByteString>> for Packets {
+    fn from(packets: Vec<ByteString>) -> Self {
+        Packets {
+            packets: packets.into_boxed_slice(),
             encoded: OnceLock::new(),
         }
     }
 }
 
-impl FromIterator<ByteString> for Frames {
-    fn from_iter<I: IntoIterator<Item = ByteString>>(frames: I) -> Self {
-        Frames::from(frames.into_iter().collect::<Vec<_>>())
+impl FromIterator<ByteString> for Packets {
+    fn from_iter<I: IntoIterator<Item = ByteString>>(packets: I) -> Self {
+        Packets::from(packets.into_iter().collect::<Vec<_>>())
     }
 }
 
@@ -93,7 +96,7 @@ impl FromIterator<ByteString> for Frames {
 pub type WorkerId = usize;
 
 /// The thread a session's actor runs on: rooms put one actor on each such thread, so that
-/// fanning a frame out to a session never wakes it from another thread.
+/// fanning a packet out to a session never wakes it from another thread.
 #[derive(Clone)]
 pub struct Home {
     /// This thread's id (stable for the thread's life).
@@ -170,11 +173,45 @@ pub struct LeaveRoom {
     pub room: String,
 }
 
+/// Which Socket.IO event a push is emitted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushEvent {
+    /// Emitted as `notification` (send to user, send notification to room).
+    Notification,
+    /// Emitted as `message` (send to room).
+    Message,
+}
+
+impl PushEvent {
+    /// The Socket.IO event name: `"notification"` or `"message"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PushEvent::Notification => "notification",
+            PushEvent::Message => "message",
+        }
+    }
+}
+
+impl fmt::Display for PushEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Who a push goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushTarget {
     /// Every session in the named room.
     Room(String),
+    /// Every session in `room` except those that are also in `except_members_of` (an
+    /// admin-room copy of a user's event skips that user's own sessions, which get the event
+    /// as their `notification` already).
+    RoomExceptMembersOf {
+        /// The room pushed to.
+        room: String,
+        /// The room whose members are skipped.
+        except_members_of: String,
+    },
     /// Every connected session.
     Everyone,
 }
@@ -213,7 +250,7 @@ pub struct Stats {
     pub rooms: usize,
     /// Pushes accepted since start, by Socket.IO event name.
     pub pushes: BTreeMap<&'static str, u64>,
-    /// Frames handed to sessions since start, by Socket.IO event name.
+    /// Packets handed to sessions since start, by Socket.IO event name.
     pub deliveries: BTreeMap<&'static str, u64>,
 }
 
@@ -223,7 +260,7 @@ pub struct Stats {
 pub struct AddMember {
     /// The member's session id.
     pub session: SessionId,
-    /// Where the member's frames go (the room claims it on its thread).
+    /// Where the member's packets go (the room claims it on its thread).
     pub inbox: OpenedInbox,
 }
 
@@ -235,12 +272,14 @@ pub struct RemoveMember {
     pub session: SessionId,
 }
 
-/// Room-internal: write one frame to every member.
+/// Room-internal: write one packet to every member.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fanout {
-    /// The frame.
-    pub frame: ByteString,
+    /// The packet.
+    pub packet: ByteString,
+    /// Members of this room (on this thread) that must not get it; usually none.
+    pub except: Vec<SessionId>,
     /// When the supervisor accepted the push (for the fan-out latency histogram).
     pub accepted_at: Instant,
 }
@@ -252,26 +291,33 @@ mod tests {
 
     static ENCODINGS: AtomicUsize = AtomicUsize::new(0);
 
-    fn joined(frames: &[ByteString]) -> Bytes {
+    fn joined(packets: &[ByteString]) -> Bytes {
         ENCODINGS.fetch_add(1, Ordering::Relaxed);
-        Bytes::from(frames.iter().map(|f| &**f).collect::<Vec<_>>().join("|"))
+        Bytes::from(packets.iter().map(|f| &**f).collect::<Vec<_>>().join("|"))
     }
 
     #[test]
-    fn frames_are_encoded_once_and_the_encoding_is_shared() {
-        let frames: Arc<Frames> = Arc::new(
+    fn push_event_names() {
+        assert_eq!(PushEvent::Notification.name(), "notification");
+        assert_eq!(PushEvent::Message.name(), "message");
+        assert_eq!(PushEvent::Message.to_string(), "message");
+    }
+
+    #[test]
+    fn packets_are_encoded_once_and_the_encoding_is_shared() {
+        let packets: Arc<Packets> = Arc::new(
             ["a", "bc"]
                 .into_iter()
                 .map(|f| ByteString::from(f.to_owned()))
                 .collect(),
         );
-        assert_eq!(frames.len(), 2);
-        assert_eq!(&*frames[1], "bc");
-        let first = frames.encoded(joined);
+        assert_eq!(packets.len(), 2);
+        assert_eq!(&*packets[1], "bc");
+        let first = packets.encoded(joined);
         let second = Deliver {
-            frames: frames.clone(),
+            packets: packets.clone(),
         }
-        .frames
+        .packets
         .encoded(joined);
         assert_eq!(&first[..], b"a|bc");
         assert_eq!(first.as_ptr(), second.as_ptr(), "the same buffer");

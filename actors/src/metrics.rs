@@ -46,7 +46,7 @@ pub struct Metrics {
     pub rooms: IntGauge,
     /// `pushgate_pushes_total{event}`: pushes accepted by the supervisor.
     pub pushes: IntCounterVec,
-    /// `pushgate_deliveries_total{event}`: frames handed to sessions.
+    /// `pushgate_deliveries_total{event}`: packets handed to sessions.
     pub deliveries: IntCounterVec,
     /// `pushgate_auth_rejected_total`: refused Socket.IO connects.
     pub auth_rejected: IntCounter,
@@ -92,7 +92,7 @@ impl Metrics {
         let deliveries = IntCounterVec::new(
             Opts::new(
                 "pushgate_deliveries_total",
-                "Frames handed to sessions, by Socket.IO event",
+                "Packets handed to sessions, by Socket.IO event",
             ),
             &["event"],
         )

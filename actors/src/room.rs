@@ -1,5 +1,5 @@
 //! One actor per non-empty room and worker thread: it holds the room's members on that thread
-//! and writes each frame it is given to all of them.
+//! and writes each packet it is given to all of them.
 //!
 //! Rooms are created by the [`RoomSupervisor`](crate::RoomSupervisor) on first join and stop
 //! themselves when their last member leaves.
@@ -14,6 +14,10 @@
 //! over the window instead of all falling at once ([`Coalescer`]). Order is kept, and a member
 //! gets exactly the pushes accepted while it was a member: the pushes its group is waiting for
 //! are delivered before it joins or leaves.
+//!
+//! **Exceptions.** A push that some members must not get (an admin-room copy of a user's
+//! event skips that user's own sessions, [`Fanout::except`]) flushes what every group is
+//! waiting for, then goes out at once to the other members, so order is kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use actix::prelude::*;
 
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
-use crate::messages::{AddMember, Fanout, RemoveMember, SessionId};
+use crate::messages::{AddMember, Fanout, Packets, RemoveMember, SessionId};
 use crate::metrics::Metrics;
 
 /// A room and its members (on one worker thread).
@@ -55,11 +59,11 @@ impl Room {
 
     /// Deliver the pushes group `g` is waiting for to its members, in one batch per member.
     fn deliver(&mut self, g: usize) {
-        let (frames, delivered) = self.coalescer.take(g);
-        if let Some(frames) = frames {
+        let (packets, delivered) = self.coalescer.take(g);
+        if let Some(packets) = packets {
             let in_group = self.members.values().filter(|(_, group)| *group == g);
             for (inbox, _) in in_group {
-                inbox.push(frames.clone());
+                inbox.push(packets.clone());
             }
         }
         let now = Instant::now();
@@ -68,6 +72,26 @@ impl Room {
                 .push_fanout_seconds
                 .observe(now.duration_since(accepted_at).as_secs_f64());
         }
+    }
+
+    /// Deliver a push that the members in `except` must not get: every group's waiting pushes
+    /// first (order is kept), then this one at once to the other members, outside the
+    /// coalescing windows (it is not in the coalescer, so it does not delay the others).
+    fn deliver_except(&mut self, msg: Fanout) {
+        let groups: std::collections::BTreeSet<usize> =
+            self.members.values().map(|&(_, g)| g).collect();
+        for g in groups {
+            self.deliver(g);
+        }
+        let packets = Arc::new(Packets::from(vec![msg.packet]));
+        for (session, (inbox, _)) in &self.members {
+            if !msg.except.contains(session) {
+                inbox.push(packets.clone());
+            }
+        }
+        self.metrics
+            .push_fanout_seconds
+            .observe(msg.accepted_at.elapsed().as_secs_f64());
     }
 
     /// Arm the timer for the coalescer's next due delivery (or drop it when none is).
@@ -156,8 +180,13 @@ impl Handler<Fanout> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
+        if !msg.except.is_empty() {
+            self.deliver_except(msg);
+            self.schedule(ctx);
+            return;
+        }
         let now = Instant::now();
-        for g in self.coalescer.push(msg.frame, msg.accepted_at, now) {
+        for g in self.coalescer.push(msg.packet, msg.accepted_at, now) {
             self.deliver(g);
         }
         self.schedule(ctx);
@@ -172,7 +201,7 @@ mod tests {
     use bytestring::ByteString;
     use std::sync::Mutex;
 
-    /// A stand-in session that records each delivery its inbox gets as the list of its frames.
+    /// A stand-in session that records each delivery its inbox gets as the list of its packets.
     struct Probe {
         seen: Seen,
         inbox: Inbox,
@@ -189,8 +218,8 @@ mod tests {
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let frames = msg.frames.iter().map(|f| f.to_string()).collect();
-            self.seen.lock().unwrap().push(frames);
+            let packets = msg.packets.iter().map(|f| f.to_string()).collect();
+            self.seen.lock().unwrap().push(packets);
         }
     }
 
@@ -211,9 +240,10 @@ mod tests {
         seen
     }
 
-    fn fanout(frame: &str) -> Fanout {
+    fn fanout(packet: &str) -> Fanout {
         Fanout {
-            frame: ByteString::from(frame.to_owned()),
+            packet: ByteString::from(packet.to_owned()),
+            except: Vec::new(),
             accepted_at: Instant::now(),
         }
     }
@@ -231,8 +261,8 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
-    fn strings(frames: &[&str]) -> Vec<String> {
-        frames.iter().map(|f| f.to_string()).collect()
+    fn strings(packets: &[&str]) -> Vec<String> {
+        packets.iter().map(|f| f.to_string()).collect()
     }
 
     #[actix::test]
@@ -288,15 +318,15 @@ mod tests {
     async fn a_full_batch_goes_out_before_the_window_ends() {
         let room = room(1_000);
         let a = member(&room, 1);
-        let frames: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
-        for f in &frames {
+        let packets: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
+        for f in &packets {
             room.do_send(fanout(f));
         }
         sleep_ms(50).await;
         let got = batches(&a);
         assert_eq!(got.len(), 2, "the first push, then one full batch");
         assert_eq!(got[1].len(), MAX_BATCH);
-        assert_eq!(got.concat(), frames);
+        assert_eq!(got.concat(), packets);
     }
 
     #[actix::test]
@@ -319,5 +349,22 @@ mod tests {
         for m in &members {
             assert_eq!(batches(m), vec![strings(&["1"]), strings(&["2"])]);
         }
+    }
+
+    #[actix::test]
+    async fn a_push_with_exceptions_keeps_the_order_and_skips_them() {
+        let room = room(300);
+        let a = member(&room, 1);
+        let b = member(&room, 2);
+        room.do_send(fanout("1")); // quiet: at once
+        room.do_send(fanout("2")); // waits for the window
+        room.do_send(Fanout {
+            except: vec![1],
+            ..fanout("3")
+        });
+        sleep_ms(50).await;
+        assert_eq!(batches(&a).concat(), strings(&["1", "2"]));
+        assert_eq!(batches(&b).concat(), strings(&["1", "2", "3"]));
+        assert_eq!(batches(&b).last().unwrap(), &strings(&["3"]));
     }
 }

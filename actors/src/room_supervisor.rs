@@ -2,12 +2,12 @@
 //!
 //! Sessions register with it once authenticated, then join and leave rooms through it; pushers
 //! (HTTP API, RabbitMQ consumers) hand it [`Push`]es. It encodes each push once and passes the
-//! shared frame to the room's actors (one per worker thread with members), which fan it out.
+//! shared packet to the room's actors (one per worker thread with members), which fan it out.
 //! A broadcast goes the same way, through an internal room every registered session is in.
 //! Because every request goes through this one mailbox, a join followed by a push is always
 //! seen in that order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,12 +26,13 @@ struct SessionEntry {
     rooms: Vec<String>,
 }
 
-/// A room's actors: one [`Room`] per worker thread that has members in it, so that each frame
+/// A room's actors: one [`Room`] per worker thread that has members in it, so that each packet
 /// crosses threads once per worker, and every delivery wakes a session on its own thread.
 #[derive(Default)]
 struct Shards {
     shards: Vec<RoomShard>,
-    members: usize,
+    /// The room's members (on every thread).
+    sessions: HashSet<SessionId>,
 }
 
 struct RoomShard {
@@ -73,7 +74,7 @@ impl Shards {
             }
         };
         shard.members += 1;
-        self.members += 1;
+        self.sessions.insert(session);
         shard.addr.do_send(AddMember {
             session,
             inbox: inbox.clone(),
@@ -89,17 +90,29 @@ impl Shards {
         let shard = &mut self.shards[i];
         shard.addr.do_send(RemoveMember { session });
         shard.members -= 1;
-        self.members -= 1;
+        self.sessions.remove(&session);
         if shard.members == 0 {
             self.shards.swap_remove(i);
         }
     }
 
-    /// Hand `frame` to every shard.
-    fn fanout(&self, frame: &ByteString, accepted_at: Instant) {
+    /// How many sessions are in the room.
+    fn members(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Hand `packet` to every shard, each with the members it must skip (`skipped`: members of
+    /// this room and the thread each lives on).
+    fn fanout(&self, packet: &ByteString, accepted_at: Instant, skipped: &[(WorkerId, SessionId)]) {
         for shard in &self.shards {
+            let except = skipped
+                .iter()
+                .filter(|(worker, _)| *worker == shard.worker)
+                .map(|&(_, session)| session)
+                .collect();
             shard.addr.do_send(Fanout {
-                frame: frame.clone(),
+                packet: packet.clone(),
+                except,
                 accepted_at,
             });
         }
@@ -115,15 +128,15 @@ pub struct RoomSupervisor {
     sessions: HashMap<SessionId, SessionEntry>,
     rooms: HashMap<String, Shards>,
     everyone: Shards,
-    encode: EncodeFrame,
+    encode: EncodePacket,
     metrics: Arc<Metrics>,
     settings: RoomSettings,
 }
 
 impl RoomSupervisor {
     /// A supervisor with no sessions; `encode` turns an event and its JSON payload into the
-    /// frame sessions write.
-    pub fn new(encode: EncodeFrame, metrics: Arc<Metrics>) -> Self {
+    /// packet sessions write.
+    pub fn new(encode: EncodePacket, metrics: Arc<Metrics>) -> Self {
         RoomSupervisor {
             sessions: HashMap::new(),
             rooms: HashMap::new(),
@@ -149,10 +162,23 @@ impl RoomSupervisor {
             return;
         };
         shards.remove(session, worker);
-        if shards.members == 0 {
+        if shards.members() == 0 {
             self.rooms.remove(room);
             self.metrics.rooms.set(self.rooms.len() as i64);
         }
+    }
+
+    /// The sessions in both `room` and `except` (a user's room: a few), each with its thread.
+    fn members_of_both(&self, room: &Shards, except: &Shards) -> Vec<(WorkerId, SessionId)> {
+        except
+            .sessions
+            .iter()
+            .filter(|session| room.sessions.contains(session))
+            .filter_map(|&session| {
+                let entry = self.sessions.get(&session)?;
+                Some((entry.inbox.home().worker, session))
+            })
+            .collect()
     }
 
     /// Forget a session: out of every room, out of the broadcast room.
@@ -260,15 +286,26 @@ impl Handler<Push> for RoomSupervisor {
         let accepted_at = Instant::now();
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
-        let shards = match &msg.target {
-            PushTarget::Room(name) => self.rooms.get(name),
-            PushTarget::Everyone => Some(&self.everyone),
+        let (shards, skipped) = match &msg.target {
+            PushTarget::Room(name) => (self.rooms.get(name), Vec::new()),
+            PushTarget::RoomExceptMembersOf {
+                room,
+                except_members_of,
+            } => {
+                let shards = self.rooms.get(room);
+                let skipped = match (shards, self.rooms.get(except_members_of)) {
+                    (Some(shards), Some(except)) => self.members_of_both(shards, except),
+                    _ => Vec::new(),
+                };
+                (shards, skipped)
+            }
+            PushTarget::Everyone => (Some(&self.everyone), Vec::new()),
         };
         let reached = match shards {
-            Some(shards) if shards.members > 0 => {
-                let frame = ByteString::from((self.encode)(event, &msg.payload));
-                shards.fanout(&frame, accepted_at);
-                shards.members
+            Some(shards) if shards.members() > skipped.len() => {
+                let packet = ByteString::from((self.encode)(event, &msg.payload));
+                shards.fanout(&packet, accepted_at, &skipped);
+                shards.members() - skipped.len()
             }
             _ => 0,
         };
@@ -284,7 +321,7 @@ impl Handler<RoomSize> for RoomSupervisor {
     type Result = usize;
 
     fn handle(&mut self, msg: RoomSize, _ctx: &mut Self::Context) -> usize {
-        self.rooms.get(&msg.room).map_or(0, |r| r.members)
+        self.rooms.get(&msg.room).map_or(0, Shards::members)
     }
 }
 
@@ -317,7 +354,7 @@ mod tests {
     use crate::inbox::Inbox;
     use std::sync::Mutex;
 
-    /// A stand-in session that records the frames its inbox gets.
+    /// A stand-in session that records the packets its inbox gets.
     struct Probe {
         seen: Arc<Mutex<Vec<String>>>,
         inbox: Inbox,
@@ -335,7 +372,7 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
             let mut seen = self.seen.lock().unwrap();
-            seen.extend(msg.frames.iter().map(|f| f.to_string()));
+            seen.extend(msg.packets.iter().map(|f| f.to_string()));
         }
     }
 
@@ -465,5 +502,34 @@ mod tests {
         settle().await;
         assert_eq!(*a.lock().unwrap(), vec!["notification:2"]);
         assert_eq!(*b.lock().unwrap(), vec!["going away"]);
+    }
+
+    #[actix::test]
+    async fn a_push_except_the_members_of_a_room_skips_them() {
+        let sup = RoomSupervisor::new(encode, Arc::new(Metrics::new())).start();
+        let seen: Vec<_> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        for (i, s) in seen.iter().enumerate() {
+            sup.do_send(register(i as u64, s));
+        }
+        for (session, room) in [(0, "admin"), (0, "user:a"), (1, "admin"), (2, "user:a")] {
+            sup.do_send(JoinRoom {
+                session,
+                room: room.into(),
+            });
+        }
+        let except = |except_members_of: &str, payload: &str| Push {
+            target: PushTarget::RoomExceptMembersOf {
+                room: "admin".into(),
+                except_members_of: except_members_of.into(),
+            },
+            event: PushEvent::Message,
+            payload: payload.into(),
+        };
+        assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
+        assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);
+        settle().await;
+        assert_eq!(*seen[0].lock().unwrap(), vec!["message:2"]);
+        assert_eq!(*seen[1].lock().unwrap(), vec!["message:1", "message:2"]);
+        assert!(seen[2].lock().unwrap().is_empty(), "not in admin");
     }
 }

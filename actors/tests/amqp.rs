@@ -1,13 +1,12 @@
 //! The RabbitMQ consumers against the real broker on 127.0.0.1:5672 (`scripts/ensure-rabbitmq.sh`).
 //!
-//! Every test runs in a vhost of its own (`pg-test-<random>`, created with `rabbitmqctl` and
-//! deleted by a drop guard even when the test fails), so the tests run in parallel and leave
-//! nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
-//! frames they receive (`<event>|<payload json>`). Events are published the way the real
+//! Every test runs in a vhost of its own (`pushgate_test_support::broker::Vhost`, created with
+//! `rabbitmqctl` and deleted by a drop guard even when the test fails), so the tests run in
+//! parallel and leave nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
+//! packets they receive (`<event>|<payload json>`). Events are published the way the real
 //! publishers do: flat JSON with a `_trace` field, persistent, no content type.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,91 +22,13 @@ use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shut
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
 use pushgate_actors::{Deliver, GoingAway, Inbox, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_test_support::broker::{node_id, Vhost};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 const EXCHANGE: &str = "cloudphone.events";
 
-// ---------------------------------------------------------------- broker fixtures
-
-fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running rabbitmqctl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "rabbitmqctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A vhost for one test (and optionally a user of its own); both deleted on drop.
-struct Vhost {
-    name: String,
-    user: Option<String>,
-}
-
-impl Vhost {
-    fn create() -> Vhost {
-        let name = format!("pg-test-{:016x}", rand::random::<u64>());
-        let vhost = Vhost { name, user: None };
-        rabbitmqctl(&["add_vhost", &vhost.name]).expect("add_vhost");
-        vhost.grant("guest");
-        vhost
-    }
-
-    /// Also create a user `<vhost name>-user` (password `pw`) with every permission on the vhost.
-    fn with_user(mut self) -> Vhost {
-        let user = format!("{}-user", self.name);
-        self.user = Some(user.clone());
-        rabbitmqctl(&["add_user", &user, "pw"]).expect("add_user");
-        self.grant(&user);
-        self
-    }
-
-    fn grant(&self, user: &str) {
-        rabbitmqctl(&["set_permissions", "-p", &self.name, user, ".*", ".*", ".*"])
-            .expect("set_permissions");
-    }
-
-    fn revoke(&self, user: &str) {
-        rabbitmqctl(&["clear_permissions", "-p", &self.name, user]).expect("clear_permissions");
-    }
-
-    /// Close every connection of this vhost (and only those).
-    fn close_connections(&self) {
-        rabbitmqctl(&["close_all_connections", "--vhost", &self.name, "test"])
-            .expect("close_all_connections");
-    }
-
-    fn guest_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-
-    fn user_url(&self) -> String {
-        let user = self.user.as_ref().expect("with_user() first");
-        format!("amqp://{user}:pw@127.0.0.1:5672/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        if let Some(user) = &self.user {
-            if let Err(e) = rabbitmqctl(&["delete_user", user]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
+// ---------------------------------------------------------------- publishers
 
 /// A publisher like the real backends: its own connection, publisher confirms.
 struct Publisher {
@@ -213,7 +134,7 @@ impl Publisher {
 
 // ---------------------------------------------------------------- pushgate side
 
-/// A stand-in Socket.IO session that records the frames its inbox gets.
+/// A stand-in Socket.IO session that records the packets its inbox gets.
 struct Probe {
     seen: Arc<Mutex<Vec<String>>>,
     inbox: Inbox,
@@ -231,7 +152,7 @@ impl Handler<Deliver> for Probe {
     type Result = ();
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
         let mut seen = self.seen.lock().unwrap();
-        seen.extend(msg.frames.iter().map(|f| f.to_string()));
+        seen.extend(msg.packets.iter().map(|f| f.to_string()));
     }
 }
 
@@ -241,9 +162,9 @@ impl Handler<GoingAway> for Probe {
 }
 
 #[derive(Clone)]
-struct Frames(Arc<Mutex<Vec<String>>>);
+struct Packets(Arc<Mutex<Vec<String>>>);
 
-impl Frames {
+impl Packets {
     fn raw(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
@@ -252,7 +173,7 @@ impl Frames {
         self.0.lock().unwrap().len()
     }
 
-    /// `(event, payload)` of every frame, in arrival order.
+    /// `(event, payload)` of every packet, in arrival order.
     fn parsed(&self) -> Vec<(String, Value)> {
         self.raw()
             .iter()
@@ -266,7 +187,7 @@ impl Frames {
             .collect()
     }
 
-    /// Frames of quota events (the only ones carrying a `quotaId`), in order.
+    /// Packets of quota events (the only ones carrying a `quotaId`), in order.
     fn quota(&self) -> Vec<(String, Value)> {
         self.parsed()
             .into_iter()
@@ -274,7 +195,7 @@ impl Frames {
             .collect()
     }
 
-    /// Frames of device events, in order.
+    /// Packets of device events, in order.
     fn device(&self) -> Vec<(String, Value)> {
         self.parsed()
             .into_iter()
@@ -321,8 +242,8 @@ impl Node {
     }
 
     /// A session in `rooms`, recording what it receives.
-    async fn session(&mut self, rooms: &[&str]) -> Frames {
-        let frames = Arc::new(Mutex::new(Vec::new()));
+    async fn session(&mut self, rooms: &[&str]) -> Packets {
+        let packets = Arc::new(Mutex::new(Vec::new()));
         let session = self.next_session;
         self.next_session += 1;
         self.supervisor
@@ -330,7 +251,7 @@ impl Node {
                 let inbox = Inbox::new();
                 let opened = inbox.open();
                 let probe = Probe {
-                    seen: frames.clone(),
+                    seen: packets.clone(),
                     inbox,
                 }
                 .start();
@@ -351,7 +272,7 @@ impl Node {
                 .await
                 .unwrap();
         }
-        Frames(frames)
+        Packets(packets)
     }
 
     fn queue(&self, family: &str) -> String {
@@ -383,25 +304,21 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
-/// Let stragglers (frames that must not come) arrive before asserting on exact contents.
+/// Let stragglers (packets that must not come) arrive before asserting on exact contents.
 async fn settle() {
     actix::clock::sleep(Duration::from_millis(300)).await;
 }
 
 /// A fresh vhost (keep it: dropping it deletes it), a node consuming there with `prefetch`,
 /// one session in `user:<user>`, and a publisher.
-async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Frames, Publisher) {
+async fn one_user(user: &str, prefetch: u16) -> (Vhost, Node, Packets, Publisher) {
     init_log();
     let vhost = Vhost::create();
     let mut node = Node::start(&vhost.guest_url(), &node_id(), prefetch);
-    let frames = node.session(&[&format!("user:{user}")]).await;
+    let packets = node.session(&[&format!("user:{user}")]).await;
     node.ready().await;
     let publisher = Publisher::connect(&vhost.guest_url()).await;
-    (vhost, node, frames, publisher)
-}
-
-fn node_id() -> String {
-    format!("t{:08x}", rand::random::<u32>())
+    (vhost, node, packets, publisher)
 }
 
 fn trace() -> Value {
@@ -462,19 +379,30 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
     }
 
     // quota: 5 to the user (deducted is ignored); device: 7 to the user.
-    // admin: updated (message), critical, exceeded; 7 device messages.
-    wait_until("user frames", WAIT, || user.len() == 12).await;
-    wait_until("admin frames", WAIT, || admin.len() == 10).await;
+    // admin: updated, both alerts and exceeded as messages, critical, error; 7 device messages.
+    wait_until("user packets", WAIT, || user.len() == 12).await;
+    wait_until("admin packets", WAIT, || admin.len() == 13).await;
     settle().await;
 
     let typed = |key: &str, event: &Value| json!({"type": key, "data": event});
+    // The console's names, added from the publisher's `severity` / `percentage`.
+    let mut alert_critical_data = alert_critical.clone();
+    alert_critical_data["alertLevel"] = json!("critical");
+    let mut exceeded_data = exceeded.clone();
+    exceeded_data["usagePercent"] = json!(101);
     assert_eq!(
         user.quota(),
         vec![
             ("notification".into(), typed("quota.updated", &updated)),
             ("notification".into(), typed("quota.alert", &alert_warning)),
-            ("notification".into(), typed("quota.alert", &alert_critical)),
-            ("notification".into(), typed("quota.exceeded", &exceeded)),
+            (
+                "notification".into(),
+                typed("quota.alert", &alert_critical_data)
+            ),
+            (
+                "notification".into(),
+                typed("quota.exceeded", &exceeded_data)
+            ),
             ("notification".into(), typed("quota.renewed", &renewed)),
         ]
     );
@@ -498,21 +426,29 @@ async fn every_routing_key_reaches_exactly_the_rooms_of_the_table() {
     assert_eq!(user.device(), device_expected);
 
     let admin_quota = admin.quota();
-    assert_eq!(admin_quota.len(), 3, "{admin_quota:#?}");
+    assert_eq!(admin_quota.len(), 6, "{admin_quota:#?}");
     assert_eq!(
-        admin_quota[0],
-        ("message".into(), typed("quota.updated", &updated))
+        admin_quota[..3],
+        [
+            ("message".into(), typed("quota.updated", &updated)),
+            ("message".into(), typed("quota.alert", &alert_warning)),
+            ("message".into(), typed("quota.alert", &alert_critical_data)),
+        ]
     );
-    let (event, critical) = &admin_quota[1];
+    assert_eq!(
+        admin_quota[4],
+        ("message".into(), typed("quota.exceeded", &exceeded_data))
+    );
+    let (event, critical) = &admin_quota[3];
     assert_eq!(event, "notification");
     assert_eq!(critical["type"], "critical");
-    assert_eq!(critical["data"], alert_critical);
+    assert_eq!(critical["data"], alert_critical_data);
     assert_eq!(critical["timestamp"], "2026-01-02T03:04:05.000Z");
     assert!(critical["title"].is_string() && critical["message"].is_string());
-    let (event, error) = &admin_quota[2];
+    let (event, error) = &admin_quota[5];
     assert_eq!(event, "notification");
     assert_eq!(error["type"], "error");
-    assert_eq!(error["data"], exceeded);
+    assert_eq!(error["data"], exceeded_data);
     assert_eq!(error["timestamp"], "2026-01-02T03:04:06.000Z");
     assert!(error["title"].is_string() && error["message"].is_string());
     let admin_device: Vec<_> = device_expected
@@ -710,7 +646,7 @@ async fn unknown_routing_keys_are_acked_not_dead_lettered() {
 #[actix::test]
 async fn reconnects_after_the_connection_drops_and_loses_nothing() {
     init_log();
-    let vhost = Vhost::create().with_user();
+    let vhost = Vhost::create();
     let mut node = Node::start(&vhost.user_url(), &node_id(), 256);
     let user = node.session(&["user:5"]).await;
     node.ready().await;
@@ -718,8 +654,8 @@ async fn reconnects_after_the_connection_drops_and_loses_nothing() {
 
     // Cut pushgate off: its user may no longer open the vhost, then drop every connection of
     // the vhost. It stays down (not ready) until the permissions come back.
-    vhost.revoke(vhost.user.as_deref().unwrap());
-    vhost.close_connections();
+    vhost.revoke().expect("clear_permissions");
+    vhost.close_connections().expect("close_all_connections");
     let r = node.readiness.clone();
     wait_until("not ready after the close", WAIT, || !r.is_ready()).await;
     assert_ne!(node.readiness.amqp(), AmqpState::Connected);
@@ -739,7 +675,7 @@ async fn reconnects_after_the_connection_drops_and_loses_nothing() {
     assert_eq!(publisher.message_count(&node.queue("device")).await, 5);
     assert!(!node.readiness.is_ready());
 
-    vhost.grant(vhost.user.as_deref().unwrap());
+    vhost.grant().expect("set_permissions");
     let started = Instant::now();
     wait_until("every event after the reconnect", WAIT, || user.len() == 10).await;
     node.ready().await;

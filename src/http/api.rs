@@ -6,19 +6,21 @@
 //!
 //! The routes are matched by hand, segment by segment, rather than by actix-router: its
 //! patterns with a `{param}` are regular expressions, and matching them was about a quarter of
-//! the instructions of an HTTP push to one user (BENCHMARKS.md, finding 15). Path parameters
-//! are percent-decoded by the handlers, exactly once ([`path_param`]).
+//! the instructions of an HTTP push to one user (BENCHMARKS.md, finding 15). The path is parsed
+//! once ([`RoutedPath::parse`]), into the route and its raw `{param}`, which is percent-decoded
+//! exactly once, when its handler reaches the path's place in the contract's order
+//! ([`RoutedPath::param`]).
 
 use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 use pushgate_actors::{GetStats, Push, PushEvent, PushTarget, RoomSize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::acl;
+use crate::http::body::{self, BodyError};
 use crate::http::error::{method_not_allowed, not_found, ApiError};
 use crate::http::{cors, AppState};
 
@@ -45,10 +47,19 @@ enum ApiRoute {
     Stats,
 }
 
-impl ApiRoute {
-    /// The route of a request path, if it is one (each `{param}` one non-empty segment, as
-    /// raw, still percent-encoded text).
-    fn parse(path: &str) -> Option<ApiRoute> {
+/// A request path parsed once: its route and its `{param}` segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RoutedPath {
+    /// The route.
+    route: ApiRoute,
+    /// The route's `{param}` (a user id or a room) as raw, still percent-encoded text; empty
+    /// for the routes without one.
+    raw_param: String,
+}
+
+impl RoutedPath {
+    /// The route of a request path, if it is one (each `{param}` one non-empty segment).
+    fn parse(path: &str) -> Option<RoutedPath> {
         let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
         let mut segments = rest.split('/');
         let segments = [
@@ -57,23 +68,46 @@ impl ApiRoute {
             segments.next(),
             segments.next(),
         ];
-        Some(match segments {
+        let (route, raw_param) = match segments {
             [Some("users"), Some(id), Some("notifications"), None] if !id.is_empty() => {
-                ApiRoute::Push(PushRoute::User)
+                (ApiRoute::Push(PushRoute::User), id)
             }
             [Some("rooms"), Some(room), Some("messages"), None] if !room.is_empty() => {
-                ApiRoute::Push(PushRoute::RoomMessage)
+                (ApiRoute::Push(PushRoute::RoomMessage), room)
             }
             [Some("rooms"), Some(room), Some("notifications"), None] if !room.is_empty() => {
-                ApiRoute::Push(PushRoute::RoomNotification)
+                (ApiRoute::Push(PushRoute::RoomNotification), room)
             }
-            [Some("broadcast"), None, None, None] => ApiRoute::Push(PushRoute::Broadcast),
-            [Some("rooms"), Some(room), None, None] if !room.is_empty() => ApiRoute::RoomSize,
-            [Some("stats"), None, None, None] => ApiRoute::Stats,
+            [Some("broadcast"), None, None, None] => (ApiRoute::Push(PushRoute::Broadcast), ""),
+            [Some("rooms"), Some(room), None, None] if !room.is_empty() => {
+                (ApiRoute::RoomSize, room)
+            }
+            [Some("stats"), None, None, None] => (ApiRoute::Stats, ""),
             _ => return None,
+        };
+        Some(RoutedPath {
+            route,
+            raw_param: raw_param.to_owned(),
         })
     }
 
+    /// The `{param}`, percent-decoded (strictly: `%25`, `%2F` and invalid UTF-8 included).
+    fn param(&self) -> Result<String, ApiError> {
+        percent_decode(&self.raw_param)
+    }
+
+    /// The `{room}` param, which must be a room a push may target.
+    fn room(&self) -> Result<String, ApiError> {
+        let room = self.param()?;
+        if acl::is_valid_target_room(&room) {
+            Ok(room)
+        } else {
+            Err(ApiError::BadRequest(acl::INVALID_ROOM_NAME.into()))
+        }
+    }
+}
+
+impl ApiRoute {
     fn method(self) -> Method {
         match self {
             ApiRoute::Push(_) => Method::POST,
@@ -89,18 +123,18 @@ async fn dispatch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(route) = ApiRoute::parse(req.path()) else {
+    let Some(path) = RoutedPath::parse(req.path()) else {
         return Ok(not_found(req).await);
     };
     if req.method() == Method::OPTIONS {
         return Ok(cors::preflight(req, state).await);
     }
-    if *req.method() != route.method() {
+    if *req.method() != path.route.method() {
         return Ok(method_not_allowed(req).await);
     }
-    match route {
-        ApiRoute::Push(route) => push(req, payload, state, route).await,
-        ApiRoute::RoomSize => room_size(req, state).await,
+    match path.route {
+        ApiRoute::Push(route) => push(req, payload, state, route, &path).await,
+        ApiRoute::RoomSize => room_size(req, state, &path).await,
         ApiRoute::Stats => stats(req, state).await,
     }
 }
@@ -131,30 +165,18 @@ fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Read the body, at most `limit` bytes (`PUSH_MAX_BODY_BYTES`): a larger one is a 413, found
-/// from `Content-Length` before anything is read when the client declares it.
+/// Read the body, at most `PUSH_MAX_BODY_BYTES` (413 beyond).
 async fn read_body(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    body::read_limited(req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+            read @ BodyError::Read(_) => ApiError::BadRequest(read.to_string()),
+        })
 }
 
 /// Check that `body` is one JSON object; returns its text, which is pushed verbatim
@@ -188,12 +210,13 @@ async fn push(
     payload: web::Payload,
     state: web::Data<AppState>,
     route: PushRoute,
+    path: &RoutedPath,
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
     let body = read_body(&req, payload, state.config.push_max_body_bytes).await?;
     let (target, event) = match route {
         PushRoute::User => {
-            let user = path_param(&req, 4)?;
+            let user = path.param()?;
             let user = acl::parse_user_id(Some(&serde_json::Value::String(user)))
                 .map_err(|r| ApiError::BadRequest(r.to_string()))?;
             (
@@ -201,10 +224,8 @@ async fn push(
                 PushEvent::Notification,
             )
         }
-        PushRoute::RoomMessage => (PushTarget::Room(room_param(&req)?), PushEvent::Message),
-        PushRoute::RoomNotification => {
-            (PushTarget::Room(room_param(&req)?), PushEvent::Notification)
-        }
+        PushRoute::RoomMessage => (PushTarget::Room(path.room()?), PushEvent::Message),
+        PushRoute::RoomNotification => (PushTarget::Room(path.room()?), PushEvent::Notification),
         PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
     };
     let body = json_object(&body)?;
@@ -218,24 +239,6 @@ async fn push(
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(HttpResponse::Accepted().json(json!({ "clients": clients })))
-}
-
-/// Path segment `index` of the raw request path (`/api/v1/rooms/{room}`: room is 4), decoded
-/// exactly once here so that `%25`, `%2F` and invalid UTF-8 are handled strictly.
-fn path_param(req: &HttpRequest, index: usize) -> Result<String, ApiError> {
-    let raw = req.uri().path().split('/').nth(index).unwrap_or_default();
-    percent_decode(raw)
-}
-
-fn room_param(req: &HttpRequest) -> Result<String, ApiError> {
-    let room = path_param(req, 4)?;
-    if acl::is_valid_target_room(&room) {
-        Ok(room)
-    } else {
-        Err(ApiError::BadRequest(
-            "room must be 1-128 characters of A-Z a-z 0-9 : _ . @ -".into(),
-        ))
-    }
 }
 
 /// Decode `%XX` escapes; malformed escapes and invalid UTF-8 are errors.
@@ -260,9 +263,13 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
     String::from_utf8(out).map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))
 }
 
-async fn room_size(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn room_size(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: &RoutedPath,
+) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
-    let room = room_param(&req)?;
+    let room = path.room()?;
     let clients = state
         .supervisor
         .send(RoomSize { room: room.clone() })
@@ -298,26 +305,32 @@ mod tests {
     #[test]
     fn routes_are_whole_segments_under_the_prefix() {
         use ApiRoute::*;
+        let routed = |route, raw_param: &str| {
+            Some(RoutedPath {
+                route,
+                raw_param: raw_param.into(),
+            })
+        };
         let cases = [
             (
                 "/api/v1/users/42/notifications",
-                Some(Push(PushRoute::User)),
+                routed(Push(PushRoute::User), "42"),
             ),
             (
                 "/api/v1/users/a%2Fb/notifications",
-                Some(Push(PushRoute::User)),
+                routed(Push(PushRoute::User), "a%2Fb"),
             ),
             (
                 "/api/v1/rooms/admin/messages",
-                Some(Push(PushRoute::RoomMessage)),
+                routed(Push(PushRoute::RoomMessage), "admin"),
             ),
             (
                 "/api/v1/rooms/user%3A42/notifications",
-                Some(Push(PushRoute::RoomNotification)),
+                routed(Push(PushRoute::RoomNotification), "user%3A42"),
             ),
-            ("/api/v1/broadcast", Some(Push(PushRoute::Broadcast))),
-            ("/api/v1/rooms/admin", Some(RoomSize)),
-            ("/api/v1/stats", Some(Stats)),
+            ("/api/v1/broadcast", routed(Push(PushRoute::Broadcast), "")),
+            ("/api/v1/rooms/admin", routed(RoomSize, "admin")),
+            ("/api/v1/stats", routed(Stats, "")),
             ("/api/v1/users//notifications", None),
             ("/api/v1/users/42/notifications/", None),
             ("/api/v1/users/42", None),
@@ -333,7 +346,7 @@ mod tests {
             ("/API/v1/stats", None),
         ];
         for (path, route) in cases {
-            assert_eq!(ApiRoute::parse(path), route, "{path}");
+            assert_eq!(RoutedPath::parse(path), route, "{path}");
         }
         assert_eq!(Push(PushRoute::User).method(), Method::POST);
         assert_eq!(Stats.method(), Method::GET);

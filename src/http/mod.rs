@@ -1,10 +1,13 @@
-//! The HTTP edge: the Engine.IO endpoint, the push API, the probes, and their shared state.
+//! The HTTP edge: the Socket.IO endpoint (Engine.IO's HTTP side), the push API, the probes,
+//! and their shared state.
 
 pub mod api;
+pub mod body;
 pub mod cors;
-pub mod engineio;
 pub mod error;
 pub mod probes;
+pub mod same_origin;
+pub mod socketio_endpoint;
 
 use std::sync::Arc;
 
@@ -40,8 +43,9 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     probes::configure(cfg);
     api::configure(cfg);
-    engineio::configure(cfg, &engineio::PATHS, state.sessions.clone());
+    socketio_endpoint::configure(cfg, &socketio_endpoint::PATHS, state.sessions.clone());
+    socketio_endpoint::configure_root(cfg, state.sessions.clone());
     if let Some(echo) = &state.engine_echo {
-        engineio::configure(cfg, &["/engine.io/", "/engine.io"], echo.clone());
+        socketio_endpoint::configure(cfg, &["/engine.io/", "/engine.io"], echo.clone());
     }
 }

@@ -62,7 +62,7 @@ const BASE64_DECODER: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// One decoded Engine.IO packet, borrowing from the frame it came from where it can.
+/// One decoded Engine.IO packet, borrowing from the text or bytes it was decoded from where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EioPacket<'a> {
     /// `0`: handshake (only ever sent by the server; any data is ignored when decoding).
@@ -122,8 +122,8 @@ fn prefixed(prefix: char, data: &str) -> String {
 /// [`ProtocolError::Empty`] for `""`, [`ProtocolError::UnknownPacketType`] for any first
 /// character other than `0`..`6` and `b`, [`ProtocolError::InvalidBase64`] for a bad `b`
 /// record.
-pub fn decode_text(frame: &str) -> Result<EioPacket<'_>, ProtocolError> {
-    let mut chars = frame.chars();
+pub fn decode_text(text: &str) -> Result<EioPacket<'_>, ProtocolError> {
+    let mut chars = text.chars();
     let kind = chars.next().ok_or(ProtocolError::Empty)?;
     let data = chars.as_str();
     Ok(match kind {
@@ -152,9 +152,9 @@ pub fn decode_binary(frame: &[u8]) -> EioPacket<'_> {
 /// text; binary travels as `b<base64>`), so it can be given to [`split_payload`].
 ///
 /// # Errors
-/// [`ProtocolError::InvalidUtf8`] when it is not.
+/// [`ProtocolError::InvalidText`] when it is not.
 pub fn payload_str(body: &[u8]) -> Result<&str, ProtocolError> {
-    std::str::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8)
+    std::str::from_utf8(body).map_err(|_| ProtocolError::InvalidText)
 }
 
 /// Splits a long-polling payload into its packets (split on `\x1e`).
@@ -489,9 +489,9 @@ mod tests {
         assert_eq!(payload_str(b"4hello"), Ok("4hello"));
         assert_eq!(
             payload_str(&[b'4', 0xff, 0xfe]),
-            Err(ProtocolError::InvalidUtf8)
+            Err(ProtocolError::InvalidText)
         );
-        assert_eq!(payload_str(&[b'4', 0xc3]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(payload_str(&[b'4', 0xc3]), Err(ProtocolError::InvalidText));
     }
 
     #[test]

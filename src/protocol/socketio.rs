@@ -1672,7 +1672,7 @@ mod tests {
             None
         );
 
-        // And back: the same header and frames.
+        // And back: the same header and attachments.
         let (text, frames) = full.encode();
         assert_eq!(
             text,

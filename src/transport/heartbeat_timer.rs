@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use actix::{Actor, AsyncContext};
 
+use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
-use crate::session::CloseReason;
 
 /// A transport actor that keeps a session's heartbeat.
 pub trait HeartbeatTimer: Actor

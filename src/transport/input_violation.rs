@@ -13,7 +13,7 @@
 use actix_http::ws::ProtocolError;
 use std::io::ErrorKind;
 
-use crate::session::CloseReason;
+use crate::disconnect::CloseReason;
 use crate::transport::upgraded::InputFault;
 
 /// The reason a WebSocket closes for `error`, which ended its input; `fault` is what the
@@ -27,7 +27,7 @@ pub fn close_reason(error: &ProtocolError, fault: Option<InputFault>) -> CloseRe
         (None, ProtocolError::Io(e)) if e.kind() == ErrorKind::InvalidData => {
             CloseReason::ProtocolError
         }
-        (None, ProtocolError::Io(_)) => CloseReason::InvalidUtf8,
+        (None, ProtocolError::Io(_)) => CloseReason::InvalidText,
         (None, _) => CloseReason::ProtocolError,
     }
 }
@@ -96,7 +96,7 @@ mod tests {
         let utf8 =
             bytestring::ByteString::try_from(bytes::Bytes::from_static(&[0xff])).unwrap_err();
         let not_utf8 = ProtocolError::Io(std::io::Error::other(utf8.to_string()));
-        assert_eq!(close_reason(&not_utf8, None), CloseReason::InvalidUtf8);
+        assert_eq!(close_reason(&not_utf8, None), CloseReason::InvalidText);
         let mut over = vec![0x82, 0x80 | 126, 0, 201, 1, 2, 3, 4];
         over.extend([0u8; 201]);
         assert_eq!(

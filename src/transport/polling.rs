@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
-use pushgate_actors::{Deliver, Frames, GoingAway};
+use pushgate_actors::{Deliver, GoingAway, Packets};
 
+use crate::disconnect::{CloseReason, PollingAnswer};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::session::{Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
@@ -93,7 +94,7 @@ impl PollingRegistry {
     }
 }
 
-/// Frames for a WebSocket carrier to write, or the order to close it.
+/// Packets for a WebSocket carrier to write, or the order to close it.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum CarrierCommand {
@@ -101,7 +102,7 @@ pub enum CarrierCommand {
     Write(Vec<Outbound>),
     /// Write a delivery's room pushes, as every WebSocket writes them (encoded once for all
     /// their receivers).
-    Pushes(Arc<Frames>),
+    Pushes(Arc<Packets>),
     /// The session ended: close the WebSocket for this reason.
     Close(CloseReason),
     /// Handle what the client has sent (read the socket now, whatever its readiness says),
@@ -271,12 +272,12 @@ impl PollingSession {
             return; // ended already (a slow reader's flush, then its caller's end, say)
         }
         self.ended = Some(reason);
-        self.session.close(reason);
+        self.session.end(reason);
         if let Some(tx) = self.held.take() {
             // (Held only during an upgrade, whose WebSocket the session does not write to.)
-            let packet = match reason {
-                CloseReason::ClientClose => engineio::NOOP,
-                _ => engineio::CLOSE,
+            let packet = match reason.polling_answer() {
+                PollingAnswer::Noop => engineio::NOOP,
+                PollingAnswer::Close => engineio::CLOSE,
             };
             let _ = tx.send(Ok(PollAnswer::Ready(vec![Outbound::Text(packet.into())])));
         }
@@ -336,7 +337,7 @@ impl Actor for PollingSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         let reason = self.ended.unwrap_or(CloseReason::TransportError);
-        self.session.close(reason);
+        self.session.end(reason);
         self.registry.remove(self.session.sid());
         // A WebSocket that claimed the upgrade has no timers of its own: it ends with us.
         if let Sink::Upgrading {
@@ -355,11 +356,11 @@ impl Handler<Deliver> for PollingSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         // Every handler flushes what it produced: nothing waits in `out` to go before these.
         if let Sink::WebSocket(ws) = &self.sink {
-            ws.do_send(CarrierCommand::Pushes(msg.frames));
+            ws.do_send(CarrierCommand::Pushes(msg.packets));
             return;
         }
         self.out
-            .extend(msg.frames.iter().map(|f| Outbound::Text(f.clone())));
+            .extend(msg.packets.iter().map(|f| Outbound::Text(f.clone())));
         self.flush(ctx);
     }
 }
@@ -588,7 +589,7 @@ impl Handler<CarrierGone> for PollingSession {
     fn handle(&mut self, msg: CarrierGone, ctx: &mut Self::Context) {
         match self.sink {
             Sink::WebSocket(_) => {
-                self.session.close(msg.reason);
+                self.session.end(msg.reason);
                 ctx.stop();
             }
             _ => {

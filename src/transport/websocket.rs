@@ -26,9 +26,10 @@ use actix_web_actors::ws;
 use bytes::BytesMut;
 use pushgate_actors::GoingAway;
 
+use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
-use crate::session::{CloseReason, Outbound, SocketSession};
+use crate::session::{Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::input_violation;
 use crate::transport::polling::{
@@ -229,7 +230,7 @@ impl WsTransport {
             let frame = if is_text {
                 match String::from_utf8(buf) {
                     Ok(text) => Inbound::Text(text.into()),
-                    Err(_) => return self.shut(ctx, CloseReason::InvalidUtf8),
+                    Err(_) => return self.shut(ctx, CloseReason::InvalidText),
                 }
             } else {
                 Inbound::Binary(buf)
@@ -278,7 +279,7 @@ impl Actor for WsTransport {
             CloseReason::ClientClose
         });
         match &mut self.role {
-            Role::Owner(session) => session.close(reason),
+            Role::Owner(session) => session.end(reason),
             Role::Carrier { session, .. } => session.do_send(CarrierGone { reason }),
             Role::Refused => {}
         }

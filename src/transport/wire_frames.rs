@@ -3,7 +3,7 @@
 //!
 //! A push reaches every member of a room with the same frames, and a server's frames are not
 //! masked, so their bytes are the same for every receiver: [`text_frames`] encodes a delivery
-//! once (see `pushgate_actors::Frames::encoded`) and each upgraded connection writes that
+//! once (see `pushgate_actors::Packets::encoded`) and each upgraded connection writes that
 //! shared buffer as it is, where the WebSocket context would copy and frame every message for
 //! every receiver. Pure code; the tests hold it to actix-http's own encoder.
 

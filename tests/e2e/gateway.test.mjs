@@ -195,33 +195,32 @@ describe("malformed requests are bad_request", () => {
     ["no payload at all", []],
   ];
 
+  // Each of `events` with each of `badArgs` (`[what, args]`) is refused as bad_request; a
+  // failure names the event and the argument.
+  async function expectAllBadRequests(s, events, badArgs) {
+    for (const event of events) {
+      for (const [what, args] of badArgs) {
+        await expectRefused(s, event, args, "bad_request").catch((e) => {
+          e.message = `${event} with ${what}: ${e.message}`;
+          throw e;
+        });
+      }
+    }
+  }
+
   for (const [who, connectAs] of [
     ["user", () => connectUser()],
     ["admin", () => connectAdmin()],
   ]) {
     test(`subscribe / unsubscribe (${who})`, async () => {
       const s = await connectAs();
-      for (const event of ["subscribe", "unsubscribe"]) {
-        for (const [what, args] of badUserIds) {
-          await expectRefused(s, event, args, "bad_request").catch((e) => {
-            e.message = `${event} with ${what}: ${e.message}`;
-            throw e;
-          });
-        }
-      }
+      await expectAllBadRequests(s, ["subscribe", "unsubscribe"], badUserIds);
       await expectOk(s, "subscribe", { userId: s.sub }, "subscribed", { userId: s.sub });
     });
 
     test(`join_room / leave_room (${who})`, async () => {
       const s = await connectAs();
-      for (const event of ["join_room", "leave_room"]) {
-        for (const [what, args] of badRooms) {
-          await expectRefused(s, event, args, "bad_request").catch((e) => {
-            e.message = `${event} with ${what}: ${e.message}`;
-            throw e;
-          });
-        }
-      }
+      await expectAllBadRequests(s, ["join_room", "leave_room"], badRooms);
       await expectOk(s, "leave_room", { room: "admin" }, "room_left", { room: "admin" });
     });
   }

@@ -7,8 +7,8 @@
 //! delivery (and any message) waits until this one is acked: per-consumer order holds, and the
 //! device status cache sees the events in queue order.
 //!
-//! Per delivery: [`route`]; `Routed` → each push is serialized once and `send` to the
-//! supervisor in order, then ack; `Ignored` → ack; `Poison` → one warning, `basic_reject`
+//! Per delivery: [`route`]; `Routed` → each push (its payload already JSON text) is `send` to
+//! the supervisor in order, then ack; `Ignored` → ack; `Poison` → one warning, `basic_reject`
 //! without requeue (the queue dead-letters it to the DLX); the supervisor's mailbox failing →
 //! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`. The verdicts
 //! go to the channel's [`Settler`], which writes them in order and merges runs of acks.
@@ -29,7 +29,6 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
-use serde_json::Value;
 
 use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
@@ -207,12 +206,6 @@ impl<F: Family> EventConsumer<F> {
     }
 }
 
-/// `value` as compact JSON (`serde_json::to_string`: writing into a `Vec` directly costs a
-/// fraction of `Value`'s `Display`, which goes through the formatter token by token).
-fn serialized(value: &Value) -> String {
-    serde_json::to_string(value).expect("a JSON value always serializes")
-}
-
 /// Carries out the routing decision for one delivery: hands its pushes to the supervisor, in
 /// order, then hands the delivery's verdict (ack, dead-letter, or requeue when the supervisor
 /// refused) to the channel's [`Settler`].
@@ -226,22 +219,20 @@ async fn settle(
     let key = delivery.routing_key.as_str();
     let (counted, verdict) = match outcome {
         RouteOutcome::Routed(pushes) => {
-            // A payload shared by several pushes (a user's and the admin room's copy) is
-            // serialized once.
-            let mut last: Option<(Arc<Value>, Arc<str>)> = None;
+            // The payload text is shared by the pushes that carry it (a user's push and its
+            // admin-room copy).
             for push in pushes {
-                let payload = match &last {
-                    Some((value, text)) if Arc::ptr_eq(value, &push.payload) => text.clone(),
-                    _ => {
-                        let text: Arc<str> = serialized(&push.payload).into();
-                        last = Some((push.payload.clone(), text.clone()));
-                        text
-                    }
+                let target = match push.except_members_of {
+                    None => PushTarget::Room(push.room),
+                    Some(except_members_of) => PushTarget::RoomExceptMembersOf {
+                        room: push.room,
+                        except_members_of,
+                    },
                 };
                 let msg = Push {
-                    target: PushTarget::Room(push.room),
+                    target,
                     event: push.event,
-                    payload,
+                    payload: push.payload,
                 };
                 if let Err(e) = supervisor.send(msg).await {
                     log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");

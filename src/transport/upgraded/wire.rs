@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll, Waker};
 
 use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
-use pushgate_actors::{Frames, Inbox};
+use pushgate_actors::{Inbox, Packets};
 
 use crate::transport::wire_frames;
 
@@ -88,7 +88,7 @@ impl Wire {
 
     /// Queue a delivery's room pushes, encoded by their first receiver on any WebSocket and
     /// shared by the others.
-    pub fn push_delivery(&self, frames: &Frames) {
+    pub fn push_delivery(&self, frames: &Packets) {
         self.push(frames.encoded(wire_frames::text_frames));
     }
 

@@ -20,6 +20,7 @@ import {
   QUOTA_QUEUE,
   trace,
 } from "./broker.mjs";
+import { quotaData, quotaEvent } from "./console.mjs";
 
 const T = { timeout: 15000 };
 
@@ -79,21 +80,6 @@ async function expectAdminNotification(admin, type, event, published) {
   }
 }
 
-/** A quota event as quota-service publishes it; `extra` members with value undefined are dropped. */
-function quotaEvent(userId, extra = {}) {
-  const event = {
-    userId,
-    quotaId: uid("q"),
-    limits: { maxDevices: 10, totalCpuCores: 20, totalMemoryGB: 64 },
-    usage: { currentDevices: 5, usedCpuCores: 8, usedMemoryGB: 12.5 },
-    timestamp: "2026-01-02T03:04:05.678Z",
-    _trace: trace(),
-    ...extra,
-  };
-  for (const k of Object.keys(event)) if (event[k] === undefined) delete event[k];
-  return event;
-}
-
 describe("quota events", () => {
   test("quota.updated: the user gets a notification, admins the same object as a message", T, async () => {
     const a = await audience();
@@ -113,7 +99,7 @@ describe("quota events", () => {
     await nothingElse(a);
   });
 
-  test("quota.alert that is not critical: the user only", T, async () => {
+  test("quota.alert that is not critical: the user, and admins the same object as a message", T, async () => {
     const a = await audience();
     const variants = [
       { alertLevel: "warning", usagePercent: 80 },
@@ -126,12 +112,14 @@ describe("quota events", () => {
     for (const extra of variants) {
       const event = quotaEvent(a.userId, extra);
       await a.pub.publish("quota.alert", event);
-      await expectEvent(a.user, "notification", { type: "quota.alert", data: event });
+      const expected = { type: "quota.alert", data: quotaData(event) };
+      await expectEvent(a.user, "notification", expected);
+      await expectEvent(a.admin, "message", expected);
     }
     await nothingElse(a);
   });
 
-  test("critical quota.alert: the user gets the alert, admins a `critical` notification", T, async () => {
+  test("critical quota.alert: the user gets the alert, admins it as a message and a `critical` notification", T, async () => {
     const a = await audience();
     const variants = [
       // Real publishers send `severity`; the old consumer read `alertLevel` only.
@@ -148,13 +136,15 @@ describe("quota events", () => {
       const event = quotaEvent(a.userId, extra);
       const published = Date.now();
       await a.pub.publish("quota.alert", event);
-      await expectEvent(a.user, "notification", { type: "quota.alert", data: event });
-      await expectAdminNotification(a.admin, "critical", event, published);
+      const expected = { type: "quota.alert", data: quotaData(event) };
+      await expectEvent(a.user, "notification", expected);
+      await expectEvent(a.admin, "message", expected);
+      await expectAdminNotification(a.admin, "critical", quotaData(event), published);
     }
     await nothingElse(a);
   });
 
-  test("quota.exceeded: the user, and admins always get an `error` notification", T, async () => {
+  test("quota.exceeded: the user, and admins it as a message and always an `error` notification", T, async () => {
     const a = await audience();
     const variants = [
       {},
@@ -166,8 +156,10 @@ describe("quota events", () => {
       const event = quotaEvent(a.userId, extra);
       const published = Date.now();
       await a.pub.publish("quota.exceeded", event);
-      await expectEvent(a.user, "notification", { type: "quota.exceeded", data: event });
-      await expectAdminNotification(a.admin, "error", event, published);
+      const expected = { type: "quota.exceeded", data: quotaData(event) };
+      await expectEvent(a.user, "notification", expected);
+      await expectEvent(a.admin, "message", expected);
+      await expectAdminNotification(a.admin, "error", quotaData(event), published);
     }
     await nothingElse(a);
   });
@@ -264,8 +256,10 @@ test("integer ids: a userId and 2^53 route to user:<decimal>", T, async () => {
     const quota = quotaEvent(userId, { quotaId: 7, severity: "critical" });
     const published = Date.now();
     await a.pub.publish("quota.alert", quota);
-    await expectEvent(a.user, "notification", { type: "quota.alert", data: quota });
-    await expectAdminNotification(a.admin, "critical", quota, published);
+    const expected = { type: "quota.alert", data: quotaData(quota) };
+    await expectEvent(a.user, "notification", expected);
+    await expectEvent(a.admin, "message", expected);
+    await expectAdminNotification(a.admin, "critical", quotaData(quota), published);
     const deviceId = Math.floor(Math.random() * 1e12);
     const device = { userId, deviceId, startedAt: "2026-01-02T00:00:07.000Z", _trace: trace() };
     // deviceId stays the published number; deviceName falls back to its decimal string.

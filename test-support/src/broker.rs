@@ -1,7 +1,7 @@
 //! RabbitMQ fixtures for tests against the real broker on 127.0.0.1:5672
-//! (`scripts/ensure-rabbitmq.sh`), the same approach as `actors/tests/amqp.rs`: every test gets a
-//! vhost of its own, `pg-e2e-<random>`, and a user of its own for pushgate, both deleted by a drop
-//! guard even when the test fails, so tests run in parallel and leave nothing behind.
+//! (`scripts/ensure-rabbitmq.sh`): every test gets a vhost of its own, `pg-test-<random>`, and a
+//! user of its own for pushgate, both deleted by a drop guard even when the test fails, so tests
+//! run in parallel and leave nothing behind.
 //!
 //! Each `rabbitmqctl` call boots an Erlang VM (about a second of CPU), so the vhost, its user
 //! and both permissions are created by one `rabbitmqctl import_definitions`, and the two deletions
@@ -11,8 +11,6 @@
 //! pushgate off without touching the publisher.
 
 use std::process::{Command, Output};
-
-use pushgate::config::Config;
 
 /// The password of every per-test user.
 pub const USER_PASSWORD: &str = "pw";
@@ -45,7 +43,7 @@ pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
 
 /// A vhost for one test and a user of its own for pushgate; both deleted on drop.
 pub struct Vhost {
-    /// `pg-e2e-<16 hex digits>`.
+    /// `pg-test-<16 hex digits>`.
     pub name: String,
     /// pushgate's user, `<name>-pushgate`, with every permission on the vhost.
     pub user: String,
@@ -55,7 +53,7 @@ impl Vhost {
     /// Create the vhost, pushgate's user, and grant it and `guest` everything on the vhost.
     /// Blocking.
     pub fn create() -> Vhost {
-        let name = format!("pg-e2e-{:016x}", rand::random::<u64>());
+        let name = format!("pg-test-{:016x}", rand::random::<u64>());
         let user = format!("{name}-pushgate");
         let all = |user: &str| {
             serde_json::json!({"user": user, "vhost": name, "configure": ".*", "write": ".*",
@@ -79,7 +77,7 @@ impl Vhost {
     }
 
     /// pushgate's URL: its own user on this vhost.
-    pub fn server_url(&self) -> String {
+    pub fn user_url(&self) -> String {
         format!(
             "amqp://{}:{USER_PASSWORD}@127.0.0.1:5672/{}",
             self.user, self.name
@@ -87,7 +85,7 @@ impl Vhost {
     }
 
     /// A publisher's URL: `guest` on this vhost.
-    pub fn publisher_url(&self) -> String {
+    pub fn guest_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
     }
 
@@ -119,14 +117,6 @@ impl Vhost {
             "closed by the test",
         ])
     }
-
-    /// `config` consuming from this vhost as pushgate's user, with `node_id`.
-    pub fn configure(&self, mut config: Config, node_id: &str) -> Config {
-        config.consume = true;
-        config.amqp.url = self.server_url();
-        config.amqp.node_id = node_id.to_owned();
-        config
-    }
 }
 
 impl Drop for Vhost {
@@ -151,7 +141,7 @@ impl Drop for Vhost {
     }
 }
 
-/// A fresh `NODE_ID`: `pg-e2e-<8 hex digits>`.
+/// A fresh `NODE_ID`: `pg-test-<8 hex digits>`.
 pub fn node_id() -> String {
-    format!("pg-e2e-{:08x}", rand::random::<u32>())
+    format!("pg-test-{:08x}", rand::random::<u32>())
 }

@@ -1,18 +1,20 @@
-//! The Engine.IO endpoint at `/socket.io/` and `/ws/`: validates each request and hands it to
-//! a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
+//! The Socket.IO endpoint at `/socket.io/` and `/ws/`, and at `/` for requests whose query
+//! carries `EIO=` (a dev proxy that strips `/ws` sends those) — Engine.IO's HTTP side; the codec
+//! is [`crate::protocol::engineio`]: validates each request and hands it to a transport: a new session over WebSocket or long-polling, a poll (GET) or packets (POST)
 //! of a polling session, or a polling session's upgrade to WebSocket.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::http::{header, Method};
-use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 
 use crate::auth::HandshakeTokens;
-use crate::http::{cors, AppState};
+use crate::disconnect::CloseReason;
+use crate::http::body::{self, BodyError};
+use crate::http::{cors, same_origin, AppState};
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{CloseReason, SessionContext, SocketSession};
+use crate::session::{SessionContext, SocketSession};
 use crate::transport::polling::{
     encode_poll_payload, ClaimUpgrade, EndSession, LongPoll, PollAnswer, PollingSession,
     PostPayload,
@@ -34,18 +36,48 @@ pub fn configure(cfg: &mut web::ServiceConfig, paths: &[&str], sessions: Arc<Ses
     // One resource per path: a plain path is matched by comparing strings, where one resource
     // for several paths is matched with a regular expression on every request.
     for path in paths {
-        cfg.service(
-            web::resource(*path)
-                .app_data(endpoint.clone())
-                .wrap(actix_web::middleware::from_fn(cors::add_headers))
-                .route(web::get().to(get))
-                .route(web::post().to(post))
-                .route(web::method(Method::OPTIONS).to(cors::preflight))
-                .default_service(web::to(|| async {
-                    eio_error(EioError::BadHandshakeMethod)
-                })),
-        );
+        cfg.service(resource(path, &endpoint));
     }
+}
+
+/// Mount an Engine.IO endpoint at `/` for the requests whose query carries `EIO=` (what
+/// socket.io-client sends through a proxy that rewrites its path away); other requests to `/`
+/// keep the fallback's answer.
+pub fn configure_root(cfg: &mut web::ServiceConfig, sessions: Arc<SessionContext>) {
+    let endpoint = web::Data::new(Endpoint { sessions });
+    cfg.service(
+        resource("/", &endpoint)
+            .guard(guard::fn_guard(|ctx| has_eio_param(ctx.head().uri.query()))),
+    );
+}
+
+/// Whether a query string has an `EIO` parameter.
+fn has_eio_param(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|param| param.starts_with("EIO=")))
+}
+
+/// The Engine.IO resource at `path`.
+fn resource(
+    path: &str,
+    endpoint: &web::Data<Endpoint>,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .app_data(endpoint.clone())
+        .wrap(actix_web::middleware::from_fn(cors::add_headers))
+        .route(web::get().to(get))
+        .route(web::post().to(post))
+        .route(web::method(Method::OPTIONS).to(cors::preflight))
+        .default_service(web::to(|| async {
+            eio_error(EioError::BadHandshakeMethod)
+        }))
 }
 
 /// An Engine.IO error answer: `{"code": N, "message": "..."}` with its HTTP status.
@@ -178,9 +210,11 @@ async fn upgrade(
     endpoint: web::Data<Endpoint>,
     q: EioQuery,
 ) -> HttpResponse {
-    // Browsers always send Origin; a foreign one is refused. No Origin: not a browser.
+    // Browsers always send Origin; a foreign one is refused unless it is this host itself.
+    // No Origin: not a browser.
     if req.headers().contains_key(header::ORIGIN)
         && cors::allowed_origin(&req, &state.config.cors).is_none()
+        && !same_origin::is_same_origin(&req)
     {
         return eio_error(EioError::Forbidden);
     }
@@ -204,8 +238,9 @@ async fn upgrade(
 }
 
 async fn post(
+    req: HttpRequest,
     q: EioQuery,
-    mut body: web::Payload,
+    payload: web::Payload,
     state: web::Data<AppState>,
     endpoint: web::Data<Endpoint>,
 ) -> HttpResponse {
@@ -219,37 +254,30 @@ async fn post(
     if q.transport != Transport::Polling {
         return eio_error(EioError::BadRequest);
     }
-    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400 and close.
+    // A POST that cannot be taken ends the session, for `reason`, and answers `response`.
+    let end = |reason, response| {
+        addr.do_send(EndSession { reason });
+        response
+    };
+    // Spec: a client MUST NOT have two POSTs in flight; if it does, 400, and the session ends.
     let Some(_posting) = session.begin_post() else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     let limit = endpoint.sessions.engine.max_payload;
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            addr.do_send(EndSession {
-                reason: CloseReason::TransportError,
-            });
-            return eio_error(EioError::BadRequest);
-        };
-        if bytes.len() + chunk.len() > limit {
-            addr.do_send(EndSession {
-                reason: CloseReason::PayloadTooLarge,
-            });
-            return HttpResponse::PayloadTooLarge()
+    let bytes = match body::read_limited(&req, payload, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Read(_)) => {
+            return end(CloseReason::TransportError, eio_error(EioError::BadRequest))
+        }
+        Err(BodyError::TooLarge(_)) => {
+            let too_large = HttpResponse::PayloadTooLarge()
                 .content_type("application/json")
                 .body(r#"{"code":3,"message":"Payload too large"}"#);
+            return end(CloseReason::PayloadTooLarge, too_large);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+    };
     let Ok(text) = engineio::payload_str(&bytes) else {
-        addr.do_send(EndSession {
-            reason: CloseReason::ProtocolError,
-        });
-        return eio_error(EioError::BadRequest);
+        return end(CloseReason::ProtocolError, eio_error(EioError::BadRequest));
     };
     match addr
         .send(PostPayload {

@@ -1,9 +1,17 @@
 //! One Socket.IO client's state machine, independent of the transport that carries it.
 //!
 //! A transport actor (WebSocket or long-polling) owns a [`SocketSession`], feeds it every
-//! Engine.IO packet it receives and writes out the [`Outbound`] frames it produces. The session
-//! authenticates the CONNECT, registers with the room supervisor, answers the client events with
-//! their ACL, and reports why it must close as a [`CloseReason`].
+//! Engine.IO packet it receives and writes out the [`Outbound`] packets it produces. The
+//! session authenticates the CONNECT, registers with the room supervisor, answers the client
+//! events ([`client_request`]) with their ACL, and reports why it must end as a
+//! [`CloseReason`] (the table of reasons is [`crate::disconnect`]).
+
+mod client_request;
+mod context;
+pub mod protocol_suite;
+
+pub use client_request::{Accepted, ClientRequest, Membership};
+pub use context::{Mode, SessionContext};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,115 +20,27 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 use base64::Engine as _;
 use bytestring::ByteString;
-use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{
-    GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, RoomSupervisor, SessionId,
-    UnregisterSession,
+    GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, SessionId, UnregisterSession,
 };
 use rand::RngCore;
 use serde_json::{json, Value};
 
 use crate::acl::{self, Refusal};
-use crate::auth::{HandshakeTokens, Identity, JwtVerifier};
-use crate::config::EngineConfig;
+use crate::auth::{HandshakeTokens, Identity};
+use crate::disconnect::CloseReason;
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::protocol::engineio::{self, EioPacket};
 use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind};
 use crate::protocol::ProtocolError;
 
-/// How sessions behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The push gateway: JWT auth, rooms, the four client events.
-    Gateway,
-    /// What the official Socket.IO protocol test suite expects at `/socket.io/`: no auth, the
-    /// `/` and `/custom` namespaces, an `auth` event echoing the CONNECT payload, `message`
-    /// answered by `message-back` and `message-with-ack` by an ack.
-    ProtocolTestSuite,
-    /// What the official Engine.IO protocol test suite expects at `/engine.io/`: every
-    /// Engine.IO message echoed back as it came.
-    EngineEcho,
-}
-
-/// What every session shares: built once at start.
-pub struct SessionContext {
-    /// Where sessions register and join rooms.
-    pub supervisor: Addr<RoomSupervisor>,
-    /// Verifies CONNECT tokens.
-    pub verifier: JwtVerifier,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Heartbeat, payload and connect-timeout settings.
-    pub engine: EngineConfig,
-    /// Gateway or protocol test-suite behaviour.
-    pub mode: Mode,
-}
-
-/// A frame for the transport to write.
+/// An Engine.IO packet for the transport to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// An Engine.IO text packet, e.g. `42["welcome",{...}]`.
     Text(ByteString),
     /// An Engine.IO binary message (a Socket.IO attachment).
     Binary(Vec<u8>),
-}
-
-/// Why a session ended; the name is the `reason` label of `pushgate_disconnects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed the transport or sent an Engine.IO close packet.
-    ClientClose,
-    /// No pong within `pingTimeout` of a ping.
-    PingTimeout,
-    /// No successful CONNECT within `CONNECT_TIMEOUT_MS`.
-    ConnectTimeout,
-    /// A malformed packet, or one not allowed in the session's state; a WebSocket frame that
-    /// breaks RFC 6455 (unmasked, reserved bits or opcode, a fragmented control frame...).
-    ProtocolError,
-    /// A WebSocket text message that is not valid UTF-8 (RFC 6455 §8.1).
-    InvalidUtf8,
-    /// A message over `MAX_PAYLOAD_BYTES`.
-    PayloadTooLarge,
-    /// The transport failed (reset, broken pipe).
-    TransportError,
-    /// pushgate is shutting down.
-    ServerShutdown,
-    /// The client fell more than
-    /// [`MAX_UNWRITTEN`](crate::transport::upgraded::MAX_UNWRITTEN) bytes behind the pushes
-    /// meant for it (a WebSocket that does not read, a polling client that does not GET).
-    SlowReader,
-}
-
-impl CloseReason {
-    /// The metrics / log name.
-    pub fn name(self) -> &'static str {
-        match self {
-            CloseReason::ClientClose => "client_close",
-            CloseReason::PingTimeout => "ping_timeout",
-            CloseReason::ConnectTimeout => "connect_timeout",
-            CloseReason::ProtocolError => "protocol_error",
-            CloseReason::InvalidUtf8 => "invalid_utf8",
-            CloseReason::PayloadTooLarge => "payload_too_large",
-            CloseReason::TransportError => "transport_error",
-            CloseReason::ServerShutdown => "server_shutdown",
-            CloseReason::SlowReader => "slow_reader",
-        }
-    }
-
-    /// The WebSocket close code sent for it.
-    pub fn websocket_code(self) -> u16 {
-        match self {
-            CloseReason::ClientClose | CloseReason::PingTimeout | CloseReason::ConnectTimeout => {
-                1000
-            }
-            CloseReason::ProtocolError => 1002,
-            CloseReason::InvalidUtf8 => 1007,
-            CloseReason::PayloadTooLarge => 1009,
-            CloseReason::TransportError => 1011,
-            CloseReason::ServerShutdown => 1001,
-            CloseReason::SlowReader => 1008,
-        }
-    }
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -153,12 +73,12 @@ pub struct SocketSession {
     /// registers).
     inbox: Inbox,
     decoder: Decoder,
-    /// Frames to write a moment after the current ones (test-suite mode only, see
+    /// Packets to write a moment after the current ones (test-suite mode only, see
     /// [`SocketSession::take_deferred`]).
     deferred: Vec<Outbound>,
     ever_connected: bool,
     heartbeat: Heartbeat,
-    closed: bool,
+    ended: bool,
 }
 
 impl SocketSession {
@@ -178,7 +98,7 @@ impl SocketSession {
             deferred: Vec::new(),
             ever_connected: false,
             heartbeat,
-            closed: false,
+            ended: false,
         }
     }
 
@@ -246,10 +166,10 @@ impl SocketSession {
     }
 
     /// Handle one Engine.IO text packet.
-    pub fn on_text(&mut self, frame: &str, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
-        match engineio::decode_text(frame).map_err(|e| self.protocol_error(e))? {
+    pub fn on_text(&mut self, packet: &str, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
+        match engineio::decode_text(packet).map_err(|e| self.protocol_error(e))? {
             EioPacket::Message(_) if self.ctx.mode == Mode::EngineEcho => {
-                out.push(Outbound::Text(frame.into()));
+                out.push(Outbound::Text(packet.into()));
                 Ok(())
             }
             EioPacket::Message(text) => {
@@ -323,7 +243,7 @@ impl SocketSession {
                 }
                 match self.ctx.mode {
                     Mode::Gateway => self.on_event(packet, out),
-                    _ => suite_echo(complete, out),
+                    _ => protocol_suite::echo(complete, out),
                 }
                 Ok(())
             }
@@ -340,25 +260,21 @@ impl SocketSession {
     }
 
     fn known_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || (self.ctx.mode == Mode::ProtocolTestSuite && nsp == "/custom")
+        nsp == "/"
+            || (self.ctx.mode == Mode::ProtocolTestSuite && nsp == protocol_suite::CUSTOM_NAMESPACE)
     }
 
     fn on_connect(&mut self, packet: &Packet, out: &mut Vec<Outbound>) {
         if !self.known_namespace(&packet.nsp) {
             let refusal = Packet::connect_error(packet.nsp.clone(), "Invalid namespace");
-            out.push(text_frame(refusal.encode()));
+            out.push(socket_packet(refusal.encode()));
             return;
         }
         if self.namespace_connected(&packet.nsp) {
             return;
         }
         if self.ctx.mode != Mode::Gateway {
-            // Test-suite mode: accept, then emit `auth` with the CONNECT payload.
-            let auth = packet.data.clone().unwrap_or_else(|| json!({}));
-            let ack = Packet::connect_ok(packet.nsp.clone(), &random_id());
-            out.push(text_frame(ack.encode()));
-            let auth = Packet::event(packet.nsp.clone(), json!(["auth", auth]), None);
-            self.deferred.push(text_frame(auth.encode()));
+            protocol_suite::accept_connect(packet, out, &mut self.deferred);
             self.namespaces.push(packet.nsp.clone());
             self.ever_connected = true;
             return;
@@ -377,7 +293,7 @@ impl SocketSession {
                 log::info!("session {}: connect refused: {e}", self.sid);
                 self.ctx.metrics.auth_rejected.inc();
                 let refusal = Packet::connect_error(packet.nsp.clone(), "unauthorized");
-                out.push(text_frame(refusal.encode()));
+                out.push(socket_packet(refusal.encode()));
                 return;
             }
         };
@@ -395,7 +311,7 @@ impl SocketSession {
             session: self.id,
             room: acl::user_room(&identity.user_id),
         });
-        out.push(text_frame(
+        out.push(socket_packet(
             Packet::connect_ok(packet.nsp.clone(), &socket_id).encode(),
         ));
         let welcome = json!({
@@ -433,6 +349,9 @@ impl SocketSession {
         }
     }
 
+    /// A client event in the root namespace: one of the four [`ClientRequest`]s, answered
+    /// with its reply event (or `error`) and, when the client passed a callback, the same
+    /// payload through the ack.
     fn on_event(&self, packet: &Packet, out: &mut Vec<Outbound>) {
         let (Some(name), Some(Connection { identity })) =
             (packet.event_name(), self.connection.as_ref())
@@ -440,26 +359,25 @@ impl SocketSession {
             return;
         };
         let arg = packet.args().first().cloned().unwrap_or(Value::Null);
-        let result = match name.as_ref() {
-            "subscribe" | "unsubscribe" => self.on_subscription(&name, &arg, identity),
-            "join_room" | "leave_room" => self.on_room(&name, &arg, identity),
-            _ => {
-                // Unknown events are ignored, as the old gateway did; an ack still gets an
-                // answer so the client's callback does not wait forever.
-                if let Some(id) = packet.id {
-                    let err = error_payload(
-                        &name,
-                        &Refusal::BadRequest(format!("unknown event {name:?}")),
-                    );
-                    out.push(Outbound::Text(
-                        socketio::encode_ack_message(id, &err.to_string()).into(),
-                    ));
-                }
-                return;
+        let Some(request) = ClientRequest::parse(&name, &arg) else {
+            // Unknown events are ignored, as the old gateway did; an ack still gets an answer
+            // so the client's callback does not wait forever.
+            if let Some(id) = packet.id {
+                let err = error_payload(
+                    &name,
+                    &Refusal::BadRequest(format!("unknown event {name:?}")),
+                );
+                out.push(Outbound::Text(
+                    socketio::encode_ack_message(id, &err.to_string()).into(),
+                ));
             }
+            return;
         };
-        let (event, payload) = match result {
-            Ok(reply) => reply,
+        let (event, payload) = match request.and_then(|r| r.authorize(identity)) {
+            Ok(accepted) => {
+                self.apply(&accepted);
+                (accepted.reply_event, accepted.reply)
+            }
             Err(refusal) => ("error", error_payload(&name, &refusal)),
         };
         let payload = payload.to_string();
@@ -473,82 +391,28 @@ impl SocketSession {
         }
     }
 
-    fn on_subscription(
-        &self,
-        name: &str,
-        arg: &Value,
-        who: &Identity,
-    ) -> Result<(&'static str, Value), Refusal> {
-        let user_id = acl::parse_user_id(arg.get("userId"))?;
-        acl::may_subscribe(who, &user_id)?;
-        let room = acl::user_room(&user_id);
-        if name == "subscribe" {
-            self.ctx.supervisor.do_send(JoinRoom {
-                session: self.id,
-                room: room.clone(),
-            });
-            Ok((
-                "subscribed",
-                json!({"userId": user_id, "message": format!("Subscribed to {room}")}),
-            ))
-        } else {
-            self.ctx.supervisor.do_send(LeaveRoom {
-                session: self.id,
-                room: room.clone(),
-            });
-            Ok((
-                "unsubscribed",
-                json!({"userId": user_id, "message": format!("Unsubscribed from {room}")}),
-            ))
+    /// Join or leave the accepted request's room.
+    fn apply(&self, accepted: &Accepted) {
+        let (session, room) = (self.id, accepted.room.clone());
+        match accepted.membership {
+            Membership::Join => self.ctx.supervisor.do_send(JoinRoom { session, room }),
+            Membership::Leave => self.ctx.supervisor.do_send(LeaveRoom { session, room }),
         }
     }
 
-    fn on_room(
-        &self,
-        name: &str,
-        arg: &Value,
-        who: &Identity,
-    ) -> Result<(&'static str, Value), Refusal> {
-        let room = match arg.get("room") {
-            Some(Value::String(room)) => room.clone(),
-            _ => return Err(Refusal::BadRequest("room must be a string".into())),
-        };
-        if name == "join_room" {
-            acl::may_join(who, &room)?;
-            self.ctx.supervisor.do_send(JoinRoom {
-                session: self.id,
-                room: room.clone(),
-            });
-            Ok((
-                "room_joined",
-                json!({"room": room, "message": format!("Joined room {room}")}),
-            ))
-        } else {
-            acl::may_leave(who, &room)?;
-            self.ctx.supervisor.do_send(LeaveRoom {
-                session: self.id,
-                room: room.clone(),
-            });
-            Ok((
-                "room_left",
-                json!({"room": room, "message": format!("Left room {room}")}),
-            ))
-        }
-    }
-
-    /// Frames to write in a separate write shortly after the current ones. The protocol test
+    /// Packets to write in a separate write shortly after the current ones. The protocol test
     /// suite reads the CONNECT answer and the `auth` event with two consecutive one-shot
     /// listeners, so the two must not arrive in one TCP segment; nothing else defers.
     pub fn take_deferred(&mut self) -> Vec<Outbound> {
         std::mem::take(&mut self.deferred)
     }
 
-    /// The session ended: leave every room. Idempotent.
-    pub fn close(&mut self, reason: CloseReason) {
-        if self.closed {
+    /// The session ends for `reason`: leave every room, count it. Idempotent.
+    pub fn end(&mut self, reason: CloseReason) {
+        if self.ended {
             return;
         }
-        self.closed = true;
+        self.ended = true;
         self.unregister();
         self.inbox.end();
         self.ctx
@@ -556,11 +420,12 @@ impl SocketSession {
             .disconnects
             .with_label_values(&[reason.name()])
             .inc();
-        log::debug!("session {}: closed ({})", self.sid, reason.name());
+        log::debug!("session {}: ended ({})", self.sid, reason.name());
     }
 }
 
-fn text_frame(socket_packet: String) -> Outbound {
+/// A Socket.IO packet wrapped in an Engine.IO message packet.
+fn socket_packet(socket_packet: String) -> Outbound {
     Outbound::Text(engineio::encode_message(&socket_packet).into())
 }
 
@@ -572,38 +437,4 @@ fn emit(out: &mut Vec<Outbound>, event: &str, payload: &Value) {
 
 fn error_payload(event: &str, refusal: &Refusal) -> Value {
     json!({"event": event, "code": refusal.code(), "message": refusal.to_string()})
-}
-
-/// Test-suite mode: `message` is answered with `message-back` carrying the same arguments,
-/// `message-with-ack` with an ack carrying them; attachments go back as they came.
-fn suite_echo(complete: BinaryPacket, out: &mut Vec<Outbound>) {
-    let BinaryPacket {
-        packet,
-        attachments,
-    } = complete;
-    let binary = !attachments.is_empty();
-    let args = packet.args().to_vec();
-    let (kind, id, data) = match (packet.event_name().as_deref(), packet.id) {
-        (Some("message"), _) => {
-            let mut data = vec![json!("message-back")];
-            data.extend(args);
-            (PacketKind::Event, None, data)
-        }
-        (Some("message-with-ack"), Some(id)) => (PacketKind::Ack, Some(id), args),
-        _ => return,
-    };
-    let kind = match (kind, binary) {
-        (PacketKind::Event, true) => PacketKind::BinaryEvent,
-        (PacketKind::Ack, true) => PacketKind::BinaryAck,
-        (kind, _) => kind,
-    };
-    let reply = Packet {
-        kind,
-        nsp: packet.nsp.clone(),
-        id,
-        data: Some(Value::Array(data)),
-        attachments: attachments.len(),
-    };
-    out.push(text_frame(reply.encode()));
-    out.extend(attachments.into_iter().map(Outbound::Binary));
 }

@@ -1,0 +1,175 @@
+//! The server under test: started on 127.0.0.1:0 inside the test's actix system with the
+//! test configuration, and what a test asks of it (its URLs, tokens, pushes).
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use pushgate::auth::{mint, TokenClaims};
+use pushgate::config::Config;
+use pushgate::session::Mode;
+
+use super::{http, send, API_KEY, SECRET};
+
+/// A running server.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its configuration.
+    pub config: Config,
+    /// Stops the server (on drop).
+    pub handle: actix_web::dev::ServerHandle,
+    /// The server's shared state.
+    pub state: actix_web::web::Data<pushgate::http::AppState>,
+}
+
+impl TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `ws://127.0.0.1:<port>/socket.io/?EIO=4&transport=websocket` plus `extra` query.
+    pub fn ws_url(&self, extra: &str) -> String {
+        format!(
+            "ws://{}/socket.io/?EIO=4&transport=websocket{extra}",
+            self.addr
+        )
+    }
+
+    /// A user token for `sub`, signed with the server's secret.
+    pub fn token(&self, sub: &str, admin: bool) -> String {
+        mint(
+            &self.config.jwt.secret,
+            &TokenClaims::new(&self.config.jwt, sub, admin, Duration::from_secs(3600)),
+        )
+    }
+
+    /// `http://127.0.0.1:<port><path>?EIO=4&transport=polling<extra>`.
+    pub fn polling_url(&self, path: &str, extra: &str) -> String {
+        format!("http://{}{path}?EIO=4&transport=polling{extra}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:<port><path>?EIO=4&transport=websocket<extra>`.
+    pub fn ws_url_at(&self, path: &str, extra: &str) -> String {
+        format!("ws://{}{path}?EIO=4&transport=websocket{extra}", self.addr)
+    }
+
+    /// Push `body` to `user:<user>` through the HTTP API; returns the `clients` count.
+    pub async fn push_to_user(&self, user: &str, body: &str) -> u64 {
+        let answer = send(
+            http()
+                .post(self.url(&format!("/api/v1/users/{user}/notifications")))
+                .insert_header(("X-API-Key", API_KEY))
+                .insert_header(("Content-Type", "application/json")),
+            Some(body.as_bytes().to_vec()),
+        )
+        .await;
+        assert_eq!(answer.status.as_u16(), 202, "push: {}", answer.body);
+        let v: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        v["clients"].as_u64().expect("clients")
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        send(http().get(self.url("/metrics")), None).await.body
+    }
+
+    /// The server counted exactly `count` disconnects for `reason` (`ping_timeout`,
+    /// `slow_reader`...).
+    pub async fn assert_disconnects(&self, reason: &str, count: u64) {
+        let m = self.metrics().await;
+        assert!(
+            m.contains(&format!(
+                r#"pushgate_disconnects_total{{reason="{reason}"}} {count}"#
+            )),
+            "{m}"
+        );
+    }
+
+    /// The environment the node tests read: server URL, JWT secret / issuer / audience, API key.
+    pub fn node_env(&self) -> Vec<(String, String)> {
+        let jwt = &self.config.jwt;
+        [
+            ("PUSHGATE_URL", self.url("")),
+            ("PUSHGATE_JWT_SECRET", jwt.secret.clone()),
+            (
+                "PUSHGATE_API_KEY",
+                self.config.push_api_key.clone().unwrap_or_default(),
+            ),
+            (
+                "PUSHGATE_JWT_ISSUER",
+                jwt.issuer.clone().unwrap_or_default(),
+            ),
+            (
+                "PUSHGATE_JWT_AUDIENCE",
+                jwt.audience.clone().unwrap_or_default(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Stop without waiting; the actix system of the test ends right after anyway.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// The test configuration: loopback, port 0, the test secret and API key, short timers.
+pub fn config() -> Config {
+    let mut c = Config::for_tests(SECRET, Some(API_KEY));
+    c.engine.ping_interval = Duration::from_millis(300);
+    c.engine.ping_timeout = Duration::from_millis(200);
+    c.engine.connect_timeout = Duration::from_millis(1000);
+    c
+}
+
+/// Start a server with `config` on 127.0.0.1:0. Call inside `#[actix_web::test]`.
+pub fn start_with(config: Config) -> TestServer {
+    start_with_mode(config, Mode::Gateway)
+}
+
+/// Start a server with `config` on `listener` (e.g. the address a stopped server had); also
+/// returns its [`ShutdownHandle`](pushgate::server::ShutdownHandle) for a graceful stop. Call
+/// inside `#[actix_web::test]`.
+pub fn start_on(
+    config: Config,
+    listener: TcpListener,
+) -> (TestServer, pushgate::server::ShutdownHandle) {
+    launch(config, listener, Mode::Gateway)
+}
+
+/// Start a server with `config` in `mode` on `listener`, spawned on the test's actix system.
+fn launch(
+    config: Config,
+    listener: TcpListener,
+    mode: Mode,
+) -> (TestServer, pushgate::server::ShutdownHandle) {
+    let addr = listener.local_addr().unwrap();
+    let running = pushgate::start(config.clone(), listener, mode).expect("server starts");
+    let handle = running.server.handle();
+    let shutdown = running.shutdown_handle();
+    actix_web::rt::spawn(running.server);
+    let server = TestServer {
+        addr,
+        config,
+        handle,
+        state: running.state,
+    };
+    (server, shutdown)
+}
+
+/// Start a server with the test configuration.
+pub fn start() -> TestServer {
+    start_with(config())
+}
+
+/// Start a server with `config` in `mode` (e.g. [`Mode::ProtocolTestSuite`], which also serves
+/// the Engine.IO echo sessions at `/engine.io/`). Call inside `#[actix_web::test]`.
+pub fn start_with_mode(config: Config, mode: Mode) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    launch(config, listener, mode).0
+}
