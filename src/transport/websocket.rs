@@ -323,11 +323,13 @@ impl Handler<CarrierCommand> for WsTransport {
             CarrierCommand::SettleInput => {
                 // The input reads the socket when the context polls it next, which it does
                 // in this same turn, before the futures spawned here: the answer goes out
-                // after the frames read are handled (and their messages sent to the session).
+                // after the frames read are handled (their messages sent to the session) and
+                // what they were answered with (a `3probe`) is written to the socket.
                 self.settle_input.set(true);
                 ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, _| {
                     if let Role::Carrier { session, .. } = &act.role {
-                        session.do_send(InputSettled);
+                        let session = session.clone();
+                        act.wire.when_written(move || session.do_send(InputSettled));
                     }
                 }));
             }
