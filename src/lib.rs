@@ -4,6 +4,38 @@
 //! This crate holds the edges (configuration, JWT auth, the Engine.IO / Socket.IO codec, the
 //! transports and session, the HTTP routes); the transport-independent core (rooms, the room
 //! supervisor, RabbitMQ consumers, routing) lives in `pushgate-actors`.
+//!
+//! # Layout: the life of a push
+//!
+//! A RabbitMQ event, from the broker to a browser's socket, in the order it travels:
+//!
+//! 1. `actors/src/consumers/event_consumer.rs::EventConsumer::handle_delivery`: one delivery
+//!    of the quota or device queue, read one at a time.
+//! 2. `actors/src/routing/mod.rs::route`: the pure event → rooms table (contract §3) turns it
+//!    into [`RoutedPush`](pushgate_actors::routing::RoutedPush)es (or ignores it, or calls it
+//!    poison); `event_consumer.rs::settle` sends each as a
+//!    [`Push`](pushgate_actors::Push) and acks the delivery once the supervisor has taken them.
+//! 3. `actors/src/room_supervisor.rs::RoomSupervisor` (`Handler<Push>`): encodes the push once
+//!    into a Socket.IO packet (`protocol/socketio.rs::encode_event_message`) and
+//!    `Shards::fanout`s it to the room's actor on each worker thread that has members.
+//! 4. `actors/src/room.rs::Room` (`Handler<Fanout>`, `Room::deliver`): hands the packet to each
+//!    member's inbox, at once or at the end of a coalescing window (`coalescer.rs`).
+//! 5. `actors/src/inbox.rs::Inbox::push`: a queue on the member's own thread; it wakes the
+//!    connection that reads it.
+//! 6. WebSocket: `transport/upgraded/driver.rs::Driver::poll` takes the inbox
+//!    (`upgraded/wire.rs::Wire::take_inbox`), encodes the delivery into WebSocket frames once
+//!    for every receiver on the thread (`Wire::push_delivery`, `transport/wire_frames.rs`) and
+//!    writes them (`Wire::poll_write_to`). Long-polling: `transport/polling.rs::PollingSession`
+//!    reads its inbox as `Deliver` messages and answers the waiting GET; after an upgrade it
+//!    hands each delivery to its WebSocket (`CarrierCommand::Pushes`), which writes it through
+//!    the same `Wire::push_delivery`.
+//!
+//! An HTTP push enters at step 3: `http/api.rs::push` checks the key, reads the body
+//! (`http/body.rs`), and sends the `Push`. A client joins the rooms through the same
+//! supervisor: `transport/*` → [`session::SocketSession`] (CONNECT, JWT in `auth.rs`, client
+//! events in `session/client_request.rs`, checked by `acl.rs`) → `RegisterSession` carrying the
+//! session's [`OpenedInbox`](pushgate_actors::OpenedInbox) → `JoinRoom`. How a session ends,
+//! and what the client then does, is the table in [`disconnect`].
 
 pub mod acl;
 pub mod auth;

@@ -165,10 +165,19 @@ impl PollingClient {
 
     /// Finish the upgrade over `ws` as engine.io-client does when no GET is waiting: the probe
     /// (`2probe`, answered `3probe`), the next GET answered with the noop `6` alone, then `5`.
-    /// From then on the session's packets go over `ws`.
+    /// From then on the session's packets go over `ws`. A ping that falls due meanwhile (a
+    /// slow machine can take a whole test ping interval here) is answered, as the client does.
     pub async fn complete_upgrade(&self, ws: &mut RawClient) {
         ws.probe().await;
-        assert_eq!(self.poll().await, ["6"]);
+        loop {
+            let packets = self.poll().await;
+            if packets == ["2"] {
+                self.send("3").await;
+                continue;
+            }
+            assert_eq!(packets, ["6"]);
+            break;
+        }
         ws.send("5").await;
     }
 
