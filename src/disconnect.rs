@@ -11,6 +11,7 @@
 //! | [`PingTimeout`](CloseReason::PingTimeout) | `ping_timeout` | 1000 | `1` (close) | yes |
 //! | [`ConnectTimeout`](CloseReason::ConnectTimeout) | `connect_timeout` | 1000 | `1` (close) | yes |
 //! | [`ProtocolError`](CloseReason::ProtocolError) | `protocol_error` | 1002 | `1` (close) | yes |
+//! | [`InvalidText`](CloseReason::InvalidText) | `invalid_text` | 1007 | `1` (close) | yes |
 //! | [`PayloadTooLarge`](CloseReason::PayloadTooLarge) | `payload_too_large` | 1009 | `1` (close) | yes |
 //! | [`TransportError`](CloseReason::TransportError) | `transport_error` | 1011 | `1` (close) | yes |
 //! | [`ServerShutdown`](CloseReason::ServerShutdown) | `server_shutdown` | 1001 | `1` (close) | yes |
@@ -34,11 +35,14 @@ pub enum CloseReason {
     PingTimeout,
     /// No successful CONNECT within `CONNECT_TIMEOUT_MS`.
     ConnectTimeout,
-    /// A malformed packet, or one not allowed in the session's state.
+    /// A malformed packet, or one not allowed in the session's state; a WebSocket frame that
+    /// breaks RFC 6455 (unmasked, reserved bits or opcode, a fragmented control frame...).
     ProtocolError,
+    /// A WebSocket text message that is not valid UTF-8 (RFC 6455 §8.1).
+    InvalidText,
     /// A message over `MAX_PAYLOAD_BYTES`.
     PayloadTooLarge,
-    /// The transport failed (reset, broken pipe, WebSocket protocol error).
+    /// The transport failed (reset, broken pipe).
     TransportError,
     /// pushgate is shutting down.
     ServerShutdown,
@@ -82,11 +86,12 @@ pub struct Disconnect {
 
 impl CloseReason {
     /// Every reason, in the table's order.
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::ClientClose,
         CloseReason::PingTimeout,
         CloseReason::ConnectTimeout,
         CloseReason::ProtocolError,
+        CloseReason::InvalidText,
         CloseReason::PayloadTooLarge,
         CloseReason::TransportError,
         CloseReason::ServerShutdown,
@@ -102,6 +107,7 @@ impl CloseReason {
             CloseReason::PingTimeout => ("ping_timeout", 1000, Close, Yes),
             CloseReason::ConnectTimeout => ("connect_timeout", 1000, Close, Yes),
             CloseReason::ProtocolError => ("protocol_error", 1002, Close, Yes),
+            CloseReason::InvalidText => ("invalid_text", 1007, Close, Yes),
             CloseReason::PayloadTooLarge => ("payload_too_large", 1009, Close, Yes),
             CloseReason::TransportError => ("transport_error", 1011, Close, Yes),
             CloseReason::ServerShutdown => ("server_shutdown", 1001, Close, Yes),

@@ -3,12 +3,14 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+
+use actix_web::rt::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_http::{HttpService, KeepAlive};
-use actix_service::map_config;
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
@@ -22,6 +24,7 @@ use crate::http::pending_sessions::PendingSessions;
 use crate::http::{self, AppState};
 use crate::protocol::socketio::encode_event_message;
 use crate::session::{Mode, SessionContext};
+use crate::transport::http1_backpressure::{BackloggedStream, Gated};
 use crate::transport::polling::PollingRegistry;
 use crate::transport::upgraded;
 
@@ -125,6 +128,10 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let local_addr = listener.local_addr()?;
     let connections = upgraded::Connections::default();
     let upgrades = connections.clone();
+    let plain_body_limits = upgraded::PlainBodyLimits {
+        max_bytes: config.push_max_body_bytes,
+        timeout: config.limits.http_body_timeout,
+    };
     let app_state = state.clone();
     let make_app = move || {
         App::new()
@@ -133,7 +140,10 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             .default_service(web::to(http::error::not_found))
     };
     // actix-web's `HttpServer::listen`, plus an upgrade service: requests that upgrade to
-    // WebSocket leave the HTTP/1 dispatcher and its buffers behind (see transport::upgraded).
+    // WebSocket leave the HTTP/1 dispatcher and its buffers behind (see transport::upgraded);
+    // and each connection's socket wrapped so that a client that does not read makes its
+    // requests wait instead of the server buffer their answers (see
+    // transport::http1_backpressure).
     let builder = actix_web::dev::Server::build();
     let graceful = builder.graceful_shutdown_signal();
     let server = builder
@@ -142,7 +152,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         .shutdown_timeout(3)
         .listen("pushgate", listener, move || {
             let graceful = graceful.clone();
-            HttpService::build()
+            let http = HttpService::build()
                 // actix-web's defaults
                 .keep_alive(KeepAlive::default())
                 .client_request_timeout(Duration::from_secs(5))
@@ -151,17 +161,31 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                 // waiting poll's body so that its packets stay queued for the next GET instead
                 // of being lost.
                 .h1_allow_half_closed(false)
-                // Pushes are small and latency-bound: never wait for Nagle.
-                .tcp_nodelay(true)
                 .local_addr(local_addr)
                 // Idle keep-alive connections close when the server stops gracefully.
                 .graceful_shutdown_signal(move || {
                     let graceful = graceful.clone();
                     async move { graceful.notified().await }
                 })
-                .upgrade(upgraded::service(make_app.clone(), upgrades.clone()))
-                .finish(map_config(make_app(), |_| AppConfig::default()))
-                .tcp()
+                .on_connect_ext(|io: &BackloggedStream, data| {
+                    data.insert(io.pressure());
+                })
+                .upgrade(upgraded::service(
+                    make_app.clone(),
+                    upgrades.clone(),
+                    plain_body_limits,
+                ))
+                .finish(Gated::new(map_config(make_app(), |_| AppConfig::default())));
+            // What `HttpService::tcp` does, with the socket wrapped.
+            fn_service(|io: TcpStream| async move {
+                // Pushes are small and latency-bound: never wait for Nagle.
+                if let Err(e) = io.set_nodelay(true) {
+                    log::debug!("cannot set TCP_NODELAY: {e}");
+                }
+                let peer_addr = io.peer_addr().ok();
+                Ok((BackloggedStream::new(io), Protocol::Http1, peer_addr))
+            })
+            .and_then(http)
         })?
         .run();
     Ok(Running {

@@ -556,3 +556,139 @@ async fn pushes_racing_a_close_never_follow_the_close_frame() {
     }
     wait_for_connections(&srv, 0).await;
 }
+
+/// A masked client frame whose first byte is `first` (FIN, RSV bits, opcode), as is.
+fn raw_client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = client_frame(first & 0x0f, payload);
+    f[0] = first;
+    f
+}
+
+/// What a connected client gets for `bytes`: the close frame's code, and whether the
+/// connection then ends.
+async fn close_for(srv: &TestServer, user: &str, bytes: Vec<u8>) -> (Option<u16>, bool) {
+    let addr = srv.addr;
+    let token = srv.token(user, false);
+    blocking(move || {
+        let mut c = raw_connected(addr, &token);
+        assert!(c.send(&bytes));
+        let close = std::iter::from_fn(|| c.frame()).find(|(opcode, _)| *opcode != 1);
+        let code = close.map(|(opcode, payload)| {
+            assert_eq!(opcode, 8, "a close frame");
+            u16::from_be_bytes([payload[0], payload[1]])
+        });
+        (code, c.ends_within(Duration::from_secs(2)))
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn websocket_protocol_violations_close_with_1002_and_invalid_text_with_1007() {
+    let srv = start();
+    let mut unmasked = vec![0x81, 2];
+    unmasked.extend_from_slice(b"40");
+    let mut text_then_text = raw_client_frame(0x01, b"4");
+    text_then_text.extend(raw_client_frame(0x81, b"0"));
+    let violations: Vec<(&str, Vec<u8>)> = vec![
+        ("unmasked frame", unmasked),
+        ("RSV1 set", raw_client_frame(0x80 | 0x40 | 0x1, b"3")),
+        ("RSV2 set", raw_client_frame(0x80 | 0x20 | 0x2, b"3")),
+        ("reserved data opcode", raw_client_frame(0x80 | 0x3, b"3")),
+        ("reserved control opcode", raw_client_frame(0x80 | 0xc, b"")),
+        ("fragmented ping", raw_client_frame(0x09, b"x")),
+        (
+            "control frame over 125 bytes",
+            raw_client_frame(0x89, &[b'x'; 126]),
+        ),
+        (
+            "continuation with nothing to continue",
+            raw_client_frame(0x80, b"3"),
+        ),
+        ("a new message inside a fragmented one", text_then_text),
+        (
+            "close frame with a one-byte payload",
+            raw_client_frame(0x88, b"x"),
+        ),
+    ];
+    let count = violations.len();
+    for (name, bytes) in violations {
+        let (code, ended) = close_for(&srv, "41", bytes).await;
+        assert_eq!(code, Some(1002), "{name}");
+        assert!(ended, "{name}: the connection ends");
+    }
+    let mut fragmented = raw_client_frame(0x01, b"4");
+    fragmented.extend(raw_client_frame(0x80, &[0xc3]));
+    let not_utf8: Vec<(&str, Vec<u8>)> = vec![
+        ("a text frame", raw_client_frame(0x81, &[b'4', 0xff, 0xfe])),
+        ("a fragmented text message", fragmented),
+    ];
+    for (name, bytes) in not_utf8 {
+        let (code, ended) = close_for(&srv, "41", bytes).await;
+        assert_eq!(code, Some(1007), "{name}");
+        assert!(ended, "{name}: the connection ends");
+    }
+    wait_for_connections(&srv, 0).await;
+    let metrics = send(http().get(srv.url("/metrics")), None).await.body;
+    for line in [
+        format!(r#"pushgate_disconnects_total{{reason="protocol_error"}} {count}"#),
+        r#"pushgate_disconnects_total{reason="invalid_text"} 2"#.to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    // An invalid UTF-8 sequence in a binary frame is just bytes (an Engine.IO binary packet
+    // the session refuses outside an attachment, as a malformed packet).
+    let (code, _) = close_for(&srv, "41", raw_client_frame(0x82, &[0xff])).await;
+    assert_ne!(code, Some(1007));
+}
+
+/// A plain HTTP/1.1 GET of `path_and_query` on a fresh connection: (status, body).
+fn raw_get(addr: SocketAddr, path_and_query: &str) -> (u16, String) {
+    let mut c = Raw::connect(addr);
+    assert!(c.send(
+        format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes()
+    ));
+    let (head, body) = c.answer();
+    (head[9..12].parse().unwrap(), body)
+}
+
+#[actix_web::test]
+async fn a_get_sent_after_the_upgrade_packet_is_answered_as_after_the_upgrade() {
+    let srv = start();
+    let addr = srv.addr;
+    // As the official Engine.IO suite does: `2probe` and `5` over the WebSocket, then at once
+    // a GET on another connection, which may be served by another thread than the
+    // WebSocket's. It must always get the answer after the upgrade (400), never a noop.
+    let answers = blocking(move || {
+        (0..30)
+            .map(|_| {
+                let (status, open) = raw_get(addr, "/socket.io/?EIO=4&transport=polling");
+                assert_eq!(status, 200, "{open}");
+                let v: Value = serde_json::from_str(&open[1..]).unwrap();
+                let sid = v["sid"].as_str().unwrap().to_owned();
+                let mut ws = Raw::connect(addr);
+                assert!(ws.send(&handshake_request(
+                    addr,
+                    &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}")
+                )));
+                let (head, _) = ws.answer();
+                assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+                let mut frames = client_frame(1, b"2probe");
+                frames.extend(client_frame(1, b"5"));
+                assert!(ws.send(&frames));
+                let answer = raw_get(
+                    addr,
+                    &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+                );
+                assert_eq!(ws.text().as_deref(), Some("3probe"));
+                // The session goes on over the WebSocket.
+                assert!(ws.send(&client_frame(1, b"41")));
+                answer
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (status, body) in answers {
+        assert_eq!(status, 400, "{body}");
+    }
+}

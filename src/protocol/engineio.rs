@@ -152,9 +152,9 @@ pub fn decode_binary(frame: &[u8]) -> EioPacket<'_> {
 /// text; binary travels as `b<base64>`), so it can be given to [`split_payload`].
 ///
 /// # Errors
-/// [`ProtocolError::InvalidUtf8`] when it is not.
+/// [`ProtocolError::InvalidText`] when it is not.
 pub fn payload_str(body: &[u8]) -> Result<&str, ProtocolError> {
-    std::str::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8)
+    std::str::from_utf8(body).map_err(|_| ProtocolError::InvalidText)
 }
 
 /// Splits a long-polling payload into its packets (split on `\x1e`).
@@ -489,9 +489,9 @@ mod tests {
         assert_eq!(payload_str(b"4hello"), Ok("4hello"));
         assert_eq!(
             payload_str(&[b'4', 0xff, 0xfe]),
-            Err(ProtocolError::InvalidUtf8)
+            Err(ProtocolError::InvalidText)
         );
-        assert_eq!(payload_str(&[b'4', 0xc3]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(payload_str(&[b'4', 0xc3]), Err(ProtocolError::InvalidText));
     }
 
     #[test]

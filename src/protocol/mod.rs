@@ -27,7 +27,7 @@ pub enum ProtocolError {
     UnknownPacketType(char),
     /// Bytes that must be text (a long-polling request body) are not valid UTF-8.
     #[error("packet is not valid UTF-8")]
-    InvalidUtf8,
+    InvalidText,
     /// A `b`-prefixed Engine.IO packet does not hold valid base64.
     #[error("binary packet is not valid base64")]
     InvalidBase64,

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use pushgate_actors::{Deliver, GoingAway, Packets};
 
-use crate::disconnect::CloseReason;
+use crate::disconnect::{CloseReason, PollingAnswer};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
 use crate::session::{Outbound, SocketSession};
@@ -105,6 +105,9 @@ pub enum CarrierCommand {
     Pushes(Arc<Packets>),
     /// The session ended: close the WebSocket for this reason.
     Close(CloseReason),
+    /// Handle what the client has sent (read the socket now, whatever its readiness says),
+    /// then tell the session ([`InputSettled`]).
+    SettleInput,
 }
 
 /// What the session writes to.
@@ -130,6 +133,9 @@ pub struct PollingSession {
     queue: Vec<Outbound>,
     queued_bytes: usize,
     waiting: Option<oneshot::Sender<Vec<Outbound>>>,
+    /// A GET that came while a WebSocket was upgrading the session, held until the
+    /// WebSocket has handled what its client sent before it ([`SettleInput`]).
+    held: Option<oneshot::Sender<Result<PollAnswer, EioError>>>,
     out: Vec<Outbound>,
     /// The client closed while no GET was waiting: the session is over, but a GET already on
     /// its way still gets its noop (instead of an unknown-sid error) for [`LAST_GET_GRACE`].
@@ -154,6 +160,7 @@ impl PollingSession {
             queue: Vec::new(),
             queued_bytes: 0,
             waiting: None,
+            held: None,
             out: Vec::new(),
             closing: false,
             ended: None,
@@ -217,12 +224,63 @@ impl PollingSession {
         }
     }
 
+    /// Answer the held GET, if there is one, as the session now stands.
+    fn answer_held(&mut self, ctx: &mut Context<Self>) {
+        if let Some(tx) = self.held.take() {
+            let answer = self.long_poll(ctx);
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Answer a GET as the session now stands.
+    fn long_poll(&mut self, ctx: &mut Context<Self>) -> Result<PollAnswer, EioError> {
+        if self.session.pong_deadline_passed(Instant::now()) {
+            self.end(ctx, CloseReason::PingTimeout);
+            return Err(EioError::UnknownSid);
+        }
+        if self.closing {
+            ctx.stop();
+            return Ok(PollAnswer::Ready(vec![Outbound::Text(
+                engineio::NOOP.into(),
+            )]));
+        }
+        match self.sink {
+            Sink::WebSocket(_) => return Err(EioError::BadRequest),
+            Sink::Upgrading { probed: true, .. } if self.queue.is_empty() => {
+                // Lets the client end its polling cycle and finish the upgrade.
+                return Ok(PollAnswer::Ready(vec![Outbound::Text(
+                    engineio::NOOP.into(),
+                )]));
+            }
+            _ => {}
+        }
+        if self.waiting.as_ref().is_some_and(|tx| !tx.is_canceled()) {
+            log::debug!("session {}: overlapping GET polls", self.session.sid());
+            self.end(ctx, CloseReason::ProtocolError);
+            return Err(EioError::BadRequest);
+        }
+        if !self.queue.is_empty() {
+            return Ok(PollAnswer::Ready(self.take_queue()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting = Some(tx);
+        Ok(PollAnswer::Wait(rx))
+    }
+
     fn end(&mut self, ctx: &mut Context<Self>, reason: CloseReason) {
         if self.ended.is_some() {
             return; // ended already (a slow reader's flush, then its caller's end, say)
         }
         self.ended = Some(reason);
         self.session.end(reason);
+        if let Some(tx) = self.held.take() {
+            // (Held only during an upgrade, whose WebSocket the session does not write to.)
+            let packet = match reason.polling_answer() {
+                PollingAnswer::Noop => engineio::NOOP,
+                PollingAnswer::Close => engineio::CLOSE,
+            };
+            let _ = tx.send(Ok(PollAnswer::Ready(vec![Outbound::Text(packet.into())])));
+        }
         match &self.sink {
             Sink::WebSocket(ws) => {
                 ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out)));
@@ -329,40 +387,48 @@ pub enum PollAnswer {
 }
 
 impl Handler<LongPoll> for PollingSession {
-    type Result = Result<PollAnswer, EioError>;
+    type Result = Response<Result<PollAnswer, EioError>>;
 
     fn handle(&mut self, _msg: LongPoll, ctx: &mut Self::Context) -> Self::Result {
-        if self.session.pong_deadline_passed(Instant::now()) {
-            self.end(ctx, CloseReason::PingTimeout);
-            return Err(EioError::UnknownSid);
-        }
-        if self.closing {
-            ctx.stop();
-            return Ok(PollAnswer::Ready(vec![Outbound::Text(
-                engineio::NOOP.into(),
-            )]));
-        }
-        match self.sink {
-            Sink::WebSocket(_) => return Err(EioError::BadRequest),
-            Sink::Upgrading { probed: true, .. } if self.queue.is_empty() => {
-                // Lets the client end its polling cycle and finish the upgrade.
-                return Ok(PollAnswer::Ready(vec![Outbound::Text(
-                    engineio::NOOP.into(),
-                )]));
-            }
-            _ => {}
-        }
-        if self.waiting.as_ref().is_some_and(|tx| !tx.is_canceled()) {
+        // A GET during an upgrade is answered as one during the upgrade (a noop, or a wait)
+        // only once the WebSocket has handled what its client sent before the GET: a client
+        // that sent `5` and then a GET (on another connection, maybe served by another
+        // thread) gets the answer after the upgrade, every time.
+        let carrier = match &self.sink {
+            Sink::Upgrading {
+                carrier: Some(carrier),
+                ..
+            } if self.queue.is_empty() && !self.closing => carrier.clone(),
+            _ => return Response::reply(self.long_poll(ctx)),
+        };
+        if self.held.as_ref().is_some_and(|tx| !tx.is_canceled()) {
             log::debug!("session {}: overlapping GET polls", self.session.sid());
             self.end(ctx, CloseReason::ProtocolError);
-            return Err(EioError::BadRequest);
-        }
-        if !self.queue.is_empty() {
-            return Ok(PollAnswer::Ready(self.take_queue()));
+            return Response::reply(Err(EioError::BadRequest));
         }
         let (tx, rx) = oneshot::channel();
-        self.waiting = Some(tx);
-        Ok(PollAnswer::Wait(rx))
+        self.held = Some(tx);
+        carrier.do_send(CarrierCommand::SettleInput);
+        // Never held for long, even by a WebSocket that does not answer.
+        ctx.run_later(SETTLE_TIMEOUT, |act, ctx| act.answer_held(ctx));
+        Response::fut(async move { rx.await.unwrap_or(Err(EioError::UnknownSid)) })
+    }
+}
+
+/// How long a GET held during an upgrade waits at most for the WebSocket to settle its input.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The WebSocket upgrading the session has handled everything its client had sent when it
+/// was asked to ([`CarrierCommand::SettleInput`]): a held GET can be answered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InputSettled;
+
+impl Handler<InputSettled> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InputSettled, ctx: &mut Self::Context) {
+        self.answer_held(ctx);
     }
 }
 
@@ -526,7 +592,10 @@ impl Handler<CarrierGone> for PollingSession {
                 self.session.end(msg.reason);
                 ctx.stop();
             }
-            _ => self.sink = Sink::Polling,
+            _ => {
+                self.sink = Sink::Polling;
+                self.answer_held(ctx);
+            }
         }
     }
 }

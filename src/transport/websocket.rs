@@ -31,11 +31,12 @@ use crate::heartbeat::Beat;
 use crate::protocol::engineio;
 use crate::session::{Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
+use crate::transport::input_violation;
 use crate::transport::polling::{
-    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, PollingSession, Probed,
-    UpgradeCompleted,
+    CarriedFrame, CarrierCommand, CarrierGone, CarrierStarted, InputSettled, PollingSession,
+    Probed, UpgradeCompleted,
 };
-use crate::transport::upgraded::{Handover, Wire};
+use crate::transport::upgraded::{Handover, InputFault, Wire};
 use crate::transport::wire_frames;
 
 /// How long [`SocketSession::take_deferred`] frames wait.
@@ -69,8 +70,11 @@ pub struct WsTransport {
     fragments: Option<(bool, Vec<u8>)>,
     out: Vec<Outbound>,
     closed: Option<CloseReason>,
-    /// Set by the connection's input when a frame header announced more than the limit.
-    oversized_input: Rc<Cell<bool>>,
+    /// Set by the connection's input when it ended in error, to why.
+    input_fault: Rc<Cell<Option<InputFault>>>,
+    /// Set to have the input read the socket at once (see
+    /// [`Input::settle`](crate::transport::upgraded::Input::settle)).
+    settle_input: Rc<Cell<bool>>,
     /// The connection's write side (set from its input before the actor starts): every data
     /// frame of the connection goes this way, encoded here or, for room pushes, by the
     /// connection's task (once for all receivers); only control frames go through the context.
@@ -105,7 +109,8 @@ impl WsTransport {
             fragments: None,
             out: Vec::new(),
             closed: None,
-            oversized_input: Rc::default(),
+            input_fault: Rc::default(),
+            settle_input: Rc::default(),
             wire: Wire::default(),
         }
     }
@@ -129,7 +134,8 @@ impl WsTransport {
                 handover.accept(Box::new(move |mut input| {
                     input.limit_frames(max);
                     let mut actor = self;
-                    actor.oversized_input = input.oversized();
+                    actor.input_fault = input.fault();
+                    actor.settle_input = input.settle();
                     actor.wire = input.wire();
                     let codec = actix_http::ws::Codec::new().max_size(max);
                     Box::pin(ws::WebsocketContext::with_codec(actor, input, codec))
@@ -224,7 +230,7 @@ impl WsTransport {
             let frame = if is_text {
                 match String::from_utf8(buf) {
                     Ok(text) => Inbound::Text(text.into()),
-                    Err(_) => return self.shut(ctx, CloseReason::ProtocolError),
+                    Err(_) => return self.shut(ctx, CloseReason::InvalidText),
                 }
             } else {
                 Inbound::Binary(buf)
@@ -314,6 +320,19 @@ impl Handler<CarrierCommand> for WsTransport {
             CarrierCommand::Write(frames) => write(&self.wire, frames),
             CarrierCommand::Pushes(frames) => self.wire.push_delivery(&frames),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
+            CarrierCommand::SettleInput => {
+                // The input reads the socket when the context polls it next, which it does
+                // in this same turn, before the futures spawned here: the answer goes out
+                // after the frames read are handled (their messages sent to the session) and
+                // what they were answered with (a `3probe`) is written to the socket.
+                self.settle_input.set(true);
+                ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, _| {
+                    if let Role::Carrier { session, .. } = &act.role {
+                        let session = session.clone();
+                        act.wire.when_written(move || session.do_send(InputSettled));
+                    }
+                }));
+            }
         }
     }
 }
@@ -327,11 +346,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsTransport {
             Ok(ws::Message::Ping(data)) => ctx.pong(&data),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => self.shut(ctx, CloseReason::ClientClose),
-            Err(ws::ProtocolError::Overflow) => self.shut(ctx, CloseReason::PayloadTooLarge),
-            Err(_) if self.oversized_input.get() => self.shut(ctx, CloseReason::PayloadTooLarge),
             Err(e) => {
-                log::debug!("websocket error: {e}");
-                self.shut(ctx, CloseReason::TransportError);
+                let reason = input_violation::close_reason(&e, self.input_fault.get());
+                log::debug!("closing a websocket ({}): {e}", reason.name());
+                self.shut(ctx, reason);
             }
         }
     }

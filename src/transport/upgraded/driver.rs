@@ -112,7 +112,10 @@ impl Future for Driver {
                 }
             }
             let written = match this.queue.poll_write_to(&this.io, cx) {
-                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Ok(())) => {
+                    this.queue.written();
+                    true
+                }
                 Poll::Ready(Err(e)) => {
                     log::debug!("websocket write failed: {e}");
                     return Poll::Ready(()); // dropping `output` stops the actor

@@ -41,7 +41,17 @@ pub struct Input {
     /// Bytes handed on since the socket last had nothing to read.
     read_in_a_row: usize,
     limit: Option<FrameLimit>,
-    oversized: Rc<Cell<bool>>,
+    fault: Rc<Cell<Option<InputFault>>>,
+    settle: Rc<Cell<bool>>,
+}
+
+/// Why an [`Input`] ended with an error (the WebSocket context sees both as an I/O error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFault {
+    /// A frame header announced more than the limit.
+    Oversized,
+    /// Reading the socket failed.
+    ReadFailed,
 }
 
 impl Input {
@@ -55,12 +65,14 @@ impl Input {
             eof: false,
             read_in_a_row: 0,
             limit: None,
-            oversized: Rc::default(),
+            fault: Rc::default(),
+            settle: Rc::default(),
         }
     }
 
     /// Refuse frames of more than `max` payload bytes as soon as their header arrives: the
-    /// input then ends with [`PayloadError::Overflow`] and [`Input::oversized`] turns true.
+    /// input then ends with [`PayloadError::Overflow`] and [`Input::fault`] is
+    /// [`InputFault::Oversized`].
     pub fn limit_frames(&mut self, max: usize) {
         self.limit = Some(FrameLimit::new(max));
     }
@@ -70,19 +82,56 @@ impl Input {
         self.wire.clone()
     }
 
-    /// Turns true when the input ended on a frame over the limit (shared: the flag stays
-    /// readable after the input moved into the WebSocket context).
-    pub fn oversized(&self) -> Rc<Cell<bool>> {
-        self.oversized.clone()
+    /// Set when the input ended with an error, to why (shared: it stays readable after the
+    /// input moved into the WebSocket context).
+    pub fn fault(&self) -> Rc<Cell<Option<InputFault>>> {
+        self.fault.clone()
+    }
+
+    /// Set it to have the next poll read what the socket holds at once, whatever the
+    /// runtime knows of its readiness yet (shared, as [`Input::fault`]): so that the frames a
+    /// client sent before a request on another connection are handled before it is answered
+    /// (see `PollingSession`'s `LongPoll`).
+    pub fn settle(&self) -> Rc<Cell<bool>> {
+        self.settle.clone()
+    }
+
+    /// Read what the socket holds now, without waiting for its readiness.
+    fn read_now(&mut self) -> Option<Poll<Option<Result<Bytes, PayloadError>>>> {
+        use std::io::Read;
+        let mut chunk = BytesMut::zeroed(READ_CHUNK);
+        match (&*socket2::SockRef::from(&*self.io)).read(&mut chunk) {
+            Ok(0) => {
+                self.eof = true;
+                Some(Poll::Ready(None))
+            }
+            Ok(n) => {
+                chunk.truncate(n);
+                self.read_in_a_row += n;
+                Some(self.checked(chunk.freeze()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => Some(self.fail(InputFault::ReadFailed, PayloadError::Io(e))),
+        }
+    }
+
+    /// End the input with `error`, noting why.
+    fn fail(
+        &mut self,
+        fault: InputFault,
+        error: PayloadError,
+    ) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.eof = true;
+        self.fault.set(Some(fault));
+        Poll::Ready(Some(Err(error)))
     }
 
     /// Pass `chunk` on, unless it completes a header over the limit.
     fn checked(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, PayloadError>>> {
         if let Some(Err(e)) = self.limit.as_mut().map(|l| l.check(&chunk)) {
             log::debug!("closing a WebSocket: {e}");
-            self.eof = true;
-            self.oversized.set(true);
-            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+            return self.fail(InputFault::Oversized, PayloadError::Overflow);
         }
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -99,6 +148,11 @@ impl Stream for Input {
         if this.eof {
             return Poll::Ready(None);
         }
+        if this.settle.replace(false) {
+            if let Some(read) = this.read_now() {
+                return read;
+            }
+        }
         if this.read_in_a_row >= READ_BUDGET {
             // Let the context decode what it has before reading on.
             this.read_in_a_row = 0;
@@ -107,8 +161,7 @@ impl Stream for Input {
         }
         loop {
             if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
-                this.eof = true;
-                return Poll::Ready(Some(Err(PayloadError::Io(e))));
+                return this.fail(InputFault::ReadFailed, PayloadError::Io(e));
             }
             let read = READ_BUFFER.with_borrow_mut(|buf| {
                 buf.reserve(READ_CHUNK);
@@ -128,10 +181,7 @@ impl Stream for Input {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    this.eof = true;
-                    return Poll::Ready(Some(Err(PayloadError::Io(e))));
-                }
+                Err(e) => return this.fail(InputFault::ReadFailed, PayloadError::Io(e)),
             }
         }
     }

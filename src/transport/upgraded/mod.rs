@@ -17,6 +17,9 @@
 //!   frames (the Engine.IO open packet). Any other answer (an error, a fallback) is written
 //!   in full and the connection is closed, as a request whose body is "the rest of the
 //!   connection" cannot be followed by another one.
+//! - A request that names the upgrade but is no handshake (not a GET: an API POST, say) is
+//!   an ordinary request: its body is read per its `Content-Length`, bounded in size and
+//!   time ([`PlainBodyLimits`], `plain_body.rs`), and the application answers it as any.
 //! - [`Input`] (`input.rs`) is the socket's read side, as the WebSocket context's input:
 //!   reads go into the worker thread's read buffer and are handed on only when the context
 //!   asks (so a busy actor reads nothing), at most [`READ_BUDGET`] bytes in a row; a frame
@@ -42,12 +45,14 @@ mod connections;
 mod driver;
 mod handover;
 mod input;
+mod plain_body;
 mod service;
 mod wire;
 
 pub use connections::Connections;
 pub use driver::LAST_FRAMES_TIMEOUT;
 pub use handover::{Accepted, Handover, Output};
-pub use input::{Input, READ_BUDGET};
+pub use input::{Input, InputFault, READ_BUDGET};
+pub use plain_body::{PlainBodyError, PlainBodyLimits};
 pub use service::{serve, service};
 pub use wire::{Wire, MAX_UNWRITTEN};

@@ -1,6 +1,8 @@
 //! The upgrade service: it answers each upgrade request that actix-http hands over with the
 //! application itself, then either starts the accepted WebSocket's task on the worker's
-//! thread, without the dispatcher's buffers, or closes the connection.
+//! thread, without the dispatcher's buffers, or closes the connection. A request that is no
+//! handshake (not a GET) gets its body read first (see `plain_body.rs`) and is answered as
+//! any request.
 
 use std::io;
 use std::rc::Rc;
@@ -11,7 +13,6 @@ use actix_http::h1::{Codec, Message};
 use actix_http::{ConnectionType, HttpMessage, Request, Response, StatusCode};
 use actix_service::{fn_factory, fn_service, IntoServiceFactory, Service, ServiceFactory};
 use actix_web::dev::{AppConfig, ServiceResponse};
-use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
 use futures::SinkExt;
 
@@ -19,16 +20,20 @@ use super::connections::Connections;
 use super::driver::{shutdown_write, Driver};
 use super::handover::Handover;
 use super::input::Input;
+use super::plain_body::{self, PlainBodyLimits};
 use super::wire::Wire;
+use crate::transport::http1_backpressure::BackloggedStream;
 
 /// The upgrade service factory for `HttpService::build().upgrade(..)`: each worker builds its
 /// own instance of the application (`make_app`) to answer the upgrade requests with; the
-/// accepted connections are counted in `connections`.
+/// accepted connections are counted in `connections`; the body of a plain request (not a
+/// GET) is read within `limits`.
 pub fn service<F, A, S, B>(
     make_app: F,
     connections: Connections,
+    limits: PlainBodyLimits,
 ) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, Codec>),
+    (Request, Framed<BackloggedStream, Codec>),
     Config = (),
     Response = (),
     Error = actix_web::Error,
@@ -59,11 +64,11 @@ where
                 })?;
             let app = Rc::new(app);
             Ok(fn_service(
-                move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
+                move |(req, framed): (Request, Framed<BackloggedStream, Codec>)| {
                     let app = app.clone();
                     let connections = connections.clone();
                     async move {
-                        serve(&*app, req, framed, &connections).await;
+                        serve(&*app, req, framed, &connections, limits).await;
                         Ok::<_, actix_web::Error>(())
                     }
                 },
@@ -73,16 +78,30 @@ where
 }
 
 /// Answer one upgrade request with `app`, then either start a task driving the accepted
-/// WebSocket (counted in `connections`) or close the connection.
+/// WebSocket (counted in `connections`) or close the connection. A plain request's body is
+/// read first, within `limits`.
 pub async fn serve<S, B>(
     app: &S,
     req: Request,
-    mut framed: Framed<TcpStream, Codec>,
+    framed: Framed<BackloggedStream, Codec>,
     connections: &Connections,
+    limits: PlainBodyLimits,
 ) where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
+    let (req, mut framed) = if plain_body::is_plain(&req) {
+        let (framed, body) = plain_body::read(&req, framed, limits).await;
+        match body {
+            Ok(body) => (plain_body::with_body(req, body), framed),
+            Err(e) => {
+                log::debug!("closing a connection: a request naming Upgrade: {e}");
+                return;
+            }
+        }
+    } else {
+        (req, framed)
+    };
     let handover = Handover::default();
     req.extensions_mut().insert(handover.clone());
     let res: Response<_> = match app.call(req).await {
@@ -119,7 +138,7 @@ pub async fn serve<S, B>(
     // Not an accepted upgrade: the answer is the last thing on this connection.
     let Some(accepted) = accepted.filter(|_| upgrade) else {
         if encoded.is_ok() && framed.flush().await.is_ok() {
-            let _ = shutdown_write(framed.io_ref());
+            let _ = shutdown_write(framed.io_ref().get_ref());
         }
         return;
     };
@@ -128,7 +147,7 @@ pub async fn serve<S, B>(
     let parts = framed.into_parts();
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
     let answer = Bytes::copy_from_slice(&parts.write_buf);
-    let io = Rc::new(parts.io);
+    let io = Rc::new(parts.io.into_inner()); // it buffers nothing
     drop((parts.read_buf, parts.write_buf, parts.codec));
     let wire = Wire::default();
     wire.push(answer);

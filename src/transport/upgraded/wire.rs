@@ -73,6 +73,8 @@ struct WireState {
     inbox: RefCell<Option<Inbox>>,
     /// The connection was dropped as a slow reader.
     fell_behind: Cell<bool>,
+    /// What to run once everything queued until then is written (see [`Wire::when_written`]).
+    when_written: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
 impl Wire {
@@ -101,6 +103,20 @@ impl Wire {
     /// closing, and nothing may follow its close frame.
     pub fn stop_inbox(&self) {
         self.0.inbox.borrow_mut().take();
+    }
+
+    /// Run `f` once the connection's task has written everything queued so far (and
+    /// whatever is queued in the same turn) to the socket.
+    pub fn when_written(&self, f: impl FnOnce() + 'static) {
+        self.0.when_written.borrow_mut().push(Box::new(f));
+    }
+
+    /// Run what waited for the queue to be written (it is).
+    pub(super) fn written(&self) {
+        let waiting = std::mem::take(&mut *self.0.when_written.borrow_mut());
+        for f in waiting {
+            f();
+        }
     }
 
     /// Whether the connection was dropped for falling more than [`MAX_UNWRITTEN`] bytes
