@@ -573,16 +573,6 @@ mod tests {
         .unwrap();
         assert!(!c.recovery.enabled());
         assert_eq!(c.recovery.history_bytes, 1024);
-        for (var, bad) in [
-            ("RECOVERY_WINDOW_MS", "-1"),
-            ("RECOVERY_WINDOW_MS", "2m"),
-            ("RECOVERY_HISTORY_BYTES", "0"),
-        ] {
-            match load(&[("JWT_SECRET", SECRET), (var, bad)], false) {
-                Err(ConfigError::Invalid { var: named, .. }) => assert_eq!(named, var),
-                other => panic!("{var}={bad}: {other:?}"),
-            }
-        }
     }
 
     #[test]
@@ -674,6 +664,9 @@ mod tests {
             ("PUSH_COALESCE_MS", "-1"),
             ("PUSH_COALESCE_MS", "1001"),
             ("PUSH_COALESCE_MS", "5ms"),
+            ("RECOVERY_WINDOW_MS", "-1"),
+            ("RECOVERY_WINDOW_MS", "2m"),
+            ("RECOVERY_HISTORY_BYTES", "0"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");

@@ -520,15 +520,15 @@ impl Handler<GetStats> for RoomSupervisor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::inbox::Inbox;
     use std::sync::Mutex;
 
     /// A stand-in session that records the packets its inbox gets.
-    struct Probe {
-        seen: Arc<Mutex<Vec<String>>>,
-        inbox: Inbox,
+    pub(crate) struct Probe {
+        pub(crate) seen: Arc<Mutex<Vec<String>>>,
+        pub(crate) inbox: Inbox,
     }
 
     impl Actor for Probe {
@@ -555,7 +555,7 @@ mod tests {
     }
 
     /// Register `session`, recording what it gets in `seen`.
-    fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
+    pub(crate) fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
         let inbox = Inbox::new();
         let opened = inbox.open();
         let probe = Probe {

@@ -6,40 +6,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::inbox::Inbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::recovery::NotRecovered;
+use crate::room_supervisor::tests::register;
 use crate::room_supervisor::RoomSupervisor;
 
 type Seen = Arc<Mutex<Vec<String>>>;
-
-/// A stand-in session that records the packets its inbox gets.
-struct Probe {
-    seen: Seen,
-    inbox: Inbox,
-}
-
-impl Actor for Probe {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_message_stream(self.inbox.stream());
-    }
-}
-
-impl Handler<Deliver> for Probe {
-    type Result = ();
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        let mut seen = self.seen.lock().unwrap();
-        seen.extend(msg.packets.iter().map(|p| p.to_string()));
-    }
-}
-
-impl Handler<GoingAway> for Probe {
-    type Result = ();
-    fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {}
-}
 
 /// `event:payload@offset`, or `event:payload` without an offset.
 fn encode(event: &str, payload: &str, offset: Option<&str>) -> String {
@@ -73,21 +46,11 @@ fn seen(seen: &Seen) -> Vec<String> {
 /// inbox gets.
 fn session(session: SessionId, user: &str) -> (RegisterSession, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let inbox = Inbox::new();
-    let opened = inbox.open();
-    let probe = Probe {
-        seen: seen.clone(),
-        inbox,
-    }
-    .start();
     let register = RegisterSession {
-        session,
-        inbox: opened,
-        going_away: probe.recipient(),
         sid: format!("s{session}"),
         pid: Some(format!("p{session}")),
         user_id: user.into(),
-        recover: None,
+        ..register(session, &seen)
     };
     (register, seen)
 }
@@ -206,6 +169,13 @@ async fn settle() {
 const WINDOW: Duration = Duration::from_secs(60);
 const HISTORY: usize = 1 << 20;
 
+/// A fresh registration after a recovery failed for `why`.
+fn fresh(why: NotRecovered) -> Registration {
+    Registration::Fresh {
+        not_recovered: Some(why),
+    }
+}
+
 fn missed(registration: &Registration) -> Vec<String> {
     match registration {
         Registration::Recovered { missed, .. } => payloads(missed),
@@ -314,9 +284,6 @@ async fn pushes_racing_a_recovery_arrive_once_each_in_order() {
 async fn every_failed_recovery_is_a_fresh_session_counted_by_its_outcome() {
     let h = Harness::new(WINDOW, HISTORY);
     let offset = h.one_away(true).await;
-    let fresh = |why| Registration::Fresh {
-        not_recovered: Some(why),
-    };
     let (register, _) = recovering(2, "a", "nope", Some(&offset), true);
     assert_eq!(h.register(register).await, fresh(NotRecovered::Unknown));
     let (register, _) = recovering(3, "b", "p1", Some(&offset), true);
@@ -365,12 +332,7 @@ async fn a_client_disconnect_keeps_nothing_and_nothing_unreceived_is_logged() {
     let h = Harness::new(WINDOW, HISTORY);
     let offset = h.one_away(false).await;
     let (register, _) = recovering(2, "a", "p1", Some(&offset), true);
-    assert_eq!(
-        h.register(register).await,
-        Registration::Fresh {
-            not_recovered: Some(NotRecovered::Unknown)
-        }
-    );
+    assert_eq!(h.register(register).await, fresh(NotRecovered::Unknown));
     let bytes = h.metrics.recovery_history_bytes.get();
     h.end(2, false).await;
     assert_eq!(h.push(room("user:a"), "nobody").await, 0);
@@ -387,12 +349,7 @@ async fn an_expired_session_and_an_evicted_history_are_not_recovered() {
     let offset = h.one_away(true).await;
     actix::clock::sleep(Duration::from_millis(60)).await;
     let (register, _) = recovering(2, "a", "p1", Some(&offset), true);
-    assert_eq!(
-        h.register(register).await,
-        Registration::Fresh {
-            not_recovered: Some(NotRecovered::Expired)
-        }
-    );
+    assert_eq!(h.register(register).await, fresh(NotRecovered::Expired));
     assert_eq!(h.outcomes("expired"), 1);
 
     let h = Harness::new(WINDOW, 400);
@@ -401,9 +358,7 @@ async fn an_expired_session_and_an_evicted_history_are_not_recovered() {
     let (register, _) = recovering(2, "a", "p1", Some(&offset), true);
     assert_eq!(
         h.register(register).await,
-        Registration::Fresh {
-            not_recovered: Some(NotRecovered::OffsetTooOld)
-        }
+        fresh(NotRecovered::OffsetTooOld)
     );
     assert_eq!(h.outcomes("offset_too_old"), 1);
 }
