@@ -111,6 +111,23 @@ pub struct Limits {
     pub http_body_timeout: Duration,
 }
 
+/// Connection-state recovery (contract §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryConfig {
+    /// `RECOVERY_WINDOW_MS`: how long a disconnected session can be recovered; zero turns
+    /// recovery off (no `pid`, no offsets on pushes).
+    pub window: Duration,
+    /// `RECOVERY_HISTORY_BYTES`: the memory bound of the push history kept for recovery.
+    pub history_bytes: usize,
+}
+
+impl RecoveryConfig {
+    /// Whether recovery is on.
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -138,6 +155,8 @@ pub struct Config {
     pub push_coalesce: Duration,
     /// What one client may cost.
     pub limits: Limits,
+    /// Connection-state recovery.
+    pub recovery: RecoveryConfig,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -425,6 +444,10 @@ impl Config {
                 max_pending_sessions: number(src, "MAX_PENDING_SESSIONS", 10_000usize, 1)?,
                 http_body_timeout: millis(src, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
             },
+            recovery: RecoveryConfig {
+                window: Duration::from_millis(number(src, "RECOVERY_WINDOW_MS", 120_000u64, 0)?),
+                history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
+            },
             consume: true,
             dev,
         })
@@ -540,6 +563,30 @@ mod tests {
     }
 
     #[test]
+    fn recovery_is_on_by_default_and_zero_turns_it_off() {
+        let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
+        assert_eq!(
+            c.recovery,
+            RecoveryConfig {
+                window: Duration::from_millis(120_000),
+                history_bytes: 67_108_864,
+            }
+        );
+        assert!(c.recovery.enabled());
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("RECOVERY_WINDOW_MS", "0"),
+                ("RECOVERY_HISTORY_BYTES", "1024"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert!(!c.recovery.enabled());
+        assert_eq!(c.recovery.history_bytes, 1024);
+    }
+
+    #[test]
     fn default_toml_agrees_with_the_built_in_defaults() {
         let text = include_str!("../config/default.toml");
         let files = parse_toml(text).expect("config/default.toml parses");
@@ -628,6 +675,9 @@ mod tests {
             ("PUSH_COALESCE_MS", "-1"),
             ("PUSH_COALESCE_MS", "1001"),
             ("PUSH_COALESCE_MS", "5ms"),
+            ("RECOVERY_WINDOW_MS", "-1"),
+            ("RECOVERY_WINDOW_MS", "2m"),
+            ("RECOVERY_HISTORY_BYTES", "0"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");

@@ -16,7 +16,8 @@
 //!    poison); `event_consumer.rs::settle` sends each as a
 //!    [`Push`](pushgate_actors::Push) and acks the delivery once the supervisor has taken them.
 //! 3. `actors/src/room_supervisor.rs::RoomSupervisor` (`Handler<Push>`): encodes the push once
-//!    into a Socket.IO packet (`protocol/socketio.rs::encode_event_message`) and
+//!    into a Socket.IO packet (`protocol/socketio.rs::encode_push_message`; with recovery on,
+//!    with its offset, logged by `actors/src/recovery/`) and
 //!    `Shards::fanout`s it to the room's actor on each worker thread that has members.
 //! 4. `actors/src/room.rs::Room` (`Handler<Fanout>`, `Room::deliver`): hands the packet to each
 //!    member's inbox, at once or at the end of a coalescing window (`coalescer.rs`).

@@ -22,7 +22,7 @@ use crate::auth::JwtVerifier;
 use crate::config::Config;
 use crate::http::pending_sessions::PendingSessions;
 use crate::http::{self, AppState};
-use crate::protocol::socketio::encode_event_message;
+use crate::protocol::socketio::encode_push_message;
 use crate::session::{Mode, SessionContext};
 use crate::transport::http1_backpressure::{BackloggedStream, Gated};
 use crate::transport::polling::PollingRegistry;
@@ -93,8 +93,9 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
-    let supervisor = RoomSupervisor::new(encode_event_message, metrics.clone())
+    let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce)
+        .with_recovery(config.recovery.window, config.recovery.history_bytes)
         .start();
     let context = |mode| {
         Arc::new(SessionContext {

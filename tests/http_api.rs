@@ -169,6 +169,62 @@ async fn pushes_reach_the_right_sessions_and_report_counts() {
     assert_eq!(stats["pushes"]["message"], 2);
 }
 
+/// The arguments of a pushed `42[...]` event packet, its name first.
+fn event_args(packet: &str) -> Vec<Value> {
+    let json = packet.strip_prefix("42").expect("an event packet");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {packet}"))
+}
+
+#[actix_web::test]
+async fn with_recovery_on_every_push_carries_its_offset_last_and_replies_none() {
+    let srv = start_with(recovery_config());
+    let mut alice = RawClient::connected(&srv, &srv.token("alice", false)).await;
+    let mut root = RawClient::connected(&srv, &srv.token("root", true)).await;
+    root.send(r#"42["join_room",{"room":"admin"}]"#).await;
+    let reply = root.next_text().await.unwrap();
+    assert_eq!(
+        event_args(&reply).len(),
+        2,
+        "a reply has no offset: {reply}"
+    );
+    let client = http();
+    let push = |path: &str, body: Value| {
+        client
+            .post(srv.url(path))
+            .insert_header(("X-API-Key", API_KEY))
+            .send_body(body.to_string())
+    };
+    let mut offsets = Vec::new();
+    for (path, body, event) in [
+        (
+            "/api/v1/users/alice/notifications",
+            json!({"n": 1}),
+            "notification",
+        ),
+        ("/api/v1/rooms/admin/messages", json!({"n": 2}), "message"),
+        (
+            "/api/v1/rooms/user%3Aalice/notifications",
+            json!({"n": 3}),
+            "notification",
+        ),
+        ("/api/v1/broadcast", json!({"n": 4}), "notification"),
+    ] {
+        let resp = push(path, body.clone()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let to_alice = !path.contains("admin");
+        let receiver = if to_alice { &mut alice } else { &mut root };
+        let args = event_args(&receiver.next_text().await.unwrap());
+        assert_eq!(args[..2], [json!(event), body]);
+        assert_eq!(args.len(), 3, "{args:?}");
+        let offset = args[2].as_str().expect("the offset is a string").to_owned();
+        assert!(!offset.is_empty() && !offsets.contains(&offset), "{offset}");
+        offsets.push(offset);
+    }
+    // The broadcast is one push: both receivers get the same packet, offset included.
+    let same = event_args(&root.next_text().await.unwrap());
+    assert_eq!(same[2], json!(offsets[3]));
+}
+
 #[actix_web::test]
 async fn errors_come_in_the_contract_order_with_json_bodies() {
     let srv = start();

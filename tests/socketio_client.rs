@@ -16,7 +16,9 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[actix_web::test]
 async fn socketio_client_end_to_end() {
-    let srv = start();
+    // Recovery on, as in production: every push carries its offset as a last argument, which
+    // the client's one-parameter listeners do not see.
+    let srv = start_with(recovery_config());
     let mut args = vec![
         // The broadcast test counts every session on the server: one file at a time.
         "--test-concurrency=1".into(),

@@ -11,6 +11,8 @@
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
 //!   consumer with its [`device_status_cache::DeviceStatusCache`].
 //! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
+//! - [`recovery`] is connection-state recovery: the push log and the kept sessions (each behind
+//!   a trait, in memory for now), and how a reconnecting session gets its state back.
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
 pub mod coalescer;
@@ -20,6 +22,7 @@ pub mod inbox;
 pub mod messages;
 pub mod metrics;
 pub mod readiness;
+pub mod recovery;
 pub mod room;
 pub mod room_supervisor;
 pub mod routing;

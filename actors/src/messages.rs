@@ -3,11 +3,11 @@
 //!
 //! Pushes travel as encoded Socket.IO packets (text like `42["notification",{...}]`) in
 //! [`ByteString`]s: encoded once per push, then shared by reference count with every receiving
-//! session. A delivery's packets ([`Packets`]) also carry their encoding in WebSocket packets,
+//! session. A delivery's packets ([`Packets`]) also carry their encoding in WebSocket frames,
 //! made by the first session that writes them and shared by the others.
 //!
-//! Words: a *packet* is an encoded Socket.IO / Engine.IO packet; a *packet* is only ever a
-//! WebSocket packet.
+//! Words: a *packet* is an encoded Socket.IO / Engine.IO packet; a *frame* is only ever a
+//! WebSocket frame.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,13 +20,15 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::inbox::OpenedInbox;
+use crate::recovery::NotRecovered;
 
 /// Identifies one session inside this process (never shown to clients).
 pub type SessionId = u64;
 
-/// Turns an event name and its JSON payload into the packet sessions write to the wire
-/// (the Socket.IO codec provides it, so this crate stays protocol-agnostic).
-pub type EncodePacket = fn(event: &str, payload_json: &str) -> String;
+/// Turns an event name, its JSON payload and the push's offset into the packet sessions write
+/// to the wire (the Socket.IO codec provides it, so this crate stays protocol-agnostic). The
+/// offset, when recovery is on, is the packet's last argument; `None` when recovery is off.
+pub type EncodePacket = fn(event: &str, payload_json: &str, offset: Option<&str>) -> String;
 
 /// Encoded packets for a session to write, in this order: one per push, shared by every
 /// receiver of the same pushes. A room that coalesces pushes (see
@@ -120,9 +122,11 @@ impl Home {
     }
 }
 
-/// A session authenticated and can receive pushes from now on.
+/// A session authenticated and can receive pushes from now on; or, with `recover`, asks for
+/// the session it had before its connection dropped (see [`crate::recovery`] for the edge's
+/// side of it). Answers how it was registered.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Registration")]
 pub struct RegisterSession {
     /// The session's process-local id.
     pub session: SessionId,
@@ -131,6 +135,48 @@ pub struct RegisterSession {
     pub inbox: OpenedInbox,
     /// Where to tell it that the server is shutting down.
     pub going_away: Recipient<GoingAway>,
+    /// Its new Socket.IO socket id (kept with it for recovery; a recovered session gets its
+    /// old one instead).
+    pub sid: String,
+    /// Its new private session id, when recovery is on (the edge draws it: random, at least
+    /// 128 bits, never logged); `None` keeps nothing of it when it ends.
+    pub pid: Option<String>,
+    /// The user (`sub`) it authenticated as.
+    pub user_id: String,
+    /// The kept session the client asks back, when its auth carried a `pid`.
+    pub recover: Option<Recover>,
+}
+
+/// A client's request for its kept session (the `pid` and `offset` of its CONNECT auth).
+pub struct Recover {
+    /// The private session id it was given.
+    pub pid: String,
+    /// The offset of the last push it received; `None` when it received none.
+    pub offset: Option<String>,
+    /// Whether the session, as its new token allows, may be in a room: a kept room it may not
+    /// join is not given back (nor are pushes to it replayed).
+    pub may_join: Box<dyn Fn(&str) -> bool + Send>,
+}
+
+/// How a session was registered.
+#[derive(Debug, Clone, PartialEq, Eq, MessageResponse)]
+pub enum Registration {
+    /// Its kept session is back: it is registered under its old socket id and in `rooms`.
+    /// The session writes `missed` before anything from its inbox.
+    Recovered {
+        /// Its old socket id (for the CONNECT reply; the `pid` is the one it sent).
+        sid: String,
+        /// The rooms it is in again (the kept ones it may still join).
+        rooms: Vec<String>,
+        /// The pushes it missed, oldest first.
+        missed: Vec<ByteString>,
+    },
+    /// A new session under the ids it was registered with.
+    Fresh {
+        /// Why a requested recovery failed (for metrics; the client must not learn it);
+        /// `None` when none was asked for, or recovery is off.
+        not_recovered: Option<NotRecovered>,
+    },
 }
 
 /// The server is shutting down: close the transport as "going away" (WebSocket 1001, an
@@ -151,6 +197,9 @@ pub struct CloseAllSessions;
 pub struct UnregisterSession {
     /// The session that ended.
     pub session: SessionId,
+    /// Keep it for recovery (every end but the client's own disconnect); ignored when
+    /// recovery is off or the session has no `pid`.
+    pub keep: bool,
 }
 
 /// Add a registered session to a room (creating the room when it is new).

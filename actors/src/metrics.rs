@@ -71,6 +71,16 @@ pub struct Metrics {
     /// `pushgate_http_body_timeouts_total`: requests whose body was not complete within
     /// `HTTP_BODY_TIMEOUT_MS` (their connection is closed).
     pub http_body_timeouts: IntCounter,
+    /// `pushgate_recoveries_total{outcome}`: recoveries asked for, by outcome (`recovered`,
+    /// `expired`, `unknown`, `offset_too_old`, `user_mismatch`).
+    pub recoveries: IntCounterVec,
+    /// `pushgate_recovered_pushes_total`: missed pushes handed to recovered sessions.
+    pub recovered_pushes: IntCounter,
+    /// `pushgate_recovery_history_bytes`: bytes the push history holds.
+    pub recovery_history_bytes: IntGauge,
+    /// `pushgate_recovery_history_evicted_total`: pushes dropped from the history to stay
+    /// within `RECOVERY_HISTORY_BYTES`.
+    pub recovery_history_evicted: IntCounter,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -206,7 +216,53 @@ impl Metrics {
             handshakes_refused,
             http_body_timeouts,
             routing_key_labels: Mutex::new(HashSet::new()),
+            recoveries: IntCounterVec::new(
+                Opts::new(
+                    "pushgate_recoveries_total",
+                    "Connection-state recoveries asked for, by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            recovered_pushes: IntCounter::new(
+                "pushgate_recovered_pushes_total",
+                "Missed pushes handed to recovered sessions",
+            )
+            .expect("valid metric"),
+            recovery_history_bytes: IntGauge::new(
+                "pushgate_recovery_history_bytes",
+                "Bytes held by the push history kept for recovery",
+            )
+            .expect("valid metric"),
+            recovery_history_evicted: IntCounter::new(
+                "pushgate_recovery_history_evicted_total",
+                "Pushes dropped from the recovery history, oldest first, to stay within its bound",
+            )
+            .expect("valid metric"),
         }
+        .with_recovery_metrics()
+    }
+
+    /// Register the connection-state recovery metrics.
+    fn with_recovery_metrics(self) -> Self {
+        for c in [
+            Box::new(self.recoveries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.recovered_pushes.clone()),
+            Box::new(self.recovery_history_bytes.clone()),
+            Box::new(self.recovery_history_evicted.clone()),
+        ] {
+            self.registry.register(c).expect("metric registered once");
+        }
+        for outcome in [
+            "recovered",
+            "expired",
+            "unknown",
+            "offset_too_old",
+            "user_mismatch",
+        ] {
+            self.recoveries.with_label_values(&[outcome]);
+        }
+        self
     }
 
     /// Count one AMQP delivery. Routing keys past [`MAX_ROUTING_KEY_LABELS`] distinct values
@@ -270,6 +326,10 @@ mod tests {
             "pushgate_pending_sessions 0",
             "pushgate_handshakes_refused_total{reason=\"pending_sessions\"} 0",
             "pushgate_http_body_timeouts_total 0",
+            "pushgate_recoveries_total{outcome=\"offset_too_old\"} 0",
+            "pushgate_recovered_pushes_total 0",
+            "pushgate_recovery_history_bytes 0",
+            "pushgate_recovery_history_evicted_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

@@ -6,6 +6,11 @@
 //! A broadcast goes the same way, through an internal room every registered session is in.
 //! Because every request goes through this one mailbox, a join followed by a push is always
 //! seen in that order.
+//!
+//! With recovery on ([`RoomSupervisor::with_recovery`]) it also gives every push its offset and
+//! logs it, keeps ended sessions, and gives a reconnecting client its session back in the same
+//! step that registers it, so that no push falls between the missed ones and the live ones
+//! (see [`crate::recovery`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use bytestring::ByteString;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
 
 struct SessionEntry {
@@ -24,6 +30,17 @@ struct SessionEntry {
     inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
     rooms: Vec<String>,
+    /// What is kept of it when it ends, when recovery is on and it has a `pid`.
+    keepable: Option<Keepable>,
+}
+
+/// A registered session's identity, as it is kept for recovery when it ends.
+struct Keepable {
+    sid: String,
+    pid: String,
+    user_id: String,
+    /// The log's head when it registered.
+    registered_at: LogPosition,
 }
 
 /// A room's actors: one [`Room`] per worker thread that has members in it, so that each packet
@@ -131,6 +148,8 @@ pub struct RoomSupervisor {
     encode: EncodePacket,
     metrics: Arc<Metrics>,
     settings: RoomSettings,
+    /// The push log and the kept sessions, when recovery is on.
+    recovery: Option<RecoveryStore>,
 }
 
 impl RoomSupervisor {
@@ -147,7 +166,28 @@ impl RoomSupervisor {
                 coalesce: Duration::ZERO,
             },
             metrics,
+            recovery: None,
         }
+    }
+
+    /// Turn connection-state recovery on: ended sessions are kept for `window`, pushes logged
+    /// in at most `history_bytes` bytes, in process memory. A zero `window` leaves it off
+    /// (no offsets, nothing kept).
+    pub fn with_recovery(self, window: Duration, history_bytes: usize) -> Self {
+        if window.is_zero() {
+            return self;
+        }
+        self.with_recovery_store(RecoveryStore::in_memory(window, history_bytes))
+    }
+
+    /// Turn connection-state recovery on with the given push log and session records (a
+    /// cluster mode's, kept outside the process).
+    pub fn with_recovery_store(mut self, store: RecoveryStore) -> Self {
+        self.metrics
+            .recovery_history_bytes
+            .set(store.log.bytes() as i64);
+        self.recovery = Some(store);
+        self
     }
 
     /// Rooms coalesce the pushes that follow a delivery within `window` into one delivery at
@@ -193,16 +233,116 @@ impl RoomSupervisor {
     }
 }
 
+impl RoomSupervisor {
+    /// Take back the session `recover` asks for, when recovery is on, counting the outcome.
+    /// `Err(None)`: nothing was asked.
+    fn reclaim(
+        &mut self,
+        recover: Option<&Recover>,
+        user_id: &str,
+    ) -> Result<Reclaimed, Option<NotRecovered>> {
+        let (Some(store), Some(recover)) = (self.recovery.as_mut(), recover) else {
+            return Err(None);
+        };
+        let reclaimed = store.reclaim(recover, user_id, Instant::now());
+        let outcome = match &reclaimed {
+            Ok(reclaimed) => {
+                self.metrics
+                    .recovered_pushes
+                    .inc_by(reclaimed.missed.len() as u64);
+                "recovered"
+            }
+            Err(not_recovered) => not_recovered.name(),
+        };
+        self.metrics.recoveries.with_label_values(&[outcome]).inc();
+        reclaimed.map_err(Some)
+    }
+
+    /// Keep a registered session for recovery, with the rooms it is in, when it can be.
+    fn keep(&mut self, session: SessionId) {
+        let (Some(store), Some(entry)) = (self.recovery.as_mut(), self.sessions.get(&session))
+        else {
+            return;
+        };
+        let Some(keepable) = &entry.keepable else {
+            return;
+        };
+        store.records.keep(KeptSession {
+            sid: keepable.sid.clone(),
+            pid: keepable.pid.clone(),
+            user_id: keepable.user_id.clone(),
+            rooms: entry.rooms.to_vec(),
+            registered_at: keepable.registered_at,
+            ended_at: Instant::now(),
+        });
+    }
+}
+
+/// A push about to be encoded.
+struct Outgoing<'a> {
+    target: PushTarget,
+    event: &'a str,
+    payload: &'a str,
+    /// Whether some live session receives it.
+    live: bool,
+    accepted_at: Instant,
+}
+
+/// The packet of a push: encoded once, with its offset and logged when recovery is on. `None`
+/// when nobody is to get it: no live receiver, and no kept session that might.
+fn encode_push(
+    recovery: &mut Option<RecoveryStore>,
+    encode: EncodePacket,
+    metrics: &Metrics,
+    push: Outgoing<'_>,
+) -> Option<ByteString> {
+    let Outgoing {
+        target,
+        event,
+        payload,
+        live,
+        accepted_at,
+    } = push;
+    let Some(store) = recovery.as_mut() else {
+        return live.then(|| ByteString::from(encode(event, payload, None)));
+    };
+    if !live && !store.records.any_kept(accepted_at) {
+        return None;
+    }
+    let appended = store
+        .log
+        .append(target, &mut |offset| encode(event, payload, Some(offset)));
+    metrics
+        .recovery_history_evicted
+        .inc_by(appended.evicted as u64);
+    metrics.recovery_history_bytes.set(store.log.bytes() as i64);
+    Some(appended.packet)
+}
+
 impl Actor for RoomSupervisor {
     type Context = Context<Self>;
 }
 
 impl Handler<RegisterSession> for RoomSupervisor {
-    type Result = ();
+    type Result = Registration;
 
-    fn handle(&mut self, msg: RegisterSession, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: RegisterSession, ctx: &mut Self::Context) -> Registration {
         // Registering an id again starts it afresh.
         self.unregister(msg.session);
+        let reclaimed = self.reclaim(msg.recover.as_ref(), &msg.user_id);
+        let (sid, pid) = match (&reclaimed, msg.recover) {
+            (Ok(reclaimed), Some(recover)) => (reclaimed.sid.clone(), Some(recover.pid)),
+            _ => (msg.sid, msg.pid),
+        };
+        let keepable = match (&self.recovery, pid) {
+            (Some(store), Some(pid)) => Some(Keepable {
+                sid,
+                pid,
+                user_id: msg.user_id,
+                registered_at: store.log.head(),
+            }),
+            _ => None,
+        };
         self.everyone
             .add(EVERYONE, msg.session, &msg.inbox, &self.settings);
         self.sessions.insert(
@@ -211,11 +351,27 @@ impl Handler<RegisterSession> for RoomSupervisor {
                 inbox: msg.inbox,
                 going_away: msg.going_away,
                 rooms: Vec::new(),
+                keepable,
             },
         );
         self.metrics
             .connected_clients
             .set(self.sessions.len() as i64);
+        match reclaimed {
+            Ok(Reclaimed { sid, rooms, missed }) => {
+                for room in &rooms {
+                    // Through the join handler itself: the kept rooms are joined exactly as
+                    // the client's own joins are.
+                    let join = JoinRoom {
+                        session: msg.session,
+                        room: room.clone(),
+                    };
+                    <Self as Handler<JoinRoom>>::handle(self, join, ctx);
+                }
+                Registration::Recovered { sid, rooms, missed }
+            }
+            Err(not_recovered) => Registration::Fresh { not_recovered },
+        }
     }
 }
 
@@ -223,6 +379,9 @@ impl Handler<UnregisterSession> for RoomSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: UnregisterSession, _ctx: &mut Self::Context) {
+        if msg.keep {
+            self.keep(msg.session);
+        }
         self.unregister(msg.session);
         self.metrics
             .connected_clients
@@ -301,9 +460,21 @@ impl Handler<Push> for RoomSupervisor {
             }
             PushTarget::Everyone => (Some(&self.everyone), Vec::new()),
         };
-        let reached = match shards {
-            Some(shards) if shards.members() > skipped.len() => {
-                let packet = ByteString::from((self.encode)(event, &msg.payload));
+        let live = shards.filter(|shards| shards.members() > skipped.len());
+        let packet = encode_push(
+            &mut self.recovery,
+            self.encode,
+            &self.metrics,
+            Outgoing {
+                target: msg.target,
+                event,
+                payload: &msg.payload,
+                live: live.is_some(),
+                accepted_at,
+            },
+        );
+        let reached = match (live, packet) {
+            (Some(shards), Some(packet)) => {
                 shards.fanout(&packet, accepted_at, &skipped);
                 shards.members() - skipped.len()
             }
@@ -349,15 +520,15 @@ impl Handler<GetStats> for RoomSupervisor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::inbox::Inbox;
     use std::sync::Mutex;
 
     /// A stand-in session that records the packets its inbox gets.
-    struct Probe {
-        seen: Arc<Mutex<Vec<String>>>,
-        inbox: Inbox,
+    pub(crate) struct Probe {
+        pub(crate) seen: Arc<Mutex<Vec<String>>>,
+        pub(crate) inbox: Inbox,
     }
 
     impl Actor for Probe {
@@ -384,7 +555,7 @@ mod tests {
     }
 
     /// Register `session`, recording what it gets in `seen`.
-    fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
+    pub(crate) fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
         let inbox = Inbox::new();
         let opened = inbox.open();
         let probe = Probe {
@@ -396,10 +567,15 @@ mod tests {
             session,
             inbox: opened,
             going_away: probe.recipient(),
+            sid: format!("sid{session}"),
+            pid: None,
+            user_id: format!("u{session}"),
+            recover: None,
         }
     }
 
-    fn encode(event: &str, payload: &str) -> String {
+    fn encode(event: &str, payload: &str, offset: Option<&str>) -> String {
+        assert_eq!(offset, None, "recovery is off");
         format!("{event}:{payload}")
     }
 
@@ -463,7 +639,10 @@ mod tests {
             0
         );
         assert_eq!(metrics.rooms.get(), 0);
-        sup.do_send(UnregisterSession { session: 2 });
+        sup.do_send(UnregisterSession {
+            session: 2,
+            keep: false,
+        });
         assert_eq!(sup.send(broadcast("2")).await.unwrap(), 1);
         settle().await;
         assert_eq!(a.lock().unwrap().last().unwrap(), "message:2");
@@ -494,7 +673,10 @@ mod tests {
             });
         }
         assert_eq!(sup.send(push("user:1", "2")).await.unwrap(), 1);
-        sup.do_send(UnregisterSession { session: 7 });
+        sup.do_send(UnregisterSession {
+            session: 7,
+            keep: false,
+        });
         let stats = sup.send(GetStats).await.unwrap();
         assert_eq!((stats.connections, stats.rooms), (1, 0));
         assert_eq!(metrics.connected_clients.get(), 1);

@@ -204,7 +204,7 @@ impl Packets {
     }
 }
 
-fn encode(event: &str, payload: &str) -> String {
+fn encode(event: &str, payload: &str, _offset: Option<&str>) -> String {
     format!("{event}|{payload}")
 }
 
@@ -259,6 +259,10 @@ impl Node {
                     session,
                     inbox: opened,
                     going_away: probe.recipient(),
+                    sid: format!("s{session}"),
+                    pid: None,
+                    user_id: format!("u{session}"),
+                    recover: None,
                 }
             })
             .await

@@ -414,19 +414,34 @@ fn check_payload(
 /// string gives none (`42["<event>"]`). This is the broadcast hot path: encode once, send
 /// the same text to every socket.
 pub fn encode_event_message(event: &str, payload_json: &str) -> String {
+    encode_push_message(event, payload_json, None)
+}
+
+/// Encodes a push: [`encode_event_message`], plus, when recovery is on, the push's offset as
+/// one more, last argument, a JSON string: `42["<event>",<payload_json>,"<offset>"]`. Still
+/// one allocation of exactly the right size. This is the room supervisor's
+/// `pushgate_actors::EncodePacket`.
+pub fn encode_push_message(event: &str, payload_json: &str, offset: Option<&str>) -> String {
     let escaped = json_escaped_len(event);
     let payload = if payload_json.is_empty() {
         0
     } else {
         1 + payload_json.len()
     };
-    let mut out = String::with_capacity(3 + 2 + escaped + payload + 1);
+    // `,"<offset>"`
+    let offset_len = offset.map_or(0, |o| 3 + json_escaped_len(o));
+    let mut out = String::with_capacity(3 + 2 + escaped + payload + offset_len + 1);
     out.push_str("42[\"");
     push_json_escaped(&mut out, event);
     out.push('"');
     if !payload_json.is_empty() {
         out.push(',');
         out.push_str(payload_json);
+    }
+    if let Some(offset) = offset {
+        out.push_str(",\"");
+        push_json_escaped(&mut out, offset);
+        out.push('"');
     }
     out.push(']');
     debug_assert_eq!(out.len(), out.capacity());
@@ -1586,6 +1601,24 @@ mod tests {
         );
         assert!(msg.contains(r#"\u0000"#) && msg.contains(r#"\u001f"#) && msg.contains(r#"\b"#));
         assert!(!msg.contains('\u{1e}'));
+    }
+
+    #[test]
+    fn a_push_carries_its_offset_as_the_last_argument() {
+        let msg = encode_push_message("notification", r#"{"n":1}"#, Some("lq3x-17"));
+        assert_eq!(msg, r#"42["notification",{"n":1},"lq3x-17"]"#);
+        assert_eq!(msg.capacity(), msg.len());
+        let args = decode(&msg[1..]).unwrap().args().to_vec();
+        assert_eq!(args, [json!({"n":1}), json!("lq3x-17")]);
+        // Without a payload the offset is the only argument; it is escaped like any string.
+        let msg = encode_push_message("message", "", Some("a\"b"));
+        assert_eq!(msg, r#"42["message","a\"b"]"#);
+        assert_eq!(msg.capacity(), msg.len());
+        // Recovery off: exactly the event message.
+        assert_eq!(
+            encode_push_message("notification", "1", None),
+            encode_event_message("notification", "1")
+        );
     }
 
     #[test]

@@ -312,6 +312,10 @@ impl SocketSession {
             session: self.id,
             inbox: self.inbox.open(),
             going_away,
+            sid: socket_id.clone(),
+            pid: None,
+            user_id: identity.user_id.clone(),
+            recover: None,
         });
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,
@@ -343,9 +347,10 @@ impl SocketSession {
     /// is connected.
     fn unregister(&mut self) {
         if self.connection.take().is_some() {
-            self.ctx
-                .supervisor
-                .do_send(UnregisterSession { session: self.id });
+            self.ctx.supervisor.do_send(UnregisterSession {
+                session: self.id,
+                keep: false,
+            });
         }
     }
 

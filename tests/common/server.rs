@@ -118,8 +118,19 @@ impl Drop for TestServer {
     }
 }
 
-/// The test configuration: loopback, port 0, the test secret and API key, short timers.
+/// The test configuration: loopback, port 0, the test secret and API key, short timers, and
+/// connection-state recovery off, so that pushes are exactly the §2 packets the tests expect
+/// (with recovery on, each push has its offset as one more argument: see
+/// [`recovery_config`]).
 pub fn config() -> Config {
+    let mut c = recovery_config();
+    c.recovery.window = Duration::ZERO;
+    c
+}
+
+/// [`config`] with connection-state recovery on, at its defaults: every push carries its
+/// offset.
+pub fn recovery_config() -> Config {
     let mut c = Config::for_tests(SECRET, Some(API_KEY));
     c.engine.ping_interval = Duration::from_millis(300);
     c.engine.ping_timeout = Duration::from_millis(200);
