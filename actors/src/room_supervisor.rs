@@ -23,7 +23,9 @@ struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
     inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
-    rooms: Vec<String>,
+    /// The rooms it is in: a set, so that a join or leave costs the same however many rooms
+    /// the session holds.
+    rooms: HashSet<String>,
 }
 
 /// A room's actors: one [`Room`] per worker thread that has members in it, so that each packet
@@ -210,7 +212,7 @@ impl Handler<RegisterSession> for RoomSupervisor {
             SessionEntry {
                 inbox: msg.inbox,
                 going_away: msg.going_away,
-                rooms: Vec::new(),
+                rooms: HashSet::new(),
             },
         );
         self.metrics
@@ -258,7 +260,7 @@ impl Handler<JoinRoom> for RoomSupervisor {
             &session.inbox,
             &self.settings,
         );
-        session.rooms.push(msg.room);
+        session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
 }
@@ -270,10 +272,9 @@ impl Handler<LeaveRoom> for RoomSupervisor {
         let Some(session) = self.sessions.get_mut(&msg.session) else {
             return;
         };
-        let Some(pos) = session.rooms.iter().position(|r| *r == msg.room) else {
+        if !session.rooms.remove(&msg.room) {
             return;
-        };
-        session.rooms.swap_remove(pos);
+        }
         let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
     }
