@@ -164,8 +164,9 @@ async fn a_bad_token_loop_is_logged_at_most_once_a_second() {
         connects += 30;
     }
     let attack = started.elapsed();
-    // The summary of the last burst comes with the next once-a-second flush.
-    std::thread::sleep(Duration::from_millis(1_500));
+    // The summary of the last burst comes with a once-a-second flush, the first one a second
+    // after the previous line (so up to 2 s from now).
+    std::thread::sleep(Duration::from_millis(2_500));
     let _ = child.kill();
     let _ = child.wait();
     // Everything it wrote (the reader ends at the pipe's end), but the unreachable broker's
@@ -255,30 +256,49 @@ async fn joins_beyond_max_rooms_per_socket_are_refused() {
     assert_push_arrives(&srv, &mut ordinary, "7").await;
 }
 
+/// The `pushgate_rooms` gauge (non-empty rooms on the node).
+async fn rooms_gauge(srv: &TestServer) -> u64 {
+    let metrics = srv.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pushgate_rooms "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pushgate_rooms in {metrics}"))
+}
+
+/// The next `count` texts `client` reads are all `event`s.
+async fn expect_all(client: &mut RawClient, event: &str, count: usize) {
+    for _ in 0..count {
+        let text = client.expect_text().await;
+        assert!(text.starts_with(&format!(r#"42["{event}""#)), "{text}");
+    }
+}
+
 #[actix_web::test]
-async fn a_thousand_rooms_join_in_bounded_time() {
-    // Joins cost the same however many rooms a socket holds: 5,000 joins take well under the
-    // bound (the old per-socket scan made the same joins quadratic).
+async fn a_socket_in_thousands_of_rooms_joins_and_leaves_each_once() {
+    // A socket's rooms are a set on both sides (the session's count, the supervisor's entry):
+    // 5,000 joins, a join of a room held, and 2,500 leaves leave exactly the rooms expected.
     let mut config = quiet_config();
     config.limits.client_events_per_s = 0;
     config.limits.max_rooms_per_socket = 5_001;
     let srv = start_with(config);
     let mut admin = RawClient::connected(&srv, &srv.token("1", true)).await;
-    let started = Instant::now();
     for i in 0..5_000 {
         admin
             .send(&format!(r#"42["join_room",{{"room":"r{i}"}}]"#))
             .await;
     }
-    for _ in 0..5_000 {
-        let text = admin.expect_text().await;
-        assert!(text.starts_with(r#"42["room_joined""#), "{text}");
+    admin.send(r#"42["join_room",{"room":"r0"}]"#).await;
+    expect_all(&mut admin, "room_joined", 5_001).await;
+    assert_eq!(rooms_gauge(&srv).await, 5_001, "5,000 rooms and user:1");
+    for i in (0..5_000).step_by(2) {
+        admin
+            .send(&format!(r#"42["leave_room",{{"room":"r{i}"}}]"#))
+            .await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
-    );
+    expect_all(&mut admin, "room_left", 2_500).await;
+    assert_eq!(rooms_gauge(&srv).await, 2_501);
+    assert_eq!(push_to_room(&srv, "r4998").await, 0);
     assert_eq!(push_to_room(&srv, "r4999").await, 1);
     assert!(admin.expect_text().await.contains("room.push"));
 }
@@ -388,7 +408,7 @@ async fn client_events_over_the_rate_are_dropped_then_disconnected() {
     assert!(elapsed >= Duration::from_millis(9_500), "{elapsed:?}");
     let seconds = elapsed.as_secs() as usize + 1;
     assert!(
-        (seconds - 3..=seconds).contains(&limited_total),
+        (5..=seconds).contains(&limited_total),
         "{limited_total} rate_limited errors in {elapsed:?}"
     );
     srv.assert_disconnects("rate_limited", 1).await;
