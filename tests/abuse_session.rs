@@ -37,14 +37,14 @@ async fn assert_push_arrives(srv: &TestServer, client: &mut RawClient, user: &st
     assert!(push.contains("still.here"), "{push}");
 }
 
-/// The `pushgate_auth_rejected_total` counter.
-async fn auth_rejected(srv: &TestServer) -> u64 {
+/// The value of the unlabelled metric `name` (e.g. `pushgate_auth_rejected_total`).
+async fn metric(srv: &TestServer, name: &str) -> u64 {
     let metrics = srv.metrics().await;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("pushgate_auth_rejected_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pushgate_auth_rejected_total in {metrics}"))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// Open a WebSocket session and send three bad CONNECTs: each is refused, and the third
@@ -99,7 +99,10 @@ async fn three_refused_connects_in_a_row_close_the_connection() {
 
     srv.assert_disconnects("connect_refused", 3).await;
     // Every refusal is counted, the ones that closed a connection too.
-    assert_eq!(auth_rejected(&srv).await, 3 + 5 + 3);
+    assert_eq!(
+        metric(&srv, "pushgate_auth_rejected_total").await,
+        3 + 5 + 3
+    );
     assert_push_arrives(&srv, &mut ordinary, "7").await;
 }
 
@@ -256,16 +259,6 @@ async fn joins_beyond_max_rooms_per_socket_are_refused() {
     assert_push_arrives(&srv, &mut ordinary, "7").await;
 }
 
-/// The `pushgate_rooms` gauge (non-empty rooms on the node).
-async fn rooms_gauge(srv: &TestServer) -> u64 {
-    let metrics = srv.metrics().await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("pushgate_rooms "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pushgate_rooms in {metrics}"))
-}
-
 /// The next `count` texts `client` reads are all `event`s.
 async fn expect_all(client: &mut RawClient, event: &str, count: usize) {
     for _ in 0..count {
@@ -290,14 +283,18 @@ async fn a_socket_in_thousands_of_rooms_joins_and_leaves_each_once() {
     }
     admin.send(r#"42["join_room",{"room":"r0"}]"#).await;
     expect_all(&mut admin, "room_joined", 5_001).await;
-    assert_eq!(rooms_gauge(&srv).await, 5_001, "5,000 rooms and user:1");
+    assert_eq!(
+        metric(&srv, "pushgate_rooms").await,
+        5_001,
+        "5,000 rooms and user:1"
+    );
     for i in (0..5_000).step_by(2) {
         admin
             .send(&format!(r#"42["leave_room",{{"room":"r{i}"}}]"#))
             .await;
     }
     expect_all(&mut admin, "room_left", 2_500).await;
-    assert_eq!(rooms_gauge(&srv).await, 2_501);
+    assert_eq!(metric(&srv, "pushgate_rooms").await, 2_501);
     assert_eq!(push_to_room(&srv, "r4998").await, 0);
     assert_eq!(push_to_room(&srv, "r4999").await, 1);
     assert!(admin.expect_text().await.contains("room.push"));
