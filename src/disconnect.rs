@@ -182,6 +182,14 @@ mod tests {
     }
 
     #[test]
+    fn only_a_client_refused_three_times_does_not_reconnect() {
+        for reason in CloseReason::ALL {
+            let gave_up = reason.row().reconnect == Reconnect::No;
+            assert_eq!(gave_up, reason == CloseReason::ConnectRefused, "{reason:?}");
+        }
+    }
+
+    #[test]
     fn websocket_codes_follow_rfc_6455() {
         assert_eq!(CloseReason::ServerShutdown.websocket_code(), 1001);
         assert_eq!(CloseReason::PayloadTooLarge.websocket_code(), 1009);

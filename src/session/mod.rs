@@ -320,10 +320,10 @@ impl SocketSession {
                 self.ctx.metrics.auth_rejected.inc();
                 let refusal = Packet::connect_error(packet.nsp.clone(), "unauthorized");
                 out.push(socket_packet(refusal.encode()));
-                return match self.limits.connect_refused() {
-                    true => Err(CloseReason::ConnectRefused),
-                    false => Ok(()),
-                };
+                if self.limits.connect_refused() {
+                    return Err(CloseReason::ConnectRefused);
+                }
+                return Ok(());
             }
         };
         self.limits.connect_accepted();
