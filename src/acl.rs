@@ -21,14 +21,18 @@ pub enum Refusal {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The client is over its client event rate (the event was dropped).
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 impl Refusal {
-    /// `bad_request` or `forbidden`.
+    /// `bad_request`, `forbidden` or `rate_limited`.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Forbidden(_) => "forbidden",
+            Refusal::RateLimited(_) => "rate_limited",
         }
     }
 }

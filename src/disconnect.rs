@@ -16,11 +16,17 @@
 //! | [`TransportError`](CloseReason::TransportError) | `transport_error` | 1011 | `1` (close) | yes |
 //! | [`ServerShutdown`](CloseReason::ServerShutdown) | `server_shutdown` | 1001 | `1` (close) | yes |
 //! | [`SlowReader`](CloseReason::SlowReader) | `slow_reader` | 1008 | `1` (close) | yes |
+//! | [`RateLimited`](CloseReason::RateLimited) | `rate_limited` | 1008 | `1` (close) | yes |
+//! | [`TokenExpired`](CloseReason::TokenExpired) | `token_expired` | 1008 | `1` (close) | yes, with the auth it then holds |
+//! | [`ConnectRefused`](CloseReason::ConnectRefused) | `connect_refused` | 1008 | `1` (close) | no: it gave up at the first refusal |
 //!
 //! socket.io-client reconnects after any close of its transport, unless the server sent a
 //! Socket.IO DISCONNECT packet or the client disconnected itself. pushgate never sends a
 //! Socket.IO DISCONNECT, so every reason but the client's own `disconnect()` is followed by a
-//! reconnect (with the client's backoff).
+//! reconnect (with the client's backoff). The one exception is a refused CONNECT: the client
+//! sees `connect_error` and stops by itself (it closes its own transport unless the
+//! application calls `connect()` again), so a connection closed after three refusals in a row
+//! belongs to a client that does not behave like socket.io-client.
 //!
 //! Words, as the session and HTTP code use them: a session *ends* (once, for one reason); its
 //! transport *closes* (a WebSocket close frame, an Engine.IO close packet `1`); an actor
@@ -50,6 +56,13 @@ pub enum CloseReason {
     /// [`MAX_UNWRITTEN`](crate::transport::upgraded::MAX_UNWRITTEN) bytes behind the pushes
     /// meant for it (a WebSocket that does not read, a polling client that does not GET).
     SlowReader,
+    /// The client stayed over its client event rate for
+    /// [`SUSTAINED_EXCESS`](crate::client_event_limit::SUSTAINED_EXCESS).
+    RateLimited,
+    /// The token the root namespace connected with passed its `exp`.
+    TokenExpired,
+    /// Three CONNECTs in a row on one connection were refused.
+    ConnectRefused,
 }
 
 /// What a long-polling session answers its waiting GET with when it ends.
@@ -69,6 +82,8 @@ pub enum Reconnect {
     Yes,
     /// Only when the transport dropped; not after the client's own `disconnect()`.
     UnlessClientDisconnected,
+    /// It does not: socket.io-client stops at a CONNECT_ERROR.
+    No,
 }
 
 /// One row of the disconnect table.
@@ -86,7 +101,7 @@ pub struct Disconnect {
 
 impl CloseReason {
     /// Every reason, in the table's order.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::ClientClose,
         CloseReason::PingTimeout,
         CloseReason::ConnectTimeout,
@@ -96,12 +111,15 @@ impl CloseReason {
         CloseReason::TransportError,
         CloseReason::ServerShutdown,
         CloseReason::SlowReader,
+        CloseReason::RateLimited,
+        CloseReason::TokenExpired,
+        CloseReason::ConnectRefused,
     ];
 
     /// The reason's row of the table.
     pub const fn row(self) -> Disconnect {
         use PollingAnswer::{Close, Noop};
-        use Reconnect::{UnlessClientDisconnected, Yes};
+        use Reconnect::{No, UnlessClientDisconnected, Yes};
         let (label, websocket_code, polling, reconnect) = match self {
             CloseReason::ClientClose => ("client_close", 1000, Noop, UnlessClientDisconnected),
             CloseReason::PingTimeout => ("ping_timeout", 1000, Close, Yes),
@@ -112,6 +130,9 @@ impl CloseReason {
             CloseReason::TransportError => ("transport_error", 1011, Close, Yes),
             CloseReason::ServerShutdown => ("server_shutdown", 1001, Close, Yes),
             CloseReason::SlowReader => ("slow_reader", 1008, Close, Yes),
+            CloseReason::RateLimited => ("rate_limited", 1008, Close, Yes),
+            CloseReason::TokenExpired => ("token_expired", 1008, Close, Yes),
+            CloseReason::ConnectRefused => ("connect_refused", 1008, Close, No),
         };
         Disconnect {
             label,
@@ -157,6 +178,14 @@ mod tests {
         for reason in CloseReason::ALL {
             let noop = reason.polling_answer() == PollingAnswer::Noop;
             assert_eq!(noop, reason == CloseReason::ClientClose, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_client_refused_three_times_does_not_reconnect() {
+        for reason in CloseReason::ALL {
+            let gave_up = reason.row().reconnect == Reconnect::No;
+            assert_eq!(gave_up, reason == CloseReason::ConnectRefused, "{reason:?}");
         }
     }
 

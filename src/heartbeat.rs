@@ -1,11 +1,15 @@
 //! A session's clocks: the Engine.IO heartbeat (a ping every `pingInterval`, a pong due within
-//! `pingTimeout`) and the connect timeout, driven by one timer.
+//! `pingTimeout`), the connect timeout and the token's expiry, driven by one timer.
 //!
 //! An actix context polls every timer it holds each time it wakes, and a session wakes for
 //! every push it is sent; three timers per session (the ping interval, the pong deadline, the
 //! connect deadline) were a measurable share of a busy fan-out. [`Heartbeat::beat`] says, at
 //! any instant, what is due and when the next thing will be, so a transport keeps a single
 //! timer armed for that moment. It is pure: tests give it instants instead of sleeping.
+//!
+//! The token's expiry is only known once a CONNECT is accepted, when the timer is already armed
+//! for a later moment (the next ping); [`Heartbeat::expire_at`] then says whether the timer must
+//! also wake once at the expiry.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,8 @@ pub enum Beat {
     PingTimeout,
     /// The client sent no CONNECT in time.
     ConnectTimeout,
+    /// The token the session connected with has expired.
+    TokenExpired,
 }
 
 /// One session's heartbeat and connect deadline.
@@ -35,18 +41,26 @@ pub struct Heartbeat {
     pings: u32,
     /// When the pong for the last ping is due, while it is missing.
     pong_due: Option<Instant>,
+    /// When the connected token expires.
+    expires_at: Option<Instant>,
+    /// When the timer's chain fires next, as far as this heartbeat knows (the last `next` it
+    /// named at or after the previous one).
+    armed: Instant,
 }
 
 impl Heartbeat {
     /// The clocks of a session opened at `opened_at`.
     pub fn new(engine: &EngineConfig, opened_at: Instant) -> Self {
+        let connect_deadline = opened_at + engine.connect_timeout;
         Heartbeat {
             interval: engine.ping_interval,
             timeout: engine.ping_timeout,
-            connect_deadline: opened_at + engine.connect_timeout,
+            connect_deadline,
             opened_at,
             pings: 0,
             pong_due: None,
+            expires_at: None,
+            armed: (opened_at + engine.ping_interval).min(connect_deadline),
         }
     }
 
@@ -64,6 +78,9 @@ impl Heartbeat {
         }
         if self.pong_deadline_passed(now) {
             return Beat::PingTimeout;
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Beat::TokenExpired;
         }
         let ping = now >= self.next_ping();
         if ping {
@@ -84,7 +101,23 @@ impl Heartbeat {
         if !connected {
             next = next.min(self.connect_deadline);
         }
+        if let Some(at) = self.expires_at {
+            next = next.min(at);
+        }
+        // A beat before the chain's moment is an extra wake (see `expire_at`): the chain
+        // itself still fires when it was armed for.
+        if now >= self.armed {
+            self.armed = next;
+        }
         Beat::Wait { ping, next }
+    }
+
+    /// The connected token expires at `at` (`None`: it does not, or the session left its
+    /// namespace). Returns the moment the timer must wake once besides its chain, when the
+    /// expiry comes before the chain's next beat.
+    pub fn expire_at(&mut self, at: Option<Instant>) -> Option<Instant> {
+        self.expires_at = at;
+        at.filter(|&at| at < self.armed)
     }
 
     /// The client answered the last ping.
@@ -215,6 +248,64 @@ mod tests {
                 next: t0 + 50_000 * MS
             }
         );
+    }
+
+    #[test]
+    fn an_expiring_token_ends_the_session_at_its_expiry() {
+        let t0 = Instant::now();
+        let mut hb = heartbeat(t0);
+        // Connected at 1 s with a token expiring at 3 s: the timer (armed for the first ping
+        // at 25 s) must wake once at 3 s.
+        assert_eq!(hb.expire_at(Some(t0 + 3_000 * MS)), Some(t0 + 3_000 * MS));
+        assert_eq!(
+            hb.beat(t0 + 2_999 * MS, true),
+            Beat::Wait {
+                ping: false,
+                next: t0 + 3_000 * MS
+            }
+        );
+        assert_eq!(hb.beat(t0 + 3_000 * MS, true), Beat::TokenExpired);
+        // A token expiring after the next beat needs no extra wake: the chain reaches it.
+        let mut hb = heartbeat(t0);
+        assert_eq!(hb.expire_at(Some(t0 + 60_000 * MS)), None);
+        assert!(matches!(
+            hb.beat(t0 + 25_000 * MS, true),
+            Beat::Wait { ping: true, .. }
+        ));
+        hb.pong();
+        assert_eq!(
+            hb.beat(t0 + 50_000 * MS, true),
+            Beat::Wait {
+                ping: true,
+                next: t0 + 60_000 * MS
+            }
+        );
+        hb.pong();
+        assert_eq!(hb.beat(t0 + 60_000 * MS, true), Beat::TokenExpired);
+        // Leaving the namespace forgets the expiry.
+        let mut hb = heartbeat(t0);
+        hb.expire_at(Some(t0 + 3_000 * MS));
+        assert_eq!(hb.expire_at(None), None);
+        assert!(matches!(
+            hb.beat(t0 + 3_000 * MS, true),
+            Beat::Wait { ping: false, .. }
+        ));
+    }
+
+    #[test]
+    fn an_extra_wake_does_not_move_the_chains_moment() {
+        let t0 = Instant::now();
+        let mut hb = heartbeat(t0);
+        hb.expire_at(Some(t0 + 3_000 * MS));
+        // Reconnected with a later token before the extra wake at 3 s fired: that wake finds
+        // nothing due, and a third token expiring at 10 s still needs its own wake, since the
+        // chain's next beat is the first ping at 25 s.
+        hb.expire_at(Some(t0 + 20_000 * MS));
+        assert!(matches!(
+            hb.beat(t0 + 3_000 * MS, true),
+            Beat::Wait { ping: false, .. }
+        ));
+        assert_eq!(hb.expire_at(Some(t0 + 10_000 * MS)), Some(t0 + 10_000 * MS));
     }
 
     #[test]

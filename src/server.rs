@@ -103,10 +103,19 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             verifier: JwtVerifier::new(&config.jwt),
             metrics: metrics.clone(),
             engine: config.engine,
+            limits: config.limits,
             mode,
         })
     };
     let sessions = context(mode);
+    // Refused CONNECTs are logged as a summary at most once a second (see refusal_log).
+    actix::spawn(async {
+        let mut every_second = actix::clock::interval(Duration::from_secs(1));
+        loop {
+            every_second.tick().await;
+            crate::refusal_log::flush();
+        }
+    });
     let engine_echo = (mode == Mode::ProtocolTestSuite).then(|| context(Mode::EngineEcho));
     let state = web::Data::new(AppState {
         config: config.clone(),

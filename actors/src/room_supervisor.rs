@@ -29,7 +29,9 @@ struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
     inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
-    rooms: Vec<String>,
+    /// The rooms it is in: a set, so that a join or leave costs the same however many rooms
+    /// the session holds.
+    rooms: HashSet<String>,
     /// What is kept of it when it ends, when recovery is on and it has a `pid`.
     keepable: Option<Keepable>,
 }
@@ -271,7 +273,7 @@ impl RoomSupervisor {
             sid: keepable.sid.clone(),
             pid: keepable.pid.clone(),
             user_id: keepable.user_id.clone(),
-            rooms: entry.rooms.to_vec(),
+            rooms: entry.rooms.iter().cloned().collect(),
             registered_at: keepable.registered_at,
             ended_at: Instant::now(),
         });
@@ -350,7 +352,7 @@ impl Handler<RegisterSession> for RoomSupervisor {
             SessionEntry {
                 inbox: msg.inbox,
                 going_away: msg.going_away,
-                rooms: Vec::new(),
+                rooms: HashSet::new(),
                 keepable,
             },
         );
@@ -417,7 +419,7 @@ impl Handler<JoinRoom> for RoomSupervisor {
             &session.inbox,
             &self.settings,
         );
-        session.rooms.push(msg.room);
+        session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
 }
@@ -429,10 +431,9 @@ impl Handler<LeaveRoom> for RoomSupervisor {
         let Some(session) = self.sessions.get_mut(&msg.session) else {
             return;
         };
-        let Some(pos) = session.rooms.iter().position(|r| *r == msg.room) else {
+        if !session.rooms.remove(&msg.room) {
             return;
-        };
-        session.rooms.swap_remove(pos);
+        }
         let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
     }

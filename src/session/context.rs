@@ -7,7 +7,7 @@ use pushgate_actors::metrics::Metrics;
 use pushgate_actors::RoomSupervisor;
 
 use crate::auth::JwtVerifier;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Limits};
 
 /// How sessions behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
     /// Heartbeat, payload and connect-timeout settings.
     pub engine: EngineConfig,
+    /// What one client may cost: its event rate and how many rooms it may hold.
+    pub limits: Limits,
     /// Gateway or protocol test-suite behaviour.
     pub mode: Mode,
 }

@@ -3,11 +3,12 @@
 //! A transport actor (WebSocket or long-polling) owns a [`SocketSession`], feeds it every
 //! Engine.IO packet it receives and writes out the [`Outbound`] packets it produces. The
 //! session authenticates the CONNECT, registers with the room supervisor, answers the client
-//! events ([`client_request`]) with their ACL, and reports why it must end as a
-//! [`CloseReason`] (the table of reasons is [`crate::disconnect`]).
+//! events ([`client_request`]) with their ACL and its [`limits`], and reports why it must end
+//! as a [`CloseReason`] (the table of reasons is [`crate::disconnect`]).
 
 mod client_request;
 mod context;
+pub mod limits;
 pub mod protocol_suite;
 
 pub use client_request::{Accepted, ClientRequest, Membership};
@@ -15,7 +16,7 @@ pub use context::{Mode, SessionContext};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use base64::Engine as _;
@@ -28,12 +29,15 @@ use serde_json::{json, Value};
 
 use crate::acl::{self, Refusal};
 use crate::auth::{HandshakeTokens, Identity};
+use crate::client_event_limit::Verdict;
 use crate::disconnect::CloseReason;
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::http::pending_sessions::PendingSlot;
 use crate::protocol::engineio::{self, EioPacket};
 use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind};
 use crate::protocol::ProtocolError;
+use crate::refusal_log;
+use limits::SessionLimits;
 
 /// An Engine.IO packet for the transport to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +83,10 @@ pub struct SocketSession {
     deferred: Vec<Outbound>,
     ever_connected: bool,
     heartbeat: Heartbeat,
+    /// A moment the heartbeat timer must also wake at (see [`SocketSession::take_wake`]).
+    wake: Option<Instant>,
+    /// Its event rate, rooms and refused CONNECTs.
+    limits: SessionLimits,
     ended: bool,
     /// Its place under `MAX_PENDING_SESSIONS` (set by the handshake), until a CONNECT is
     /// accepted.
@@ -88,7 +96,9 @@ pub struct SocketSession {
 impl SocketSession {
     /// A new session for a handshake carrying `tokens`.
     pub fn new(ctx: Arc<SessionContext>, tokens: HandshakeTokens) -> Self {
-        let heartbeat = Heartbeat::new(&ctx.engine, Instant::now());
+        let now = Instant::now();
+        let heartbeat = Heartbeat::new(&ctx.engine, now);
+        let limits = SessionLimits::new(&ctx.limits, now);
         SocketSession {
             ctx,
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -102,6 +112,8 @@ impl SocketSession {
             deferred: Vec::new(),
             ever_connected: false,
             heartbeat,
+            wake: None,
+            limits,
             ended: false,
             pending_slot: None,
         }
@@ -162,6 +174,13 @@ impl SocketSession {
     pub fn beat(&mut self, now: Instant) -> Beat {
         let connected = self.is_connected();
         self.heartbeat.beat(now, connected)
+    }
+
+    /// A moment the heartbeat timer must wake at once, besides its chain (the expiry of a token
+    /// just connected with, when it comes before the next beat): the transport takes it after
+    /// each packet it feeds and arms `heartbeat_timer::wake_once` for it.
+    pub fn take_wake(&mut self) -> Option<Instant> {
+        self.wake.take()
     }
 
     /// Whether the pong for the last ping is missing past its deadline: a request arriving
@@ -232,10 +251,7 @@ impl SocketSession {
     ) -> Result<(), CloseReason> {
         let packet = &complete.packet;
         match packet.kind {
-            PacketKind::Connect => {
-                self.on_connect(packet, out);
-                Ok(())
-            }
+            PacketKind::Connect => self.on_connect(packet, out),
             PacketKind::Disconnect => {
                 self.on_namespace_disconnect(&packet.nsp);
                 Ok(())
@@ -248,9 +264,11 @@ impl SocketSession {
                 }
                 match self.ctx.mode {
                     Mode::Gateway => self.on_event(packet, out),
-                    _ => protocol_suite::echo(complete, out),
+                    _ => {
+                        protocol_suite::echo(complete, out);
+                        Ok(())
+                    }
                 }
-                Ok(())
             }
             // The server never asks clients for acks, so any ack is simply dropped.
             PacketKind::Ack | PacketKind::BinaryAck => Ok(()),
@@ -269,21 +287,23 @@ impl SocketSession {
             || (self.ctx.mode == Mode::ProtocolTestSuite && nsp == protocol_suite::CUSTOM_NAMESPACE)
     }
 
-    fn on_connect(&mut self, packet: &Packet, out: &mut Vec<Outbound>) {
+    /// A CONNECT: accepted, or refused with a CONNECT_ERROR; the third refusal in a row
+    /// closes the connection.
+    fn on_connect(&mut self, packet: &Packet, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
         if !self.known_namespace(&packet.nsp) {
             let refusal = Packet::connect_error(packet.nsp.clone(), "Invalid namespace");
             out.push(socket_packet(refusal.encode()));
-            return;
+            return Ok(());
         }
         if self.namespace_connected(&packet.nsp) {
-            return;
+            return Ok(());
         }
         if self.ctx.mode != Mode::Gateway {
             protocol_suite::accept_connect(packet, out, &mut self.deferred);
             self.namespaces.push(packet.nsp.clone());
             self.ever_connected = true;
             self.pending_slot = None;
-            return;
+            return Ok(());
         }
         let verified = self
             .tokens
@@ -296,13 +316,17 @@ impl SocketSession {
                 identity
             }
             Err(e) => {
-                log::info!("session {}: connect refused: {e}", self.sid);
+                refusal_log::record(&e);
                 self.ctx.metrics.auth_rejected.inc();
                 let refusal = Packet::connect_error(packet.nsp.clone(), "unauthorized");
                 out.push(socket_packet(refusal.encode()));
-                return;
+                if self.limits.connect_refused() {
+                    return Err(CloseReason::ConnectRefused);
+                }
+                return Ok(());
             }
         };
+        self.limits.connect_accepted();
         let socket_id = random_id();
         let going_away = self
             .going_away
@@ -317,10 +341,15 @@ impl SocketSession {
             user_id: identity.user_id.clone(),
             recover: None,
         });
+        let own_room = acl::user_room(&identity.user_id);
+        self.limits.joined(own_room.clone());
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,
-            room: acl::user_room(&identity.user_id),
+            room: own_room,
         });
+        self.wake = self
+            .heartbeat
+            .expire_at(identity.expires_at.map(instant_of));
         out.push(socket_packet(
             Packet::connect_ok(packet.nsp.clone(), &socket_id).encode(),
         ));
@@ -341,6 +370,7 @@ impl SocketSession {
         self.ever_connected = true;
         self.pending_slot = None;
         self.connection = Some(Connection { identity });
+        Ok(())
     }
 
     /// Leave the supervisor (and so every room, which drop the inbox), if the root namespace
@@ -351,6 +381,8 @@ impl SocketSession {
                 session: self.id,
                 keep: false,
             });
+            self.limits.left_all();
+            self.heartbeat.expire_at(None);
         }
     }
 
@@ -363,13 +395,25 @@ impl SocketSession {
 
     /// A client event in the root namespace: one of the four [`ClientRequest`]s, answered
     /// with its reply event (or `error`) and, when the client passed a callback, the same
-    /// payload through the ack.
-    fn on_event(&self, packet: &Packet, out: &mut Vec<Outbound>) {
+    /// payload through the ack. Every event takes a token of the client's rate: over it, the
+    /// event is dropped (told `rate_limited` at most once a second), and a client that stays
+    /// over it is disconnected.
+    fn on_event(&mut self, packet: &Packet, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
         let (Some(name), Some(Connection { identity })) =
             (packet.event_name(), self.connection.as_ref())
         else {
-            return;
+            return Ok(());
         };
+        match self.limits.check_event(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop { reply: false } => return Ok(()),
+            Verdict::Drop { reply: true } => {
+                let payload = error_payload(&name, &self.limits.rate_limited()).to_string();
+                reply(out, "error", &payload, packet.id);
+                return Ok(());
+            }
+            Verdict::Disconnect => return Err(CloseReason::RateLimited),
+        }
         let arg = packet.args().first().cloned().unwrap_or(Value::Null);
         let Some(request) = ClientRequest::parse(&name, &arg) else {
             // Unknown events are ignored, as the old gateway did; an ack still gets an answer
@@ -383,32 +427,37 @@ impl SocketSession {
                     socketio::encode_ack_message(id, &err.to_string()).into(),
                 ));
             }
-            return;
+            return Ok(());
         };
-        let (event, payload) = match request.and_then(|r| r.authorize(identity)) {
+        let accepted = request
+            .and_then(|r| r.authorize(identity))
+            .and_then(|accepted| match accepted.membership {
+                Membership::Join => self.limits.may_join(&accepted.room).map(|()| accepted),
+                Membership::Leave => Ok(accepted),
+            });
+        let (event, payload) = match accepted {
             Ok(accepted) => {
                 self.apply(&accepted);
                 (accepted.reply_event, accepted.reply)
             }
             Err(refusal) => ("error", error_payload(&name, &refusal)),
         };
-        let payload = payload.to_string();
-        out.push(Outbound::Text(
-            socketio::encode_event_message(event, &payload).into(),
-        ));
-        if let Some(id) = packet.id {
-            out.push(Outbound::Text(
-                socketio::encode_ack_message(id, &payload).into(),
-            ));
-        }
+        reply(out, event, &payload.to_string(), packet.id);
+        Ok(())
     }
 
     /// Join or leave the accepted request's room.
-    fn apply(&self, accepted: &Accepted) {
+    fn apply(&mut self, accepted: &Accepted) {
         let (session, room) = (self.id, accepted.room.clone());
         match accepted.membership {
-            Membership::Join => self.ctx.supervisor.do_send(JoinRoom { session, room }),
-            Membership::Leave => self.ctx.supervisor.do_send(LeaveRoom { session, room }),
+            Membership::Join => {
+                self.limits.joined(room.clone());
+                self.ctx.supervisor.do_send(JoinRoom { session, room });
+            }
+            Membership::Leave => {
+                self.limits.left(&room);
+                self.ctx.supervisor.do_send(LeaveRoom { session, room });
+            }
         }
     }
 
@@ -445,6 +494,27 @@ fn emit(out: &mut Vec<Outbound>, event: &str, payload: &Value) {
     out.push(Outbound::Text(
         socketio::encode_event_message(event, &payload.to_string()).into(),
     ));
+}
+
+/// A client event's answer: the reply `event` and, when the client asked for an ack (`ack`),
+/// the same payload through it.
+fn reply(out: &mut Vec<Outbound>, event: &str, payload: &str, ack: Option<u64>) {
+    out.push(Outbound::Text(
+        socketio::encode_event_message(event, payload).into(),
+    ));
+    if let Some(id) = ack {
+        out.push(Outbound::Text(
+            socketio::encode_ack_message(id, payload).into(),
+        ));
+    }
+}
+
+/// The [`Instant`] a wall-clock time falls at (now, when it has passed).
+fn instant_of(at: SystemTime) -> Instant {
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
 }
 
 fn error_payload(event: &str, refusal: &Refusal) -> Value {

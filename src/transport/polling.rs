@@ -175,6 +175,9 @@ impl PollingSession {
     /// as a slow reader, as a WebSocket client that does not read is.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.out.append(&mut self.session.take_deferred());
+        if let Some(at) = self.session.take_wake() {
+            heartbeat_timer::wake_once::<Self>(ctx, at);
+        }
         if self.out.is_empty() {
             return;
         }

@@ -202,6 +202,9 @@ impl WsTransport {
             if !later.is_empty() {
                 ctx.run_later(DEFER, move |act, _| write(&act.wire, later));
             }
+            if let Some(at) = session.take_wake() {
+                heartbeat_timer::wake_once::<Self>(ctx, at);
+            }
         }
     }
 
