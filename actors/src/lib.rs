@@ -11,6 +11,9 @@
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
 //!   consumer with its [`device_status_cache::DeviceStatusCache`].
 //! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
+//! - [`service_health`] is what admins are told about Consul's service health: the answer's
+//!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
+//!   an edge actor of the server crate).
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
 pub mod coalescer;
@@ -23,6 +26,7 @@ pub mod readiness;
 pub mod room;
 pub mod room_supervisor;
 pub mod routing;
+pub mod service_health;
 
 pub use inbox::{Inbox, OpenedInbox};
 pub use messages::*;

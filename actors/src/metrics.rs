@@ -71,6 +71,9 @@ pub struct Metrics {
     /// `pushgate_http_body_timeouts_total`: requests whose body was not complete within
     /// `HTTP_BODY_TIMEOUT_MS` (their connection is closed).
     pub http_body_timeouts: IntCounter,
+    /// `pushgate_consul_up`: 1 while the Consul watcher's last query was answered (0 when
+    /// Consul is not configured).
+    pub consul_up: IntGauge,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -165,6 +168,11 @@ impl Metrics {
             "Requests whose body did not arrive within HTTP_BODY_TIMEOUT_MS",
         )
         .expect("valid metric");
+        let consul_up = IntGauge::new(
+            "pushgate_consul_up",
+            "1 while the Consul watcher's last blocking query was answered",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
@@ -179,6 +187,7 @@ impl Metrics {
             Box::new(pending_sessions.clone()),
             Box::new(handshakes_refused.clone()),
             Box::new(http_body_timeouts.clone()),
+            Box::new(consul_up.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -205,6 +214,7 @@ impl Metrics {
             pending_sessions,
             handshakes_refused,
             http_body_timeouts,
+            consul_up,
             routing_key_labels: Mutex::new(HashSet::new()),
         }
     }
@@ -270,6 +280,7 @@ mod tests {
             "pushgate_pending_sessions 0",
             "pushgate_handshakes_refused_total{reason=\"pending_sessions\"} 0",
             "pushgate_http_body_timeouts_total 0",
+            "pushgate_consul_up 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }
