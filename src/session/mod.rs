@@ -9,6 +9,7 @@
 mod client_request;
 mod context;
 pub mod protocol_suite;
+mod service_health;
 
 pub use client_request::{Accepted, ClientRequest, Membership};
 pub use context::{Mode, SessionContext};
@@ -380,9 +381,11 @@ impl SocketSession {
             }
             return;
         };
+        let mut snapshot = None;
         let (event, payload) = match request.and_then(|r| r.authorize(identity)) {
             Ok(accepted) => {
                 self.apply(&accepted);
+                snapshot = service_health::snapshot_on_admin_join(&self.ctx, &accepted);
                 (accepted.reply_event, accepted.reply)
             }
             Err(refusal) => ("error", error_payload(&name, &refusal)),
@@ -396,6 +399,7 @@ impl SocketSession {
                 socketio::encode_ack_message(id, &payload).into(),
             ));
         }
+        out.extend(snapshot);
     }
 
     /// Join or leave the accepted request's room.
