@@ -52,6 +52,17 @@ async fn consul_becomes(server: &TestServer, state: &str) -> u16 {
     }
 }
 
+/// `GET /api/v1/services` with the API key.
+async fn services_api(server: &TestServer) -> Answer {
+    send(
+        http()
+            .get(server.url("/api/v1/services"))
+            .insert_header(("X-API-Key", API_KEY)),
+        None,
+    )
+    .await
+}
+
 /// The notification payload of a `42["notification",{...}]` frame.
 fn notification(frame: &str) -> Value {
     let packet: Value = serde_json::from_str(frame.strip_prefix("42").expect(frame)).unwrap();
@@ -110,13 +121,7 @@ async fn a_joining_admin_gets_the_snapshot_right_after_room_joined_and_the_api_t
         .unwrap()
         .ends_with('Z'));
 
-    let api = send(
-        http()
-            .get(server.url("/api/v1/services"))
-            .insert_header(("X-API-Key", API_KEY)),
-        None,
-    )
-    .await;
+    let api = services_api(&server).await;
     assert_eq!(api.status.as_u16(), 200, "{}", api.body);
     let api: Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(api["type"], snapshot["type"]);
@@ -142,13 +147,7 @@ async fn without_consul_there_is_no_snapshot_no_consul_in_ready_and_the_route_sa
     quiet_for(&mut admin, Duration::from_millis(300)).await;
     let (_, body) = ready(&server).await;
     assert!(body["components"].get("consul").is_none(), "{body}");
-    let api = send(
-        http()
-            .get(server.url("/api/v1/services"))
-            .insert_header(("X-API-Key", API_KEY)),
-        None,
-    )
-    .await;
+    let api = services_api(&server).await;
     assert_eq!(api.status.as_u16(), 503);
     assert!(api.body.contains("service_health_off"), "{}", api.body);
 }
