@@ -128,6 +128,43 @@ impl RecoveryConfig {
     }
 }
 
+/// The Consul watcher's settings (contract §8); absent when `CONSUL_URL` is unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsulConfig {
+    /// `CONSUL_URL`: Consul's HTTP API, `http://host:port`, without a trailing `/`.
+    pub url: String,
+    /// `CONSUL_TOKEN`: sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// `CONSUL_DEBOUNCE_MS`: a status that changes back within this window is not pushed.
+    pub debounce: Duration,
+}
+
+/// `CONSUL_DEBOUNCE_MS` when unset.
+pub const DEFAULT_CONSUL_DEBOUNCE_MS: u64 = 2_000;
+
+fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
+    let debounce = number(src, "CONSUL_DEBOUNCE_MS", DEFAULT_CONSUL_DEBOUNCE_MS, 0)?;
+    let Some(url) = non_empty(src.get("CONSUL_URL")) else {
+        return Ok(None);
+    };
+    let url = url.trim().trim_end_matches('/').to_owned();
+    let host = url.strip_prefix("http://").unwrap_or_default();
+    if host.is_empty() || host.contains('/') {
+        return Err(ConfigError::Invalid {
+            var: "CONSUL_URL",
+            value: url,
+            reason: "use http://host:port (plain HTTP, e.g. the local Consul agent; \
+                     pushgate has no TLS client)"
+                .into(),
+        });
+    }
+    Ok(Some(ConsulConfig {
+        url,
+        token: non_empty(src.get("CONSUL_TOKEN")),
+        debounce: Duration::from_millis(debounce),
+    }))
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -157,6 +194,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connection-state recovery.
     pub recovery: RecoveryConfig,
+    /// The Consul watcher, when `CONSUL_URL` is set.
+    pub consul: Option<ConsulConfig>,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -448,6 +487,7 @@ impl Config {
                 window: Duration::from_millis(number(src, "RECOVERY_WINDOW_MS", 120_000u64, 0)?),
                 history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
             },
+            consul: consul(src)?,
             consume: true,
             dev,
         })
@@ -605,6 +645,67 @@ mod tests {
         .unwrap();
         let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(from_file, built_in);
+        // CONSUL_DEBOUNCE_MS only shows once CONSUL_URL is set: compare with it set.
+        let with_consul = move |k: &str| match k {
+            "CONSUL_URL" => Some("http://127.0.0.1:8500".to_owned()),
+            other => env(other),
+        };
+        let from_file = Config::from_sources(
+            &Sources {
+                files: parse_toml(text).unwrap(),
+                env: Box::new(with_consul),
+            },
+            false,
+        )
+        .unwrap();
+        let built_in = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("NODE_ID", "n1"),
+                ("CONSUL_URL", "http://127.0.0.1:8500"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(from_file.consul, built_in.consul);
+        assert!(built_in.consul.is_some());
+    }
+
+    #[test]
+    fn consul_is_off_unless_its_url_is_set() {
+        let c = load(&[("JWT_SECRET", SECRET), ("CONSUL_TOKEN", "t")], false).unwrap();
+        assert_eq!(c.consul, None);
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("CONSUL_URL", "http://consul:8500/"),
+                ("CONSUL_TOKEN", "secret-token"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.consul,
+            Some(ConsulConfig {
+                url: "http://consul:8500".into(),
+                token: Some("secret-token".into()),
+                debounce: Duration::from_millis(DEFAULT_CONSUL_DEBOUNCE_MS),
+            })
+        );
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("CONSUL_URL", "http://consul:8500"),
+                ("CONSUL_DEBOUNCE_MS", "0"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.consul.unwrap().debounce,
+            Duration::ZERO,
+            "0: every change"
+        );
     }
 
     #[test]
@@ -678,6 +779,12 @@ mod tests {
             ("RECOVERY_WINDOW_MS", "-1"),
             ("RECOVERY_WINDOW_MS", "2m"),
             ("RECOVERY_HISTORY_BYTES", "0"),
+            ("CONSUL_URL", "https://consul:8500"),
+            ("CONSUL_URL", "consul:8500"),
+            ("CONSUL_URL", "http://"),
+            ("CONSUL_URL", "http://consul:8500/v1"),
+            ("CONSUL_DEBOUNCE_MS", "-1"),
+            ("CONSUL_DEBOUNCE_MS", "2s"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");

@@ -37,11 +37,17 @@
 //! events in `session/client_request.rs`, checked by `acl.rs`) → `RegisterSession` carrying the
 //! session's [`OpenedInbox`](pushgate_actors::OpenedInbox) → `JoinRoom`. How a session ends,
 //! and what the client then does, is the table in [`disconnect`].
+//!
+//! Service health (contract §8) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
+//! follows Consul with blocking queries and sends each announced change as a `Push` to room
+//! `admin`; a session whose client joins `admin` reads the snapshot
+//! (`session/service_health.rs`).
 
 pub mod acl;
 pub mod auth;
 pub mod client_event_limit;
 pub mod config;
+pub mod consul_watcher;
 pub mod disconnect;
 pub mod heartbeat;
 pub mod http;

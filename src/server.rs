@@ -16,10 +16,12 @@ use actix_web::{web, App};
 use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
+use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
 use crate::auth::JwtVerifier;
 use crate::config::Config;
+use crate::consul_watcher::ConsulWatcher;
 use crate::http::pending_sessions::PendingSessions;
 use crate::http::{self, AppState};
 use crate::protocol::socketio::encode_push_message;
@@ -88,7 +90,7 @@ impl ShutdownHandle {
 }
 
 /// Start pushgate on `listener`: the room supervisor, the RabbitMQ consumers (unless
-/// `config.consume` is off) and the HTTP server. Must be called inside an actix system.
+/// `config.consume` is off), the Consul watcher (when `CONSUL_URL` is set) and the HTTP server. Must be called inside an actix system.
 pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Running> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -97,6 +99,8 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         .with_coalesce_window(config.push_coalesce)
         .with_recovery(config.recovery.window, config.recovery.history_bytes)
         .start();
+    let consul = config.consul.clone().filter(|_| mode == Mode::Gateway);
+    let service_health = consul.as_ref().map(|_| Arc::new(HealthBoard::new()));
     let context = |mode| {
         Arc::new(SessionContext {
             supervisor: supervisor.clone(),
@@ -105,6 +109,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             engine: config.engine,
             limits: config.limits,
             mode,
+            service_health: service_health.clone(),
         })
     };
     let sessions = context(mode);
@@ -135,6 +140,16 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             state.readiness.clone(),
         )
     });
+    if let (Some(settings), Some(board)) = (consul, service_health) {
+        ConsulWatcher::new(
+            settings,
+            state.supervisor.clone(),
+            state.metrics.clone(),
+            state.readiness.clone(),
+            board,
+        )
+        .start();
+    }
     let local_addr = listener.local_addr()?;
     let connections = upgraded::Connections::default();
     let upgrades = connections.clone();

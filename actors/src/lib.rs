@@ -13,6 +13,9 @@
 //! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
 //! - [`recovery`] is connection-state recovery: the push log and the kept sessions (each behind
 //!   a trait, in memory for now), and how a reconnecting session gets its state back.
+//! - [`service_health`] is what admins are told about Consul's service health: the answer's
+//!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
+//!   an edge actor of the server crate).
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
 pub mod coalescer;
@@ -26,6 +29,7 @@ pub mod recovery;
 pub mod room;
 pub mod room_supervisor;
 pub mod routing;
+pub mod service_health;
 
 pub use inbox::{Inbox, OpenedInbox};
 pub use messages::*;

@@ -81,6 +81,9 @@ pub struct Metrics {
     /// `pushgate_recovery_history_evicted_total`: pushes dropped from the history to stay
     /// within `RECOVERY_HISTORY_BYTES`.
     pub recovery_history_evicted: IntCounter,
+    /// `pushgate_consul_up`: 1 while the Consul watcher's last query was answered (0 when
+    /// Consul is not configured).
+    pub consul_up: IntGauge,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -175,6 +178,11 @@ impl Metrics {
             "Requests whose body did not arrive within HTTP_BODY_TIMEOUT_MS",
         )
         .expect("valid metric");
+        let consul_up = IntGauge::new(
+            "pushgate_consul_up",
+            "1 while the Consul watcher's last blocking query was answered",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
@@ -189,6 +197,7 @@ impl Metrics {
             Box::new(pending_sessions.clone()),
             Box::new(handshakes_refused.clone()),
             Box::new(http_body_timeouts.clone()),
+            Box::new(consul_up.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -215,6 +224,7 @@ impl Metrics {
             pending_sessions,
             handshakes_refused,
             http_body_timeouts,
+            consul_up,
             routing_key_labels: Mutex::new(HashSet::new()),
             recoveries: IntCounterVec::new(
                 Opts::new(
@@ -330,6 +340,7 @@ mod tests {
             "pushgate_recovered_pushes_total 0",
             "pushgate_recovery_history_bytes 0",
             "pushgate_recovery_history_evicted_total 0",
+            "pushgate_consul_up 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

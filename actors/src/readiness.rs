@@ -1,6 +1,7 @@
-//! What `/ready` reports: the broker connection's state and each consumer's.
+//! What `/ready` reports: the broker connection's state and each consumer's, and whether
+//! Consul is watched (shown, but never part of being ready).
 //!
-//! Written by the RabbitMQ consumers, read by the HTTP probe; lock-free.
+//! Written by the RabbitMQ consumers and the Consul watcher, read by the HTTP probe; lock-free.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -48,11 +49,34 @@ impl ConsumerKind {
     }
 }
 
+/// State of the Consul watcher (contract §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsulState {
+    /// `CONSUL_URL` is unset: `/ready` does not mention Consul.
+    Off = 0,
+    /// The last query was answered.
+    Watching = 1,
+    /// Not answered yet, or the last query failed.
+    Unreachable = 2,
+}
+
+impl ConsulState {
+    /// The name `/ready` shows, `None` when Consul is not configured.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            ConsulState::Off => None,
+            ConsulState::Watching => Some("watching"),
+            ConsulState::Unreachable => Some("unreachable"),
+        }
+    }
+}
+
 /// Shared readiness flags.
 #[derive(Debug)]
 pub struct Readiness {
     amqp: AtomicU8,
     consumers: [AtomicBool; 2],
+    consul: AtomicU8,
 }
 
 impl Default for Readiness {
@@ -67,6 +91,21 @@ impl Readiness {
         Readiness {
             amqp: AtomicU8::new(AmqpState::Disconnected as u8),
             consumers: [AtomicBool::new(false), AtomicBool::new(false)],
+            consul: AtomicU8::new(ConsulState::Off as u8),
+        }
+    }
+
+    /// Record the Consul watcher's state.
+    pub fn set_consul(&self, state: ConsulState) {
+        self.consul.store(state as u8, Ordering::Release);
+    }
+
+    /// The Consul watcher's state.
+    pub fn consul(&self) -> ConsulState {
+        match self.consul.load(Ordering::Acquire) {
+            1 => ConsulState::Watching,
+            2 => ConsulState::Unreachable,
+            _ => ConsulState::Off,
         }
     }
 
@@ -117,5 +156,19 @@ mod tests {
         r.set_consuming(ConsumerKind::Quota, false);
         assert!(!r.is_ready());
         assert_eq!(r.amqp().name(), "connected");
+    }
+
+    #[test]
+    fn consul_is_shown_but_never_decides_readiness() {
+        let r = Readiness::new();
+        assert_eq!(r.consul(), ConsulState::Off);
+        assert_eq!(r.consul().name(), None);
+        r.set_consuming(ConsumerKind::Quota, true);
+        r.set_consuming(ConsumerKind::Device, true);
+        r.set_consul(ConsulState::Unreachable);
+        assert!(r.is_ready());
+        assert_eq!(r.consul().name(), Some("unreachable"));
+        r.set_consul(ConsulState::Watching);
+        assert_eq!(r.consul().name(), Some("watching"));
     }
 }

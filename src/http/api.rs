@@ -45,6 +45,8 @@ enum ApiRoute {
     RoomSize,
     /// `GET /stats`.
     Stats,
+    /// `GET /services`: the service-health snapshot (contract §8).
+    Services,
 }
 
 /// A request path parsed once: its route and its `{param}` segment.
@@ -83,6 +85,7 @@ impl RoutedPath {
                 (ApiRoute::RoomSize, room)
             }
             [Some("stats"), None, None, None] => (ApiRoute::Stats, ""),
+            [Some("services"), None, None, None] => (ApiRoute::Services, ""),
             _ => return None,
         };
         Some(RoutedPath {
@@ -111,7 +114,7 @@ impl ApiRoute {
     fn method(self) -> Method {
         match self {
             ApiRoute::Push(_) => Method::POST,
-            ApiRoute::RoomSize | ApiRoute::Stats => Method::GET,
+            ApiRoute::RoomSize | ApiRoute::Stats | ApiRoute::Services => Method::GET,
         }
     }
 }
@@ -136,6 +139,7 @@ async fn dispatch(
         ApiRoute::Push(route) => push(req, payload, state, route, &path).await,
         ApiRoute::RoomSize => room_size(req, state, &path).await,
         ApiRoute::Stats => stats(req, state).await,
+        ApiRoute::Services => services(req, state).await,
     }
 }
 
@@ -290,6 +294,20 @@ async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(stats))
 }
 
+/// The `service.health.snapshot` a client joining `admin` gets; 503 when Consul is not
+/// watched.
+async fn services(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    check_key(&req, &state)?;
+    let board = state
+        .sessions
+        .service_health
+        .as_ref()
+        .ok_or(ApiError::ServiceHealthOff)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(board.snapshot()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +351,8 @@ mod tests {
             ("/api/v1/broadcast", routed(Push(PushRoute::Broadcast), "")),
             ("/api/v1/rooms/admin", routed(RoomSize, "admin")),
             ("/api/v1/stats", routed(Stats, "")),
+            ("/api/v1/services", routed(Services, "")),
+            ("/api/v1/services/web", None),
             ("/api/v1/users//notifications", None),
             ("/api/v1/users/42/notifications/", None),
             ("/api/v1/users/42", None),
@@ -352,6 +372,7 @@ mod tests {
         }
         assert_eq!(Push(PushRoute::User).method(), Method::POST);
         assert_eq!(Stats.method(), Method::GET);
+        assert_eq!(Services.method(), Method::GET);
     }
 
     #[test]

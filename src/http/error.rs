@@ -32,6 +32,9 @@ pub enum ApiError {
     /// CONNECT.
     #[error("too many sessions waiting for their CONNECT (limit {0}); retry later")]
     PendingSessionsFull(usize),
+    /// 503: `GET /api/v1/services` while `CONSUL_URL` is unset.
+    #[error("service health is off: CONSUL_URL is not set")]
+    ServiceHealthOff,
     /// 408: the body did not arrive within `HTTP_BODY_TIMEOUT_MS`; the connection is closed.
     #[error("request body not received within {0} ms")]
     BodyTimeout(u128),
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unavailable(_) | ApiError::PendingSessionsFull(_) => "unavailable",
             ApiError::BodyTimeout(_) => "request_timeout",
+            ApiError::ServiceHealthOff => "service_health_off",
         }
     }
 }
@@ -66,6 +70,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::ServiceHealthOff => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

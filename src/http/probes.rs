@@ -1,5 +1,6 @@
-//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming) and
-//! `/metrics` (Prometheus). No authentication, no CORS.
+//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming; the
+//! Consul watcher's state shown alongside) and `/metrics` (Prometheus). No authentication, no
+//! CORS.
 
 use actix_web::{web, HttpResponse};
 use pushgate_actors::readiness::ConsumerKind;
@@ -41,9 +42,14 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         })
         .collect();
     let ready = r.is_ready();
+    let mut components = json!({ "amqp": r.amqp().name(), "consumers": consumers });
+    // Shown when Consul is watched; never part of being ready (contract §8).
+    if let Some(consul) = r.consul().name() {
+        components["consul"] = Value::from(consul);
+    }
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "components": { "amqp": r.amqp().name(), "consumers": consumers },
+        "components": components,
     });
     if ready {
         HttpResponse::Ok().json(body)

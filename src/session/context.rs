@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use pushgate_actors::metrics::Metrics;
+use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::RoomSupervisor;
 
 use crate::auth::JwtVerifier;
@@ -38,4 +39,6 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Gateway or protocol test-suite behaviour.
     pub mode: Mode,
+    /// The service-health snapshot a client joining `admin` gets, when Consul is watched.
+    pub service_health: Option<Arc<HealthBoard>>,
 }

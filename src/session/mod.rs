@@ -10,6 +10,7 @@ mod client_request;
 mod context;
 pub mod limits;
 pub mod protocol_suite;
+mod service_health;
 
 pub use client_request::{Accepted, ClientRequest, Membership};
 pub use context::{Mode, SessionContext};
@@ -435,14 +436,17 @@ impl SocketSession {
                 Membership::Join => self.limits.may_join(&accepted.room).map(|()| accepted),
                 Membership::Leave => Ok(accepted),
             });
+        let mut snapshot = None;
         let (event, payload) = match accepted {
             Ok(accepted) => {
                 self.apply(&accepted);
+                snapshot = service_health::snapshot_on_admin_join(&self.ctx, &accepted);
                 (accepted.reply_event, accepted.reply)
             }
             Err(refusal) => ("error", error_payload(&name, &refusal)),
         };
         reply(out, event, &payload.to_string(), packet.id);
+        out.extend(snapshot);
         Ok(())
     }
 
