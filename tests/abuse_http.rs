@@ -4,105 +4,35 @@
 //! client beside them keeps getting its pushes in time, and an API POST that names
 //! `Upgrade: websocket` is handled as the POST it is.
 //!
-//! The child gets an empty environment but for its settings, an empty temporary directory
-//! (no `.env`, no `config/default.toml`), port 0 on 127.0.0.1 and an unreachable broker; its
-//! log is drained by a thread (a full pipe would stall it).
+//! The child is the harness's [`ServerProcess`](common::ServerProcess): isolated from the
+//! machine, its log drained by a thread (a full pipe would stall it).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::{ServerProcess, API_KEY, SECRET};
 use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::JwtConfig;
 use pushgate::transport::wire_frames::put_masked_frame;
 
-const SECRET: &str = "abuse-http-test-secret-0123456789abcdef0123";
-const API_KEY: &str = "abuse-http-test-api-key";
-
-/// A running `pushgate` child, killed on drop, and its empty working directory.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir =
-            std::env::temp_dir().join(format!("pushgate-abuse-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .env_clear()
-            .current_dir(&dir)
-            .env("PUSHGATE_CONFIG_DIR", &dir)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("NODE_ID", format!("pg-abuse-{:08x}", rand::random::<u32>()))
-            .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-            .env("JWT_SECRET", SECRET)
-            .env("PUSH_API_KEY", API_KEY)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pushgate");
-        let (tx, rx) = mpsc::channel();
-        let log = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in log.lines().map_while(Result::ok) {
-                if let Some((_, a)) = line.split_once("pushgate listening on ") {
-                    let _ = tx.send(a.trim().parse::<SocketAddr>().unwrap());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("pushgate logs its address");
-        Server { child, addr, dir }
-    }
-
-    /// A line of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`: the resident size now, its
-    /// peak).
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .unwrap_or_else(|| panic!("{field} in {status}"));
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap();
-        kib * 1024
-    }
-
-    fn token(&self, sub: &str) -> String {
-        let jwt = JwtConfig {
-            secret: SECRET.into(),
-            old_secret: None,
-            issuer: Some("cloudphone-platform".into()),
-            audience: Some("cloudphone-users".into()),
-        };
-        mint(
-            SECRET,
-            &TokenClaims::new(&jwt, sub, false, Duration::from_secs(3600)),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The child's tokens, signed with the harness's secret.
+fn token(sub: &str) -> String {
+    let jwt = JwtConfig {
+        secret: SECRET.into(),
+        old_secret: None,
+        issuer: Some("cloudphone-platform".into()),
+        audience: Some("cloudphone-users".into()),
+    };
+    mint(
+        SECRET,
+        &TokenClaims::new(&jwt, sub, false, Duration::from_secs(3600)),
+    )
 }
 
 /// A connected Socket.IO client over a raw WebSocket: it answers pings and passes every
@@ -112,7 +42,7 @@ struct Listener {
 }
 
 impl Listener {
-    fn connect(server: &Server, user: &str) -> Listener {
+    fn connect(server: &ServerProcess, user: &str) -> Listener {
         let mut tcp = TcpStream::connect(server.addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         tcp.set_nodelay(true).unwrap();
@@ -135,7 +65,7 @@ impl Listener {
         buf.drain(..head_end);
         let (tx, frames) = mpsc::channel();
         let mut writer = tcp.try_clone().unwrap();
-        let connect = format!(r#"40{{"token":"{}"}}"#, server.token(user));
+        let connect = format!(r#"40{{"token":"{}"}}"#, token(user));
         std::thread::spawn(move || {
             while let Some(text) = next_text(&mut tcp, &mut buf) {
                 let reply = match text.as_str() {
@@ -253,7 +183,7 @@ const UPGRADE_HEADERS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\n\
 
 #[test]
 fn an_api_post_naming_upgrade_is_handled_as_a_post() {
-    let server = Server::start();
+    let server = ServerProcess::start(&[]);
     let listener = Listener::connect(&server, "7");
     // The body with the head in one write, and after it in a second one.
     for (n, pause) in [Duration::ZERO, Duration::from_millis(300)]
@@ -286,9 +216,9 @@ const ATTACKERS: usize = 50;
 
 #[test]
 fn clients_that_pipeline_and_never_read_cost_a_fixed_amount_each() {
-    let server = Server::start();
+    let server = ServerProcess::start(&[]);
     let listener = Listener::connect(&server, "8");
-    let before = server.memory("VmRSS");
+    let before = server.memory_kib("VmRSS") * 1024;
     let stop = Arc::new(AtomicBool::new(false));
     let attackers: Vec<_> = (0..ATTACKERS)
         .map(|i| {
@@ -334,7 +264,7 @@ fn clients_that_pipeline_and_never_read_cost_a_fixed_amount_each() {
         n += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
-    let peak = server.memory("VmHWM");
+    let peak = server.memory_kib("VmHWM") * 1024;
     stop.store(true, Ordering::Relaxed);
     let connections: Vec<TcpStream> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
     drop(connections);

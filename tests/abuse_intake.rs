@@ -15,9 +15,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -226,96 +223,6 @@ const LOOP_CONNECTIONS: usize = 8;
 /// (no cap) took about 44 MiB, the capped 2,000 about 4 MiB.
 const MAX_RSS_GROWTH_KIB: u64 = 16 * 1024;
 
-/// The `pushgate` binary as a child process on 127.0.0.1, killed on drop.
-struct ChildServer {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl ChildServer {
-    /// Start it with `vars` (plus isolation: empty environment and working directory, no
-    /// config directory, an unreachable broker) and wait for its listening address.
-    fn start(vars: &[(&str, &str)]) -> ChildServer {
-        let dir =
-            std::env::temp_dir().join(format!("pushgate-abuse-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .env_clear()
-            .current_dir(&dir)
-            .env("PUSHGATE_CONFIG_DIR", &dir)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("NODE_ID", node_id())
-            .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-            .env("RUST_LOG", "warn,pushgate=info")
-            .env("JWT_SECRET", SECRET)
-            .env("PUSH_API_KEY", API_KEY)
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pushgate");
-        // The log goes on being read (and dropped) so that the child never blocks on it.
-        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("pushgate listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("pushgate logs its address");
-        ChildServer {
-            child,
-            addr: addr.parse().expect("an address"),
-            dir,
-        }
-    }
-
-    /// Its resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc/<pid>/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("a VmRSS line")
-    }
-
-    /// Its `/metrics` page.
-    fn metrics(&self) -> String {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
-        (&stream).write_all(request.as_bytes()).unwrap();
-        read_answer(&mut reader).body
-    }
-
-    /// The value of the metric line starting with `series`.
-    fn metric(&self, series: &str) -> u64 {
-        let metrics = self.metrics();
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `count` polling handshakes over one keep-alive connection, never CONNECTing; returns how
 /// many were answered 200 (an open packet) and 503.
 fn handshake_loop(addr: SocketAddr, count: usize) -> (usize, usize) {
@@ -387,7 +294,7 @@ async fn push_reaches(addr: SocketAddr, sub: &str, client: &mut RawClient, marke
 async fn a_handshake_loop_is_capped_and_memory_stays_bounded() {
     let cap = PENDING_CAP.to_string();
     let connect_timeout = CONNECT_TIMEOUT.as_millis().to_string();
-    let server = ChildServer::start(&[
+    let server = ServerProcess::start(&[
         ("MAX_PENDING_SESSIONS", &cap),
         ("CONNECT_TIMEOUT_MS", &connect_timeout),
     ]);

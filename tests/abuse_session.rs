@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -125,37 +122,8 @@ fn refusals_logged(lines: &[String]) -> u64 {
 #[actix_web::test]
 async fn a_bad_token_loop_is_logged_at_most_once_a_second() {
     // The real binary, so that its log is what an operator would see.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-        .env_clear()
-        .current_dir(std::env::temp_dir())
-        .env(
-            "PUSHGATE_CONFIG_DIR",
-            std::env::temp_dir().join("pushgate-no-config"),
-        )
-        .env("JWT_SECRET", SECRET)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pushgate");
-    let (tx, lines) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(15))
-            .expect("pushgate logs its address");
-        if let Some((_, addr)) = line.split_once("pushgate listening on ") {
-            break addr.trim().to_owned();
-        }
-    };
+    let server = ServerProcess::start(&[]);
+    let addr = server.addr;
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
 
     // 2,100 bad CONNECTs, three per fresh connection, ten connections at a time, for at most
@@ -170,11 +138,12 @@ async fn a_bad_token_loop_is_logged_at_most_once_a_second() {
     // The summary of the last burst comes with a once-a-second flush, the first one a second
     // after the previous line (so up to 2 s from now).
     std::thread::sleep(Duration::from_millis(2_500));
-    let _ = child.kill();
-    let _ = child.wait();
-    // Everything it wrote (the reader ends at the pipe's end), but the unreachable broker's
-    // retries.
-    let logged: Vec<String> = lines.iter().filter(|l| !l.contains("broker")).collect();
+    // Everything it wrote, but the unreachable broker's retries.
+    let logged: Vec<String> = server
+        .kill()
+        .into_iter()
+        .filter(|l| !l.contains("broker"))
+        .collect();
 
     assert!(connects >= 600, "only {connects} CONNECTs in {attack:?}");
     let summaries = logged.iter().filter(|l| l.contains("refused")).count() as u64;

@@ -1,17 +1,20 @@
 //! Shared harness for the integration tests, one concept a file: the server under test
 //! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket ([`raw_client`]) and
-//! over long-polling ([`polling_client`]), and the node end-to-end runner ([`node`]).
+//! over long-polling ([`polling_client`]), the real binary as a child process ([`process`]), and
+//! the node end-to-end runner ([`node`]).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod http_client;
 pub mod node;
 pub mod polling_client;
+pub mod process;
 pub mod raw_client;
 pub mod server;
 
 pub use http_client::*;
 pub use node::*;
 pub use polling_client::*;
+pub use process::*;
 pub use raw_client::*;
 pub use server::*;
 
