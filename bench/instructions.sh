@@ -18,6 +18,8 @@
 # SCENARIO=connect-storm counts per authenticated connect instead: a connect storm at
 # CONNECT_RATE (100) a second, each client closing after its `welcome`, for SHORT and LONG
 # seconds.
+# KEEP_CALLGRIND=dir keeps both runs' callgrind files there (callgrind.SHORT, callgrind.LONG),
+# for comparing two builds function by function (`callgrind_annotate --inclusive=no`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -81,6 +83,12 @@ print(sum(s["connected"] for s in results["steps"]) if "steps" in results else r
 
 read -r ir1 d1 < <(run "$SHORT" "$@")
 read -r ir2 d2 < <(run "$LONG" "$@")
+if [ -n "${KEEP_CALLGRIND:-}" ]; then
+  mkdir -p "$KEEP_CALLGRIND"
+  cp "$OUT/cg.$SHORT" "$KEEP_CALLGRIND/callgrind.$SHORT"
+  cp "$OUT/cg.$LONG" "$KEEP_CALLGRIND/callgrind.$LONG"
+  echo "deliveries: $d1 / $d2" >"$KEEP_CALLGRIND/deliveries"
+fi
 python3 - "$ir1" "$d1" "$ir2" "$d2" "${SCENARIO:-fanout}" <<'EOF'
 import sys
 ir1, d1, ir2, d2 = map(int, sys.argv[1:5])

@@ -31,6 +31,7 @@ struct Queue {
 
 impl Queue {
     /// The first chunks, as many as `slices` holds, for one `writev`; returns how many.
+    #[inline]
     fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
         for (slice, chunk) in slices.iter_mut().zip(&self.chunks) {
@@ -41,6 +42,7 @@ impl Queue {
     }
 
     /// Drop the first `n` bytes (written), whole chunks and the start of the next.
+    #[inline]
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
@@ -79,6 +81,7 @@ struct WireState {
 
 impl Wire {
     /// Queue encoded frames for the socket.
+    #[inline]
     pub fn push(&self, bytes: Bytes) {
         if bytes.is_empty() {
             return;
@@ -90,6 +93,7 @@ impl Wire {
 
     /// Queue a delivery's room pushes, encoded by their first receiver on any WebSocket and
     /// shared by the others.
+    #[inline]
     pub fn push_delivery(&self, frames: &Packets) {
         self.push(frames.encoded(wire_frames::text_frames));
     }
@@ -112,7 +116,11 @@ impl Wire {
     }
 
     /// Run what waited for the queue to be written (it is).
+    #[inline]
     pub(super) fn written(&self) {
+        if self.0.when_written.borrow().is_empty() {
+            return; // the usual case: nothing waits
+        }
         let waiting = std::mem::take(&mut *self.0.when_written.borrow_mut());
         for f in waiting {
             f();
@@ -131,6 +139,7 @@ impl Wire {
     }
 
     /// Queue the pushes waiting in the inbox, if one is read; `waker` is woken by the next.
+    #[inline]
     pub(super) fn take_inbox(&self, waker: &Waker) {
         let reading = self.0.inbox.borrow();
         let Some(inbox) = &*reading else {
@@ -144,16 +153,19 @@ impl Wire {
     }
 
     /// How many bytes are queued.
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.0.queue.borrow().len
     }
 
     /// How many chunks are queued.
+    #[inline]
     pub(super) fn chunks(&self) -> usize {
         self.0.queue.borrow().chunks.len()
     }
 
     /// Write what is queued to `io`; `Ready(Ok)` once all is written.
+    #[inline]
     pub(super) fn poll_write_to(
         &self,
         io: &TcpStream,
