@@ -412,6 +412,12 @@ impl Config {
                 )?,
                 node_id: amqp.node_id,
                 max_event_bytes: engine.max_payload,
+                quota_coalesce: Duration::from_millis(number(
+                    src,
+                    "QUOTA_COALESCE_MS",
+                    amqp.quota_coalesce.as_millis() as u64,
+                    0,
+                )?),
             },
             cors,
             push_api_key,
@@ -628,6 +634,8 @@ mod tests {
             ("PUSH_COALESCE_MS", "-1"),
             ("PUSH_COALESCE_MS", "1001"),
             ("PUSH_COALESCE_MS", "5ms"),
+            ("QUOTA_COALESCE_MS", "-1"),
+            ("QUOTA_COALESCE_MS", "soon"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
@@ -645,6 +653,20 @@ mod tests {
             )
             .unwrap();
             assert_eq!(c.push_coalesce, Duration::from_millis(ms));
+        }
+    }
+
+    #[test]
+    fn quota_coalescing_is_on_at_250_ms_and_0_turns_it_off() {
+        let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
+        assert_eq!(c.amqp.quota_coalesce, Duration::from_millis(250));
+        for (value, ms) in [("0", 0), ("40", 40)] {
+            let c = load(
+                &[("JWT_SECRET", SECRET), ("QUOTA_COALESCE_MS", value)],
+                false,
+            )
+            .unwrap();
+            assert_eq!(c.amqp.quota_coalesce, Duration::from_millis(ms));
         }
     }
 

@@ -71,6 +71,9 @@ pub struct Metrics {
     /// `pushgate_http_body_timeouts_total`: requests whose body was not complete within
     /// `HTTP_BODY_TIMEOUT_MS` (their connection is closed).
     pub http_body_timeouts: IntCounter,
+    /// `pushgate_coalesced_total{routing_key}`: events never pushed because a later one about
+    /// the same thing replaced them (`QUOTA_COALESCE_MS`: `quota.updated` of one quota).
+    pub coalesced: IntCounterVec,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -165,6 +168,14 @@ impl Metrics {
             "Requests whose body did not arrive within HTTP_BODY_TIMEOUT_MS",
         )
         .expect("valid metric");
+        let coalesced = IntCounterVec::new(
+            Opts::new(
+                "pushgate_coalesced_total",
+                "Events replaced by a later one within the coalescing window, by routing key",
+            ),
+            &["routing_key"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
@@ -179,6 +190,7 @@ impl Metrics {
             Box::new(pending_sessions.clone()),
             Box::new(handshakes_refused.clone()),
             Box::new(http_body_timeouts.clone()),
+            Box::new(coalesced.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -186,6 +198,7 @@ impl Metrics {
             consumer_up.with_label_values(&[consumer]).set(0);
         }
         handshakes_refused.with_label_values(&["pending_sessions"]);
+        coalesced.with_label_values(&["quota.updated"]);
         for event in ["notification", "message"] {
             pushes.with_label_values(&[event]);
             deliveries.with_label_values(&[event]);
@@ -205,6 +218,7 @@ impl Metrics {
             pending_sessions,
             handshakes_refused,
             http_body_timeouts,
+            coalesced,
             routing_key_labels: Mutex::new(HashSet::new()),
         }
     }
@@ -270,6 +284,7 @@ mod tests {
             "pushgate_pending_sessions 0",
             "pushgate_handshakes_refused_total{reason=\"pending_sessions\"} 0",
             "pushgate_http_body_timeouts_total 0",
+            "pushgate_coalesced_total{routing_key=\"quota.updated\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

@@ -102,8 +102,14 @@ impl Shards {
     }
 
     /// Hand `packet` to every shard, each with the members it must skip (`skipped`: members of
-    /// this room and the thread each lives on).
-    fn fanout(&self, packet: &ByteString, accepted_at: Instant, skipped: &[(WorkerId, SessionId)]) {
+    /// this room and the thread each lives on); `priority`: see [`Fanout::priority`].
+    fn fanout(
+        &self,
+        packet: &ByteString,
+        accepted_at: Instant,
+        skipped: &[(WorkerId, SessionId)],
+        priority: bool,
+    ) {
         for shard in &self.shards {
             let except = skipped
                 .iter()
@@ -114,6 +120,7 @@ impl Shards {
                 packet: packet.clone(),
                 except,
                 accepted_at,
+                priority,
             });
         }
     }
@@ -304,7 +311,7 @@ impl Handler<Push> for RoomSupervisor {
         let reached = match shards {
             Some(shards) if shards.members() > skipped.len() => {
                 let packet = ByteString::from((self.encode)(event, &msg.payload));
-                shards.fanout(&packet, accepted_at, &skipped);
+                shards.fanout(&packet, accepted_at, &skipped, msg.priority);
                 shards.members() - skipped.len()
             }
             _ => 0,
@@ -408,6 +415,7 @@ mod tests {
             target: PushTarget::Everyone,
             event: PushEvent::Message,
             payload: payload.into(),
+            priority: false,
         }
     }
 
@@ -416,6 +424,7 @@ mod tests {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
             payload: payload.into(),
+            priority: false,
         }
     }
 
@@ -524,6 +533,7 @@ mod tests {
             },
             event: PushEvent::Message,
             payload: payload.into(),
+            priority: false,
         };
         assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
         assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);

@@ -39,7 +39,7 @@ fn parsed(push: &RoutedPush) -> Parsed {
 /// The pushes for `body` as published, payloads as text.
 fn routed_text(key: &str, body: &[u8]) -> Vec<RoutedPush> {
     match route(key, body, LIMIT, received(), &mut DeviceStatusCache::new()) {
-        RouteOutcome::Routed(pushes) => pushes,
+        RouteOutcome::Routed(pushes, _) => pushes,
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }
@@ -50,7 +50,7 @@ fn routed(key: &str, body: &Value) -> Vec<Parsed> {
 
 fn routed_with(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> Vec<Parsed> {
     match run(key, body, cache) {
-        RouteOutcome::Routed(pushes) => pushes.iter().map(parsed).collect(),
+        RouteOutcome::Routed(pushes, _) => pushes.iter().map(parsed).collect(),
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }
@@ -759,7 +759,7 @@ fn json_nested_within_limit_is_fine() {
             received(),
             &mut DeviceStatusCache::new()
         ),
-        RouteOutcome::Routed(_)
+        RouteOutcome::Routed(..)
     ));
 }
 
@@ -1039,7 +1039,7 @@ fn bodies_over_the_limit_are_poison_before_parsing() {
     for len in [limit - 1, limit] {
         let body = quota_updated_of_len(len);
         assert!(
-            matches!(outcome("quota.updated", &body), RouteOutcome::Routed(_)),
+            matches!(outcome("quota.updated", &body), RouteOutcome::Routed(..)),
             "{len} bytes"
         );
     }
@@ -1109,4 +1109,60 @@ fn poison_reasons_display() {
     assert!(PoisonReason::NotJson(msg)
         .to_string()
         .starts_with("body is not valid JSON: "));
+}
+
+#[test]
+fn alerts_are_priority_and_each_quota_event_names_its_quota_for_storm_coalescing() {
+    let key = |user: &str, quota: &str| QuotaKey {
+        user_id: user.into(),
+        quota_id: quota.into(),
+    };
+    let quota = json!({"userId": "u1", "quotaId": 7, "usagePercent": 97});
+    let device = json!({"userId": "u1", "deviceId": "d1"});
+    let cases = [
+        (
+            "quota.updated",
+            &quota,
+            false,
+            StormRole::LatestWins(key("u1", "7")),
+        ),
+        (
+            "quota.renewed",
+            &quota,
+            false,
+            StormRole::FlushesHeld(key("u1", "7")),
+        ),
+        (
+            "quota.alert",
+            &quota,
+            true,
+            StormRole::FlushesHeld(key("u1", "7")),
+        ),
+        (
+            "quota.exceeded",
+            &quota,
+            true,
+            StormRole::FlushesHeld(key("u1", "7")),
+        ),
+        ("device.started", &device, false, StormRole::Unrelated),
+        ("device.error", &device, false, StormRole::Unrelated),
+    ];
+    for (routing_key, body, priority, role) in cases {
+        match run(routing_key, body, &mut DeviceStatusCache::new()) {
+            RouteOutcome::Routed(pushes, got) => {
+                assert_eq!(got, role, "{routing_key}");
+                assert!(!pushes.is_empty(), "{routing_key}");
+                for push in &pushes {
+                    assert_eq!(push.priority, priority, "{routing_key}: {push:?}");
+                }
+            }
+            other => panic!("{routing_key}: expected Routed, got {other:?}"),
+        }
+    }
+    // The critical / error notifications are among the alert's pushes, and priority too.
+    let RouteOutcome::Routed(pushes, _) = run("quota.alert", &quota, &mut DeviceStatusCache::new())
+    else {
+        panic!("routed");
+    };
+    assert_eq!(pushes.len(), 3, "user, admin message, admin critical");
 }
