@@ -10,7 +10,8 @@
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
 //!   consumer with its [`device_status_cache::DeviceStatusCache`].
-//! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
+//! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers
+//!   (the quota consumer coalesces storms of `quota.updated`, [`consumers::storm_coalescer`]).
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
 pub mod coalescer;

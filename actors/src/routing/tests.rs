@@ -1113,56 +1113,34 @@ fn poison_reasons_display() {
 
 #[test]
 fn alerts_are_priority_and_each_quota_event_names_its_quota_for_storm_coalescing() {
-    let key = |user: &str, quota: &str| QuotaKey {
-        user_id: user.into(),
-        quota_id: quota.into(),
-    };
     let quota = json!({"userId": "u1", "quotaId": 7, "usagePercent": 97});
     let device = json!({"userId": "u1", "deviceId": "d1"});
+    let key = QuotaKey {
+        user_id: "u1".into(),
+        quota_id: "7".into(),
+    };
+    let latest = StormRole::LatestWins(key.clone());
+    let flushes = StormRole::FlushesHeld(key);
+    // The key, its body, whether its pushes are priority, how many (an alert's admin critical
+    // or error notification among them) and the event's storm role.
     let cases = [
-        (
-            "quota.updated",
-            &quota,
-            false,
-            StormRole::LatestWins(key("u1", "7")),
-        ),
-        (
-            "quota.renewed",
-            &quota,
-            false,
-            StormRole::FlushesHeld(key("u1", "7")),
-        ),
-        (
-            "quota.alert",
-            &quota,
-            true,
-            StormRole::FlushesHeld(key("u1", "7")),
-        ),
-        (
-            "quota.exceeded",
-            &quota,
-            true,
-            StormRole::FlushesHeld(key("u1", "7")),
-        ),
-        ("device.started", &device, false, StormRole::Unrelated),
-        ("device.error", &device, false, StormRole::Unrelated),
+        ("quota.updated", &quota, false, 2, &latest),
+        ("quota.renewed", &quota, false, 1, &flushes),
+        ("quota.alert", &quota, true, 3, &flushes),
+        ("quota.exceeded", &quota, true, 3, &flushes),
+        ("device.started", &device, false, 2, &StormRole::Unrelated),
+        ("device.error", &device, false, 2, &StormRole::Unrelated),
     ];
-    for (routing_key, body, priority, role) in cases {
-        match run(routing_key, body, &mut DeviceStatusCache::new()) {
-            RouteOutcome::Routed(pushes, got) => {
-                assert_eq!(got, role, "{routing_key}");
-                assert!(!pushes.is_empty(), "{routing_key}");
-                for push in &pushes {
-                    assert_eq!(push.priority, priority, "{routing_key}: {push:?}");
-                }
-            }
-            other => panic!("{routing_key}: expected Routed, got {other:?}"),
+    for (routing_key, body, priority, count, role) in cases {
+        let RouteOutcome::Routed(pushes, got) =
+            run(routing_key, body, &mut DeviceStatusCache::new())
+        else {
+            panic!("{routing_key}: expected Routed");
+        };
+        assert_eq!(&got, role, "{routing_key}");
+        assert_eq!(pushes.len(), count, "{routing_key}");
+        for push in &pushes {
+            assert_eq!(push.priority, priority, "{routing_key}: {push:?}");
         }
     }
-    // The critical / error notifications are among the alert's pushes, and priority too.
-    let RouteOutcome::Routed(pushes, _) = run("quota.alert", &quota, &mut DeviceStatusCache::new())
-    else {
-        panic!("routed");
-    };
-    assert_eq!(pushes.len(), 3, "user, admin message, admin critical");
 }

@@ -28,6 +28,7 @@ const ROOM_WINDOW_MS = 500;
 /** Longer than both windows: what was held has gone out by then. */
 const QUIET_MS = ROOM_WINDOW_MS + QUOTA_WINDOW_MS + 300;
 const COALESCED = ["pushgate_coalesced_total", { routing_key: "quota.updated" }];
+const ROUTED = ["pushgate_amqp_messages_total", { routing_key: "quota.updated", outcome: "routed" }];
 
 afterEach(async () => {
   closeAll();
@@ -67,8 +68,13 @@ function arrival(s, event, payload) {
 
 test("a burst of 200 quota.updated for one quota: a few pushes, in order, the last the latest", T, async () => {
   const { userId, user, admin, pub } = await audience();
+  // Another quota's update first: the counters below exist from then on.
+  const other = quotaEvent(userId);
+  await pub.publish("quota.updated", other);
+  assert.deepEqual(await user.inbox.next("notification"), { type: "quota.updated", data: quotaData(other) });
+  assert.deepEqual(await admin.inbox.next("message"), { type: "quota.updated", data: quotaData(other) });
   const quotaId = uid("q");
-  const before = await metric(...COALESCED);
+  const [before, routedBefore] = [await metric(...COALESCED), await metric(...ROUTED)];
   const events = Array.from({ length: 200 }, (_, seq) => quotaEvent(userId, { quotaId, seq }));
   await pub.publishAll(events.map((e) => ["quota.updated", e]));
 
@@ -83,8 +89,11 @@ test("a burst of 200 quota.updated for one quota: a few pushes, in order, the la
   assert.deepEqual(copies, got);
   // Every update not pushed was replaced by a later one, and counted.
   assert.equal((await metric(...COALESCED)) - before, 200 - seqs.length);
-
+  // Each delivery settled once: none redelivered (an ack covering a held delivery would close
+  // the channel, and the broker would deliver the unacked ones again).
   await user.inbox.assertQuiet(QUIET_MS, "nothing more for the user");
+  assert.equal((await metric(...ROUTED)) - routedBefore, 200, "200 deliveries routed, once each");
+  assert.equal(await metric("pushgate_amqp_reconnects_total"), 0);
   await admin.inbox.assertQuiet(0, "nothing more for the admin");
 });
 
