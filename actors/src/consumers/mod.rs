@@ -107,7 +107,7 @@ impl AmqpSettings {
 /// `pushgate_consumer_up` series.
 ///
 /// On SIGTERM, `link.send(Shutdown).await`: it cancels both consumers, lets the delivery being
-/// handled finish (acked), closes the channels and the connection, then answers; the link stops
+/// handled finish (acked), pushes the updates held by storm coalescing, closes the channels and the connection, then answers; the link stops
 /// afterwards.
 ///
 /// Must be called from within a running actix system.

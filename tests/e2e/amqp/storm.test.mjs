@@ -12,13 +12,14 @@
 //   then the alert at once, while a push accepted after them waits for the window's end.
 // - An alert for a quota whose update is held: the update goes out first, then the alert, and
 //   the update is not pushed again at the window's end.
+// - Held updates are neither lost nor pushed twice when deliveries after them are acked first.
 //
 // Run by tests/amqp_e2e.rs (storms_and_alert_priority) against a server of its own.
 
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { closeAll, connectAdmin, connectUser, metric, request, uid, WAIT_MS } from "../lib.mjs";
-import { closePublishers, Publisher } from "./broker.mjs";
+import { closePublishers, Publisher, sleep } from "./broker.mjs";
 import { quotaData, quotaEvent } from "./console.mjs";
 
 const T = { timeout: 20000 };
@@ -196,4 +197,25 @@ test("an alert for a quota whose update is held: the update first, then the aler
   ]);
   await user.inbox.assertQuiet(QUIET_MS, "the update is not pushed again at the window's end");
   assert.equal(await metric(...COALESCED), before, "nothing was replaced");
+});
+
+test("held updates survive the acks of the deliveries after them", T, async () => {
+  const { userId, user, pub } = await audience();
+  const [a, c] = [uid("q"), uid("q")];
+  const update = (quotaId, seq) => quotaEvent(userId, { quotaId, seq });
+  const events = [update(a, 0), update(c, 0), update(a, 1), update(c, 1)];
+  // Two quotas whose windows end 100 ms apart.
+  await pub.publish("quota.updated", events[0]);
+  await sleep(100);
+  await pub.publish("quota.updated", events[1]);
+  // Both updated again (held), then deliveries acked at once (ignored keys): no ack of theirs
+  // may cover the held ones (their own acks later would close the channel, and an update held
+  // then would be lost: neither pushed nor redelivered).
+  const ignored = Array.from({ length: 50 }, () => ["quota.deducted", { userId, quotaId: a }]);
+  await pub.publishAll([["quota.updated", events[2]], ["quota.updated", events[3]], ...ignored]);
+  assert.deepEqual(
+    await user.inbox.take("notification", 4, WAIT_MS * 2),
+    events.map((e) => ({ type: "quota.updated", data: quotaData(e) })),
+  );
+  await user.inbox.assertQuiet(QUIET_MS, "each once");
 });
