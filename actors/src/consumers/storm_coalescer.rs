@@ -249,18 +249,20 @@ mod tests {
     fn beyond_max_held_an_update_for_one_more_quota_goes_out_at_once() {
         let t0 = Instant::now();
         let mut c = StormCoalescer::new(W, 2);
+        // Three quotas, their windows ending 1 ms apart.
         for (i, q) in [(0, "a"), (1, "b"), (2, "c")] {
-            assert_eq!(c.offer(key(q), i, t0), Offered::PushNow(i));
+            assert_eq!(c.offer(key(q), i, t0 + ms(i as u64)), Offered::PushNow(i));
         }
-        assert_eq!(c.offer(key("a"), 10, t0 + ms(1)), held(None));
-        assert_eq!(c.offer(key("b"), 11, t0 + ms(2)), held(None));
-        assert_eq!(c.offer(key("c"), 12, t0 + ms(3)), Offered::PushNow(12));
+        assert_eq!(c.offer(key("a"), 10, t0 + ms(3)), held(None));
+        assert_eq!(c.offer(key("b"), 11, t0 + ms(4)), held(None));
+        assert_eq!(c.offer(key("c"), 12, t0 + ms(5)), Offered::PushNow(12));
         // A quota already holding one still replaces it.
-        assert_eq!(c.offer(key("a"), 13, t0 + ms(4)), held(Some(10)));
+        assert_eq!(c.offer(key("a"), 13, t0 + ms(6)), held(Some(10)));
         assert_eq!(c.held(), 2);
+        // Oldest window first.
         assert_eq!(c.drain(), vec![13, 11]);
         assert_eq!((c.held(), c.next_due()), (0, None));
-        assert_eq!(c.offer(key("a"), 14, t0 + ms(5)), Offered::PushNow(14));
+        assert_eq!(c.offer(key("a"), 14, t0 + ms(7)), Offered::PushNow(14));
     }
 
     #[test]
