@@ -470,6 +470,12 @@ impl Config {
                 )?,
                 node_id: amqp.node_id,
                 max_event_bytes: engine.max_payload,
+                quota_coalesce: Duration::from_millis(number(
+                    src,
+                    "QUOTA_COALESCE_MS",
+                    amqp.quota_coalesce.as_millis() as u64,
+                    0,
+                )?),
             },
             cors,
             push_api_key,
@@ -785,6 +791,8 @@ mod tests {
             ("CONSUL_URL", "http://consul:8500/v1"),
             ("CONSUL_DEBOUNCE_MS", "-1"),
             ("CONSUL_DEBOUNCE_MS", "2s"),
+            ("QUOTA_COALESCE_MS", "-1"),
+            ("QUOTA_COALESCE_MS", "soon"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
@@ -802,6 +810,20 @@ mod tests {
             )
             .unwrap();
             assert_eq!(c.push_coalesce, Duration::from_millis(ms));
+        }
+    }
+
+    #[test]
+    fn quota_coalescing_is_on_at_250_ms_and_0_turns_it_off() {
+        let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
+        assert_eq!(c.amqp.quota_coalesce, Duration::from_millis(250));
+        for (value, ms) in [("0", 0), ("40", 40)] {
+            let c = load(
+                &[("JWT_SECRET", SECRET), ("QUOTA_COALESCE_MS", value)],
+                false,
+            )
+            .unwrap();
+            assert_eq!(c.amqp.quota_coalesce, Duration::from_millis(ms));
         }
     }
 

@@ -181,6 +181,8 @@ impl ConsulWatcher {
                 target: PushTarget::Room(ADMIN_ROOM.to_owned()),
                 event: PushEvent::Notification,
                 payload: Arc::from(notices::changed(&transition, now)),
+                // Not one of the alerts contract §7 puts first; a room window may hold it.
+                priority: false,
             });
         }
         self.board.publish(&self.debounce);

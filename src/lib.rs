@@ -14,13 +14,15 @@
 //! 2. `actors/src/routing/mod.rs::route`: the pure event → rooms table (contract §3) turns it
 //!    into [`RoutedPush`](pushgate_actors::routing::RoutedPush)es (or ignores it, or calls it
 //!    poison); `event_consumer.rs::settle` sends each as a
-//!    [`Push`](pushgate_actors::Push) and acks the delivery once the supervisor has taken them.
+//!    [`Push`](pushgate_actors::Push) and acks the delivery once the supervisor has taken them
+//!    (a `quota.updated` in a storm may first be held, `consumers/storm_coalescer.rs`).
 //! 3. `actors/src/room_supervisor.rs::RoomSupervisor` (`Handler<Push>`): encodes the push once
 //!    into a Socket.IO packet (`protocol/socketio.rs::encode_push_message`; with recovery on,
 //!    with its offset, logged by `actors/src/recovery/`) and
 //!    `Shards::fanout`s it to the room's actor on each worker thread that has members.
 //! 4. `actors/src/room.rs::Room` (`Handler<Fanout>`, `Room::deliver`): hands the packet to each
-//!    member's inbox, at once or at the end of a coalescing window (`coalescer.rs`).
+//!    member's inbox, at once or at the end of a coalescing window (`coalescer.rs`); an
+//!    alert at once, after what the room held.
 //! 5. `actors/src/inbox.rs::Inbox::push`: a queue on the member's own thread; it wakes the
 //!    connection that reads it.
 //! 6. WebSocket: `transport/upgraded/driver.rs::Driver::poll` takes the inbox

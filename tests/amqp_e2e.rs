@@ -54,6 +54,11 @@ struct Scenario {
 
 impl Scenario {
     fn start() -> Scenario {
+        Scenario::start_with(|_| ())
+    }
+
+    /// A scenario whose server configuration `adjust` changes first.
+    fn start_with(adjust: impl FnOnce(&mut Config)) -> Scenario {
         let _ = env_logger::Builder::from_env(
             env_logger::Env::default().default_filter_or("warn,pushgate=info,pushgate_actors=info"),
         )
@@ -66,6 +71,7 @@ impl Scenario {
         config.consume = true;
         config.amqp.url = vhost.user_url();
         config.amqp.node_id = node_id();
+        adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let server = start_on(config.clone(), listener);
@@ -284,4 +290,19 @@ async fn broker_connection_closed() {
 #[actix_web::test]
 async fn restart_with_the_same_node_id() {
     Scenario::start().run_node("restart.test.mjs").await;
+}
+
+/// Contract §7, storms and priority, with rooms coalescing for 500 ms (`PUSH_COALESCE_MS`) and
+/// `quota.updated` for 250 ms (`QUOTA_COALESCE_MS`): a burst for one quota reaches its
+/// receivers as a few pushes, the last the latest; quotas are not merged; alerts are all
+/// delivered, none held by either window, and an update held for a quota goes out before that
+/// quota's alert.
+#[actix_web::test]
+async fn storms_and_alert_priority() {
+    Scenario::start_with(|config| {
+        config.push_coalesce = Duration::from_millis(500);
+        config.amqp.quota_coalesce = Duration::from_millis(250);
+    })
+    .run_node("storm.test.mjs")
+    .await;
 }

@@ -10,7 +10,8 @@
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
 //!   consumer with its [`device_status_cache::DeviceStatusCache`].
-//! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers.
+//! - [`consumers`] are the RabbitMQ side: the broker link and the quota and device consumers
+//!   (the quota consumer coalesces storms of `quota.updated`, [`consumers::storm_coalescer`]).
 //! - [`recovery`] is connection-state recovery: the push log and the kept sessions (each behind
 //!   a trait, in memory for now), and how a reconnecting session gets its state back.
 //! - [`service_health`] is what admins are told about Consul's service health: the answer's

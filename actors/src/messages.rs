@@ -275,6 +275,10 @@ pub struct Push {
     pub event: PushEvent,
     /// The payload, as serialized JSON text (serialized once by the pusher).
     pub payload: Arc<str>,
+    /// An alert (contract §7: `quota.alert`, `quota.exceeded` and the admin `critical` /
+    /// `error` notifications): never held by a room's coalescing window; it goes out at once,
+    /// after what the room held before it.
+    pub priority: bool,
 }
 
 /// Ask how many sessions are in a room.
@@ -331,6 +335,9 @@ pub struct Fanout {
     pub except: Vec<SessionId>,
     /// When the supervisor accepted the push (for the fan-out latency histogram).
     pub accepted_at: Instant,
+    /// The push is an alert ([`Push::priority`]): deliver what the room holds, then this at
+    /// once, outside the coalescing window.
+    pub priority: bool,
 }
 
 #[cfg(test)]

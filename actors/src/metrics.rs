@@ -84,6 +84,9 @@ pub struct Metrics {
     /// `pushgate_consul_up`: 1 while the Consul watcher's last query was answered (0 when
     /// Consul is not configured).
     pub consul_up: IntGauge,
+    /// `pushgate_coalesced_total{routing_key}`: events never pushed because a later one about
+    /// the same thing replaced them (`QUOTA_COALESCE_MS`: `quota.updated` of one quota).
+    pub coalesced: IntCounterVec,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -183,6 +186,14 @@ impl Metrics {
             "1 while the Consul watcher's last blocking query was answered",
         )
         .expect("valid metric");
+        let coalesced = IntCounterVec::new(
+            Opts::new(
+                "pushgate_coalesced_total",
+                "Events replaced by a later one within the coalescing window, by routing key",
+            ),
+            &["routing_key"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connected_clients.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
@@ -198,6 +209,7 @@ impl Metrics {
             Box::new(handshakes_refused.clone()),
             Box::new(http_body_timeouts.clone()),
             Box::new(consul_up.clone()),
+            Box::new(coalesced.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -205,6 +217,7 @@ impl Metrics {
             consumer_up.with_label_values(&[consumer]).set(0);
         }
         handshakes_refused.with_label_values(&["pending_sessions"]);
+        coalesced.with_label_values(&["quota.updated"]);
         for event in ["notification", "message"] {
             pushes.with_label_values(&[event]);
             deliveries.with_label_values(&[event]);
@@ -225,6 +238,7 @@ impl Metrics {
             handshakes_refused,
             http_body_timeouts,
             consul_up,
+            coalesced,
             routing_key_labels: Mutex::new(HashSet::new()),
             recoveries: IntCounterVec::new(
                 Opts::new(
@@ -341,6 +355,7 @@ mod tests {
             "pushgate_recovery_history_bytes 0",
             "pushgate_recovery_history_evicted_total 0",
             "pushgate_consul_up 0",
+            "pushgate_coalesced_total{routing_key=\"quota.updated\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

@@ -15,9 +15,12 @@
 //! gets exactly the pushes accepted while it was a member: the pushes its group is waiting for
 //! are delivered before it joins or leaves.
 //!
-//! **Exceptions.** A push that some members must not get (an admin-room copy of a user's
-//! event skips that user's own sessions, [`Fanout::except`]) flushes what every group is
-//! waiting for, then goes out at once to the other members, so order is kept.
+//! **Exceptions and alerts.** A push that some members must not get (an admin-room copy of a
+//! user's event skips that user's own sessions, [`Fanout::except`]), and an alert
+//! ([`Fanout::priority`]: `quota.alert`, `quota.exceeded`, the admin `critical` / `error`
+//! notifications), flushes what every group is waiting for, then goes out at once to the
+//! (other) members: it is never held by the window, and order is kept (whatever was accepted
+//! before it is written before it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,10 +77,11 @@ impl Room {
         }
     }
 
-    /// Deliver a push that the members in `except` must not get: every group's waiting pushes
-    /// first (order is kept), then this one at once to the other members, outside the
-    /// coalescing windows (it is not in the coalescer, so it does not delay the others).
-    fn deliver_except(&mut self, msg: Fanout) {
+    /// Deliver a push at once (an alert, or one that the members in `except` must not get):
+    /// every group's waiting pushes first (order is kept), then this one to the other members,
+    /// outside the coalescing windows (it is not in the coalescer, so it does not delay the
+    /// others).
+    fn deliver_now(&mut self, msg: Fanout) {
         let groups: std::collections::BTreeSet<usize> =
             self.members.values().map(|&(_, g)| g).collect();
         for g in groups {
@@ -180,8 +184,8 @@ impl Handler<Fanout> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
-        if !msg.except.is_empty() {
-            self.deliver_except(msg);
+        if msg.priority || !msg.except.is_empty() {
+            self.deliver_now(msg);
             self.schedule(ctx);
             return;
         }
@@ -245,6 +249,7 @@ mod tests {
             packet: ByteString::from(packet.to_owned()),
             except: Vec::new(),
             accepted_at: Instant::now(),
+            priority: false,
         }
     }
 
@@ -366,5 +371,31 @@ mod tests {
         assert_eq!(batches(&a).concat(), strings(&["1", "2"]));
         assert_eq!(batches(&b).concat(), strings(&["1", "2", "3"]));
         assert_eq!(batches(&b).last().unwrap(), &strings(&["3"]));
+    }
+
+    #[actix::test]
+    async fn an_alert_is_not_held_by_the_window_and_follows_what_was_held() {
+        let room = room(500);
+        let a = member(&room, 1);
+        let b = member(&room, 2);
+        room.do_send(fanout("1")); // quiet: at once
+        room.do_send(fanout("2")); // waits for the window
+        room.do_send(Fanout {
+            priority: true,
+            ..fanout("alert")
+        });
+        room.do_send(fanout("3")); // accepted after the alert: written after it
+        sleep_ms(100).await;
+        for m in [&a, &b] {
+            assert_eq!(
+                batches(m),
+                vec![strings(&["1"]), strings(&["2"]), strings(&["alert"])],
+                "long before the window's end"
+            );
+        }
+        sleep_ms(600).await;
+        for m in [&a, &b] {
+            assert_eq!(batches(m).concat(), strings(&["1", "2", "alert", "3"]));
+        }
     }
 }

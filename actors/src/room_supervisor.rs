@@ -121,8 +121,14 @@ impl Shards {
     }
 
     /// Hand `packet` to every shard, each with the members it must skip (`skipped`: members of
-    /// this room and the thread each lives on).
-    fn fanout(&self, packet: &ByteString, accepted_at: Instant, skipped: &[(WorkerId, SessionId)]) {
+    /// this room and the thread each lives on); `priority`: see [`Fanout::priority`].
+    fn fanout(
+        &self,
+        packet: &ByteString,
+        accepted_at: Instant,
+        skipped: &[(WorkerId, SessionId)],
+        priority: bool,
+    ) {
         for shard in &self.shards {
             let except = skipped
                 .iter()
@@ -133,6 +139,7 @@ impl Shards {
                 packet: packet.clone(),
                 except,
                 accepted_at,
+                priority,
             });
         }
     }
@@ -476,7 +483,7 @@ impl Handler<Push> for RoomSupervisor {
         );
         let reached = match (live, packet) {
             (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, accepted_at, &skipped);
+                shards.fanout(&packet, accepted_at, &skipped, msg.priority);
                 shards.members() - skipped.len()
             }
             _ => 0,
@@ -585,6 +592,7 @@ pub(crate) mod tests {
             target: PushTarget::Everyone,
             event: PushEvent::Message,
             payload: payload.into(),
+            priority: false,
         }
     }
 
@@ -593,6 +601,7 @@ pub(crate) mod tests {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
             payload: payload.into(),
+            priority: false,
         }
     }
 
@@ -707,6 +716,7 @@ pub(crate) mod tests {
             },
             event: PushEvent::Message,
             payload: payload.into(),
+            priority: false,
         };
         assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
         assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);

@@ -219,9 +219,14 @@ struct Node {
 
 impl Node {
     fn start(url: &str, node_id: &str, prefetch: u16) -> Node {
+        Node::start_with(url, node_id, |settings| settings.prefetch = prefetch)
+    }
+
+    /// A node whose settings `adjust` changes first.
+    fn start_with(url: &str, node_id: &str, adjust: impl FnOnce(&mut AmqpSettings)) -> Node {
         let mut settings = AmqpSettings::with_node_id(node_id);
         settings.url = url.to_owned();
-        settings.prefetch = prefetch;
+        adjust(&mut settings);
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::new());
         let supervisor = RoomSupervisor::new(encode, metrics.clone()).start();
@@ -827,6 +832,46 @@ async fn graceful_shutdown_acks_what_it_handled_and_leaves_the_rest_queued() {
         publisher.message_count(&queue).await as usize,
         left as usize + 1
     );
+}
+
+/// Storm coalescing and shutdown: the `quota.updated` held for its window's end (a minute
+/// here) is pushed and acked by a graceful shutdown, neither lost nor left for redelivery.
+#[actix::test]
+async fn a_graceful_shutdown_pushes_the_update_held_by_storm_coalescing() {
+    init_log();
+    let vhost = Vhost::create();
+    let mut node = Node::start_with(&vhost.guest_url(), &node_id(), |settings| {
+        settings.quota_coalesce = Duration::from_secs(60);
+    });
+    let user = node.session(&["user:1"]).await;
+    node.ready().await;
+    let publisher = Publisher::connect(&vhost.guest_url()).await;
+    let update = |seq: u32| json!({"userId": "1", "quotaId": "q", "seq": seq, "_trace": trace()});
+
+    publisher.publish("quota.updated", &update(0)).await;
+    wait_until("the first update, at once", WAIT, || user.len() == 1).await;
+    publisher.publish("quota.updated", &update(1)).await;
+    publisher.publish("quota.updated", &update(2)).await;
+    let coalesced = node.metrics.coalesced.with_label_values(&["quota.updated"]);
+    wait_until("update 1 replaced by 2", WAIT, || coalesced.get() == 1).await;
+    settle().await;
+    assert_eq!(user.len(), 1, "update 2 is held");
+
+    node.shutdown().await;
+    wait_until("the held update, pushed", WAIT, || user.len() == 2).await;
+    let seqs: Vec<_> = user
+        .quota()
+        .iter()
+        .map(|(_, p)| p["data"]["seq"].clone())
+        .collect();
+    assert_eq!(seqs, [json!(0), json!(2)]);
+    assert_eq!(
+        node.metrics
+            .amqp_message_count("quota.updated", AmqpOutcome::Routed),
+        3
+    );
+    let (left, consumers) = publisher.queue(&node.queue("quota")).await;
+    assert_eq!((left, consumers), (0, 0), "all three acked, none requeued");
 }
 
 /// The race of a shutdown with the link's setup: an `Attach` the setup sent before it knew

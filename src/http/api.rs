@@ -241,6 +241,7 @@ async fn push(
             target,
             event,
             payload: body,
+            priority: false,
         })
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

@@ -14,6 +14,17 @@
 //! nack with requeue. Each outcome is counted in `pushgate_amqp_messages_total`. The verdicts
 //! go to the channel's [`Settler`], which writes them in order and merges runs of acks.
 //!
+//! **Storms** (`QUOTA_COALESCE_MS`, [`StormCoalescer`]): a `quota.updated` that arrives within
+//! its quota's window is held instead of pushed, and stays unacked ([`Settler::defer`]); when
+//! a later one replaces it, it is acked (the later one carries its content) and counted in
+//! `pushgate_coalesced_total`; the one held at the window's end is pushed then (a timer of this
+//! actor, under `ctx.wait` like a delivery) and acked once the supervisor took it. Any other
+//! event about the same quota (alert, exceeded, renewal) pushes the held update first, then
+//! itself, at once. At most half the prefetch is held, so held deliveries never stall the
+//! consumer. A graceful [`Detach`] (shutdown) pushes what is held before it closes the
+//! channel; a lost channel leaves the held deliveries unacked, and the broker redelivers them.
+//! Alerts carry [`Push::priority`], so no room holds them either.
+//!
 //! When the stream ends on its own (the broker cancelled the consumer, e.g. its queue was
 //! deleted; the channel or the connection died) the consumer tells the link
 //! ([`ConsumerStopped`]), which restores it.
@@ -33,6 +44,7 @@ use lapin::Channel;
 
 use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
+use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::device_status_cache::DeviceStatusCache;
@@ -40,7 +52,7 @@ use crate::messages::{Push, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
 use crate::readiness::{ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
-use crate::routing::{route, EventFamily, RouteOutcome};
+use crate::routing::{route, EventFamily, RouteOutcome, RoutedPush, StormRole};
 
 /// How much of a poison body the warning shows.
 const LOGGED_BODY_BYTES: usize = 256;
@@ -114,6 +126,13 @@ impl Message for StreamItem {
     type Result = ();
 }
 
+/// A routed delivery whose pushes have not gone to the supervisor yet.
+struct RoutedDelivery {
+    tag: u64,
+    routing_key: ShortString,
+    pushes: Vec<RoutedPush>,
+}
+
 struct Active {
     generation: u64,
     channel: Channel,
@@ -132,6 +151,10 @@ pub struct EventConsumer<F: Family> {
     readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
     device_cache: DeviceStatusCache,
+    /// The `quota.updated` held back by storm coalescing (on the active channel).
+    storm: StormCoalescer<RoutedDelivery>,
+    /// The timer of the storm coalescer's next window end, and when it fires.
+    storm_timer: Option<(SpawnHandle, Instant)>,
     active: Option<Active>,
     /// A graceful [`Detach`] (shutdown) came: no [`Attach`] is taken any more, not even one
     /// the link's setup sent before it knew (it would consume while the clients are closed).
@@ -157,6 +180,8 @@ impl<F: Family> EventConsumer<F> {
             readiness,
             link,
             device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            storm: StormCoalescer::new(settings.quota_coalesce, max_held(settings.prefetch)),
+            storm_timer: None,
             active: None,
             retired: false,
             family: PhantomData,
@@ -180,10 +205,15 @@ impl<F: Family> EventConsumer<F> {
         Some(active)
     }
 
-    /// Forget the current consumer and drop its stream and channel right away.
+    /// Forget the current consumer and drop its stream and channel right away. The updates it
+    /// held are dropped unacked: the broker redelivers them (the channel is gone or going).
     fn drop_active(&mut self, ctx: &mut Context<Self>) {
         if let Some(active) = self.deactivate() {
             ctx.cancel_future(active.stream);
+        }
+        self.storm.drain();
+        if let Some((timer, _)) = self.storm_timer.take() {
+            ctx.cancel_future(timer);
         }
     }
 
@@ -192,73 +222,155 @@ impl<F: Family> EventConsumer<F> {
             return; // not consuming: the broker redelivers it
         };
         let settler = active.settler.clone();
+        let tag = delivery.delivery_tag;
+        let key = delivery.routing_key.as_str();
         let outcome = route(
-            delivery.routing_key.as_str(),
+            key,
             &delivery.data,
             self.max_event_bytes,
             SystemTime::now(),
             &mut self.device_cache,
         );
+        let (pushes, role) = match outcome {
+            RouteOutcome::Routed(pushes, role) => (pushes, role),
+            RouteOutcome::Ignored => {
+                self.metrics.amqp_message(key, AmqpOutcome::Ignored);
+                settler.settle(tag, Verdict::Ack);
+                return;
+            }
+            RouteOutcome::Poison(reason) => {
+                log::warn!(
+                    "dead-lettering a `{key}` delivery: {reason}; body ({} bytes): {}",
+                    delivery.data.len(),
+                    truncated(&delivery.data)
+                );
+                self.metrics.amqp_message(key, AmqpOutcome::DeadLettered);
+                settler.settle(tag, Verdict::DeadLetter);
+                return;
+            }
+        };
+        let routed = RoutedDelivery {
+            tag,
+            routing_key: delivery.routing_key,
+            pushes,
+        };
+        let in_order = match role {
+            StormRole::Unrelated => vec![routed],
+            StormRole::FlushesHeld(quota) => {
+                // The update held for this quota first, so the console's state is right.
+                let held = self.storm.take(&quota);
+                held.into_iter().chain([routed]).collect()
+            }
+            StormRole::LatestWins(quota) => match self.storm.offer(quota, routed, Instant::now()) {
+                Offered::PushNow(routed) => vec![routed],
+                Offered::Held { superseded } => {
+                    settler.defer(tag);
+                    if let Some(replaced) = superseded {
+                        // Its content is the later one's: acked, never pushed.
+                        let key = replaced.routing_key.as_str();
+                        self.metrics.coalesced.with_label_values(&[key]).inc();
+                        self.metrics.amqp_message(key, AmqpOutcome::Routed);
+                        settler.settle(replaced.tag, Verdict::Ack);
+                    }
+                    self.schedule_storm(ctx);
+                    return;
+                }
+            },
+        };
+        self.push_in_order(in_order, settler, ctx);
+    }
+
+    /// Push `deliveries` under `ctx.wait` (no delivery is handled before they are settled).
+    fn push_in_order(
+        &self,
+        deliveries: Vec<RoutedDelivery>,
+        settler: Rc<Settler>,
+        ctx: &mut Context<Self>,
+    ) {
         let work = settle(
-            delivery,
-            outcome,
+            deliveries,
             self.supervisor.clone(),
             self.metrics.clone(),
             settler,
         );
         ctx.wait(work.into_actor(self));
     }
+
+    /// Arm the timer for the storm coalescer's next window end, unless one fires before.
+    fn schedule_storm(&mut self, ctx: &mut Context<Self>) {
+        let Some(due) = self.storm.next_due() else {
+            return;
+        };
+        if let Some((timer, at)) = self.storm_timer {
+            if at <= due {
+                return; // It fires in time; then it looks again.
+            }
+            ctx.cancel_future(timer);
+        }
+        let wait = due.saturating_duration_since(Instant::now());
+        let timer = ctx.run_later(wait, |consumer, ctx| {
+            consumer.storm_timer = None;
+            let due = consumer.storm.due(Instant::now());
+            if let Some(active) = &consumer.active {
+                let settler = active.settler.clone();
+                consumer.push_in_order(due, settler, ctx);
+            }
+            consumer.schedule_storm(ctx);
+        });
+        self.storm_timer = Some((timer, due));
+    }
 }
 
-/// Carries out the routing decision for one delivery: hands its pushes to the supervisor, in
-/// order, then hands the delivery's verdict (ack, dead-letter, or requeue when the supervisor
-/// refused) to the channel's [`Settler`].
+/// The most `quota.updated` deliveries held at once: half the prefetch, so that the consumer
+/// always has deliveries to work on (a prefetch of 0, unlimited, holds up to 128).
+fn max_held(prefetch: u16) -> usize {
+    match prefetch {
+        0 => 128,
+        n => usize::from(n / 2).max(1),
+    }
+}
+
+/// Hands the pushes of each delivery to the supervisor, in order, and each delivery's verdict
+/// to the channel's [`Settler`] once the supervisor took its pushes (ack), or requeue it and
+/// the ones after it when the supervisor refused.
 async fn settle(
-    delivery: Delivery,
-    outcome: RouteOutcome,
+    deliveries: Vec<RoutedDelivery>,
     supervisor: Addr<RoomSupervisor>,
     metrics: Arc<Metrics>,
     settler: Rc<Settler>,
 ) {
-    let key = delivery.routing_key.as_str();
-    let (counted, verdict) = match outcome {
-        RouteOutcome::Routed(pushes) => {
-            // The payload text is shared by the pushes that carry it (a user's push and its
-            // admin-room copy).
-            for push in pushes {
-                let target = match push.except_members_of {
-                    None => PushTarget::Room(push.room),
-                    Some(except_members_of) => PushTarget::RoomExceptMembersOf {
-                        room: push.room,
-                        except_members_of,
-                    },
-                };
-                let msg = Push {
-                    target,
-                    event: push.event,
-                    payload: push.payload,
-                };
-                if let Err(e) = supervisor.send(msg).await {
-                    log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
-                    actix::clock::sleep(REQUEUE_PAUSE).await;
-                    settler.settle(delivery.delivery_tag, Verdict::Requeue);
-                    return;
+    let mut deliveries = deliveries.into_iter();
+    while let Some(delivery) = deliveries.next() {
+        let key = delivery.routing_key.as_str();
+        // The payload text is shared by the pushes that carry it (a user's push and its
+        // admin-room copy).
+        for push in delivery.pushes {
+            let target = match push.except_members_of {
+                None => PushTarget::Room(push.room),
+                Some(except_members_of) => PushTarget::RoomExceptMembersOf {
+                    room: push.room,
+                    except_members_of,
+                },
+            };
+            let msg = Push {
+                target,
+                event: push.event,
+                payload: push.payload,
+                priority: push.priority,
+            };
+            if let Err(e) = supervisor.send(msg).await {
+                log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
+                actix::clock::sleep(REQUEUE_PAUSE).await;
+                settler.settle(delivery.tag, Verdict::Requeue);
+                for rest in deliveries {
+                    settler.settle(rest.tag, Verdict::Requeue);
                 }
+                return;
             }
-            (AmqpOutcome::Routed, Verdict::Ack)
         }
-        RouteOutcome::Ignored => (AmqpOutcome::Ignored, Verdict::Ack),
-        RouteOutcome::Poison(reason) => {
-            log::warn!(
-                "dead-lettering a `{key}` delivery: {reason}; body ({} bytes): {}",
-                delivery.data.len(),
-                truncated(&delivery.data)
-            );
-            (AmqpOutcome::DeadLettered, Verdict::DeadLetter)
-        }
-    };
-    metrics.amqp_message(key, counted);
-    settler.settle(delivery.delivery_tag, verdict);
+        metrics.amqp_message(key, AmqpOutcome::Routed);
+        settler.settle(delivery.tag, Verdict::Ack);
+    }
 }
 
 /// The start of `body` as text, for the log.
@@ -408,6 +520,12 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
         // Handled only between deliveries (each runs under `ctx.wait`); only their acks may
         // still be on their way, and a graceful detach waits for those.
         self.retired |= msg.graceful;
+        // The held updates: a graceful detach pushes them (and acks them) before it closes the
+        // channel; otherwise the channel is gone and the broker redelivers them.
+        let held = self.storm.drain();
+        if let Some((timer, _)) = self.storm_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let Some(Active {
             channel,
             tag,
@@ -423,7 +541,14 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let queue = self.queue.clone();
+        let push_held = settle(
+            held,
+            self.supervisor.clone(),
+            self.metrics.clone(),
+            settler.clone(),
+        );
         let close = async move {
+            push_held.await;
             // Let the verdicts on the deliveries already handled reach the channel first.
             let deadline = Instant::now() + UNSETTLED_WAIT;
             while settler.unsettled() > 0 && Instant::now() < deadline {

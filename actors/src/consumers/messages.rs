@@ -9,7 +9,8 @@ use super::event_consumer::ConsumeError;
 use crate::readiness::ConsumerKind;
 
 /// Graceful stop (the server sends it on SIGTERM): cancel both consumers, let the delivery in
-/// flight finish and be acked, close the channels and the connection. Answers once done (within
+/// flight finish and be acked, push (and ack) the `quota.updated` held by storm coalescing,
+/// close the channels and the connection. Answers once done (within
 /// `SHUTDOWN_TIMEOUT`, ten seconds, whatever the broker does); the link then stops and retries
 /// nothing.
 #[derive(Message, Debug, Clone, Copy, Default)]

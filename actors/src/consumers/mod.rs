@@ -8,7 +8,8 @@
 //!   [`event_consumer::Family`]: [`quota_events::QuotaEventsConsumer`] reads
 //!   `pushgate.<node>.quota`, [`device_events::DeviceEventsConsumer`] reads
 //!   `pushgate.<node>.device`. Each handles one delivery at a time, in order: route it
-//!   ([`crate::routing::route`]), hand the pushes to the [`RoomSupervisor`], then ack.
+//!   ([`crate::routing::route`]), hand the pushes to the [`RoomSupervisor`], then ack. The
+//!   quota consumer holds back storms of `quota.updated` ([`storm_coalescer`]).
 //!
 //! The server calls [`start_consumers`] once at start and sends [`Shutdown`] on SIGTERM.
 //!
@@ -31,6 +32,7 @@ pub mod event_consumer;
 pub mod messages;
 pub mod quota_events;
 pub mod settler;
+pub mod storm_coalescer;
 pub mod topology;
 
 pub use broker_link::BrokerLink;
@@ -50,6 +52,8 @@ pub const DEFAULT_PREFETCH: u16 = 256;
 pub const DEFAULT_QUEUE_EXPIRES_MS: u32 = 600_000;
 /// Default largest event body routed (`MAX_PAYLOAD_BYTES`); a larger one is dead-lettered.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1_000_000;
+/// Default storm coalescing window of `quota.updated` (`QUOTA_COALESCE_MS`), in ms.
+pub const DEFAULT_QUOTA_COALESCE_MS: u64 = 250;
 /// Longest wait between two connection (or declaration, or consume) attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -72,6 +76,10 @@ pub struct AmqpSettings {
     /// `MAX_PAYLOAD_BYTES`: an event body larger than this is dead-lettered unread (poison),
     /// never pushed (no client would take the message).
     pub max_event_bytes: usize,
+    /// `QUOTA_COALESCE_MS`: `quota.updated` events of one quota (`userId` + `quotaId`) within
+    /// this window after one was pushed are held, and only the latest is pushed at its end;
+    /// zero: every event is pushed at once ([`storm_coalescer`]).
+    pub quota_coalesce: Duration,
 }
 
 impl AmqpSettings {
@@ -85,6 +93,7 @@ impl AmqpSettings {
             prefetch: DEFAULT_PREFETCH,
             queue_expires_ms: DEFAULT_QUEUE_EXPIRES_MS,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            quota_coalesce: Duration::from_millis(DEFAULT_QUOTA_COALESCE_MS),
         }
     }
 }
@@ -98,7 +107,7 @@ impl AmqpSettings {
 /// `pushgate_consumer_up` series.
 ///
 /// On SIGTERM, `link.send(Shutdown).await`: it cancels both consumers, lets the delivery being
-/// handled finish (acked), closes the channels and the connection, then answers; the link stops
+/// handled finish (acked), pushes the updates held by storm coalescing, closes the channels and the connection, then answers; the link stops
 /// afterwards.
 ///
 /// Must be called from within a running actix system.
@@ -149,6 +158,7 @@ mod tests {
         assert_eq!(s.dlx, "cloudphone.dlx");
         assert_eq!((s.prefetch, s.queue_expires_ms), (256, 600_000));
         assert_eq!(s.max_event_bytes, 1_000_000);
+        assert_eq!(s.quota_coalesce, Duration::from_millis(250));
         assert_eq!(s.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
     }
 }

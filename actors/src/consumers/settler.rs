@@ -10,6 +10,13 @@
 //! tidiness: a multiple-ack covers every earlier unsettled tag, so a reject or a requeue must
 //! reach the broker before any ack of a later delivery, which the single ordered queue ensures.
 //!
+//! **Held deliveries.** A delivery the consumer holds back (storm coalescing keeps the latest
+//! `quota.updated` of a quota unpushed, so unacked, until its window ends) is
+//! [`defer`](Settler::defer)red: until its own verdict has been written, no ack covers it, so
+//! acks of deliveries after it go out one by one instead of merged (a multiple-ack would ack
+//! it too, before it was pushed, and its own ack later would be an unknown tag, which closes
+//! the channel).
+//!
 //! One settler belongs to one channel: delivery tags are per channel, and a new channel (after
 //! a reconnect) gets a new settler. A settler whose channel died fails its remaining verdicts;
 //! the broker redelivers those messages.
@@ -23,7 +30,8 @@
 //! connection and new channels, and does not use lapin's auto-recovery, which would carry
 //! the same `Channel` over to a new incarnation whose tags start again at 1.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
@@ -46,7 +54,11 @@ pub enum Verdict {
 pub struct Settler {
     verdicts: mpsc::UnboundedSender<(u64, Verdict)>,
     unsettled: Rc<Cell<usize>>,
+    deferred: Deferred,
 }
+
+/// The tags of held deliveries whose verdict has not been written yet.
+type Deferred = Rc<RefCell<BTreeSet<u64>>>;
 
 impl Settler {
     /// A settler for the deliveries of `channel`, whose task runs on the current arbiter (the
@@ -54,11 +66,19 @@ impl Settler {
     pub fn start(channel: Channel) -> Settler {
         let (verdicts, queue) = mpsc::unbounded();
         let unsettled = Rc::new(Cell::new(0));
-        actix::spawn(run(channel, queue, unsettled.clone()));
+        let deferred = Deferred::default();
+        actix::spawn(run(channel, queue, unsettled.clone(), deferred.clone()));
         Settler {
             verdicts,
             unsettled,
+            deferred,
         }
+    }
+
+    /// The delivery with this tag is held: its verdict comes later than those of the
+    /// deliveries after it, and no ack may cover it before (see the module doc).
+    pub fn defer(&self, delivery_tag: u64) {
+        self.deferred.borrow_mut().insert(delivery_tag);
     }
 
     /// Settle the delivery with this tag (on this settler's channel), after every delivery
@@ -85,6 +105,7 @@ async fn run(
     channel: Channel,
     mut queue: mpsc::UnboundedReceiver<(u64, Verdict)>,
     unsettled: Rc<Cell<usize>>,
+    deferred: Deferred,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = queue.next().await {
@@ -92,7 +113,8 @@ async fn run(
         while let Ok(next) = queue.try_recv() {
             batch.push(next);
         }
-        for (tag, verdict, covers) in merge(&mut batch) {
+        let floor = deferred.borrow().first().copied().unwrap_or(u64::MAX);
+        for (tag, verdict, covers) in merge(&mut batch, floor) {
             let result = match verdict {
                 Verdict::Ack => {
                     let multiple = covers > 1;
@@ -111,6 +133,9 @@ async fn run(
                 }
             };
             unsettled.set(unsettled.get() - covers);
+            if tag >= floor {
+                deferred.borrow_mut().remove(&tag);
+            }
             if let Err(e) = result {
                 // The channel is gone: the broker redelivers these messages on the next one.
                 log::warn!("settling {covers} deliveries ({verdict:?}) failed: {e}");
@@ -119,14 +144,17 @@ async fn run(
     }
 }
 
-/// Drain `batch` into the frames to send, in order: each run of consecutive acks becomes its
-/// last delivery tag (a multiple-ack up to it) with the number of deliveries it covers;
-/// rejects and requeues stay one per delivery.
-fn merge<T>(batch: &mut Vec<(T, Verdict)>) -> Vec<(T, Verdict, usize)> {
-    let mut frames: Vec<(T, Verdict, usize)> = Vec::with_capacity(batch.len());
+/// Drain `batch` into the frames to send, in order: each run of consecutive acks of tags
+/// below `floor` (the lowest deferred tag) becomes its last delivery tag (a multiple-ack up
+/// to it) with the number of deliveries it covers; acks from `floor` on, rejects and requeues
+/// stay one per delivery.
+fn merge(batch: &mut Vec<(u64, Verdict)>, floor: u64) -> Vec<(u64, Verdict, usize)> {
+    let mut frames: Vec<(u64, Verdict, usize)> = Vec::with_capacity(batch.len());
     for (item, verdict) in batch.drain(..) {
         match frames.last_mut() {
-            Some((last, Verdict::Ack, covers)) if verdict == Verdict::Ack => {
+            Some((last, Verdict::Ack, covers))
+                if verdict == Verdict::Ack && *last < floor && item < floor =>
+            {
                 *last = item;
                 *covers += 1;
             }
@@ -155,7 +183,7 @@ mod tests {
             (9, Ack),
         ];
         assert_eq!(
-            merge(&mut batch),
+            merge(&mut batch, u64::MAX),
             vec![
                 (2, Ack, 2),
                 (3, DeadLetter, 1),
@@ -166,7 +194,17 @@ mod tests {
             ]
         );
         assert!(batch.is_empty());
-        assert_eq!(merge(&mut vec![(1, Ack)]), vec![(1, Ack, 1)]);
-        assert_eq!(merge::<u8>(&mut Vec::new()), vec![]);
+        assert_eq!(merge(&mut vec![(1, Ack)], u64::MAX), vec![(1, Ack, 1)]);
+        assert_eq!(merge(&mut Vec::new(), u64::MAX), vec![]);
+    }
+
+    #[test]
+    fn no_ack_covers_a_deferred_delivery() {
+        // 4 is held (deferred): 5 and 6 are acked one by one, 4's own verdict comes later.
+        let mut batch = vec![(1, Ack), (2, Ack), (3, Ack), (5, Ack), (6, Ack), (4, Ack)];
+        assert_eq!(
+            merge(&mut batch, 4),
+            vec![(3, Ack, 3), (5, Ack, 1), (6, Ack, 1), (4, Ack, 1)]
+        );
     }
 }

@@ -108,6 +108,7 @@ impl Harness {
             target,
             event: PushEvent::Notification,
             payload: payload.into(),
+            priority: false,
         };
         self.sup.send(push).await.unwrap()
     }
@@ -261,6 +262,7 @@ async fn pushes_racing_a_recovery_arrive_once_each_in_order() {
                 target: room("user:a"),
                 event: PushEvent::Notification,
                 payload: i.to_string().into(),
+                priority: false,
             };
             sup.send(push).await.unwrap();
         }

@@ -14,7 +14,7 @@ fn pushes(key: &str, body: &str) -> Vec<RoutedPush> {
         UNIX_EPOCH,
         &mut DeviceStatusCache::new(),
     ) {
-        RouteOutcome::Routed(pushes) => pushes,
+        RouteOutcome::Routed(pushes, _) => pushes,
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }

@@ -105,13 +105,38 @@ pub struct RoutedPush {
     /// Admin-room copies skip the sessions that are also in this room (the event's user room):
     /// those get the event already, as their `notification`.
     pub except_members_of: Option<String>,
+    /// An alert (`quota.alert`, `quota.exceeded`, and their admin `critical` / `error`
+    /// notifications): never held by a coalescing window (contract §7).
+    pub priority: bool,
+}
+
+/// Which quota an event is about: its `userId` and `quotaId` (as strings, like the rooms).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuotaKey {
+    /// The event's `userId`.
+    pub user_id: String,
+    /// The event's `quotaId`.
+    pub quota_id: String,
+}
+
+/// What storm coalescing (`QUOTA_COALESCE_MS`) makes of a routed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StormRole {
+    /// A device event: delivered one by one, never held.
+    Unrelated,
+    /// A `quota.updated`: within the window, the latest for its quota wins.
+    LatestWins(QuotaKey),
+    /// Another quota event (`quota.alert`, `quota.exceeded`, `quota.renewed`): never held; an
+    /// update held for the same quota is pushed before it, so the console's state is right.
+    FlushesHeld(QuotaKey),
 }
 
 /// What to do with one delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteOutcome {
-    /// Deliver these pushes, in this order (the user push first, then the admin-room copies).
-    Routed(Vec<RoutedPush>),
+    /// Deliver these pushes, in this order (the user push first, then the admin-room copies);
+    /// the role says how storm coalescing treats the event.
+    Routed(Vec<RoutedPush>, StormRole),
     /// Routing key has no row in the table: ack and count as ignored, whatever the body.
     Ignored,
     /// Malformed: dead-letter (reject, no requeue); the reason is logged once.
@@ -221,7 +246,7 @@ pub fn route(
         });
     }
     match route_row(row, routing_key, body, received_at, devices) {
-        Ok(pushes) => RouteOutcome::Routed(pushes),
+        Ok((pushes, role)) => RouteOutcome::Routed(pushes, role),
         Err(reason) => RouteOutcome::Poison(reason),
     }
 }
@@ -232,21 +257,27 @@ fn route_row(
     body: &[u8],
     received_at: SystemTime,
     devices: &mut DeviceStatusCache,
-) -> Result<Vec<RoutedPush>, PoisonReason> {
+) -> Result<(Vec<RoutedPush>, StormRole), PoisonReason> {
     let event = parse_object(body)?;
     let fields = &event.fields;
     let user_id = required_id(fields, "userId")?;
     let user_room = format!("{USER_ROOM_PREFIX}{user_id}");
+    let quota_key = |quota_id: &str| QuotaKey {
+        user_id: user_id.clone(),
+        quota_id: quota_id.to_owned(),
+    };
 
-    let pushes = match row {
+    let (pushes, role) = match row {
         Row::QuotaUpdated => {
-            required_id(fields, "quotaId")?;
+            let quota_id = required_id(fields, "quotaId")?;
             let data = quota_data(&event);
-            to_user_and_admin_message(user_room, typed(routing_key, &data))
+            let pushes = to_user_and_admin_message(user_room, typed(routing_key, &data));
+            (pushes, StormRole::LatestWins(quota_key(&quota_id)))
         }
         Row::QuotaRenewed => {
-            required_id(fields, "quotaId")?;
-            vec![to_user(user_room, typed(routing_key, &quota_data(&event)))]
+            let quota_id = required_id(fields, "quotaId")?;
+            let pushes = vec![to_user(user_room, typed(routing_key, &quota_data(&event)))];
+            (pushes, StormRole::FlushesHeld(quota_key(&quota_id)))
         }
         Row::QuotaAlert => {
             let quota_id = required_id(fields, "quotaId")?;
@@ -261,7 +292,7 @@ fn route_row(
                 };
                 pushes.push(critical.push(&data, &pushes[0].room));
             }
-            pushes
+            (alerts(pushes), StormRole::FlushesHeld(quota_key(&quota_id)))
         }
         Row::QuotaExceeded => {
             let quota_id = required_id(fields, "quotaId")?;
@@ -274,7 +305,7 @@ fn route_row(
                 timestamp: event_timestamp(fields, &["timestamp"], received_at),
             };
             pushes.push(exceeded.push(&data, &pushes[0].room));
-            pushes
+            (alerts(pushes), StormRole::FlushesHeld(quota_key(&quota_id)))
         }
         Row::DeviceStarted | Row::DeviceStopped => {
             let device_id = required_id(fields, "deviceId")?;
@@ -298,17 +329,28 @@ fn route_row(
                 json_string(&timestamp),
             );
             devices.set(&device_id, new_status);
-            to_user_and_admin_message(user_room, typed("device.status.changed", &data))
+            let pushes =
+                to_user_and_admin_message(user_room, typed("device.status.changed", &data));
+            (pushes, StormRole::Unrelated)
         }
         Row::DevicePassthrough => {
             let device_id = required_id(fields, "deviceId")?;
             if routing_key == "device.deleted" {
                 devices.remove(&device_id);
             }
-            to_user_and_admin_message(user_room, typed(routing_key, event.text))
+            let pushes = to_user_and_admin_message(user_room, typed(routing_key, event.text));
+            (pushes, StormRole::Unrelated)
         }
     };
-    Ok(pushes)
+    Ok((pushes, role))
+}
+
+/// `pushes` marked as alerts ([`RoutedPush::priority`]).
+fn alerts(mut pushes: Vec<RoutedPush>) -> Vec<RoutedPush> {
+    for push in &mut pushes {
+        push.priority = true;
+    }
+    pushes
 }
 
 /// A quota event's `data`: the event as published, plus the members the console reads when
@@ -333,6 +375,7 @@ fn to_user(user_room: String, payload: Arc<str>) -> RoutedPush {
         event: PushEvent::Notification,
         payload,
         except_members_of: None,
+        priority: false,
     }
 }
 
@@ -344,6 +387,7 @@ fn to_user_and_admin_message(user_room: String, payload: Arc<str>) -> Vec<Routed
         event: PushEvent::Message,
         payload: payload.clone(),
         except_members_of: Some(user_room.clone()),
+        priority: false,
     };
     vec![to_user(user_room, payload), admin_copy]
 }
@@ -372,6 +416,7 @@ impl AdminNotification {
             event: PushEvent::Notification,
             payload: payload.into(),
             except_members_of: Some(user_room.to_owned()),
+            priority: true,
         }
     }
 }

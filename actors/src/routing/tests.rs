@@ -39,7 +39,7 @@ fn parsed(push: &RoutedPush) -> Parsed {
 /// The pushes for `body` as published, payloads as text.
 fn routed_text(key: &str, body: &[u8]) -> Vec<RoutedPush> {
     match route(key, body, LIMIT, received(), &mut DeviceStatusCache::new()) {
-        RouteOutcome::Routed(pushes) => pushes,
+        RouteOutcome::Routed(pushes, _) => pushes,
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }
@@ -50,7 +50,7 @@ fn routed(key: &str, body: &Value) -> Vec<Parsed> {
 
 fn routed_with(key: &str, body: &Value, cache: &mut DeviceStatusCache) -> Vec<Parsed> {
     match run(key, body, cache) {
-        RouteOutcome::Routed(pushes) => pushes.iter().map(parsed).collect(),
+        RouteOutcome::Routed(pushes, _) => pushes.iter().map(parsed).collect(),
         other => panic!("{key}: expected Routed, got {other:?}"),
     }
 }
@@ -759,7 +759,7 @@ fn json_nested_within_limit_is_fine() {
             received(),
             &mut DeviceStatusCache::new()
         ),
-        RouteOutcome::Routed(_)
+        RouteOutcome::Routed(..)
     ));
 }
 
@@ -1039,7 +1039,7 @@ fn bodies_over_the_limit_are_poison_before_parsing() {
     for len in [limit - 1, limit] {
         let body = quota_updated_of_len(len);
         assert!(
-            matches!(outcome("quota.updated", &body), RouteOutcome::Routed(_)),
+            matches!(outcome("quota.updated", &body), RouteOutcome::Routed(..)),
             "{len} bytes"
         );
     }
@@ -1109,4 +1109,38 @@ fn poison_reasons_display() {
     assert!(PoisonReason::NotJson(msg)
         .to_string()
         .starts_with("body is not valid JSON: "));
+}
+
+#[test]
+fn alerts_are_priority_and_each_quota_event_names_its_quota_for_storm_coalescing() {
+    let quota = json!({"userId": "u1", "quotaId": 7, "usagePercent": 97});
+    let device = json!({"userId": "u1", "deviceId": "d1"});
+    let key = QuotaKey {
+        user_id: "u1".into(),
+        quota_id: "7".into(),
+    };
+    let latest = StormRole::LatestWins(key.clone());
+    let flushes = StormRole::FlushesHeld(key);
+    // The key, its body, whether its pushes are priority, how many (an alert's admin critical
+    // or error notification among them) and the event's storm role.
+    let cases = [
+        ("quota.updated", &quota, false, 2, &latest),
+        ("quota.renewed", &quota, false, 1, &flushes),
+        ("quota.alert", &quota, true, 3, &flushes),
+        ("quota.exceeded", &quota, true, 3, &flushes),
+        ("device.started", &device, false, 2, &StormRole::Unrelated),
+        ("device.error", &device, false, 2, &StormRole::Unrelated),
+    ];
+    for (routing_key, body, priority, count, role) in cases {
+        let RouteOutcome::Routed(pushes, got) =
+            run(routing_key, body, &mut DeviceStatusCache::new())
+        else {
+            panic!("{routing_key}: expected Routed");
+        };
+        assert_eq!(&got, role, "{routing_key}");
+        assert_eq!(pushes.len(), count, "{routing_key}");
+        for push in &pushes {
+            assert_eq!(push.priority, priority, "{routing_key}: {push:?}");
+        }
+    }
 }
