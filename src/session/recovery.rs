@@ -3,10 +3,10 @@
 //!
 //! A CONNECT whose auth carries a `pid` (and perhaps the `offset` of the last push its client
 //! received) asks for its kept session back. The session sends
-//! [`RegisterSession`](pushgate_actors::RegisterSession) with a [`Recover`] and must write nothing, and read nothing from its
-//! inbox, until the [`Registration`] comes back: a recovered session writes its CONNECT reply
-//! with its old socket id, then the pushes it missed, then `welcome`, and only then what its
-//! inbox holds. The transport takes the answer as a future
+//! [`RegisterSession`](pushgate_actors::RegisterSession) with a [`Recover`] and must write
+//! nothing, and read nothing from its inbox, until the [`Registration`] comes back: a recovered
+//! session writes its CONNECT reply with its old socket id, then the pushes it missed, then
+//! `welcome`, and only then what its inbox holds. The transport takes the answer as a future
 //! ([`SocketSession::take_registration`](super::SocketSession::take_registration)) and waits
 //! for it without handling anything else of the session meanwhile.
 
