@@ -77,6 +77,7 @@ async fn ws_session_with_one_push(srv: &TestServer) -> (RawClient, Ids, String) 
     let token = srv.token("42", false);
     let (mut c, reply, welcome) = ws_connect(srv, &json!({ "token": token }).to_string()).await;
     let ids = ids_of(&reply);
+    assert!(reply.starts_with("40{\"sid\":"), "{reply}");
     assert_eq!(ids.pid.len(), 22, "128 random bits, base64url");
     assert_ne!(ids.pid, ids.sid);
     assert!(!welcome_recovered(&welcome, &ids.sid));

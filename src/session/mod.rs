@@ -429,16 +429,15 @@ impl SocketSession {
                     asked_pid,
                     answer: Some(Box::pin(answer)),
                 });
+                self.connection = Some(Connection { identity });
             }
             (_, pid) => {
                 self.ctx.supervisor.do_send(register);
                 self.join_own_room(&identity);
                 self.connection = Some(Connection { identity });
                 self.connected(out, &packet.nsp, &socket_id, pid.as_deref(), None);
-                return Ok(());
             }
         }
-        self.connection = Some(Connection { identity });
         Ok(())
     }
 
@@ -463,11 +462,15 @@ impl SocketSession {
         pid: Option<&str>,
         missed: Option<Vec<ByteString>>,
     ) {
-        let mut reply = Packet::connect_ok(nsp, socket_id);
-        if let (Some(pid), Some(Value::Object(data))) = (pid, reply.data.as_mut()) {
-            data.insert("pid".into(), Value::from(pid));
+        let mut reply = Packet::connect_ok(nsp, socket_id).encode();
+        if let Some(pid) = pid {
+            // `{"sid":...,"pid":...}`, in that order.
+            reply.pop(); // its closing brace
+            reply.push_str(",\"pid\":");
+            reply.push_str(&Value::from(pid).to_string());
+            reply.push('}');
         }
-        out.push(socket_packet(reply.encode()));
+        out.push(socket_packet(reply));
         let recovered = missed.is_some();
         out.extend(missed.into_iter().flatten().map(Outbound::Text));
         let Some(Connection { identity }) = &self.connection else {
@@ -492,8 +495,7 @@ impl SocketSession {
     }
 
     /// Leave the supervisor (and so every room, which drop the inbox), if the root namespace
-    /// is connected.
-    /// `keep`: keep it for recovery (every end but the client's own disconnect).
+    /// is connected; `keep` it for recovery (every end but the client's own disconnect).
     fn unregister(&mut self, keep: bool) {
         if self.connection.take().is_some() {
             self.awaiting = None;
