@@ -248,3 +248,54 @@ async fn with_recovery_off_the_wire_is_the_plain_one() {
         "{reply}"
     );
 }
+
+/// Pushes `from..=to` to user 42, one after another, on a task of their own.
+fn push_meanwhile(srv: &TestServer, from: u64, to: u64) -> actix_web::rt::task::JoinHandle<()> {
+    let (url, api_key) = (srv.url("/api/v1/users/42/notifications"), API_KEY);
+    actix_web::rt::spawn(async move {
+        for n in from..=to {
+            let req = http()
+                .post(&url)
+                .insert_header(("X-API-Key", api_key))
+                .insert_header(("Content-Type", "application/json"));
+            let answer = send(req, Some(notification(n).into_bytes())).await;
+            assert_eq!(answer.status.as_u16(), 202, "{}", answer.body);
+        }
+    })
+}
+
+#[actix_web::test]
+async fn pushes_during_the_reconnection_arrive_once_and_in_order_around_welcome() {
+    const LAST: u64 = 60;
+    let srv = start_with(recovery_config());
+    let (mut c, ids, offset) = ws_session_with_one_push(&srv).await;
+    c.close().await;
+    c.expect_closed(Duration::from_secs(2)).await;
+    let pusher = push_meanwhile(&srv, 2, LAST);
+    srv.push_to_user("42", &notification(1_000)).await; // one certainly missed
+    let token = srv.token("42", false);
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let reply = c.handshake(Some(&auth(&token, &ids, Some(&offset)))).await;
+    assert_eq!(ids_of(&reply).sid, ids.sid);
+    let (mut got, mut welcomed) = (Vec::new(), false);
+    while got.len() < LAST as usize {
+        let packet = c.expect_text().await;
+        if packet.starts_with("42[\"welcome\"") {
+            assert!(!welcomed, "one welcome");
+            assert!(welcome_recovered(&packet, &ids.sid));
+            assert!(
+                got.contains(&1_000),
+                "the missed pushes come before welcome"
+            );
+            welcomed = true;
+        } else {
+            got.push(push_of(&packet).0);
+        }
+    }
+    pusher.await.unwrap();
+    assert!(welcomed);
+    // Every push once, each in the order it was made (the HTTP ones among themselves).
+    let in_order: Vec<u64> = got.iter().copied().filter(|&n| n != 1_000).collect();
+    assert_eq!(in_order, (2..=LAST).collect::<Vec<_>>());
+    assert!(c.idle(Duration::from_millis(200)).await.is_empty());
+}
