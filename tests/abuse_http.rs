@@ -46,8 +46,6 @@ impl Server {
             .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
             .env("JWT_SECRET", SECRET)
             .env("PUSH_API_KEY", API_KEY)
-            // The plain wire these tests compare pushes with: no offsets, no pid.
-            .env("RECOVERY_WINDOW_MS", "0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
