@@ -28,6 +28,12 @@
 //! application calls `connect()` again), so a connection closed after three refusals in a row
 //! belongs to a client that does not behave like socket.io-client.
 //!
+//! Every reason in the table keeps the session for connection-state recovery (when recovery
+//! is on): none of them is the client's own disconnect, which is a Socket.IO DISCONNECT
+//! (`41`, socket.io-client's `socket.disconnect()`) and ends the namespace, not the session,
+//! with nothing kept. A `client_close` is a transport that closed without it (a dropped
+//! network, a closed tab), recoverable like a close by the server.
+//!
 //! Words, as the session and HTTP code use them: a session *ends* (once, for one reason); its
 //! transport *closes* (a WebSocket close frame, an Engine.IO close packet `1`); an actor
 //! *stops*.

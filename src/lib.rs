@@ -37,8 +37,11 @@
 //! (`http/body.rs`), and sends the `Push`. A client joins the rooms through the same
 //! supervisor: `transport/*` → [`session::SocketSession`] (CONNECT, JWT in `auth.rs`, client
 //! events in `session/client_request.rs`, checked by `acl.rs`) → `RegisterSession` carrying the
-//! session's [`OpenedInbox`](pushgate_actors::OpenedInbox) → `JoinRoom`. How a session ends,
-//! and what the client then does, is the table in [`disconnect`].
+//! session's [`OpenedInbox`](pushgate_actors::OpenedInbox) → `JoinRoom`. A CONNECT asking for
+//! its kept session back (`session/recovery.rs`) waits for the supervisor's `Registration`
+//! instead (the transport awaits it with `ctx.wait`), writes the pushes it missed, then reads
+//! its inbox. How a session ends, and what the client then does, is the table in
+//! [`disconnect`].
 //!
 //! Service health (contract §8) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
 //! follows Consul with blocking queries and sends each announced change as a `Push` to room

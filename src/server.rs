@@ -109,6 +109,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             engine: config.engine,
             limits: config.limits,
             mode,
+            recovery: config.recovery.enabled(),
             service_health: service_health.clone(),
         })
     };

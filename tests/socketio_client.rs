@@ -1,4 +1,4 @@
-//! Contract §2 end to end with the real socket.io-client (node, tests/e2e/*.test.mjs): the real
+//! Contracts §2 and §5 end to end with the real socket.io-client (node, tests/e2e/*.test.mjs): the real
 //! server on 127.0.0.1:0, node's test runner against it, with a hard timeout.
 //!
 //! Needs Node.js >= 20.10 and npm; `npm ci` runs in tests/e2e when `node_modules` is missing.
@@ -19,12 +19,20 @@ async fn socketio_client_end_to_end() {
     // Recovery on, as in production: every push carries its offset as a last argument, which
     // the client's one-parameter listeners do not see.
     let srv = start_with(recovery_config());
+    // The recovery cases of a window that passes and an offset the history dropped
+    // (tests/e2e/recovery.test.mjs).
+    let mut tight = recovery_config();
+    tight.recovery.window = Duration::from_millis(1500);
+    tight.recovery.history_bytes = 2048;
+    let tight = start_with(tight);
+    let mut env = srv.node_env();
+    env.push(("PUSHGATE_TIGHT_RECOVERY_URL".into(), tight.url("")));
     let mut args = vec![
         // The broadcast test counts every session on the server: one file at a time.
         "--test-concurrency=1".into(),
     ];
     args.extend(node_test_files().into_iter().map(Into::into));
-    let run = spawn_node_tests(args, srv.node_env(), NODE_TIMEOUT);
+    let run = spawn_node_tests(args, env, NODE_TIMEOUT);
     assert_node_passed(
         run.await.expect("the node runner thread ended"),
         "node --test",

@@ -39,6 +39,9 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Gateway or protocol test-suite behaviour.
     pub mode: Mode,
+    /// Whether connection-state recovery is on (`RECOVERY_WINDOW_MS` > 0): CONNECT replies
+    /// carry a `pid`, `welcome` says whether the session was recovered.
+    pub recovery: bool,
     /// The service-health snapshot a client joining `admin` gets, when Consul is watched.
     pub service_health: Option<Arc<HealthBoard>>,
 }

@@ -4,17 +4,21 @@
 //! Engine.IO packet it receives and writes out the [`Outbound`] packets it produces. The
 //! session authenticates the CONNECT, registers with the room supervisor, answers the client
 //! events ([`client_request`]) with their ACL and its [`limits`], and reports why it must end
-//! as a [`CloseReason`] (the table of reasons is [`crate::disconnect`]).
+//! as a [`CloseReason`] (the table of reasons is [`crate::disconnect`]). With recovery on, a
+//! CONNECT may ask for its kept session back and then waits for the supervisor's answer
+//! ([`recovery`]).
 
 mod client_request;
 mod context;
 pub mod limits;
 pub mod protocol_suite;
+pub mod recovery;
 mod service_health;
 
 pub use client_request::{Accepted, ClientRequest, Membership};
 pub use context::{Mode, SessionContext};
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +27,8 @@ use actix::prelude::*;
 use base64::Engine as _;
 use bytestring::ByteString;
 use pushgate_actors::{
-    GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, SessionId, UnregisterSession,
+    GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, Registration, SessionId,
+    UnregisterSession,
 };
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -39,6 +44,7 @@ use crate::protocol::socketio::{self, BinaryPacket, Decoder, Packet, PacketKind}
 use crate::protocol::ProtocolError;
 use crate::refusal_log;
 use limits::SessionLimits;
+use recovery::{AwaitingRegistration, HeldInput, RegistrationWait};
 
 /// An Engine.IO packet for the transport to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +95,10 @@ pub struct SocketSession {
     /// Its event rate, rooms and refused CONNECTs.
     limits: SessionLimits,
     ended: bool,
+    /// A CONNECT asking for recovery, waiting for the supervisor's answer.
+    awaiting: Option<AwaitingRegistration>,
+    /// What the client sent while its CONNECT waited.
+    held: VecDeque<HeldInput>,
     /// Its place under `MAX_PENDING_SESSIONS` (set by the handshake), until a CONNECT is
     /// accepted.
     pub(crate) pending_slot: Option<PendingSlot>,
@@ -116,6 +126,8 @@ impl SocketSession {
             wake: None,
             limits,
             ended: false,
+            awaiting: None,
+            held: VecDeque::new(),
             pending_slot: None,
         }
     }
@@ -190,8 +202,58 @@ impl SocketSession {
         self.heartbeat.pong_deadline_passed(now)
     }
 
+    /// The supervisor's answer a CONNECT asking for recovery waits for, once (then nothing):
+    /// the transport awaits it without handling anything else of the session (actix's
+    /// `ctx.wait`), hands it to [`SocketSession::on_registration`], and only then reads the
+    /// inbox (again).
+    pub fn take_registration(&mut self) -> Option<RegistrationWait> {
+        self.awaiting.as_mut().and_then(|a| a.answer.take())
+    }
+
+    /// The supervisor answered the waiting CONNECT: write its reply (and, when recovered, the
+    /// pushes it missed), `welcome`, then handle what the client sent meanwhile.
+    pub fn on_registration(
+        &mut self,
+        answer: Result<Registration, actix::MailboxError>,
+        out: &mut Vec<Outbound>,
+    ) -> Result<(), CloseReason> {
+        let Some(awaiting) = self.awaiting.take() else {
+            return Ok(());
+        };
+        let Some(Connection { identity }) = &self.connection else {
+            return Ok(()); // it ended meanwhile
+        };
+        let identity = identity.clone();
+        match answer.map_err(|_| CloseReason::ServerShutdown)? {
+            Registration::Recovered { sid, rooms, missed } => {
+                for room in rooms {
+                    self.limits.joined(room);
+                }
+                let pid = Some(awaiting.asked_pid.as_str());
+                self.connected(out, &awaiting.nsp, &sid, pid, Some(missed));
+            }
+            Registration::Fresh { .. } => {
+                self.join_own_room(&identity);
+                let (sid, pid) = (&awaiting.socket_id, Some(awaiting.pid.as_str()));
+                self.connected(out, &awaiting.nsp, sid, pid, None);
+            }
+        }
+        while self.awaiting.is_none() {
+            match self.held.pop_front() {
+                Some(HeldInput::Text(t)) => self.on_text(&t, out)?,
+                Some(HeldInput::Binary(b)) => self.on_binary(&b, out)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Handle one Engine.IO text packet.
     pub fn on_text(&mut self, packet: &str, out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
+        if self.awaiting.is_some() {
+            self.held.push_back(HeldInput::Text(packet.to_owned()));
+            return Ok(());
+        }
         match engineio::decode_text(packet).map_err(|e| self.protocol_error(e))? {
             EioPacket::Message(_) if self.ctx.mode == Mode::EngineEcho => {
                 out.push(Outbound::Text(packet.into()));
@@ -228,6 +290,10 @@ impl SocketSession {
     pub fn on_binary(&mut self, data: &[u8], out: &mut Vec<Outbound>) -> Result<(), CloseReason> {
         if self.ctx.mode == Mode::EngineEcho {
             out.push(Outbound::Binary(data.to_vec()));
+            return Ok(());
+        }
+        if self.awaiting.is_some() {
+            self.held.push_back(HeldInput::Binary(data.to_vec()));
             return Ok(());
         }
         let complete = self
@@ -329,58 +395,114 @@ impl SocketSession {
         };
         self.limits.connect_accepted();
         let socket_id = random_id();
+        let pid = self.ctx.recovery.then(recovery::new_pid);
+        let recover = pid
+            .as_ref()
+            .and_then(|_| recovery::requested(packet.data.as_ref(), &identity));
+        let asked_pid = recover.as_ref().map(|r| r.pid.clone());
         let going_away = self
             .going_away
             .clone()
             .expect("the transport attaches a recipient before feeding packets");
-        self.ctx.supervisor.do_send(RegisterSession {
+        let register = RegisterSession {
             session: self.id,
             inbox: self.inbox.open(),
             going_away,
             sid: socket_id.clone(),
-            pid: None,
+            pid: pid.clone(),
             user_id: identity.user_id.clone(),
-            recover: None,
-        });
+            recover,
+        };
+        self.wake = self
+            .heartbeat
+            .expire_at(identity.expires_at.map(instant_of));
+        self.namespaces.push(packet.nsp.clone());
+        self.ever_connected = true;
+        self.pending_slot = None;
+        match (asked_pid, pid) {
+            (Some(asked_pid), Some(pid)) => {
+                let answer = self.ctx.supervisor.send(register);
+                self.awaiting = Some(AwaitingRegistration {
+                    nsp: packet.nsp.clone(),
+                    socket_id,
+                    pid,
+                    asked_pid,
+                    answer: Some(Box::pin(answer)),
+                });
+                self.connection = Some(Connection { identity });
+            }
+            (_, pid) => {
+                self.ctx.supervisor.do_send(register);
+                self.join_own_room(&identity);
+                self.connection = Some(Connection { identity });
+                self.connected(out, &packet.nsp, &socket_id, pid.as_deref(), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Join the session's own `user:<sub>` room.
+    fn join_own_room(&mut self, identity: &Identity) {
         let own_room = acl::user_room(&identity.user_id);
         self.limits.joined(own_room.clone());
         self.ctx.supervisor.do_send(JoinRoom {
             session: self.id,
             room: own_room,
         });
-        self.wake = self
-            .heartbeat
-            .expire_at(identity.expires_at.map(instant_of));
-        out.push(socket_packet(
-            Packet::connect_ok(packet.nsp.clone(), &socket_id).encode(),
-        ));
-        let welcome = json!({
+    }
+
+    /// The CONNECT is accepted as `socket_id`: write its reply (with the `pid` when recovery
+    /// is on), the pushes it missed when it was recovered (`missed` is `None` for a new
+    /// session), then `welcome`.
+    fn connected(
+        &self,
+        out: &mut Vec<Outbound>,
+        nsp: &str,
+        socket_id: &str,
+        pid: Option<&str>,
+        missed: Option<Vec<ByteString>>,
+    ) {
+        let mut reply = Packet::connect_ok(nsp, socket_id).encode();
+        if let Some(pid) = pid {
+            // `{"sid":...,"pid":...}`, in that order.
+            reply.pop(); // its closing brace
+            reply.push_str(",\"pid\":");
+            reply.push_str(&Value::from(pid).to_string());
+            reply.push('}');
+        }
+        out.push(socket_packet(reply));
+        let recovered = missed.is_some();
+        out.extend(missed.into_iter().flatten().map(Outbound::Text));
+        let Some(Connection { identity }) = &self.connection else {
+            return;
+        };
+        let mut welcome = json!({
             "message": "Connected to pushgate",
             "clientId": socket_id,
             "userId": identity.user_id,
             "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         });
+        if self.ctx.recovery {
+            welcome["recovered"] = Value::from(recovered);
+        }
         emit(out, "welcome", &welcome);
         log::debug!(
-            "session {}: connected as {} (admin: {})",
+            "session {}: connected as {} (admin: {}, recovered: {recovered})",
             self.sid,
             identity.user_id,
             identity.is_admin
         );
-        self.namespaces.push(packet.nsp.clone());
-        self.ever_connected = true;
-        self.pending_slot = None;
-        self.connection = Some(Connection { identity });
-        Ok(())
     }
 
     /// Leave the supervisor (and so every room, which drop the inbox), if the root namespace
-    /// is connected.
-    fn unregister(&mut self) {
+    /// is connected; `keep` it for recovery (every end but the client's own disconnect).
+    fn unregister(&mut self, keep: bool) {
         if self.connection.take().is_some() {
+            self.awaiting = None;
+            self.held.clear();
             self.ctx.supervisor.do_send(UnregisterSession {
                 session: self.id,
-                keep: false,
+                keep,
             });
             self.limits.left_all();
             self.heartbeat.expire_at(None);
@@ -390,7 +512,8 @@ impl SocketSession {
     fn on_namespace_disconnect(&mut self, nsp: &str) {
         self.namespaces.retain(|n| n != nsp);
         if nsp == "/" {
-            self.unregister();
+            // The client's own disconnect: nothing is kept for recovery.
+            self.unregister(false);
         }
     }
 
@@ -478,7 +601,9 @@ impl SocketSession {
             return;
         }
         self.ended = true;
-        self.unregister();
+        // Whatever the reason, the client did not leave by itself: kept for recovery (see
+        // `crate::disconnect`).
+        self.unregister(true);
         self.inbox.end();
         self.ctx
             .metrics

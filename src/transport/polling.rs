@@ -178,6 +178,16 @@ impl PollingSession {
         if let Some(at) = self.session.take_wake() {
             heartbeat_timer::wake_once::<Self>(ctx, at);
         }
+        if let Some(answer) = self.session.take_registration() {
+            // A CONNECT asking for recovery: nothing else of the session (its inbox
+            // included) is handled until its answer's CONNECT reply (and the pushes it
+            // missed) are written.
+            let answer = answer.into_actor(self);
+            ctx.wait(answer.map(|answer, act, ctx| {
+                let r = act.session.on_registration(answer, &mut act.out);
+                act.on_result(ctx, r);
+            }));
+        }
         if self.out.is_empty() {
             return;
         }

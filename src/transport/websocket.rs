@@ -24,7 +24,7 @@ use actix::prelude::*;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::BytesMut;
-use pushgate_actors::GoingAway;
+use pushgate_actors::{GoingAway, Registration};
 
 use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
@@ -193,6 +193,12 @@ impl WsTransport {
             },
             Role::Refused => Err(CloseReason::ProtocolError),
         };
+        self.after_input(ctx, r);
+    }
+
+    /// Write what handling the client's input produced (or close for `r`'s reason), and do
+    /// what the session asks next: deferred frames, a wake-up, a wait for its registration.
+    fn after_input(&mut self, ctx: &mut ws::WebsocketContext<Self>, r: Result<(), CloseReason>) {
         match r {
             Ok(()) => write(&self.wire, self.out.drain(..)),
             Err(reason) => return self.shut(ctx, reason),
@@ -205,7 +211,28 @@ impl WsTransport {
             if let Some(at) = session.take_wake() {
                 heartbeat_timer::wake_once::<Self>(ctx, at);
             }
+            if let Some(answer) = session.take_registration() {
+                // Nothing else of the session is handled, and no push is written, until the
+                // answer's CONNECT reply (and the pushes it missed) are.
+                self.wire.stop_inbox();
+                let answer = answer.into_actor(self);
+                ctx.wait(answer.map(|answer, act, ctx| act.on_registration(ctx, answer)));
+            }
         }
+    }
+
+    /// The supervisor answered a CONNECT asking for recovery: its reply, then the pushes.
+    fn on_registration(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        answer: Result<Registration, MailboxError>,
+    ) {
+        let Role::Owner(session) = &mut self.role else {
+            return;
+        };
+        let r = session.on_registration(answer, &mut self.out);
+        self.wire.read_inbox(session.inbox().clone());
+        self.after_input(ctx, r);
     }
 
     fn on_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>, item: actix_http::ws::Item) {

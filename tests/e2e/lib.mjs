@@ -4,7 +4,9 @@
 //
 // Environment: PUSHGATE_URL (e.g. http://127.0.0.1:30006), PUSHGATE_JWT_SECRET,
 // PUSHGATE_API_KEY, PUSHGATE_JWT_ISSUER and PUSHGATE_JWT_AUDIENCE (empty or unset: the claim is
-// not put in tokens, matching a server that skips the check).
+// not put in tokens, matching a server that skips the check). PUSHGATE_TIGHT_RECOVERY_URL: a
+// second server (same secret and key) with a short RECOVERY_WINDOW_MS and a tiny
+// RECOVERY_HISTORY_BYTES (see recovery.test.mjs; its tests are skipped when it is unset).
 //
 // `cargo test --test socketio_client` starts a server and runs every *.test.mjs with these set.
 // By hand, against a running pushgate (short heartbeats are fine, the client answers pings):
@@ -101,10 +103,10 @@ export function closeAll() {
 /**
  * A socket.io-client socket (WebSocket only, no reconnection, its own connection) whose every
  * received event is recorded in `socket.inbox`. `opts` go to `io()`; `opts.token` is a
- * shorthand for `auth: {token}`.
+ * shorthand for `auth: {token}`; `opts.url` is the server's (default `URL`).
  */
 export function socket(opts = {}) {
-  const { token: tok, ...rest } = opts;
+  const { token: tok, url = URL, ...rest } = opts;
   const options = {
     transports: ["websocket"],
     reconnection: false,
@@ -113,7 +115,7 @@ export function socket(opts = {}) {
     ...(tok !== undefined ? { auth: { token: tok } } : {}),
     ...rest,
   };
-  const s = io(URL, options);
+  const s = io(url, options);
   open.add(s);
   s.inbox = new Inbox(s);
   return s;
@@ -275,9 +277,9 @@ export async function request(s, event, replyEvent, ...args) {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-/** `method path` with the API key and an optional JSON body; resolves {status, body}. */
-export async function api(method, path, body) {
-  const res = await fetch(`${URL}${path}`, {
+/** `method path` (of the server at `base`) with the API key and an optional JSON body; resolves {status, body}. */
+export async function api(method, path, body, base = URL) {
+  const res = await fetch(`${base}${path}`, {
     method,
     headers: {
       "X-API-Key": API_KEY,
@@ -296,25 +298,25 @@ export async function api(method, path, body) {
   return { status: res.status, body: json };
 }
 
-/** Push and expect `202 {"clients": n}`; returns n. */
-async function push(path, body) {
-  const { status, body: answer } = await api("POST", path, body);
+/** Push (to the server at `base`) and expect `202 {"clients": n}`; returns n. */
+async function push(path, body, base = URL) {
+  const { status, body: answer } = await api("POST", path, body, base);
   assert.equal(status, 202, `POST ${path}: ${JSON.stringify(answer)}`);
   assert.equal(typeof answer.clients, "number", `POST ${path}: ${JSON.stringify(answer)}`);
   return answer.clients;
 }
 
-export const pushToUser = (userId, body) =>
-  push(`/api/v1/users/${encodeURIComponent(userId)}/notifications`, body);
+export const pushToUser = (userId, body, base = URL) =>
+  push(`/api/v1/users/${encodeURIComponent(userId)}/notifications`, body, base);
 export const pushRoomMessage = (room, body) =>
   push(`/api/v1/rooms/${encodeURIComponent(room)}/messages`, body);
 export const pushRoomNotification = (room, body) =>
   push(`/api/v1/rooms/${encodeURIComponent(room)}/notifications`, body);
 export const broadcast = (body) => push("/api/v1/broadcast", body);
 
-/** Every sample of `name` in /metrics, as {labels: {name: value}, value}. */
-export async function metricSamples(name) {
-  const res = await fetch(`${URL}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) });
+/** Every sample of `name` in /metrics (of the server at `base`), as {labels: {name: value}, value}. */
+export async function metricSamples(name, base = URL) {
+  const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) });
   assert.equal(res.status, 200);
   const text = await res.text();
   const re = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, "gm");
@@ -331,8 +333,8 @@ export async function metricSamples(name) {
  * The sum of every sample of `name` in /metrics whose labels include `labels` (0 when none
  * does); fails when /metrics has no sample of `name` at all.
  */
-export async function metric(name, labels = {}) {
-  const samples = await metricSamples(name);
+export async function metric(name, labels = {}, base = URL) {
+  const samples = await metricSamples(name, base);
   assert.ok(samples.length > 0, `${name} missing from /metrics`);
   return samples
     .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))

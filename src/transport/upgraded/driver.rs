@@ -110,6 +110,9 @@ impl Future for Driver {
                         Poll::Pending => {}
                     }
                 }
+                // The actor may have just started reading the inbox (a session whose
+                // recovery was answered): what waits in it goes after the actor's frames.
+                this.queue.take_inbox(cx.waker());
             }
             let written = match this.queue.poll_write_to(&this.io, cx) {
                 Poll::Ready(Ok(())) => {
