@@ -31,6 +31,8 @@ pub mod room;
 pub mod room_supervisor;
 pub mod routing;
 pub mod service_health;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub use inbox::{Inbox, OpenedInbox};
 pub use messages::*;

@@ -201,46 +201,21 @@ impl Handler<Fanout> for Room {
 mod tests {
     use super::*;
     use crate::coalescer::MAX_BATCH;
-    use crate::messages::Deliver;
+    use crate::testing::{ProbeSession, Received};
     use bytestring::ByteString;
     use std::sync::Mutex;
-
-    /// A stand-in session that records each delivery its inbox gets as the list of its packets.
-    struct Probe {
-        seen: Seen,
-        inbox: Inbox,
-    }
-
-    impl Actor for Probe {
-        type Context = Context<Self>;
-
-        fn started(&mut self, ctx: &mut Self::Context) {
-            ctx.add_message_stream(self.inbox.stream());
-        }
-    }
-
-    impl Handler<Deliver> for Probe {
-        type Result = ();
-        fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let packets = msg.packets.iter().map(|f| f.to_string()).collect();
-            self.seen.lock().unwrap().push(packets);
-        }
-    }
 
     type Seen = Arc<Mutex<Vec<Vec<String>>>>;
 
     fn member(room: &Addr<Room>, session: SessionId) -> Seen {
         let seen = Seen::default();
-        let inbox = Inbox::new();
-        room.do_send(AddMember {
-            session,
-            inbox: inbox.open(),
+        let record = seen.clone();
+        let (_, inbox) = ProbeSession::start(move |received| {
+            if let Received::Packets(packets) = received {
+                record.lock().unwrap().push(packets);
+            }
         });
-        Probe {
-            seen: seen.clone(),
-            inbox,
-        }
-        .start();
+        room.do_send(AddMember { session, inbox });
         seen
     }
 

@@ -530,50 +530,22 @@ impl Handler<GetStats> for RoomSupervisor {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inbox::Inbox;
+    use crate::testing::{ProbeSession, Received};
     use std::sync::Mutex;
-
-    /// A stand-in session that records the packets its inbox gets.
-    pub(crate) struct Probe {
-        pub(crate) seen: Arc<Mutex<Vec<String>>>,
-        pub(crate) inbox: Inbox,
-    }
-
-    impl Actor for Probe {
-        type Context = Context<Self>;
-
-        fn started(&mut self, ctx: &mut Self::Context) {
-            ctx.add_message_stream(self.inbox.stream());
-        }
-    }
-
-    impl Handler<Deliver> for Probe {
-        type Result = ();
-        fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-            let mut seen = self.seen.lock().unwrap();
-            seen.extend(msg.packets.iter().map(|f| f.to_string()));
-        }
-    }
-
-    impl Handler<GoingAway> for Probe {
-        type Result = ();
-        fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {
-            self.seen.lock().unwrap().push("going away".into());
-        }
-    }
 
     /// Register `session`, recording what it gets in `seen`.
     pub(crate) fn register(session: SessionId, seen: &Arc<Mutex<Vec<String>>>) -> RegisterSession {
-        let inbox = Inbox::new();
-        let opened = inbox.open();
-        let probe = Probe {
-            seen: seen.clone(),
-            inbox,
-        }
-        .start();
+        let seen = seen.clone();
+        let (probe, inbox) = ProbeSession::start(move |received| {
+            let mut seen = seen.lock().unwrap();
+            match received {
+                Received::Packets(packets) => seen.extend(packets),
+                Received::GoingAway => seen.push("going away".into()),
+            }
+        });
         RegisterSession {
             session,
-            inbox: opened,
+            inbox,
             going_away: probe.recipient(),
             sid: format!("sid{session}"),
             pid: None,

@@ -2,8 +2,8 @@
 //!
 //! Every test runs in a vhost of its own (`pushgate_test_support::broker::Vhost`, created with
 //! `rabbitmqctl` and deleted by a drop guard even when the test fails), so the tests run in
-//! parallel and leave nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions that record the
-//! packets they receive (`<event>|<payload json>`). Events are published the way the real
+//! parallel and leave nothing behind. Pushes go through a real `RoomSupervisor` to probe sessions (`pushgate_actors::testing::ProbeSession`) that record
+//! the packets they receive (`<event>|<payload json>`). Events are published the way the real
 //! publishers do: flat JSON with a `_trace` field, persistent, no content type.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,8 @@ use pushgate_actors::consumers::topology::DEAD_LETTER_QUEUE;
 use pushgate_actors::consumers::{start_consumers, AmqpSettings, BrokerLink, Shutdown};
 use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
-use pushgate_actors::{Deliver, GoingAway, Inbox, JoinRoom, RegisterSession, RoomSupervisor};
+use pushgate_actors::testing::{ProbeSession, Received};
+use pushgate_actors::{JoinRoom, RegisterSession, RoomSupervisor};
 use pushgate_test_support::broker::{node_id, Vhost};
 use serde_json::{json, Value};
 
@@ -134,33 +135,6 @@ impl Publisher {
 
 // ---------------------------------------------------------------- pushgate side
 
-/// A stand-in Socket.IO session that records the packets its inbox gets.
-struct Probe {
-    seen: Arc<Mutex<Vec<String>>>,
-    inbox: Inbox,
-}
-
-impl Actor for Probe {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_message_stream(self.inbox.stream());
-    }
-}
-
-impl Handler<Deliver> for Probe {
-    type Result = ();
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        let mut seen = self.seen.lock().unwrap();
-        seen.extend(msg.packets.iter().map(|f| f.to_string()));
-    }
-}
-
-impl Handler<GoingAway> for Probe {
-    type Result = ();
-    fn handle(&mut self, _msg: GoingAway, _ctx: &mut Self::Context) {}
-}
-
 #[derive(Clone)]
 struct Packets(Arc<Mutex<Vec<String>>>);
 
@@ -253,16 +227,15 @@ impl Node {
         self.next_session += 1;
         self.supervisor
             .send({
-                let inbox = Inbox::new();
-                let opened = inbox.open();
-                let probe = Probe {
-                    seen: packets.clone(),
-                    inbox,
-                }
-                .start();
+                let seen = packets.clone();
+                let (probe, inbox) = ProbeSession::start(move |received| {
+                    if let Received::Packets(packets) = received {
+                        seen.lock().unwrap().extend(packets);
+                    }
+                });
                 RegisterSession {
                     session,
-                    inbox: opened,
+                    inbox,
                     going_away: probe.recipient(),
                     sid: format!("s{session}"),
                     pid: None,
