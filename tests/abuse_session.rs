@@ -211,6 +211,7 @@ async fn joins_beyond_max_rooms_per_socket_are_refused() {
         "{refused:?}"
     );
     assert!(refused[0].contains(r#""event":"join_room""#), "{refused:?}");
+    assert_eq!(metric(&srv, "pushgate_room_joins_refused_total").await, 1);
 
     // A room held may be joined again; after leaving one, another may be joined.
     admin.send(r#"42["join_room",{"room":"r5"}]"#).await;

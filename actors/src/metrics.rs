@@ -71,6 +71,9 @@ pub struct Metrics {
     /// `pushgate_http_body_timeouts_total`: requests whose body was not complete within
     /// `HTTP_BODY_TIMEOUT_MS` (their connection is closed).
     pub http_body_timeouts: IntCounter,
+    /// `pushgate_room_joins_refused_total`: joins refused because the socket already holds
+    /// `MAX_ROOMS_PER_SOCKET` rooms.
+    pub room_joins_refused: IntCounter,
     /// `pushgate_recoveries_total{outcome}`: recoveries asked for, by outcome (`recovered`,
     /// `expired`, `unknown`, `offset_too_old`, `user_mismatch`).
     pub recoveries: IntCounterVec,
@@ -176,6 +179,11 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let room_joins_refused = IntCounter::new(
+            "pushgate_room_joins_refused_total",
+            "Joins refused because the socket already holds MAX_ROOMS_PER_SOCKET rooms",
+        )
+        .expect("valid metric");
         let http_body_timeouts = IntCounter::new(
             "pushgate_http_body_timeouts_total",
             "Requests whose body did not arrive within HTTP_BODY_TIMEOUT_MS",
@@ -208,6 +216,7 @@ impl Metrics {
             Box::new(pending_sessions.clone()),
             Box::new(handshakes_refused.clone()),
             Box::new(http_body_timeouts.clone()),
+            Box::new(room_joins_refused.clone()),
             Box::new(consul_up.clone()),
             Box::new(coalesced.clone()),
         ] {
@@ -237,6 +246,7 @@ impl Metrics {
             pending_sessions,
             handshakes_refused,
             http_body_timeouts,
+            room_joins_refused,
             consul_up,
             coalesced,
             routing_key_labels: Mutex::new(HashSet::new()),
@@ -350,6 +360,7 @@ mod tests {
             "pushgate_pending_sessions 0",
             "pushgate_handshakes_refused_total{reason=\"pending_sessions\"} 0",
             "pushgate_http_body_timeouts_total 0",
+            "pushgate_room_joins_refused_total 0",
             "pushgate_recoveries_total{outcome=\"offset_too_old\"} 0",
             "pushgate_recovered_pushes_total 0",
             "pushgate_recovery_history_bytes 0",

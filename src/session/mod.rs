@@ -556,7 +556,13 @@ impl SocketSession {
         let accepted = request
             .and_then(|r| r.authorize(identity))
             .and_then(|accepted| match accepted.membership {
-                Membership::Join => self.limits.may_join(&accepted.room).map(|()| accepted),
+                Membership::Join => match self.limits.may_join(&accepted.room) {
+                    Ok(()) => Ok(accepted),
+                    Err(refusal) => {
+                        self.ctx.metrics.room_joins_refused.inc();
+                        Err(refusal)
+                    }
+                },
                 Membership::Leave => Ok(accepted),
             });
         let mut snapshot = None;
