@@ -396,49 +396,51 @@ fn huge_resource_name_is_shortened_in_the_message() {
 // ---- device rows --------------------------------------------------------------------
 
 #[test]
-fn device_started_full_payloads() {
-    let event = json!({
+fn device_started_and_stopped_full_payloads() {
+    let started = json!({
         "deviceId": "d1", "userId": "u1", "deviceName": "Phone 1",
         "startedAt": "2026-11-27T10:00:01.000Z", "timestamp": "2026-11-27T10:00:02.000Z",
         "_trace": {"traceId": "abc"},
     });
-    let mut cache = DeviceStatusCache::new();
-    let expected = json!({
-        "type": "device.status.changed",
-        "data": {
-            "deviceId": "d1",
-            "deviceName": "Phone 1",
-            "oldStatus": "stopped",
-            "newStatus": "running",
-            "timestamp": "2026-11-27T10:00:01.000Z",
-        },
-    });
-    assert_eq!(
-        routed_with("device.started", &event, &mut cache),
-        user_and_admin_message("user:u1", expected)
-    );
-    assert_eq!(cache.get("d1"), Some("running"));
-}
-
-#[test]
-fn device_stopped_full_payloads() {
-    let event = json!({"deviceId": "d1", "userId": "u1", "stoppedAt": "2026-11-27T11:00:00.000Z"});
-    let mut cache = DeviceStatusCache::new();
-    let expected = json!({
-        "type": "device.status.changed",
-        "data": {
-            "deviceId": "d1",
-            "deviceName": "d1",
-            "oldStatus": "running",
-            "newStatus": "stopped",
-            "timestamp": "2026-11-27T11:00:00.000Z",
-        },
-    });
-    assert_eq!(
-        routed_with("device.stopped", &event, &mut cache),
-        user_and_admin_message("user:u1", expected)
-    );
-    assert_eq!(cache.get("d1"), Some("stopped"));
+    let stopped =
+        json!({"deviceId": "d1", "userId": "u1", "stoppedAt": "2026-11-27T11:00:00.000Z"});
+    // Each on a fresh cache: the old status is the old service's constant.
+    for (key, event, name, old, new, timestamp) in [
+        (
+            "device.started",
+            started,
+            "Phone 1",
+            "stopped",
+            "running",
+            "2026-11-27T10:00:01.000Z",
+        ),
+        (
+            "device.stopped",
+            stopped,
+            "d1",
+            "running",
+            "stopped",
+            "2026-11-27T11:00:00.000Z",
+        ),
+    ] {
+        let mut cache = DeviceStatusCache::new();
+        let expected = json!({
+            "type": "device.status.changed",
+            "data": {
+                "deviceId": "d1",
+                "deviceName": name,
+                "oldStatus": old,
+                "newStatus": new,
+                "timestamp": timestamp,
+            },
+        });
+        assert_eq!(
+            routed_with(key, &event, &mut cache),
+            user_and_admin_message("user:u1", expected),
+            "{key}"
+        );
+        assert_eq!(cache.get("d1"), Some(new), "{key}");
+    }
 }
 
 #[test]
