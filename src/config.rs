@@ -165,6 +165,84 @@ fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
     }))
 }
 
+/// Whether this node is one of a cluster (contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// `CLUSTER=off`: a node on its own, per-node queues, the HTTP API without a broker.
+    Off,
+    /// `CLUSTER=rabbitmq`: the nodes share the broker's push log and event queues.
+    RabbitMq,
+}
+
+/// Cluster mode's settings (contract §6); `name` and `log_max_bytes` are read and checked in
+/// either mode, so a mistake shows before the cluster is turned on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `CLUSTER`.
+    pub mode: ClusterMode,
+    /// `CLUSTER_NAME`: names the shared queues and the log, `pushgate.<name>.*`.
+    pub name: String,
+    /// `CLUSTER_LOG_MAX_BYTES`: the size bound of the push log on the broker.
+    pub log_max_bytes: u64,
+}
+
+/// `CLUSTER_NAME` when unset.
+pub const DEFAULT_CLUSTER_NAME: &str = "pushgate";
+/// `CLUSTER_LOG_MAX_BYTES` when unset: 1 GiB.
+pub const DEFAULT_CLUSTER_LOG_MAX_BYTES: u64 = 1 << 30;
+
+/// Whether `name` may name broker queues: 1-100 characters of `A-Z a-z 0-9 . _ -` (what
+/// `NODE_ID` and `CLUSTER_NAME` allow).
+fn is_queue_name_part(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
+    let mode = match non_empty(src.get("CLUSTER")) {
+        None => ClusterMode::Off,
+        Some(v) if v.trim().eq_ignore_ascii_case("off") => ClusterMode::Off,
+        Some(v) if v.trim().eq_ignore_ascii_case("rabbitmq") => ClusterMode::RabbitMq,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                var: "CLUSTER",
+                value: v,
+                reason: "use off or rabbitmq".into(),
+            })
+        }
+    };
+    let name = non_empty(src.get("CLUSTER_NAME"))
+        .map_or_else(|| DEFAULT_CLUSTER_NAME.to_owned(), |n| n.trim().to_owned());
+    if !is_queue_name_part(&name) {
+        return Err(ConfigError::Invalid {
+            var: "CLUSTER_NAME",
+            value: name,
+            reason: "it names queues: use 1-100 characters of A-Z a-z 0-9 . _ -".into(),
+        });
+    }
+    // The built-in broker URL is a local guest: a cluster's nodes must be told which broker
+    // they share.
+    if mode == ClusterMode::RabbitMq && non_empty(src.get("RABBITMQ_URL")).is_none() {
+        return Err(ConfigError::Invalid {
+            var: "RABBITMQ_URL",
+            value: String::new(),
+            reason: "CLUSTER=rabbitmq needs the broker every node shares: set RABBITMQ_URL".into(),
+        });
+    }
+    Ok(ClusterConfig {
+        mode,
+        name,
+        log_max_bytes: number(
+            src,
+            "CLUSTER_LOG_MAX_BYTES",
+            DEFAULT_CLUSTER_LOG_MAX_BYTES,
+            1,
+        )?,
+    })
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -196,6 +274,8 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// The Consul watcher, when `CONSUL_URL` is set.
     pub consul: Option<ConsulConfig>,
+    /// Cluster mode (`CLUSTER`).
+    pub cluster: ClusterConfig,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -414,11 +494,7 @@ impl Config {
             None => Some(default.to_owned()),
         };
         let node_id = non_empty(src.get("NODE_ID")).unwrap_or_else(host_name);
-        if node_id.len() > 100
-            || !node_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if !is_queue_name_part(&node_id) {
             return Err(ConfigError::Invalid {
                 var: "NODE_ID",
                 value: node_id,
@@ -494,6 +570,7 @@ impl Config {
                 history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
             },
             consul: consul(src)?,
+            cluster: cluster(src)?,
             consume: true,
             dev,
         })
@@ -630,6 +707,71 @@ mod tests {
         .unwrap();
         assert!(!c.recovery.enabled());
         assert_eq!(c.recovery.history_bytes, 1024);
+    }
+
+    #[test]
+    fn cluster_is_off_by_default_and_rabbitmq_needs_the_broker_url() {
+        let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
+        assert_eq!(
+            c.cluster,
+            ClusterConfig {
+                mode: ClusterMode::Off,
+                name: "pushgate".into(),
+                log_max_bytes: 1_073_741_824,
+            }
+        );
+        let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs, false)
+        };
+        let missing = with(&[("CLUSTER", "rabbitmq")]).unwrap_err();
+        assert!(
+            matches!(
+                missing,
+                ConfigError::Invalid {
+                    var: "RABBITMQ_URL",
+                    ..
+                }
+            ),
+            "{missing}"
+        );
+        let c = with(&[
+            ("CLUSTER", "RabbitMQ"),
+            ("RABBITMQ_URL", "amqp://u:p@broker:5672/v"),
+            ("CLUSTER_NAME", "blue-1"),
+            ("CLUSTER_LOG_MAX_BYTES", "1048576"),
+        ])
+        .unwrap();
+        assert_eq!(c.cluster.mode, ClusterMode::RabbitMq);
+        assert_eq!(c.cluster.name, "blue-1");
+        assert_eq!(c.cluster.log_max_bytes, 1 << 20);
+        assert_eq!(
+            with(&[("CLUSTER", "off")]).unwrap().cluster.mode,
+            ClusterMode::Off
+        );
+        for (var, value) in [
+            ("CLUSTER", "redis"),
+            ("CLUSTER_NAME", "a/b"),
+            ("CLUSTER_NAME", "a b"),
+            ("CLUSTER_LOG_MAX_BYTES", "0"),
+            ("CLUSTER_LOG_MAX_BYTES", "1GiB"),
+        ] {
+            match with(&[(var, value)]) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var, "{value}"),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+        let long = "x".repeat(101);
+        let long = load(&[("JWT_SECRET", SECRET), ("CLUSTER_NAME", &long)], false);
+        assert!(matches!(
+            long,
+            Err(ConfigError::Invalid {
+                var: "CLUSTER_NAME",
+                ..
+            })
+        ));
     }
 
     #[test]
