@@ -43,6 +43,11 @@
 //! its inbox. How a session ends, and what the client then does, is the table in
 //! [`disconnect`].
 //!
+//! In cluster mode (`CLUSTER=rabbitmq`) an HTTP push and a routed event do not enter at
+//! step 3: they are appended to the cluster's log (`cluster.rs`,
+//! `actors/src/cluster/`), and every node's log reader hands what it reads to its supervisor
+//! (`Handler<LoggedPush>`), which goes on from step 3.
+//!
 //! Service health (contract §8) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
 //! follows Consul with blocking queries and sends each announced change as a `Push` to room
 //! `admin`; a session whose client joins `admin` reads the snapshot
@@ -51,6 +56,7 @@
 pub mod acl;
 pub mod auth;
 pub mod client_event_limit;
+pub mod cluster;
 pub mod config;
 pub mod consul_watcher;
 pub mod disconnect;

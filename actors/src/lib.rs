@@ -17,8 +17,11 @@
 //! - [`service_health`] is what admins are told about Consul's service health: the answer's
 //!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
 //!   an edge actor of the server crate).
+//! - [`cluster`] is cluster mode (`CLUSTER=rabbitmq`): the push log on the broker that every
+//!   node appends to and reads, and the shared event queues.
 //! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
 
+pub mod cluster;
 pub mod coalescer;
 pub mod consumers;
 pub mod device_status_cache;

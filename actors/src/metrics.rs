@@ -90,6 +90,12 @@ pub struct Metrics {
     /// `pushgate_coalesced_total{routing_key}`: events never pushed because a later one about
     /// the same thing replaced them (`QUOTA_COALESCE_MS`: `quota.updated` of one quota).
     pub coalesced: IntCounterVec,
+    /// `pushgate_cluster_log_records_skipped_total`: records of the cluster's log this node
+    /// could not read (malformed, truncated, oversized, a newer version), skipped.
+    pub cluster_log_records_skipped: IntCounter,
+    /// `pushgate_cluster_log_append_failures_total`: records this node could not append to
+    /// the cluster's log (no broker, no confirm): each a `503` or a requeued event.
+    pub cluster_log_append_failures: IntCounter,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -273,8 +279,32 @@ impl Metrics {
                 "Pushes dropped from the recovery history, oldest first, to stay within its bound",
             )
             .expect("valid metric"),
+            cluster_log_records_skipped: IntCounter::new(
+                "pushgate_cluster_log_records_skipped_total",
+                "Records of the cluster's log this node could not read, skipped",
+            )
+            .expect("valid metric"),
+            cluster_log_append_failures: IntCounter::new(
+                "pushgate_cluster_log_append_failures_total",
+                "Records this node could not append to the cluster's log",
+            )
+            .expect("valid metric"),
         }
         .with_recovery_metrics()
+        .with_cluster_metrics()
+    }
+
+    /// Register cluster mode's metrics (zero on a node on its own).
+    fn with_cluster_metrics(self) -> Self {
+        for c in [
+            self.cluster_log_records_skipped.clone(),
+            self.cluster_log_append_failures.clone(),
+        ] {
+            self.registry
+                .register(Box::new(c))
+                .expect("metric registered once");
+        }
+        self
     }
 
     /// Register the connection-state recovery metrics.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::cluster::LoggedPush;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
@@ -217,17 +218,17 @@ impl RoomSupervisor {
         }
     }
 
-    /// The sessions in both `room` and `except` (a user's room: a few), each with its thread.
-    fn members_of_both(&self, room: &Shards, except: &Shards) -> Vec<(WorkerId, SessionId)> {
-        except
-            .sessions
-            .iter()
-            .filter(|session| room.sessions.contains(session))
-            .filter_map(|&session| {
-                let entry = self.sessions.get(&session)?;
-                Some((entry.inbox.home().worker, session))
-            })
-            .collect()
+    /// The shards a push to `target` goes to, and the members they must skip.
+    fn receivers(&self, target: &PushTarget) -> Receivers<'_> {
+        receivers(&self.rooms, &self.everyone, &self.sessions, target)
+    }
+
+    /// How many of this node's sessions a push to `target` reaches now.
+    fn reach(&self, target: &PushTarget) -> usize {
+        match self.receivers(target) {
+            (Some(shards), skipped) => shards.members().saturating_sub(skipped.len()),
+            (None, _) => 0,
+        }
     }
 
     /// Forget a session: out of every room, out of the broadcast room.
@@ -285,6 +286,51 @@ impl RoomSupervisor {
             ended_at: Instant::now(),
         });
     }
+}
+
+/// The shards a push goes to, and the members (with their threads) they must skip.
+type Receivers<'a> = (Option<&'a Shards>, Vec<(WorkerId, SessionId)>);
+
+/// The shards a push to `target` goes to, and the members they must skip (a free function so
+/// that the supervisor's recovery store stays borrowable beside it).
+fn receivers<'a>(
+    rooms: &'a HashMap<String, Shards>,
+    everyone: &'a Shards,
+    sessions: &HashMap<SessionId, SessionEntry>,
+    target: &PushTarget,
+) -> Receivers<'a> {
+    match target {
+        PushTarget::Room(name) => (rooms.get(name), Vec::new()),
+        PushTarget::RoomExceptMembersOf {
+            room,
+            except_members_of,
+        } => {
+            let shards = rooms.get(room);
+            let skipped = match (shards, rooms.get(except_members_of)) {
+                (Some(shards), Some(except)) => members_of_both(sessions, shards, except),
+                _ => Vec::new(),
+            };
+            (shards, skipped)
+        }
+        PushTarget::Everyone => (Some(everyone), Vec::new()),
+    }
+}
+
+/// The sessions in both `room` and `except` (a user's room: a few), each with its thread.
+fn members_of_both(
+    sessions: &HashMap<SessionId, SessionEntry>,
+    room: &Shards,
+    except: &Shards,
+) -> Vec<(WorkerId, SessionId)> {
+    except
+        .sessions
+        .iter()
+        .filter(|session| room.sessions.contains(session))
+        .filter_map(|&session| {
+            let entry = sessions.get(&session)?;
+            Some((entry.inbox.home().worker, session))
+        })
+        .collect()
 }
 
 /// A push about to be encoded.
@@ -453,21 +499,7 @@ impl Handler<Push> for RoomSupervisor {
         let accepted_at = Instant::now();
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
-        let (shards, skipped) = match &msg.target {
-            PushTarget::Room(name) => (self.rooms.get(name), Vec::new()),
-            PushTarget::RoomExceptMembersOf {
-                room,
-                except_members_of,
-            } => {
-                let shards = self.rooms.get(room);
-                let skipped = match (shards, self.rooms.get(except_members_of)) {
-                    (Some(shards), Some(except)) => self.members_of_both(shards, except),
-                    _ => Vec::new(),
-                };
-                (shards, skipped)
-            }
-            PushTarget::Everyone => (Some(&self.everyone), Vec::new()),
-        };
+        let (shards, skipped) = receivers(&self.rooms, &self.everyone, &self.sessions, &msg.target);
         let live = shards.filter(|shards| shards.members() > skipped.len());
         let packet = encode_push(
             &mut self.recovery,
@@ -493,6 +525,78 @@ impl Handler<Push> for RoomSupervisor {
             .with_label_values(&[event])
             .inc_by(reached as u64);
         reached
+    }
+}
+
+/// Cluster mode: a push read from the cluster's log. Stored in the history at its position
+/// whether or not a session here receives it (a session kept on another node may recover
+/// here), and delivered to this node's sessions when live.
+impl Handler<LoggedPush> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoggedPush, _ctx: &mut Self::Context) {
+        let LoggedPush {
+            position,
+            push,
+            live,
+        } = msg;
+        let accepted_at = Instant::now();
+        let event = push.event.name();
+        let (shards, skipped) =
+            receivers(&self.rooms, &self.everyone, &self.sessions, &push.target);
+        let shards = shards.filter(|shards| live && shards.members() > skipped.len());
+        let (encode, payload) = (self.encode, &push.payload);
+        let packet = match self.recovery.as_mut() {
+            Some(store) => {
+                let appended = store
+                    .log
+                    .append_at(position, push.target.clone(), &mut |offset| {
+                        encode(event, payload, Some(offset))
+                    });
+                if let Some(appended) = &appended {
+                    self.metrics
+                        .recovery_history_evicted
+                        .inc_by(appended.evicted as u64);
+                    self.metrics
+                        .recovery_history_bytes
+                        .set(store.log.bytes() as i64);
+                }
+                appended.map(|appended| appended.packet)
+            }
+            None => shards.map(|_| ByteString::from(encode(event, payload, None))),
+        };
+        if !live {
+            return;
+        }
+        self.metrics.pushes.with_label_values(&[event]).inc();
+        let reached = match (shards, packet) {
+            (Some(shards), Some(packet)) => {
+                shards.fanout(&packet, accepted_at, &skipped, push.priority);
+                shards.members() - skipped.len()
+            }
+            _ => 0,
+        };
+        self.metrics
+            .deliveries
+            .with_label_values(&[event])
+            .inc_by(reached as u64);
+    }
+}
+
+/// How many of this node's sessions a push to `target` would reach now (cluster mode's
+/// `clients` in a `202`, before the push is read back from the log).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct CountReach {
+    /// The push's target.
+    pub target: PushTarget,
+}
+
+impl Handler<CountReach> for RoomSupervisor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CountReach, _ctx: &mut Self::Context) -> usize {
+        self.reach(&msg.target)
     }
 }
 

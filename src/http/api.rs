@@ -235,16 +235,24 @@ async fn push(
         PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
     };
     let body = json_object(&body)?;
-    let clients = state
-        .supervisor
-        .send(Push {
-            target,
-            event,
-            payload: body,
-            priority: false,
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let push = Push {
+        target,
+        event,
+        payload: body,
+        priority: false,
+    };
+    let clients = match &state.cluster {
+        Some(cluster) => {
+            cluster
+                .push(push, &state.supervisor, &state.metrics)
+                .await?
+        }
+        None => state
+            .supervisor
+            .send(push)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     Ok(HttpResponse::Accepted().json(json!({ "clients": clients })))
 }
 

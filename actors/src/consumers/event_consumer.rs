@@ -47,6 +47,7 @@ use super::settler::{Settler, Verdict};
 use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
+use crate::cluster::{ClusterParts, DeviceChange, LogAppender, LogRecord, SharedDeviceStatus};
 use crate::device_status_cache::DeviceStatusCache;
 use crate::messages::{Push, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
@@ -104,6 +105,15 @@ pub enum ConsumeError {
         /// The queue.
         queue: String,
     },
+    /// Cluster mode: the log reader could not append its start mark to the cluster's log.
+    #[error("appending this node's start mark to `{queue}` failed: {source}")]
+    Mark {
+        /// The cluster's log.
+        queue: String,
+        /// Why.
+        #[source]
+        source: crate::cluster::AppendError,
+    },
     /// Opening the channel, setting the prefetch or starting the consumer failed otherwise.
     #[error("starting the consumer on queue `{queue}` failed: {source}")]
     Broker {
@@ -131,6 +141,20 @@ struct RoutedDelivery {
     tag: u64,
     routing_key: ShortString,
     pushes: Vec<RoutedPush>,
+    /// Cluster mode: the device status change routing it made, for its log record.
+    device: Option<DeviceChange>,
+}
+
+/// Where a consumer's routed pushes go.
+#[derive(Clone)]
+enum PushSink {
+    /// A node on its own: to its room supervisor.
+    Supervisor(Addr<RoomSupervisor>),
+    /// Cluster mode: into the cluster's log, one record per delivery, as `origin`.
+    Log {
+        appender: LogAppender,
+        origin: Arc<str>,
+    },
 }
 
 struct Active {
@@ -146,11 +170,14 @@ pub struct EventConsumer<F: Family> {
     queue: String,
     prefetch: u16,
     max_event_bytes: usize,
-    supervisor: Addr<RoomSupervisor>,
+    /// Consume exclusively (a node's own queue) or not (cluster mode's shared queue, where
+    /// the broker's single active consumer decides).
+    exclusive: bool,
+    sink: PushSink,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
-    device_cache: DeviceStatusCache,
+    device_cache: SharedDeviceStatus,
     /// The `quota.updated` held back by storm coalescing (on the active channel).
     storm: StormCoalescer<RoutedDelivery>,
     /// The timer of the storm coalescer's next window end, and when it fires.
@@ -175,17 +202,39 @@ impl<F: Family> EventConsumer<F> {
             queue: queue_name(&settings.node_id, F::FAMILY),
             prefetch: settings.prefetch,
             max_event_bytes: settings.max_event_bytes,
-            supervisor,
+            exclusive: true,
+            sink: PushSink::Supervisor(supervisor),
             metrics,
             readiness,
             link,
-            device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            device_cache: Arc::new(std::sync::Mutex::new(
+                DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            )),
             storm: StormCoalescer::new(settings.quota_coalesce, max_held(settings.prefetch)),
             storm_timer: None,
             active: None,
             retired: false,
             family: PhantomData,
         }
+    }
+
+    /// Cluster mode: consume the cluster's shared queue of this family, not exclusively, and
+    /// append each delivery's pushes to the cluster's log; `devices` is the device status
+    /// cache shared with the log reader (journaled here, so that the change each event makes
+    /// goes into its record).
+    pub fn in_cluster(mut self, cluster: &ClusterParts, devices: SharedDeviceStatus) -> Self {
+        self.queue = cluster.settings.queue_name(F::FAMILY);
+        self.exclusive = false;
+        self.sink = PushSink::Log {
+            appender: cluster.appender.clone(),
+            origin: Arc::from(cluster.settings.origin.as_str()),
+        };
+        {
+            let mut cache = devices.lock().expect("device status lock");
+            *cache = std::mem::take(&mut *cache).journaled();
+        }
+        self.device_cache = devices;
+        self
     }
 
     fn set_up(&self, up: bool) {
@@ -224,13 +273,17 @@ impl<F: Family> EventConsumer<F> {
         let settler = active.settler.clone();
         let tag = delivery.delivery_tag;
         let key = delivery.routing_key.as_str();
-        let outcome = route(
-            key,
-            &delivery.data,
-            self.max_event_bytes,
-            SystemTime::now(),
-            &mut self.device_cache,
-        );
+        let (outcome, device) = {
+            let mut cache = self.device_cache.lock().expect("device status lock");
+            let outcome = route(
+                key,
+                &delivery.data,
+                self.max_event_bytes,
+                SystemTime::now(),
+                &mut cache,
+            );
+            (outcome, cache.take_change())
+        };
         let (pushes, role) = match outcome {
             RouteOutcome::Routed(pushes, role) => (pushes, role),
             RouteOutcome::Ignored => {
@@ -253,6 +306,7 @@ impl<F: Family> EventConsumer<F> {
             tag,
             routing_key: delivery.routing_key,
             pushes,
+            device,
         };
         let in_order = match role {
             StormRole::Unrelated => vec![routed],
@@ -287,12 +341,7 @@ impl<F: Family> EventConsumer<F> {
         settler: Rc<Settler>,
         ctx: &mut Context<Self>,
     ) {
-        let work = settle(
-            deliveries,
-            self.supervisor.clone(),
-            self.metrics.clone(),
-            settler,
-        );
+        let work = settle(deliveries, self.sink.clone(), self.metrics.clone(), settler);
         ctx.wait(work.into_actor(self));
     }
 
@@ -330,43 +379,77 @@ fn max_held(prefetch: u16) -> usize {
     }
 }
 
-/// Hands the pushes of each delivery to the supervisor, in order, and each delivery's verdict
-/// to the channel's [`Settler`] once the supervisor took its pushes (ack), or requeue it and
-/// the ones after it when the supervisor refused.
+/// The push a routed push becomes.
+fn to_push(push: RoutedPush) -> Push {
+    let target = match push.except_members_of {
+        None => PushTarget::Room(push.room),
+        Some(except_members_of) => PushTarget::RoomExceptMembersOf {
+            room: push.room,
+            except_members_of,
+        },
+    };
+    Push {
+        target,
+        event: push.event,
+        payload: push.payload,
+        priority: push.priority,
+    }
+}
+
+/// Hand a delivery's pushes on: to the supervisor, in order, or (cluster mode) into the
+/// cluster's log as one record, confirmed. `Err`: why they were not taken.
+async fn hand_over(
+    sink: &PushSink,
+    pushes: Vec<RoutedPush>,
+    device: Option<DeviceChange>,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    match sink {
+        PushSink::Supervisor(supervisor) => {
+            // The payload text is shared by the pushes that carry it (a user's push and its
+            // admin-room copy).
+            for push in pushes {
+                supervisor
+                    .send(to_push(push))
+                    .await
+                    .map_err(|e| format!("room supervisor refused a push ({e})"))?;
+            }
+            Ok(())
+        }
+        PushSink::Log { appender, origin } => {
+            let record = LogRecord::Pushes {
+                origin: origin.to_string(),
+                device,
+                pushes: pushes.into_iter().map(|p| to_push(p).into()).collect(),
+            };
+            appender.append(&record).await.map_err(|e| {
+                metrics.cluster_log_append_failures.inc();
+                e.to_string()
+            })
+        }
+    }
+}
+
+/// Hands the pushes of each delivery on ([`hand_over`]), in order, and each delivery's verdict
+/// to the channel's [`Settler`] once they were taken (ack), or requeue it and the ones after
+/// it when they were not.
 async fn settle(
     deliveries: Vec<RoutedDelivery>,
-    supervisor: Addr<RoomSupervisor>,
+    sink: PushSink,
     metrics: Arc<Metrics>,
     settler: Rc<Settler>,
 ) {
     let mut deliveries = deliveries.into_iter();
     while let Some(delivery) = deliveries.next() {
         let key = delivery.routing_key.as_str();
-        // The payload text is shared by the pushes that carry it (a user's push and its
-        // admin-room copy).
-        for push in delivery.pushes {
-            let target = match push.except_members_of {
-                None => PushTarget::Room(push.room),
-                Some(except_members_of) => PushTarget::RoomExceptMembersOf {
-                    room: push.room,
-                    except_members_of,
-                },
-            };
-            let msg = Push {
-                target,
-                event: push.event,
-                payload: push.payload,
-                priority: push.priority,
-            };
-            if let Err(e) = supervisor.send(msg).await {
-                log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
-                actix::clock::sleep(REQUEUE_PAUSE).await;
-                settler.settle(delivery.tag, Verdict::Requeue);
-                for rest in deliveries {
-                    settler.settle(rest.tag, Verdict::Requeue);
-                }
-                return;
+        if let Err(e) = hand_over(&sink, delivery.pushes, delivery.device, &metrics).await {
+            log::error!("{e} for `{key}`; requeueing");
+            actix::clock::sleep(REQUEUE_PAUSE).await;
+            settler.settle(delivery.tag, Verdict::Requeue);
+            for rest in deliveries {
+                settler.settle(rest.tag, Verdict::Requeue);
             }
+            return;
         }
         metrics.amqp_message(key, AmqpOutcome::Routed);
         settler.settle(delivery.tag, Verdict::Ack);
@@ -413,6 +496,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
         self.drop_active(ctx);
         let queue = self.queue.clone();
         let prefetch = self.prefetch;
+        let exclusive = self.exclusive;
         let tag = ShortString::from(format!("{queue}#{}", msg.generation));
         let consume_tag = tag.clone();
         let start = async move {
@@ -426,7 +510,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
                 .await
                 .map_err(fail)?;
             let options = BasicConsumeOptions {
-                exclusive: true,
+                exclusive,
                 no_ack: false,
                 ..BasicConsumeOptions::default()
             };
@@ -501,7 +585,7 @@ impl<F: Family> StreamHandler<StreamItem> for EventConsumer<F> {
                 );
                 self.drop_active(ctx);
                 self.link.do_send(ConsumerStopped {
-                    kind: F::kind(),
+                    name: F::kind().name(),
                     generation: msg.generation,
                 });
             }
@@ -543,7 +627,7 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
         let queue = self.queue.clone();
         let push_held = settle(
             held,
-            self.supervisor.clone(),
+            self.sink.clone(),
             self.metrics.clone(),
             settler.clone(),
         );

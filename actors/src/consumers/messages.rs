@@ -6,7 +6,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::event_consumer::ConsumeError;
-use crate::readiness::ConsumerKind;
 
 /// Graceful stop (the server sends it on SIGTERM): cancel both consumers, let the delivery in
 /// flight finish and be acked, push (and ack) the `quota.updated` held by storm coalescing,
@@ -41,8 +40,9 @@ pub struct Detach {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct ConsumerStopped {
-    /// Which consumer.
-    pub kind: ConsumerKind,
+    /// Which consumer ([`ConsumerKind::name`](crate::readiness::ConsumerKind::name), or the
+    /// cluster's log reader's name).
+    pub name: &'static str,
     /// The connection generation it was consuming on.
     pub generation: u64,
 }

@@ -8,6 +8,8 @@
 //!   unique per process life.
 //! - [`PushLog`] (the seam where pushes are logged) and its in-process [`MemoryPushLog`]: every
 //!   push, stored once as the packet its receivers got, bounded in bytes, oldest dropped first.
+//! - [`PositionedPushLog`]: the same history at positions given to it, the cluster's
+//!   (`CLUSTER=rabbitmq`): its stream numbers the pushes, so offsets are cluster-wide.
 //! - [`SessionRecords`] (the seam where ended sessions are kept) and its in-process
 //!   [`MemorySessionRecords`]: kept for the window, then remembered as expired for a while.
 //! - [`filter::receives`]: which logged pushes a recovering session gets.
@@ -48,6 +50,7 @@ pub mod memory_push_log;
 pub mod memory_session_records;
 pub mod not_recovered;
 pub mod offset;
+pub mod positioned_push_log;
 pub mod push_log;
 pub mod session_records;
 pub mod store;
@@ -59,6 +62,7 @@ pub use memory_push_log::MemoryPushLog;
 pub use memory_session_records::MemorySessionRecords;
 pub use not_recovered::NotRecovered;
 pub use offset::{LogPosition, OffsetClock};
+pub use positioned_push_log::PositionedPushLog;
 pub use push_log::{Appended, OffsetTooOld, PushLog};
 pub use session_records::{KeptSession, NotKept, SessionRecords};
 pub use store::{Reclaimed, RecoveryStore};

@@ -30,6 +30,20 @@ pub trait PushLog: Send {
     /// once), and store the packet with its `target`.
     fn append(&mut self, target: PushTarget, encode: &mut dyn FnMut(&str) -> String) -> Appended;
 
+    /// Store a push at a `position` the log's source gave it (the cluster's stream), instead
+    /// of the next one of its own: `encode` makes its packet with that position's offset.
+    /// `None` when it is not stored: the position is not after the head (read again), or
+    /// this log makes its own positions (the default).
+    fn append_at(
+        &mut self,
+        position: LogPosition,
+        target: PushTarget,
+        encode: &mut dyn FnMut(&str) -> String,
+    ) -> Option<Appended> {
+        let _ = (position, target, encode);
+        None
+    }
+
     /// The position after the last appended push (where a session registering now starts).
     fn head(&self) -> LogPosition;
 
