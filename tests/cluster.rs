@@ -126,6 +126,23 @@ async fn publish(channel: &lapin::Channel, key: &str, body: &[u8]) {
     assert!(confirm.await.expect("confirm").is_ack());
 }
 
+/// How many messages wait in the dead-letter queue.
+async fn dead_letters(channel: &lapin::Channel) -> u32 {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            "pushgate.dead-letter".into(),
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .expect("the dead-letter queue")
+        .message_count()
+}
+
 /// The `device.status.changed` pushes among `packets`: (oldStatus, newStatus).
 fn status_changes(packets: &[String]) -> Vec<(String, String)> {
     packets
@@ -204,34 +221,11 @@ async fn publisher_events_are_routed_once_and_old_status_survives_the_routing_no
 
     // A poison event is dead-lettered once, by one node.
     publish(&channel, "quota.updated", br#"{"no":"userId"}"#).await;
-    let dead_letter_queue = channel
-        .queue_declare(
-            "pushgate.dead-letter".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut dead = dead_letter_queue
-        .expect("the dead-letter queue")
-        .message_count();
+    let mut dead = dead_letters(&channel).await;
     while dead == 0 && Instant::now() < deadline {
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        dead = channel
-            .queue_declare(
-                "pushgate.dead-letter".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("the dead-letter queue")
-            .message_count();
+        dead = dead_letters(&channel).await;
     }
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let counted: u64 = nodes

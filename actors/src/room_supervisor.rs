@@ -333,6 +333,33 @@ fn members_of_both(
         .collect()
 }
 
+/// Where an encoded push goes: the shards with a live receiver (if any) and whom they skip.
+struct Delivery<'a> {
+    shards: Option<&'a Shards>,
+    skipped: &'a [(WorkerId, SessionId)],
+    accepted_at: Instant,
+    priority: bool,
+}
+
+impl Delivery<'_> {
+    /// Fan `packet` out (when there is one and someone to get it), count the deliveries of
+    /// `event`; returns how many sessions it reached.
+    fn fan_out(self, packet: Option<ByteString>, event: &str, metrics: &Metrics) -> usize {
+        let reached = match (self.shards, packet) {
+            (Some(shards), Some(packet)) => {
+                shards.fanout(&packet, self.accepted_at, self.skipped, self.priority);
+                shards.members() - self.skipped.len()
+            }
+            _ => 0,
+        };
+        metrics
+            .deliveries
+            .with_label_values(&[event])
+            .inc_by(reached as u64);
+        reached
+    }
+}
+
 /// A push about to be encoded.
 struct Outgoing<'a> {
     target: PushTarget,
@@ -513,18 +540,13 @@ impl Handler<Push> for RoomSupervisor {
                 accepted_at,
             },
         );
-        let reached = match (live, packet) {
-            (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, accepted_at, &skipped, msg.priority);
-                shards.members() - skipped.len()
-            }
-            _ => 0,
+        let delivery = Delivery {
+            shards: live,
+            skipped: &skipped,
+            accepted_at,
+            priority: msg.priority,
         };
-        self.metrics
-            .deliveries
-            .with_label_values(&[event])
-            .inc_by(reached as u64);
-        reached
+        delivery.fan_out(packet, event, &self.metrics)
     }
 }
 
@@ -569,17 +591,13 @@ impl Handler<LoggedPush> for RoomSupervisor {
             return;
         }
         self.metrics.pushes.with_label_values(&[event]).inc();
-        let reached = match (shards, packet) {
-            (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, accepted_at, &skipped, push.priority);
-                shards.members() - skipped.len()
-            }
-            _ => 0,
+        let delivery = Delivery {
+            shards,
+            skipped: &skipped,
+            accepted_at,
+            priority: push.priority,
         };
-        self.metrics
-            .deliveries
-            .with_label_values(&[event])
-            .inc_by(reached as u64);
+        delivery.fan_out(packet, event, &self.metrics);
     }
 }
 

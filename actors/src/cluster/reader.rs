@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -31,6 +30,7 @@ use super::appender::LogAppender;
 use super::logged_push::LoggedPush;
 use super::record::LogRecord;
 use super::{position, ClusterSettings, SharedDeviceStatus};
+use crate::consumers::delivery_stream::{self, StreamItem};
 use crate::consumers::event_consumer::ConsumeError;
 use crate::consumers::messages::{Attach, ConsumerStopped, Detach};
 use crate::consumers::settler::{Settler, Verdict};
@@ -39,16 +39,6 @@ use crate::room_supervisor::RoomSupervisor;
 
 /// The name the reader goes by in logs and in [`ConsumerStopped`].
 pub const NAME: &str = "log";
-
-/// One item of the stream, tagged with its connection; `None` ends that stream.
-struct StreamItem {
-    generation: u64,
-    item: Option<lapin::Result<Delivery>>,
-}
-
-impl Message for StreamItem {
-    type Result = ();
-}
 
 struct Active {
     generation: u64,
@@ -253,18 +243,7 @@ impl Handler<Attach> for LogReader {
         AtomicResponse::new(Box::pin(start.into_actor(self).map(
             move |result, act, ctx| {
                 let (channel, consumer) = result?;
-                let items = consumer
-                    .map(move |d| StreamItem {
-                        generation,
-                        item: Some(d),
-                    })
-                    .chain(futures::stream::once(async move {
-                        StreamItem {
-                            generation,
-                            item: None,
-                        }
-                    }));
-                let stream = ctx.add_stream(items);
+                let stream = ctx.add_stream(delivery_stream::tagged(consumer, generation));
                 let settler = Rc::new(Settler::start(channel.clone()));
                 act.active = Some(Active {
                     generation,

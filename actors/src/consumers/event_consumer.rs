@@ -35,13 +35,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
 
+use super::delivery_stream::{self, StreamItem};
 use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
 use super::storm_coalescer::{Offered, StormCoalescer};
@@ -123,17 +123,6 @@ pub enum ConsumeError {
         #[source]
         source: lapin::Error,
     },
-}
-
-/// One item of the delivery stream, tagged with the connection it came from; `item: None`
-/// marks the end of that stream.
-struct StreamItem {
-    generation: u64,
-    item: Option<lapin::Result<Delivery>>,
-}
-
-impl Message for StreamItem {
-    type Result = ();
 }
 
 /// A routed delivery whose pushes have not gone to the supervisor yet.
@@ -537,18 +526,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
         AtomicResponse::new(Box::pin(start.into_actor(self).map(
             move |result, act, ctx| {
                 let (channel, consumer) = result?;
-                let items = consumer
-                    .map(move |d| StreamItem {
-                        generation,
-                        item: Some(d),
-                    })
-                    .chain(futures::stream::once(async move {
-                        StreamItem {
-                            generation,
-                            item: None,
-                        }
-                    }));
-                let stream = ctx.add_stream(items);
+                let stream = ctx.add_stream(delivery_stream::tagged(consumer, generation));
                 let settler = Rc::new(Settler::start(channel.clone()));
                 act.active = Some(Active {
                     generation,

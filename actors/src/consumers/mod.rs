@@ -27,6 +27,7 @@ use crate::readiness::Readiness;
 use crate::room_supervisor::RoomSupervisor;
 
 pub mod broker_link;
+pub mod delivery_stream;
 pub mod device_events;
 pub mod event_consumer;
 pub mod messages;

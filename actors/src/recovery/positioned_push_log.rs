@@ -16,9 +16,8 @@ use std::collections::VecDeque;
 use bytestring::ByteString;
 
 use super::filter::receives;
-use super::memory_push_log::ENTRY_OVERHEAD_BYTES;
 use super::offset::LogPosition;
-use super::push_log::{Appended, OffsetTooOld, PushLog};
+use super::push_log::{entry_bytes, Appended, OffsetTooOld, PushLog};
 use crate::messages::PushTarget;
 
 struct Entry {
@@ -29,15 +28,7 @@ struct Entry {
 
 impl Entry {
     fn bytes(&self) -> usize {
-        let rooms = match &self.target {
-            PushTarget::Room(room) => room.len(),
-            PushTarget::RoomExceptMembersOf {
-                room,
-                except_members_of,
-            } => room.len() + except_members_of.len(),
-            PushTarget::Everyone => 0,
-        };
-        ENTRY_OVERHEAD_BYTES + self.packet.len() + rooms
+        entry_bytes(&self.target, &self.packet)
     }
 }
 
@@ -155,6 +146,7 @@ impl PushLog for PositionedPushLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recovery::push_log::ENTRY_OVERHEAD_BYTES;
 
     fn everything(_: &str) -> bool {
         true

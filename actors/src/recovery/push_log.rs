@@ -24,6 +24,24 @@ pub struct Appended {
     pub evicted: usize,
 }
 
+/// What a logged push costs against the history's bound: a fixed overhead (the queue slot,
+/// the target's and packet's headers, counted so that many tiny pushes are bounded too), the
+/// packet and the room names.
+pub fn entry_bytes(target: &PushTarget, packet: &str) -> usize {
+    let rooms = match target {
+        PushTarget::Room(room) => room.len(),
+        PushTarget::RoomExceptMembersOf {
+            room,
+            except_members_of,
+        } => room.len() + except_members_of.len(),
+        PushTarget::Everyone => 0,
+    };
+    ENTRY_OVERHEAD_BYTES + packet.len() + rooms
+}
+
+/// What an entry costs besides its packet and room names (see [`entry_bytes`]).
+pub const ENTRY_OVERHEAD_BYTES: usize = 96;
+
 /// An ordered, bounded history of pushes, each stored once (the packet every receiver got).
 pub trait PushLog: Send {
     /// Give the next push its offset, have `encode` make its packet with it (called exactly
