@@ -97,6 +97,56 @@ async fn http_pushes_from_every_node_reach_every_client_once_in_one_order() {
         .map(|p| push_parts(p).2.parse().expect("a numeric offset"))
         .collect();
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+
+    // A record no node can read is skipped and counted by each, and the log goes on.
+    let (_connection, channel) = publisher(&vhost).await;
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            "pushgate.http.log".into(),
+            BasicPublishOptions::default(),
+            b"PGL\x09not a record of this version",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish to the log");
+    assert!(confirm.await.expect("confirm").is_ack());
+    let answer = api_post(
+        nodes[1].addr(),
+        "/api/v1/rooms/ops/messages",
+        &json!({"after": 1}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    for (node, admin) in nodes.iter().zip(&mut admins) {
+        let got = pushes_until_quiet(admin, QUIET).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(push_parts(&got[0]).1, json!({"after": 1}));
+        assert_eq!(
+            node.metric_sum("pushgate_cluster_log_records_skipped_total", ""),
+            1
+        );
+    }
+
+    // A node started now rebuilds the history from the log, and delivers none of it.
+    let late = ClusterNode::start(&vhost.user_url(), "http");
+    assert!(late.metric_sum("pushgate_recovery_history_bytes", "") > 0);
+    let mut admin = cluster_client(late.addr(), "late", true).await;
+    join(&mut admin, "ops").await;
+    let answer = api_post(
+        nodes[0].addr(),
+        "/api/v1/rooms/ops/messages",
+        &json!({"late": 1}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let got = pushes_until_quiet(&mut admin, QUIET).await;
+    assert_eq!(got.len(), 1, "only what came after it started: {got:?}");
+    assert_eq!(
+        got[0],
+        pushes_until_quiet(&mut admins[0], QUIET).await[0],
+        "same packet"
+    );
 }
 
 /// A publisher's channel on the test's vhost, in confirm mode.
