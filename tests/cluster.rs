@@ -149,6 +149,14 @@ async fn http_pushes_from_every_node_reach_every_client_once_in_one_order() {
     );
 }
 
+/// `/ready`'s status and what it says of the cluster's log.
+async fn log_state(node: &ClusterNode) -> (u16, String) {
+    let answer = send(http().get(format!("http://{}/ready", node.addr())), None).await;
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+    let log = body["components"]["log"].as_str().expect("the log's state");
+    (answer.status.as_u16(), log.to_owned())
+}
+
 /// A publisher's channel on the test's vhost, in confirm mode.
 async fn publisher(vhost: &Vhost) -> (Connection, lapin::Channel) {
     let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
@@ -300,6 +308,8 @@ async fn a_node_cut_from_the_broker_answers_503_then_recovers_without_a_gap() {
     let steady = ClusterNode::start(&vhost.guest_url(), "cut");
     let mut on_cut = cluster_client(cut.addr(), "c", false).await;
     let mut on_steady = cluster_client(steady.addr(), "s", false).await;
+    assert_eq!(log_state(&cut).await, (200, "reading".to_owned()));
+    assert_eq!(log_state(&cut).await, (200, "reading".to_owned()));
 
     vhost.revoke().expect("revoke");
     vhost.close_connections().expect("close the connections");
@@ -335,6 +345,7 @@ async fn a_node_cut_from_the_broker_answers_503_then_recovers_without_a_gap() {
     )
     .await;
     assert_eq!(refused.status, 503, "still cut: {}", refused.body);
+    assert_eq!(log_state(&cut).await, (503, "stopped".to_owned()));
 
     // Let it back in: it reconnects, accepts pushes again, and its reader resumes where it
     // stopped, so its client gets the push made while it was cut, once.
@@ -353,6 +364,12 @@ async fn a_node_cut_from_the_broker_answers_503_then_recovers_without_a_gap() {
         assert_eq!(answer.status, 503, "{}", answer.body);
         assert!(Instant::now() < deadline, "the cut node never recovered");
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its reader attaches right after its appender: ready again within moments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log_state(&cut).await != (200, "reading".to_owned()) {
+        assert!(Instant::now() < deadline, "{:?}", log_state(&cut).await);
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     let got: Vec<_> = pushes_until_quiet(&mut on_cut, QUIET)
         .await

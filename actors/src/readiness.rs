@@ -71,12 +71,38 @@ impl ConsulState {
     }
 }
 
+/// State of cluster mode's log reader (contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterLogState {
+    /// `CLUSTER=off`: `/ready` does not mention the log.
+    Off = 0,
+    /// Not reading the cluster's log (no broker connection yet, or lost): not ready.
+    Stopped = 1,
+    /// Reading the history up to this node's start: not ready yet.
+    CatchingUp = 2,
+    /// Reading and delivering what is appended.
+    Reading = 3,
+}
+
+impl ClusterLogState {
+    /// The name `/ready` shows, `None` when cluster mode is off.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            ClusterLogState::Off => None,
+            ClusterLogState::Stopped => Some("stopped"),
+            ClusterLogState::CatchingUp => Some("catching_up"),
+            ClusterLogState::Reading => Some("reading"),
+        }
+    }
+}
+
 /// Shared readiness flags.
 #[derive(Debug)]
 pub struct Readiness {
     amqp: AtomicU8,
     consumers: [AtomicBool; 2],
     consul: AtomicU8,
+    cluster_log: AtomicU8,
 }
 
 impl Default for Readiness {
@@ -92,6 +118,22 @@ impl Readiness {
             amqp: AtomicU8::new(AmqpState::Disconnected as u8),
             consumers: [AtomicBool::new(false), AtomicBool::new(false)],
             consul: AtomicU8::new(ConsulState::Off as u8),
+            cluster_log: AtomicU8::new(ClusterLogState::Off as u8),
+        }
+    }
+
+    /// Record the cluster's log reader's state.
+    pub fn set_cluster_log(&self, state: ClusterLogState) {
+        self.cluster_log.store(state as u8, Ordering::Release);
+    }
+
+    /// The cluster's log reader's state.
+    pub fn cluster_log(&self) -> ClusterLogState {
+        match self.cluster_log.load(Ordering::Acquire) {
+            1 => ClusterLogState::Stopped,
+            2 => ClusterLogState::CatchingUp,
+            3 => ClusterLogState::Reading,
+            _ => ClusterLogState::Off,
         }
     }
 
@@ -133,9 +175,13 @@ impl Readiness {
         self.consumers[kind as usize].load(Ordering::Acquire)
     }
 
-    /// Ready when every consumer is consuming.
+    /// Ready when every consumer is consuming and, in cluster mode, the log is read live.
     pub fn is_ready(&self) -> bool {
         ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
+            && matches!(
+                self.cluster_log(),
+                ClusterLogState::Off | ClusterLogState::Reading
+            )
     }
 }
 
@@ -156,6 +202,24 @@ mod tests {
         r.set_consuming(ConsumerKind::Quota, false);
         assert!(!r.is_ready());
         assert_eq!(r.amqp().name(), "connected");
+    }
+
+    #[test]
+    fn in_cluster_mode_ready_also_waits_for_the_log_read_live() {
+        let r = Readiness::new();
+        r.set_consuming(ConsumerKind::Quota, true);
+        r.set_consuming(ConsumerKind::Device, true);
+        assert_eq!(r.cluster_log().name(), None);
+        for (state, ready) in [
+            (ClusterLogState::Stopped, false),
+            (ClusterLogState::CatchingUp, false),
+            (ClusterLogState::Reading, true),
+        ] {
+            r.set_cluster_log(state);
+            assert_eq!(r.cluster_log(), state);
+            assert_eq!(r.is_ready(), ready, "{state:?}");
+        }
+        assert_eq!(r.cluster_log().name(), Some("reading"));
     }
 
     #[test]

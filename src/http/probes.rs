@@ -47,6 +47,10 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if let Some(consul) = r.consul().name() {
         components["consul"] = Value::from(consul);
     }
+    // Cluster mode: the cluster's log, read live only once this node caught up (contract §6).
+    if let Some(log) = r.cluster_log().name() {
+        components["log"] = Value::from(log);
+    }
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "components": components,

@@ -9,6 +9,9 @@
 //! record it read, so a reconnect neither skips nor repeats a record (a record read again, as
 //! the broker starts at a chunk's beginning, is recognised by its offset and skipped).
 //!
+//! `/ready` follows it ([`ClusterLogState`]): `catching_up` while it reads the history before
+//! its mark, `reading` once live (only then is the node ready), `stopped` without a consumer.
+//!
 //! Stream consumers need a prefetch (`basic.qos`) and manual acks, which here only return
 //! credit: every delivery is acked once handed on. A record that does not decode is skipped
 //! with a warning and counted (`pushgate_cluster_log_records_skipped_total`); a reader never
@@ -29,12 +32,13 @@ use lapin::Channel;
 use super::appender::LogAppender;
 use super::logged_push::LoggedPush;
 use super::record::LogRecord;
-use super::{position, ClusterSettings, SharedDeviceStatus};
+use super::{position, ClusterParts, ClusterSettings, SharedDeviceStatus};
 use crate::consumers::delivery_stream::{self, StreamItem};
 use crate::consumers::event_consumer::ConsumeError;
 use crate::consumers::messages::{Attach, ConsumerStopped, Detach};
 use crate::consumers::settler::{Settler, Verdict};
 use crate::metrics::Metrics;
+use crate::readiness::{ClusterLogState, Readiness};
 use crate::room_supervisor::RoomSupervisor;
 
 /// The name the reader goes by in logs and in [`ConsumerStopped`].
@@ -55,6 +59,7 @@ pub struct LogReader {
     appender: LogAppender,
     devices: SharedDeviceStatus,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
     /// The stream offset of the last record read.
     last_read: Option<u64>,
@@ -65,24 +70,26 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// A reader of `cluster`'s log that appends its mark through `appender`, hands pushes to
+    /// A reader of `cluster`'s log that appends its mark through its appender, hands pushes to
     /// `supervisor`, and applies other nodes' device status changes to `devices`.
     pub fn new(
-        cluster: ClusterSettings,
+        cluster: &ClusterParts,
         prefetch: u16,
         supervisor: Addr<RoomSupervisor>,
-        appender: LogAppender,
         devices: SharedDeviceStatus,
         metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
         link: Recipient<ConsumerStopped>,
     ) -> Self {
+        readiness.set_cluster_log(ClusterLogState::Stopped);
         LogReader {
-            cluster,
+            cluster: cluster.settings.clone(),
             prefetch,
             supervisor,
-            appender,
+            appender: cluster.appender.clone(),
             devices,
             metrics,
+            readiness,
             link,
             last_read: None,
             live: false,
@@ -132,6 +139,7 @@ impl LogReader {
             Ok(LogRecord::Mark { origin }) => {
                 if origin == self.cluster.origin && !self.live {
                     self.live = true;
+                    self.readiness.set_cluster_log(ClusterLogState::Reading);
                     log::info!(
                         "read the cluster's log up to this node's start (record {offset}); \
                          delivering from here"
@@ -163,6 +171,16 @@ impl LogReader {
     fn drop_active(&mut self, ctx: &mut Context<Self>) {
         if let Some(active) = self.active.take() {
             ctx.cancel_future(active.stream);
+            self.readiness.set_cluster_log(ClusterLogState::Stopped);
+        }
+    }
+
+    /// What `/ready` says while consuming.
+    fn consuming_state(&self) -> ClusterLogState {
+        if self.live {
+            ClusterLogState::Reading
+        } else {
+            ClusterLogState::CatchingUp
         }
     }
 }
@@ -251,6 +269,7 @@ impl Handler<Attach> for LogReader {
                     stream,
                     settler,
                 });
+                act.readiness.set_cluster_log(act.consuming_state());
                 log::info!(
                     "reading the cluster's log `{}` from {}",
                     act.cluster.log_name(),
@@ -300,6 +319,7 @@ impl Handler<Detach> for LogReader {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         };
         ctx.cancel_future(active.stream);
+        self.readiness.set_cluster_log(ClusterLogState::Stopped);
         if !msg.graceful {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }

@@ -424,12 +424,12 @@ impl Actor for BrokerLink {
         ];
         if let Some(cluster) = &self.cluster {
             let reader = LogReader::new(
-                cluster.settings.clone(),
+                cluster,
                 self.settings.prefetch,
                 self.supervisor.clone(),
-                cluster.appender.clone(),
                 devices,
                 self.metrics.clone(),
+                self.readiness.clone(),
                 link,
             )
             .start();
