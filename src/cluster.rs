@@ -6,12 +6,18 @@
 //! broker confirmed it; every node, this one included, then reads it back and delivers it to
 //! its own sessions. No broker connection, a refusal or no confirm in time: `503
 //! {"error":"unavailable",...}`, and nothing is pushed.
+//!
+//! Counts (`clients` in the `202`, `GET /api/v1/rooms/{room}`) add the other nodes' latest
+//! figures ([`PresenceBoard`]) to this node's.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix::Addr;
-use pushgate_actors::cluster::{LogAppender, LogRecord};
+use pushgate_actors::cluster::{LogAppender, LogRecord, PresenceBoard};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::room_supervisor::CountReach;
-use pushgate_actors::{Push, PushTarget, RoomSupervisor};
+use pushgate_actors::{Push, PushTarget, RoomSize, RoomSupervisor};
 
 use crate::http::error::ApiError;
 
@@ -21,6 +27,8 @@ pub struct ClusterEdge {
     pub appender: LogAppender,
     /// This process among the nodes (`<NODE_ID>/<run>`), written into each record.
     pub origin: String,
+    /// The other nodes' figures (their presence heartbeats).
+    pub presence: Arc<PresenceBoard>,
 }
 
 impl ClusterEdge {
@@ -43,23 +51,48 @@ impl ClusterEdge {
             log::warn!("HTTP push refused with 503: {e}");
             return Err(ApiError::Unavailable(e.to_string()));
         }
-        cluster_clients(supervisor, target).await
+        cluster_clients(supervisor, &self.presence, target).await
+    }
+
+    /// `GET /api/v1/rooms/{room}` in cluster mode: this node's members of `room` now, and the
+    /// other nodes' as their latest figures say.
+    pub async fn room_size(
+        &self,
+        room: String,
+        supervisor: &Addr<RoomSupervisor>,
+    ) -> Result<usize, ApiError> {
+        let others = self.presence.room_members(&room, Instant::now());
+        let here = supervisor
+            .send(RoomSize { room })
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(here + others)
     }
 }
 
-/// The `clients` of a cluster-mode `202`: the sessions the push reaches.
+/// The `clients` of a cluster-mode `202`: the sessions the push reaches, on every node.
 ///
-/// **Today this node's sessions only**, counted when the append was confirmed (the push
-/// itself reaches them a moment later, when this node reads it back from the log). This is
-/// the seam for cluster-wide counts: with every node's figures at hand (a presence heartbeat
-/// per node), this function adds the other nodes' counts for `target`; its callers do not
-/// change.
+/// This node's are counted when the append was confirmed (the push itself reaches them a
+/// moment later, when this node reads it back from the log); the other nodes' come from
+/// their latest figures (at most a heartbeat old; a silent node's expire). The HTTP API pushes
+/// to a room or to everyone; for a room except the members of another (only routed events
+/// have those, and they answer no one) the other nodes' members of both rooms would be
+/// counted too.
 pub async fn cluster_clients(
     supervisor: &Addr<RoomSupervisor>,
+    presence: &PresenceBoard,
     target: PushTarget,
 ) -> Result<usize, ApiError> {
-    supervisor
+    let now = Instant::now();
+    let others = match &target {
+        PushTarget::Room(room) | PushTarget::RoomExceptMembersOf { room, .. } => {
+            presence.room_members(room, now)
+        }
+        PushTarget::Everyone => presence.connections(now),
+    };
+    let here = supervisor
         .send(CountReach { target })
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(here + others)
 }

@@ -100,12 +100,16 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let readiness = Arc::new(Readiness::new());
     let cluster =
         (config.cluster.mode == ClusterMode::RabbitMq && mode == Mode::Gateway).then(|| {
-            ClusterParts::new(ClusterSettings::new(
+            // A silent node's figures leave the counts when its clients' heartbeat would
+            // have told them it is gone.
+            let presence_expiry = config.engine.ping_interval + config.engine.ping_timeout;
+            let settings = ClusterSettings::new(
                 config.cluster.name.clone(),
                 &config.amqp.node_id,
                 config.cluster.log_max_bytes,
                 config.recovery.window,
-            ))
+            );
+            ClusterParts::new(settings, presence_expiry)
         });
     let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce);
@@ -153,6 +157,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             Arc::new(ClusterEdge {
                 appender: parts.appender.clone(),
                 origin: parts.settings.origin.clone(),
+                presence: parts.presence.clone(),
             })
         }),
         engine_echo,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::cluster::presence::{GetNodeFigures, NodeFigures};
 use crate::cluster::LoggedPush;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
@@ -615,6 +616,22 @@ impl Handler<CountReach> for RoomSupervisor {
 
     fn handle(&mut self, msg: CountReach, _ctx: &mut Self::Context) -> usize {
         self.reach(&msg.target)
+    }
+}
+
+impl Handler<GetNodeFigures> for RoomSupervisor {
+    type Result = MessageResult<GetNodeFigures>;
+
+    fn handle(&mut self, _msg: GetNodeFigures, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(NodeFigures {
+            connections: self.sessions.len(),
+            rooms: self
+                .rooms
+                .iter()
+                .map(|(name, shards)| (name.clone(), shards.members()))
+                .collect(),
+            ..NodeFigures::default()
+        })
     }
 }
 

@@ -285,11 +285,14 @@ async fn room_size(
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
     let room = path.room()?;
-    let clients = state
-        .supervisor
-        .send(RoomSize { room: room.clone() })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let clients = match &state.cluster {
+        Some(cluster) => cluster.room_size(room.clone(), &state.supervisor).await?,
+        None => state
+            .supervisor
+            .send(RoomSize { room: room.clone() })
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     Ok(HttpResponse::Ok().json(json!({ "room": room, "clients": clients })))
 }
 

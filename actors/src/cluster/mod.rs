@@ -27,6 +27,9 @@
 //!   Every node applies the status changes it reads from the log to its device status cache,
 //!   so whichever node becomes the active consumer knows the latest statuses.
 //!
+//! - **Counts are cluster-wide** ([`presence`]): every node sends its figures every second
+//!   ([`beacon::PresenceBeacon`]) and keeps the others'; a silent node's figures expire.
+//!
 //! The broker connection is the [`BrokerLink`](crate::consumers::BrokerLink)'s: in cluster
 //! mode it declares the cluster's topology instead of the node's, opens the appender's
 //! channel, and attaches the log reader beside the two event consumers, with the same
@@ -39,14 +42,18 @@ use crate::device_status_cache::DeviceStatusCache;
 use crate::routing::EventFamily;
 
 pub mod appender;
+pub mod beacon;
 pub mod logged_push;
 pub mod position;
+pub mod presence;
 pub mod reader;
 pub mod record;
 pub mod stream;
 
 pub use appender::{AppendError, LogAppender};
+pub use beacon::PresenceBeacon;
 pub use logged_push::LoggedPush;
+pub use presence::{NodeFigures, PresenceBoard};
 pub use reader::LogReader;
 pub use record::{DeviceChange, LogRecord, RecordedPush};
 
@@ -54,21 +61,29 @@ pub use record::{DeviceChange, LogRecord, RecordedPush};
 /// reader (which applies the status changes other nodes routed).
 pub type SharedDeviceStatus = Arc<Mutex<DeviceStatusCache>>;
 
-/// What the broker link needs in cluster mode: the settings and the appender it shares with
-/// the HTTP API.
+/// What the broker link needs in cluster mode: the settings, and the appender and presence
+/// board it shares with the HTTP API.
 #[derive(Clone)]
 pub struct ClusterParts {
     /// The cluster's names and bounds, and this process's origin.
     pub settings: ClusterSettings,
     /// Appends to the cluster's log (the link gives it its channel).
     pub appender: LogAppender,
+    /// The other nodes' figures, for cluster-wide counts.
+    pub presence: Arc<PresenceBoard>,
 }
 
 impl ClusterParts {
-    /// The parts for `settings`, with an appender not attached yet.
-    pub fn new(settings: ClusterSettings) -> Self {
+    /// The parts for `settings`, with an appender not attached yet and a presence board that
+    /// forgets a node silent for `presence_expiry` (`PING_INTERVAL_MS + PING_TIMEOUT_MS`).
+    pub fn new(settings: ClusterSettings, presence_expiry: Duration) -> Self {
         let appender = LogAppender::new(&settings.log_name());
-        ClusterParts { settings, appender }
+        let presence = Arc::new(PresenceBoard::new(&settings.origin, presence_expiry));
+        ClusterParts {
+            settings,
+            appender,
+            presence,
+        }
     }
 }
 
@@ -106,6 +121,11 @@ impl ClusterSettings {
     /// `pushgate.<name>.log`.
     pub fn log_name(&self) -> String {
         format!("pushgate.{}.log", self.name)
+    }
+
+    /// `pushgate.<name>.presence`: the fanout exchange of the nodes' figures.
+    pub fn presence_name(&self) -> String {
+        format!("pushgate.{}.presence", self.name)
     }
 
     /// `pushgate.<name>.<family>`: the family's queue shared by every node.

@@ -206,16 +206,9 @@ impl Handler<Attach> for LogReader {
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
         let stream_name = self.cluster.log_name();
-        if self.retired {
-            let refused = ConsumeError::ShuttingDown { queue: stream_name };
-            return AtomicResponse::new(Box::pin(fut::ready(Err(refused))));
-        }
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.generation == msg.generation)
-        {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        let current = self.active.as_ref().map(|a| a.generation);
+        if let Some(answer) = msg.settled(self.retired, current, &stream_name) {
+            return AtomicResponse::new(Box::pin(fut::ready(answer)));
         }
         self.drop_active(ctx);
         let mark = (!self.live).then(|| LogRecord::Mark {

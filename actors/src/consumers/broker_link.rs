@@ -36,7 +36,7 @@ use super::messages::{Attach, ConsumerStopped, Detach, Shutdown};
 use super::quota_events::QuotaEventsConsumer;
 use super::topology::{self, TopologyError};
 use super::{backoff_delay, AmqpSettings};
-use crate::cluster::{self, ClusterParts, LogReader, SharedDeviceStatus};
+use crate::cluster::{self, ClusterParts, LogReader, PresenceBeacon, SharedDeviceStatus};
 use crate::metrics::Metrics;
 use crate::readiness::{AmqpState, ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
@@ -437,6 +437,19 @@ impl Actor for BrokerLink {
                 name: cluster::reader::NAME,
                 attach: reader.clone().recipient(),
                 detach: reader.recipient(),
+            });
+            let beacon = PresenceBeacon::new(
+                cluster.settings.clone(),
+                &self.settings.node_id,
+                self.supervisor.clone(),
+                cluster.presence.clone(),
+                ctx.address().recipient(),
+            )
+            .start();
+            self.consumers.push(ConsumerHandle {
+                name: cluster::beacon::NAME,
+                attach: beacon.clone().recipient(),
+                detach: beacon.recipient(),
             });
         }
         ctx.run_interval(WATCHDOG_INTERVAL, |act, ctx| {

@@ -469,18 +469,9 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
     type Result = AtomicResponse<Self, Result<(), ConsumeError>>;
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
-        if self.retired {
-            let refused = ConsumeError::ShuttingDown {
-                queue: self.queue.clone(),
-            };
-            return AtomicResponse::new(Box::pin(fut::ready(Err(refused))));
-        }
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.generation == msg.generation)
-        {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        let current = self.active.as_ref().map(|a| a.generation);
+        if let Some(answer) = msg.settled(self.retired, current, &self.queue) {
+            return AtomicResponse::new(Box::pin(fut::ready(answer)));
         }
         self.drop_active(ctx);
         let queue = self.queue.clone();

@@ -26,6 +26,24 @@ pub struct Attach {
     pub generation: u64,
 }
 
+impl Attach {
+    /// The answer when there is nothing to start: `Some(Err(..))` for a consumer of `queue`
+    /// that was `retired` (shutting down), `Some(Ok(()))` when it already consumes on this
+    /// connection (`current`: the generation it consumes on), `None` when it must start.
+    pub fn settled(
+        &self,
+        retired: bool,
+        current: Option<u64>,
+        queue: &str,
+    ) -> Option<Result<(), ConsumeError>> {
+        if retired {
+            let queue = queue.to_owned();
+            return Some(Err(ConsumeError::ShuttingDown { queue }));
+        }
+        (current == Some(self.generation)).then_some(Ok(()))
+    }
+}
+
 /// Link → consumer: stop consuming.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
