@@ -17,7 +17,9 @@
 //! - [`service_health`] is what admins are told about Consul's service health: the answer's
 //!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
 //!   an edge actor of the server crate).
-//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`;
+//!   [`push_stats`] the push statistics (per event and source, latency to the socket, busiest
+//!   rooms) behind `/api/v1/stats` and part of `/metrics`.
 
 pub mod coalescer;
 pub mod consumers;
@@ -25,6 +27,7 @@ pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod push_stats;
 pub mod readiness;
 pub mod recovery;
 pub mod room;

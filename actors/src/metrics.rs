@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::push_stats::PushStats;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -56,7 +57,7 @@ pub struct Metrics {
     pub amqp_reconnects: IntCounter,
     /// `pushgate_consumer_up{consumer}`: 1 while a consumer is consuming.
     pub consumer_up: IntGaugeVec,
-    /// `pushgate_push_fanout_seconds`: from the supervisor accepting a push to the last member
+    /// `pushgate_push_fanout_seconds`: from a push being accepted to the last member
     /// of a room shard (the room's actor on one worker thread) having it in its mailbox; one
     /// observation per shard reached.
     pub push_fanout_seconds: Histogram,
@@ -90,6 +91,11 @@ pub struct Metrics {
     /// `pushgate_coalesced_total{routing_key}`: events never pushed because a later one about
     /// the same thing replaced them (`QUOTA_COALESCE_MS`: `quota.updated` of one quota).
     pub coalesced: IntCounterVec,
+    /// Pushes, deliveries and write latency by event and source:
+    /// `pushgate_pushes_by_source_total{event,source}`,
+    /// `pushgate_push_deliveries_total{event,source}` and the histogram
+    /// `pushgate_push_latency_seconds{event,source}` (rendered by [`PushStats::render`]).
+    pub push_stats: PushStats,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -249,6 +255,7 @@ impl Metrics {
             room_joins_refused,
             consul_up,
             coalesced,
+            push_stats: PushStats::new(),
             routing_key_labels: Mutex::new(HashSet::new()),
             recoveries: IntCounterVec::new(
                 Opts::new(
@@ -334,7 +341,9 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding to a Vec cannot fail");
-        String::from_utf8(out).expect("the text encoder writes UTF-8")
+        let mut text = String::from_utf8(out).expect("the text encoder writes UTF-8");
+        self.push_stats.render(&mut text);
+        text
     }
 }
 
@@ -367,6 +376,8 @@ mod tests {
             "pushgate_recovery_history_evicted_total 0",
             "pushgate_consul_up 0",
             "pushgate_coalesced_total{routing_key=\"quota.updated\"} 0",
+            "pushgate_push_deliveries_total{event=\"message\",source=\"amqp\"} 0",
+            "pushgate_push_latency_seconds_count{event=\"notification\",source=\"http\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

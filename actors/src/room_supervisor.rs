@@ -22,6 +22,7 @@ use bytestring::ByteString;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
 
@@ -125,7 +126,7 @@ impl Shards {
     fn fanout(
         &self,
         packet: &ByteString,
-        accepted_at: Instant,
+        stamp: PushStamp,
         skipped: &[(WorkerId, SessionId)],
         priority: bool,
     ) {
@@ -138,12 +139,15 @@ impl Shards {
             shard.addr.do_send(Fanout {
                 packet: packet.clone(),
                 except,
-                accepted_at,
+                stamp,
                 priority,
             });
         }
     }
 }
+
+/// How many of the busiest rooms [`GetStats`] lists.
+const BUSIEST_ROOMS: usize = 10;
 
 /// The internal name of the room every registered session is in (what a broadcast reaches);
 /// it is not in the room registry, so clients can neither join nor see it.
@@ -159,6 +163,8 @@ pub struct RoomSupervisor {
     settings: RoomSettings,
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
+    /// Deliveries per room over the last minute.
+    busiest_rooms: BusiestRooms,
 }
 
 impl RoomSupervisor {
@@ -176,6 +182,7 @@ impl RoomSupervisor {
             },
             metrics,
             recovery: None,
+            busiest_rooms: BusiestRooms::new(Instant::now()),
         }
     }
 
@@ -450,7 +457,11 @@ impl Handler<Push> for RoomSupervisor {
     type Result = usize;
 
     fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> usize {
-        let accepted_at = Instant::now();
+        let accepted_at = msg.accepted.at;
+        let stamp = PushStamp {
+            event: msg.event,
+            accepted: msg.accepted,
+        };
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
         let (shards, skipped) = match &msg.target {
@@ -469,6 +480,12 @@ impl Handler<Push> for RoomSupervisor {
             PushTarget::Everyone => (Some(&self.everyone), Vec::new()),
         };
         let live = shards.filter(|shards| shards.members() > skipped.len());
+        let room = match &msg.target {
+            PushTarget::Room(room) | PushTarget::RoomExceptMembersOf { room, .. } => {
+                Some(room.clone())
+            }
+            PushTarget::Everyone => None,
+        };
         let packet = encode_push(
             &mut self.recovery,
             self.encode,
@@ -483,7 +500,7 @@ impl Handler<Push> for RoomSupervisor {
         );
         let reached = match (live, packet) {
             (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, accepted_at, &skipped, msg.priority);
+                shards.fanout(&packet, stamp, &skipped, msg.priority);
                 shards.members() - skipped.len()
             }
             _ => 0,
@@ -492,6 +509,13 @@ impl Handler<Push> for RoomSupervisor {
             .deliveries
             .with_label_values(&[event])
             .inc_by(reached as u64);
+        self.metrics
+            .push_stats
+            .pushed(msg.event, msg.accepted.source, reached);
+        if let (Some(room), true) = (room, reached > 0) {
+            self.busiest_rooms
+                .record(&room, reached as u64, Instant::now());
+        }
         reached
     }
 }
@@ -511,6 +535,8 @@ impl Handler<GetStats> for RoomSupervisor {
         let mut stats = Stats {
             connections: self.sessions.len(),
             rooms: self.rooms.len(),
+            events: self.metrics.push_stats.snapshot(),
+            busiest_rooms: self.busiest_rooms.top(BUSIEST_ROOMS, Instant::now()),
             ..Stats::default()
         };
         for event in [PushEvent::Notification, PushEvent::Message] {
@@ -565,6 +591,7 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
@@ -574,6 +601,7 @@ pub(crate) mod tests {
             event: PushEvent::Notification,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
@@ -689,6 +717,7 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         };
         assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
         assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use pushgate_actors::{GetStats, Push, PushEvent, PushTarget, RoomSize};
+use pushgate_actors::{Accepted, GetStats, Push, PushEvent, PushSource, PushTarget, RoomSize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -235,6 +235,7 @@ async fn push(
         PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
     };
     let body = json_object(&body)?;
+    let accepted = Accepted::now(PushSource::Http);
     let clients = state
         .supervisor
         .send(Push {
@@ -242,6 +243,7 @@ async fn push(
             event,
             payload: body,
             priority: false,
+            accepted,
         })
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -285,6 +287,8 @@ async fn room_size(
     Ok(HttpResponse::Ok().json(json!({ "room": room, "clients": clients })))
 }
 
+/// Sessions, rooms, per-event counters, the push statistics by event and source, and the
+/// busiest rooms of the last minute (see the README's API section for the shape).
 async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
     let stats = state

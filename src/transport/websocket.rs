@@ -231,7 +231,8 @@ impl WsTransport {
             return;
         };
         let r = session.on_registration(answer, &mut self.out);
-        self.wire.read_inbox(session.inbox().clone());
+        let metrics = session.context().metrics.clone();
+        self.wire.read_inbox(session.inbox().clone(), metrics);
         self.after_input(ctx, r);
     }
 
@@ -294,7 +295,8 @@ impl Actor for WsTransport {
         };
         session.attach(ctx.address().recipient());
         // The connection writes the room pushes itself, without running this actor.
-        self.wire.read_inbox(session.inbox().clone());
+        let metrics = session.context().metrics.clone();
+        self.wire.read_inbox(session.inbox().clone(), metrics);
         let open = Outbound::Text(session.open_packet(&[]).into());
         write(&self.wire, [open]);
         let first = session.first_beat();

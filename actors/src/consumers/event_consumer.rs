@@ -48,7 +48,7 @@ use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::device_status_cache::DeviceStatusCache;
-use crate::messages::{Push, PushTarget};
+use crate::messages::{Accepted, Push, PushSource, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
 use crate::readiness::{ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
@@ -131,6 +131,8 @@ struct RoutedDelivery {
     tag: u64,
     routing_key: ShortString,
     pushes: Vec<RoutedPush>,
+    /// When the consumer took it (its pushes' acceptance time).
+    taken_at: Instant,
 }
 
 struct Active {
@@ -221,6 +223,7 @@ impl<F: Family> EventConsumer<F> {
         let Some(active) = &self.active else {
             return; // not consuming: the broker redelivers it
         };
+        let taken_at = Instant::now();
         let settler = active.settler.clone();
         let tag = delivery.delivery_tag;
         let key = delivery.routing_key.as_str();
@@ -253,6 +256,7 @@ impl<F: Family> EventConsumer<F> {
             tag,
             routing_key: delivery.routing_key,
             pushes,
+            taken_at,
         };
         let in_order = match role {
             StormRole::Unrelated => vec![routed],
@@ -357,6 +361,10 @@ async fn settle(
                 event: push.event,
                 payload: push.payload,
                 priority: push.priority,
+                accepted: Accepted {
+                    source: PushSource::Amqp,
+                    at: delivery.taken_at,
+                },
             };
             if let Err(e) = supervisor.send(msg).await {
                 log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
