@@ -415,19 +415,6 @@ async fn the_cap_counts_both_transports_and_an_accepted_connect_frees_a_slot() {
 
 // ------------------------------------------------------------------ oversized AMQP events
 
-/// Wait until `/ready` answers 200 (both consumers consuming).
-async fn wait_ready(server: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let answer = send(http().get(server.url("/ready")), None).await;
-        if answer.status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not ready: {}", answer.body);
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_web::test]
 async fn a_ten_megabyte_event_is_dead_lettered_and_the_next_one_delivered() {
     let vhost = Vhost::create();
@@ -436,7 +423,7 @@ async fn a_ten_megabyte_event_is_dead_lettered_and_the_next_one_delivered() {
     config.amqp.url = vhost.user_url();
     config.amqp.node_id = node_id();
     let server = start_with(config);
-    wait_ready(&server).await;
+    server.wait_ready().await;
     let mut client = RawClient::connected(&server, &server.token("big-1", false)).await;
 
     let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())

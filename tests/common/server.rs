@@ -86,6 +86,23 @@ impl TestServer {
         );
     }
 
+    /// Wait until `/ready` answers 200 (both consumers consuming), at most 15 s.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = send(http().get(self.url("/ready")), None).await;
+            if answer.status == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready: {}",
+                answer.body
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The environment the node tests read: server URL, JWT secret / issuer / audience, API key.
     pub fn node_env(&self) -> Vec<(String, String)> {
         let jwt = &self.config.jwt;
