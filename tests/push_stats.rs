@@ -15,10 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use pushgate::config::Config;
-use pushgate_test_support::broker::{node_id, Vhost};
+use pushgate_test_support::broker::Vhost;
 use serde_json::{json, Value};
 
 /// `GET /api/v1/stats`.
@@ -66,33 +63,10 @@ async fn push(server: &TestServer, route: &str) -> u64 {
     clients["clients"].as_u64().expect("clients")
 }
 
-/// A publisher on the test's vhost, with confirms.
-async fn publisher(vhost: &Vhost) -> (Connection, Channel) {
-    let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
-        .await
-        .expect("publisher connects");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    (connection, channel)
-}
-
 /// Publish a `quota.renewed` for `user` (one `notification` to `user:<user>`).
-async fn publish_renewed(channel: &Channel, user: &str, n: usize) {
+async fn publish_renewed(publisher: &Publisher, user: &str, n: usize) {
     let event = json!({"userId": user, "quotaId": format!("q-{n}")});
-    let confirm = channel
-        .basic_publish(
-            "cloudphone.events".into(),
-            "quota.renewed".into(),
-            BasicPublishOptions::default(),
-            event.to_string().as_bytes(),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    assert!(confirm.await.expect("confirm").is_ack());
+    publisher.publish("quota.renewed", &event).await;
 }
 
 /// `n` packets of `client` that start with `prefix` (pings answered, nothing else expected).
@@ -116,12 +90,7 @@ fn assert_percentiles(stats: &Value) {
 #[actix_web::test]
 async fn pushes_are_counted_by_event_and_source_with_their_latency() {
     let vhost = Vhost::create();
-    let mut config = Config::for_tests(SECRET, Some(API_KEY));
-    config.consume = true;
-    config.amqp.url = vhost.user_url();
-    config.amqp.node_id = node_id();
-    let server = start_with(config);
-    server.wait_ready().await;
+    let server = start_consuming(&vhost).await;
     // Alice on two WebSockets, Bob on long-polling.
     let alice_token = server.token("alice", false);
     let mut alice = [
@@ -136,11 +105,11 @@ async fn pushes_are_counted_by_event_and_source_with_their_latency() {
     for _ in 0..2 {
         assert_eq!(push(&server, "/api/v1/rooms/user%3Abob/messages").await, 1);
     }
-    let (_connection, channel) = publisher(&vhost).await;
+    let publisher = Publisher::connect(&vhost).await;
     for n in 0..4 {
-        publish_renewed(&channel, "alice", n).await;
+        publish_renewed(&publisher, "alice", n).await;
     }
-    publish_renewed(&channel, "bob", 4).await;
+    publish_renewed(&publisher, "bob", 4).await;
 
     for client in &mut alice {
         expect_ws(client, "42[\"notification\"", 7).await;

@@ -1,9 +1,10 @@
 //! Shared harness for the integration tests, one concept a file: the server under test
 //! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket ([`raw_client`]) and
 //! over long-polling ([`polling_client`]), the real binary as a child process ([`process`]), and
-//! the node end-to-end runner ([`node`]).
+//! the node end-to-end runner ([`node`]), and the real RabbitMQ's side of a test ([`broker`]).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
+pub mod broker;
 pub mod http_client;
 pub mod node;
 pub mod polling_client;
@@ -11,6 +12,7 @@ pub mod process;
 pub mod raw_client;
 pub mod server;
 
+pub use broker::*;
 pub use http_client::*;
 pub use node::*;
 pub use polling_client::*;
