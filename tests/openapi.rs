@@ -255,26 +255,7 @@ async fn body_never_sent(server: &TestServer, path: &str) -> Answer {
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let mut headers = awc::http::header::HeaderMap::new();
-    for (k, v) in lines.filter_map(|l| l.split_once(':')) {
-        headers.append(
-            awc::http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
-            awc::http::header::HeaderValue::from_str(v.trim()).unwrap(),
-        );
-    }
-    Answer {
-        status: awc::http::StatusCode::from_u16(status).unwrap(),
-        headers,
-        body: body.to_owned(),
-    }
+    Answer::parse(&raw)
 }
 
 /// Drive the server into answering `op` with `status`; `Err` when there is no way to.
