@@ -600,6 +600,18 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+    /// The configuration from `files` and the environment `env`.
+    fn from_files(
+        files: HashMap<String, String>,
+        env: impl Fn(&str) -> Option<String> + 'static,
+    ) -> Config {
+        let sources = Sources {
+            files,
+            env: Box::new(env),
+        };
+        Config::from_sources(&sources, false).unwrap()
+    }
+
     #[test]
     fn defaults_match_the_contract() {
         let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
@@ -710,14 +722,7 @@ mod tests {
             "NODE_ID" => Some("n1".to_owned()),
             _ => None,
         };
-        let from_file = Config::from_sources(
-            &Sources {
-                files,
-                env: Box::new(env),
-            },
-            false,
-        )
-        .unwrap();
+        let from_file = from_files(files, env);
         let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(from_file, built_in);
         // CONSUL_DEBOUNCE_MS only shows once CONSUL_URL is set: compare with it set.
@@ -1008,14 +1013,6 @@ mod tests {
             "ADMIN_UI_PASSWORD_HASH" => Some(HASH.to_owned()),
             _ => None,
         };
-        let from_file = Config::from_sources(
-            &Sources {
-                files,
-                env: Box::new(env),
-            },
-            false,
-        )
-        .unwrap();
-        assert_eq!(from_file.admin_ui, Some(on));
+        assert_eq!(from_files(files, env).admin_ui, Some(on));
     }
 }

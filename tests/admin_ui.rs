@@ -297,14 +297,7 @@ async fn a_read_write_ui_joins_leaves_and_disconnects_sockets() {
     let (mut admin, _) = AdminClient::logged_in(&srv).await;
     let (features, sockets) = admin.config_and_sockets().await;
     assert_eq!(sockets.len(), 2);
-    for feature in [
-        "JOIN",
-        "LEAVE",
-        "DISCONNECT",
-        "MJOIN",
-        "MLEAVE",
-        "MDISCONNECT",
-    ] {
+    for feature in pushgate::admin_ui::READ_WRITE_FEATURES {
         assert!(
             features.as_array().unwrap().contains(&json!(feature)),
             "{features}"
