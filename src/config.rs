@@ -165,6 +165,71 @@ fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
     }))
 }
 
+/// The Socket.IO Admin UI's login (contract §9); absent unless both `ADMIN_UI_USERNAME` and
+/// `ADMIN_UI_PASSWORD_HASH` are set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUiConfig {
+    /// `ADMIN_UI_USERNAME`.
+    pub username: String,
+    /// `ADMIN_UI_PASSWORD_HASH`: a bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`), checked at
+    /// start. Never logged.
+    pub password_hash: String,
+    /// `ADMIN_UI_READONLY` (default true): the UI may look but not join, leave or disconnect.
+    pub readonly: bool,
+}
+
+impl std::fmt::Debug for AdminUiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUiConfig")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("readonly", &self.readonly)
+            .finish()
+    }
+}
+
+fn admin_ui(src: &Sources) -> Result<Option<AdminUiConfig>, ConfigError> {
+    let readonly = match non_empty(src.get("ADMIN_UI_READONLY")) {
+        None => true,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "ADMIN_UI_READONLY",
+                    value: v,
+                    reason: "use true or false".into(),
+                })
+            }
+        },
+    };
+    let username = non_empty(src.get("ADMIN_UI_USERNAME"));
+    let hash = non_empty(src.get("ADMIN_UI_PASSWORD_HASH"));
+    let (username, password_hash) = match (username, hash) {
+        (None, None) => return Ok(None),
+        (Some(username), Some(hash)) => (username, hash.trim().to_owned()),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                var: "ADMIN_UI_USERNAME",
+                value: String::new(),
+                reason: "set both ADMIN_UI_USERNAME and ADMIN_UI_PASSWORD_HASH, or neither".into(),
+            })
+        }
+    };
+    if password_hash.parse::<bcrypt::HashParts>().is_err() {
+        return Err(ConfigError::Invalid {
+            var: "ADMIN_UI_PASSWORD_HASH",
+            value: "<redacted>".into(),
+            reason: "not a bcrypt hash (e.g. $2b$10$ followed by 53 characters)".into(),
+        });
+    }
+    Ok(Some(AdminUiConfig {
+        username,
+        password_hash,
+        readonly,
+    }))
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -196,6 +261,8 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// The Consul watcher, when `CONSUL_URL` is set.
     pub consul: Option<ConsulConfig>,
+    /// The Socket.IO Admin UI's `/admin` namespace, when its login is configured.
+    pub admin_ui: Option<AdminUiConfig>,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -376,7 +443,8 @@ fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
 /// `PUSH_COALESCE_MS` when unset.
 pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
 
-fn host_name() -> String {
+/// This machine's host name.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -494,6 +562,7 @@ impl Config {
                 history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
             },
             consul: consul(src)?,
+            admin_ui: admin_ui(src)?,
             consume: true,
             dev,
         })
@@ -530,6 +599,18 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The configuration from `files` and the environment `env`.
+    fn from_files(
+        files: HashMap<String, String>,
+        env: impl Fn(&str) -> Option<String> + 'static,
+    ) -> Config {
+        let sources = Sources {
+            files,
+            env: Box::new(env),
+        };
+        Config::from_sources(&sources, false).unwrap()
+    }
 
     #[test]
     fn defaults_match_the_contract() {
@@ -641,14 +722,7 @@ mod tests {
             "NODE_ID" => Some("n1".to_owned()),
             _ => None,
         };
-        let from_file = Config::from_sources(
-            &Sources {
-                files,
-                env: Box::new(env),
-            },
-            false,
-        )
-        .unwrap();
+        let from_file = from_files(files, env);
         let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(from_file, built_in);
         // CONSUL_DEBOUNCE_MS only shows once CONSUL_URL is set: compare with it set.
@@ -878,5 +952,67 @@ mod tests {
         );
         assert_eq!(parse_args(vec!["--help".into()]), Ok(Command::Help));
         assert!(parse_args(vec!["--prod".into()]).is_err());
+    }
+
+    /// A bcrypt hash of "secret" (cost 4).
+    const HASH: &str = "$2a$04$R8o2BO2itKFv45WmOb5RjebuxWp0waPZDzm90VqQ75tW1.QDspVMO";
+
+    #[test]
+    fn the_admin_ui_is_off_unless_both_its_login_variables_are_set() {
+        let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
+        assert_eq!(load(&base, false).unwrap().admin_ui, None);
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs, false)
+        };
+        let on = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ])
+        .unwrap()
+        .admin_ui
+        .unwrap();
+        assert_eq!((on.username.as_str(), on.readonly), ("ops", true));
+        assert!(
+            !format!("{on:?}").contains(HASH),
+            "the hash is never printed"
+        );
+        let writable = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "false"),
+        ]);
+        assert!(!writable.unwrap().admin_ui.unwrap().readonly);
+        for half in [
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ] {
+            assert!(with(&[half]).is_err(), "{half:?} alone");
+        }
+        let plain = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", "secret"),
+        ]);
+        let err = plain.unwrap_err().to_string();
+        assert!(
+            err.contains("not a bcrypt hash") && !err.contains("secret"),
+            "{err}"
+        );
+        let bad_flag = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "maybe"),
+        ]);
+        assert!(bad_flag.is_err());
+        // config/default.toml's ADMIN_UI_READONLY is the built-in one.
+        let files = parse_toml(include_str!("../config/default.toml")).unwrap();
+        let env = |k: &str| match k {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "ADMIN_UI_USERNAME" => Some("ops".to_owned()),
+            "ADMIN_UI_PASSWORD_HASH" => Some(HASH.to_owned()),
+            _ => None,
+        };
+        assert_eq!(from_files(files, env).admin_ui, Some(on));
     }
 }

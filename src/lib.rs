@@ -49,6 +49,7 @@
 //! (`session/service_health.rs`).
 
 pub mod acl;
+pub mod admin_ui;
 pub mod auth;
 pub mod client_event_limit;
 pub mod config;
