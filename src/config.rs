@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use pushgate_actors::consumers::AmqpSettings;
 
+use crate::logging::LogFormat;
+
 /// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
 /// ignored then: dev mode prints tokens, and they must never be signed with a real secret).
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
@@ -196,6 +198,11 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// The Consul watcher, when `CONSUL_URL` is set.
     pub consul: Option<ConsulConfig>,
+    /// `SHUTDOWN_DRAIN_MS`: on SIGTERM or SIGINT, how long `/ready` answers 503 while the
+    /// connected clients are still served, before they are closed; zero: close them at once.
+    pub shutdown_drain: Duration,
+    /// `LOG_FORMAT`: plain text lines or one JSON object per line.
+    pub log_format: LogFormat,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -373,6 +380,20 @@ fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms))
 }
 
+/// `SHUTDOWN_DRAIN_MS` when unset.
+pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+fn log_format(src: &Sources) -> Result<LogFormat, ConfigError> {
+    let Some(raw) = non_empty(src.get("LOG_FORMAT")) else {
+        return Ok(LogFormat::Text);
+    };
+    raw.trim().parse().map_err(|reason| ConfigError::Invalid {
+        var: "LOG_FORMAT",
+        value: raw,
+        reason,
+    })
+}
+
 /// `PUSH_COALESCE_MS` when unset.
 pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
 
@@ -494,13 +515,21 @@ impl Config {
                 history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
             },
             consul: consul(src)?,
+            shutdown_drain: Duration::from_millis(number(
+                src,
+                "SHUTDOWN_DRAIN_MS",
+                DEFAULT_SHUTDOWN_DRAIN_MS,
+                0,
+            )?),
+            log_format: log_format(src)?,
             consume: true,
             dev,
         })
     }
 
     /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
-    /// port 0 on loopback, no RabbitMQ consumers, everything else at its default.
+    /// port 0 on loopback, no RabbitMQ consumers, no shutdown drain, everything else at its
+    /// default.
     pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
         let mut vars = HashMap::new();
         vars.insert("JWT_SECRET".into(), secret.into());
@@ -513,6 +542,7 @@ impl Config {
         let mut config = Config::from_sources(&Sources::from_map(vars), false)
             .expect("valid test configuration");
         config.consume = false;
+        config.shutdown_drain = Duration::ZERO;
         config
     }
 }
@@ -560,6 +590,25 @@ mod tests {
                 http_body_timeout: Duration::from_millis(10_000),
             }
         );
+        assert_eq!(c.shutdown_drain, Duration::from_millis(5_000));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shutdown_drain_and_log_format_are_read() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("SHUTDOWN_DRAIN_MS", "0"),
+                ("LOG_FORMAT", "JSON"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[("JWT_SECRET", SECRET), ("LOG_FORMAT", "text")], false).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -793,6 +842,9 @@ mod tests {
             ("CONSUL_DEBOUNCE_MS", "2s"),
             ("QUOTA_COALESCE_MS", "-1"),
             ("QUOTA_COALESCE_MS", "soon"),
+            ("SHUTDOWN_DRAIN_MS", "-1"),
+            ("SHUTDOWN_DRAIN_MS", "5s"),
+            ("LOG_FORMAT", "yaml"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");

@@ -4,8 +4,9 @@
 //!
 //! Every run gets an empty environment (no `JWT_SECRET` from the caller's), an empty temporary
 //! directory as its working directory (no `.env`) and as `PUSHGATE_CONFIG_DIR` (no
-//! `config/default.toml` setting `PORT`), loopback only, and an unreachable broker, so nothing
-//! touches the shared RabbitMQ or a fixed port.
+//! `config/default.toml` setting `PORT`), loopback only, an unreachable broker (so nothing
+//! touches the shared RabbitMQ or a fixed port) and no shutdown drain (`tests/shutdown_drain.rs`
+//! tests it).
 
 mod common;
 
@@ -47,6 +48,7 @@ fn pushgate(dir: &TempDir, args: &[&str], vars: &[(&str, &str)]) -> Command {
         .env("PORT", "0")
         .env("NODE_ID", format!("pg-cli-{:08x}", rand::random::<u32>()))
         .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("SHUTDOWN_DRAIN_MS", "0")
         .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
