@@ -247,18 +247,21 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The real sources: `.env` loaded into the process environment (never overriding it), then
+    /// The real sources: `./.env` (the working directory's only) loaded into the process
+    /// environment (never overriding it), then
     /// every `*.toml` in `$PUSHGATE_CONFIG_DIR` (default `config`), in name order.
     pub fn from_process() -> Result<Self, ConfigError> {
-        // A missing .env is normal; a malformed one is not silently ignored.
-        match dotenvy::dotenv() {
+        // A missing .env is normal; a malformed one is not silently ignored. Only the working
+        // directory's: `dotenvy::dotenv()` would also look in every parent directory.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {
                 return Err(ConfigError::File {
                     path: ".env".into(),
-                    reason: e.to_string(),
-                })
+                    // The parser quotes the bad line with its newline: keep the error one line.
+                    reason: e.to_string().trim_end().replace('\n', "\\n"),
+                });
             }
         }
         let dir = std::env::var("PUSHGATE_CONFIG_DIR").unwrap_or_else(|_| "config".into());

@@ -143,6 +143,21 @@ fn no_secret_without_dev_is_a_one_line_startup_error() {
 }
 
 #[test]
+fn only_the_working_directorys_env_file_is_read() {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join(".env"), format!("JWT_SECRET={SECRET_OK}\n")).unwrap();
+    let below = TempDir(dir.0.join("below"));
+    std::fs::create_dir_all(&below.0).unwrap();
+    // A parent directory's .env is not read: no JWT_SECRET.
+    let ended = run_to_end(pushgate(&below, &[], &[]));
+    assert!(startup_error(&ended).contains("JWT_SECRET"));
+    // The working directory's is: a malformed one shows that it was read.
+    std::fs::write(below.0.join(".env"), "JWT_SECRET='unterminated\n").unwrap();
+    let ended = run_to_end(pushgate(&below, &[], &[]));
+    assert!(startup_error(&ended).contains(".env"));
+}
+
+#[test]
 fn a_weak_secret_is_a_clear_startup_error() {
     let dir = TempDir::new();
     let ended = run_to_end(pushgate(&dir, &[], &[("JWT_SECRET", "0123456789")]));
