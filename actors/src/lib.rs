@@ -17,7 +17,8 @@
 //! - [`service_health`] is what admins are told about Consul's service health: the answer's
 //!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
 //!   an edge actor of the server crate).
-//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`;
+//!   [`process_metrics`] adds the standard `process_*` ones and `pushgate_build_info`.
 
 pub mod coalescer;
 pub mod consumers;
@@ -25,6 +26,7 @@ pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod process_metrics;
 pub mod readiness;
 pub mod recovery;
 pub mod room;
