@@ -64,6 +64,18 @@ async fn close_code(client: &mut RawClient, within: Duration) -> Option<u16> {
     panic!("no close within {within:?}")
 }
 
+/// The client is closed as going away (1001), then the process exits with status 0.
+async fn closed_then_exits(server: &mut ServerProcess, client: &mut RawClient) {
+    assert_eq!(
+        close_code(client, Duration::from_secs(20)).await,
+        Some(1001)
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after closing its clients");
+    assert!(status.success(), "exit status 0, got {status}");
+}
+
 #[actix_web::test]
 async fn sigterm_reports_draining_and_serves_clients_until_the_drain_ends() {
     let mut server = ServerProcess::start(&[("SHUTDOWN_DRAIN_MS", "4000")]);
@@ -98,14 +110,7 @@ async fn sigterm_reports_draining_and_serves_clients_until_the_drain_ends() {
     assert!(push.contains("during-drain"), "{push}");
 
     // Then the clients are closed as going away, and the process exits cleanly.
-    assert_eq!(
-        close_code(&mut client, Duration::from_secs(20)).await,
-        Some(1001)
-    );
-    let status = server
-        .wait_exit(Duration::from_secs(20))
-        .expect("exits after the drain");
-    assert!(status.success(), "exit status 0, got {status}");
+    closed_then_exits(&mut server, &mut client).await;
     let log = server.kill();
     assert!(
         log.iter().any(|l| l.contains("draining for")),
@@ -121,12 +126,5 @@ async fn a_second_signal_cuts_the_drain_short() {
     server.signal("TERM");
     until_draining(&server);
     server.signal("INT");
-    assert_eq!(
-        close_code(&mut client, Duration::from_secs(20)).await,
-        Some(1001)
-    );
-    let status = server
-        .wait_exit(Duration::from_secs(20))
-        .expect("exits once the drain is cut short");
-    assert!(status.success(), "exit status 0, got {status}");
+    closed_then_exits(&mut server, &mut client).await;
 }
