@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use pushgate_actors::consumers::AmqpSettings;
 
+use crate::logging::LogFormat;
+
 /// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
 /// ignored then: dev mode prints tokens, and they must never be signed with a real secret).
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
@@ -263,6 +265,11 @@ pub struct Config {
     pub consul: Option<ConsulConfig>,
     /// The Socket.IO Admin UI's `/admin` namespace, when its login is configured.
     pub admin_ui: Option<AdminUiConfig>,
+    /// `SHUTDOWN_DRAIN_MS`: on SIGTERM or SIGINT, how long `/ready` answers 503 while the
+    /// connected clients are still served, before they are closed; zero: close them at once.
+    pub shutdown_drain: Duration,
+    /// `LOG_FORMAT`: plain text lines or one JSON object per line.
+    pub log_format: LogFormat,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -307,18 +314,21 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The real sources: `.env` loaded into the process environment (never overriding it), then
+    /// The real sources: `./.env` (the working directory's only) loaded into the process
+    /// environment (never overriding it), then
     /// every `*.toml` in `$PUSHGATE_CONFIG_DIR` (default `config`), in name order.
     pub fn from_process() -> Result<Self, ConfigError> {
-        // A missing .env is normal; a malformed one is not silently ignored.
-        match dotenvy::dotenv() {
+        // A missing .env is normal; a malformed one is not silently ignored. Only the working
+        // directory's: `dotenvy::dotenv()` would also look in every parent directory.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {
                 return Err(ConfigError::File {
                     path: ".env".into(),
-                    reason: e.to_string(),
-                })
+                    // The parser quotes the bad line with its newline: keep the error one line.
+                    reason: e.to_string().trim_end().replace('\n', "\\n"),
+                });
             }
         }
         let dir = std::env::var("PUSHGATE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
@@ -438,6 +448,20 @@ fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
         });
     }
     Ok(Duration::from_millis(ms))
+}
+
+/// `SHUTDOWN_DRAIN_MS` when unset.
+pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+fn log_format(src: &Sources) -> Result<LogFormat, ConfigError> {
+    let Some(raw) = non_empty(src.get("LOG_FORMAT")) else {
+        return Ok(LogFormat::Text);
+    };
+    raw.trim().parse().map_err(|reason| ConfigError::Invalid {
+        var: "LOG_FORMAT",
+        value: raw,
+        reason,
+    })
 }
 
 /// `PUSH_COALESCE_MS` when unset.
@@ -563,13 +587,21 @@ impl Config {
             },
             consul: consul(src)?,
             admin_ui: admin_ui(src)?,
+            shutdown_drain: Duration::from_millis(number(
+                src,
+                "SHUTDOWN_DRAIN_MS",
+                DEFAULT_SHUTDOWN_DRAIN_MS,
+                0,
+            )?),
+            log_format: log_format(src)?,
             consume: true,
             dev,
         })
     }
 
     /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
-    /// port 0 on loopback, no RabbitMQ consumers, everything else at its default.
+    /// port 0 on loopback, no RabbitMQ consumers, no shutdown drain, everything else at its
+    /// default.
     pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
         let mut vars = HashMap::new();
         vars.insert("JWT_SECRET".into(), secret.into());
@@ -582,6 +614,7 @@ impl Config {
         let mut config = Config::from_sources(&Sources::from_map(vars), false)
             .expect("valid test configuration");
         config.consume = false;
+        config.shutdown_drain = Duration::ZERO;
         config
     }
 }
@@ -641,6 +674,25 @@ mod tests {
                 http_body_timeout: Duration::from_millis(10_000),
             }
         );
+        assert_eq!(c.shutdown_drain, Duration::from_millis(5_000));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shutdown_drain_and_log_format_are_read() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("SHUTDOWN_DRAIN_MS", "0"),
+                ("LOG_FORMAT", "JSON"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[("JWT_SECRET", SECRET), ("LOG_FORMAT", "text")], false).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -867,6 +919,9 @@ mod tests {
             ("CONSUL_DEBOUNCE_MS", "2s"),
             ("QUOTA_COALESCE_MS", "-1"),
             ("QUOTA_COALESCE_MS", "soon"),
+            ("SHUTDOWN_DRAIN_MS", "-1"),
+            ("SHUTDOWN_DRAIN_MS", "5s"),
+            ("LOG_FORMAT", "yaml"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");

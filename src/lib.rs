@@ -57,6 +57,7 @@ pub mod consul_watcher;
 pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
 pub mod protocol;
 pub mod refusal_log;
 pub mod server;

@@ -19,7 +19,8 @@
 //!   an edge actor of the server crate).
 //! - [`admin_view`] is what the Socket.IO Admin UI is shown: the live sockets, their rooms and
 //!   the node's statistics, and the operator's actions handed to the sockets' sessions.
-//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`;
+//!   [`process_metrics`] adds the standard `process_*` ones and `pushgate_build_info`.
 
 pub mod admin_view;
 pub mod coalescer;
@@ -28,6 +29,7 @@ pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod process_metrics;
 pub mod readiness;
 pub mod recovery;
 pub mod room;

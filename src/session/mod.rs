@@ -32,7 +32,7 @@ use pushgate_actors::{
     GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, Registration, SessionId,
     UnregisterSession,
 };
-use rand::RngCore;
+use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::acl::{self, Refusal};
