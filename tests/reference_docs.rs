@@ -73,11 +73,11 @@ fn the_metrics_page_lists_exactly_the_rendered_metrics() {
     let page = include_str!("../docs/metrics.md");
     let documented: BTreeMap<String, String> = page
         .lines()
-        .filter_map(|l| l.strip_prefix("| `pushgate_"))
+        .filter(|l| l.starts_with("| `pushgate_") || l.starts_with("| `process_"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = format!("pushgate_{}", cells[0].trim_end_matches('`'));
-            (name, cells[1].to_owned())
+            let name = cells[1].trim_matches('`').to_owned();
+            (name, cells[2].to_owned())
         })
         .collect();
     assert_eq!(

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rand::RngCore;
+use rand::Rng;
 
 /// How long a session id stays valid.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);

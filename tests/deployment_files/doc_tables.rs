@@ -22,7 +22,7 @@ pub fn documented_variables() -> BTreeSet<String> {
 pub fn documented_metrics() -> BTreeSet<String> {
     first_column_names(include_str!("../../docs/metrics.md"))
         .into_iter()
-        .filter(|n| n.starts_with("pushgate_"))
+        .filter(|n| n.starts_with("pushgate_") || n.starts_with("process_"))
         .collect()
 }
 
