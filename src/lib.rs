@@ -49,6 +49,7 @@
 //! (`session/service_health.rs`).
 
 pub mod acl;
+pub mod admin_ui;
 pub mod auth;
 pub mod client_event_limit;
 pub mod config;
@@ -56,6 +57,7 @@ pub mod consul_watcher;
 pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
 pub mod protocol;
 pub mod refusal_log;
 pub mod server;

@@ -13,12 +13,14 @@ use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
+use pushgate_actors::admin_view::{AdminView, NodeIdentity};
 use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
 use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
+use crate::admin_ui::AdminUi;
 use crate::auth::JwtVerifier;
 use crate::config::Config;
 use crate::consul_watcher::ConsulWatcher;
@@ -95,10 +97,28 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
-    let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
+    let admin_view = config
+        .admin_ui
+        .as_ref()
+        .filter(|_| mode == Mode::Gateway)
+        .map(|_| {
+            AdminView::new(NodeIdentity {
+                server_id: config.amqp.node_id.clone(),
+                hostname: crate::config::host_name(),
+            })
+            .start()
+        });
+    let mut supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce)
-        .with_recovery(config.recovery.window, config.recovery.history_bytes)
-        .start();
+        .with_recovery(config.recovery.window, config.recovery.history_bytes);
+    if let Some(view) = &admin_view {
+        supervisor = supervisor.with_admin_view(view.clone().recipient());
+    }
+    let supervisor = supervisor.start();
+    let admin_ui = match (&config.admin_ui, admin_view) {
+        (Some(settings), Some(view)) => Some(Arc::new(AdminUi::new(settings.clone(), view))),
+        _ => None,
+    };
     let consul = config.consul.clone().filter(|_| mode == Mode::Gateway);
     let service_health = consul.as_ref().map(|_| Arc::new(HealthBoard::new()));
     let context = |mode| {
@@ -111,6 +131,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             mode,
             recovery: config.recovery.enabled(),
             service_health: service_health.clone(),
+            admin_ui: admin_ui.clone().filter(|_| mode == Mode::Gateway),
         })
     };
     let sessions = context(mode);

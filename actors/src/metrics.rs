@@ -338,8 +338,10 @@ impl Metrics {
     /// Render everything in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(4096);
+        let mut families = self.registry.gather();
+        families.extend(crate::process_metrics::families());
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding to a Vec cannot fail");
         let mut text = String::from_utf8(out).expect("the text encoder writes UTF-8");
         self.push_stats.render(&mut text);
@@ -378,6 +380,12 @@ mod tests {
             "pushgate_coalesced_total{routing_key=\"quota.updated\"} 0",
             "pushgate_push_deliveries_total{event=\"message\",source=\"amqp\"} 0",
             "pushgate_push_latency_seconds_count{event=\"notification\",source=\"http\"} 0",
+            "pushgate_build_info{arch=",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_start_time_seconds ",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::admin_view::RoomMembership;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
@@ -165,6 +166,8 @@ pub struct RoomSupervisor {
     recovery: Option<RecoveryStore>,
     /// Deliveries per room over the last minute.
     busiest_rooms: BusiestRooms,
+    /// Told every join and leave, when the admin UI is on.
+    admin_view: Option<Recipient<RoomMembership>>,
 }
 
 impl RoomSupervisor {
@@ -183,7 +186,14 @@ impl RoomSupervisor {
             metrics,
             recovery: None,
             busiest_rooms: BusiestRooms::new(Instant::now()),
+            admin_view: None,
         }
+    }
+
+    /// Tell the admin UI's view (`crate::admin_view`) every room join and leave.
+    pub fn with_admin_view(mut self, view: Recipient<RoomMembership>) -> Self {
+        self.admin_view = Some(view);
+        self
     }
 
     /// Turn connection-state recovery on: ended sessions are kept for `window`, pushes logged
@@ -433,6 +443,13 @@ impl Handler<JoinRoom> for RoomSupervisor {
             &session.inbox,
             &self.settings,
         );
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room.clone(),
+                joined: true,
+            });
+        }
         session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
@@ -450,6 +467,13 @@ impl Handler<LeaveRoom> for RoomSupervisor {
         }
         let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room,
+                joined: false,
+            });
+        }
     }
 }
 

@@ -143,12 +143,15 @@ async fn dispatch(
     }
 }
 
-/// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
+/// Constant-time comparison (`subtle`), so the key cannot be guessed byte by byte from
+/// response times; only a length mismatch answers early.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
-/// 403 when the API is disabled, 401 unless `X-API-Key` or `Authorization: Bearer` holds the key.
+/// 403 when the API is disabled, 401 unless `X-API-Key` or `Authorization: Bearer` (the scheme
+/// in any case) holds the key.
 fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(key) = state.config.push_api_key.as_deref() else {
         return Err(ApiError::PushApiDisabled);
@@ -161,7 +164,7 @@ fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
             headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(crate::auth::bearer_token)
         });
     match given {
         Some(g) if same_key(g.trim().as_bytes(), key.as_bytes()) => Ok(()),

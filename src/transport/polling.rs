@@ -17,7 +17,7 @@ use pushgate_actors::{Deliver, GoingAway, Packets};
 use crate::disconnect::{CloseReason, PollingAnswer};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{Outbound, SocketSession};
+use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
@@ -358,7 +358,8 @@ impl Actor for PollingSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.session.attach(ctx.address().recipient());
+        self.session
+            .attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.add_message_stream(self.session.inbox().stream());
         let first = self.session.first_beat();
         heartbeat_timer::arm::<Self>(ctx, first);
@@ -397,6 +398,15 @@ impl Handler<Deliver> for PollingSession {
             self.queued_pushes.push(msg.packets);
         }
         self.flush(ctx);
+    }
+}
+
+impl Handler<AdminUiNotice> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdminUiNotice, ctx: &mut Self::Context) {
+        let r = self.session.on_admin_ui_notice(msg.notice, &mut self.out);
+        self.on_result(ctx, r);
     }
 }
 
@@ -599,6 +609,7 @@ impl Handler<UpgradeCompleted> for PollingSession {
     type Result = ();
 
     fn handle(&mut self, msg: UpgradeCompleted, _ctx: &mut Self::Context) {
+        self.session.upgraded();
         self.release_poll(engineio::NOOP);
         let mut pending = self.take_queue();
         pending.append(&mut self.out);

@@ -29,7 +29,7 @@ use pushgate_actors::{GoingAway, Registration};
 use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
-use crate::session::{Outbound, SocketSession};
+use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::input_violation;
 use crate::transport::polling::{
@@ -293,7 +293,7 @@ impl Actor for WsTransport {
                 return;
             }
         };
-        session.attach(ctx.address().recipient());
+        session.attach(ctx.address().recipient(), ctx.address().recipient());
         // The connection writes the room pushes itself, without running this actor.
         let metrics = session.context().metrics.clone();
         self.wire.read_inbox(session.inbox().clone(), metrics);
@@ -341,6 +341,17 @@ impl Handler<GoingAway> for WsTransport {
 
     fn handle(&mut self, _msg: GoingAway, ctx: &mut Self::Context) {
         self.shut(ctx, CloseReason::ServerShutdown);
+    }
+}
+
+impl Handler<AdminUiNotice> for WsTransport {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdminUiNotice, ctx: &mut Self::Context) {
+        if let Role::Owner(session) = &mut self.role {
+            let r = session.on_admin_ui_notice(msg.notice, &mut self.out);
+            self.after_input(ctx, r);
+        }
     }
 }
 
