@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
 
+mod streams;
+
 struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
     inbox: OpenedInbox,
@@ -159,6 +161,10 @@ pub struct RoomSupervisor {
     settings: RoomSettings,
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
+    /// The log's head when it started holding every push, whoever receives it: set when the
+    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any offset
+    /// it got, with no kept session to make the pushes it misses logged.
+    logs_every_push_since: Option<LogPosition>,
 }
 
 impl RoomSupervisor {
@@ -176,6 +182,7 @@ impl RoomSupervisor {
             },
             metrics,
             recovery: None,
+            logs_every_push_since: None,
         }
     }
 
@@ -292,7 +299,8 @@ struct Outgoing<'a> {
     target: PushTarget,
     event: &'a str,
     payload: &'a str,
-    /// Whether some live session receives it.
+    /// Whether some live session receives it (or every push is logged: the supervisor's
+    /// `logs_every_push_since`).
     live: bool,
     accepted_at: Instant,
 }
@@ -477,7 +485,7 @@ impl Handler<Push> for RoomSupervisor {
                 target: msg.target,
                 event,
                 payload: &msg.payload,
-                live: live.is_some(),
+                live: live.is_some() || self.logs_every_push_since.is_some(),
                 accepted_at,
             },
         );
