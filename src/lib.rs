@@ -60,6 +60,7 @@ pub mod protocol;
 pub mod refusal_log;
 pub mod server;
 pub mod session;
+pub mod sse;
 pub mod transport;
 
 pub use server::{start, Running, ShutdownHandle};

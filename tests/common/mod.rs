@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests, one concept a file: the server under test
-//! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket ([`raw_client`]) and
-//! over long-polling ([`polling_client`]), the real binary as a child process ([`process`]), and
-//! the node end-to-end runner ([`node`]).
+//! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket
+//! ([`raw_client`]) and over long-polling ([`polling_client`]), Server-Sent Events
+//! ([`sse_client`]), the real binary as a child process ([`process`]), and the node end-to-end
+//! runner ([`node`]).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod http_client;
@@ -10,6 +11,7 @@ pub mod polling_client;
 pub mod process;
 pub mod raw_client;
 pub mod server;
+pub mod sse_client;
 
 pub use http_client::*;
 pub use node::*;
@@ -17,6 +19,7 @@ pub use polling_client::*;
 pub use process::*;
 pub use raw_client::*;
 pub use server::*;
+pub use sse_client::*;
 
 /// The JWT secret every test server uses.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
