@@ -32,69 +32,6 @@ async fn opened(mut client: SseClient) -> SseClient {
     client
 }
 
-/// Push `body` to room `room` as `kind` (`messages` or `notifications`).
-async fn push_to_room(srv: &TestServer, room: &str, kind: &str, body: &str) -> u64 {
-    let answer = send(
-        http()
-            .post(srv.url(&format!("/api/v1/rooms/{room}/{kind}")))
-            .insert_header(("X-API-Key", API_KEY))
-            .insert_header(("Content-Type", "application/json")),
-        Some(body.as_bytes().to_vec()),
-    )
-    .await;
-    assert_eq!(answer.status.as_u16(), 202, "{}", answer.body);
-    serde_json::from_str::<Value>(&answer.body).unwrap()["clients"]
-        .as_u64()
-        .unwrap()
-}
-
-async fn broadcast(srv: &TestServer, body: &str) -> u64 {
-    let answer = send(
-        http()
-            .post(srv.url("/api/v1/broadcast"))
-            .insert_header(("X-API-Key", API_KEY))
-            .insert_header(("Content-Type", "application/json")),
-        Some(body.as_bytes().to_vec()),
-    )
-    .await;
-    assert_eq!(answer.status.as_u16(), 202, "{}", answer.body);
-    serde_json::from_str::<Value>(&answer.body).unwrap()["clients"]
-        .as_u64()
-        .unwrap()
-}
-
-/// The supervisor's `connections` and `rooms`, from the stats endpoint.
-async fn stats(srv: &TestServer) -> (u64, u64) {
-    let answer = send(
-        http()
-            .get(srv.url("/api/v1/stats"))
-            .insert_header(("X-API-Key", API_KEY)),
-        None,
-    )
-    .await;
-    let v: Value = serde_json::from_str(&answer.body).unwrap();
-    (
-        v["connections"].as_u64().unwrap(),
-        v["rooms"].as_u64().unwrap(),
-    )
-}
-
-/// Wait (at most 5 s) until the server counts `n` connections.
-async fn wait_for_connections(srv: &TestServer, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (now, _) = stats(srv).await;
-        if now == n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{now} connections, expected {n}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A server with recovery on.
 fn start_recovering() -> TestServer {
     start_with(recovery_config())
@@ -117,7 +54,7 @@ async fn a_users_pushes_are_events_whose_id_is_the_offset_a_socketio_client_sees
     for _ in 0..2 {
         socket.next(WAIT).await.expect("CONNECT reply, welcome");
     }
-    wait_for_connections(&srv, 2).await;
+    srv.wait_for_connections(2).await;
 
     let body = r#"{"type":"quota.updated","data":{"used":3}}"#;
     assert_eq!(srv.push_to_user("7", body).await, 2);
@@ -143,14 +80,15 @@ async fn admins_get_the_admin_rooms_pushes_and_everyone_gets_broadcasts() {
     let srv = start_recovering();
     let mut admin = opened(open(&srv, "boss", true, &[]).await).await;
     let mut user = opened(open(&srv, "u1", false, &[]).await).await;
-    wait_for_connections(&srv, 2).await;
+    srv.wait_for_connections(2).await;
 
     assert_eq!(
-        push_to_room(&srv, "admin", "messages", r#"{"m":1}"#).await,
+        srv.push("/api/v1/rooms/admin/messages", r#"{"m":1}"#).await,
         1
     );
     assert_eq!(
-        push_to_room(&srv, "admin", "notifications", r#"{"n":2}"#).await,
+        srv.push("/api/v1/rooms/admin/notifications", r#"{"n":2}"#)
+            .await,
         1
     );
     let first = admin.next_event(WAIT).await.unwrap();
@@ -164,7 +102,7 @@ async fn admins_get_the_admin_rooms_pushes_and_everyone_gets_broadcasts() {
         ("notification", json!({"n":2}))
     );
 
-    assert_eq!(broadcast(&srv, r#"{"all":true}"#).await, 2);
+    assert_eq!(srv.push("/api/v1/broadcast", r#"{"all":true}"#).await, 2);
     for stream in [&mut admin, &mut user] {
         let event = stream.next_event(WAIT).await.expect("the broadcast");
         assert_eq!(
@@ -182,16 +120,16 @@ async fn admins_get_the_admin_rooms_pushes_and_everyone_gets_broadcasts() {
 async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeated() {
     let srv = start_recovering();
     let mut stream = opened(open(&srv, "9", false, &[]).await).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     srv.push_to_user("9", r#"{"n":1}"#).await;
     let last = stream.next_event(WAIT).await.unwrap();
     assert_eq!(last.json(), json!({"n":1}));
     stream.close();
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
     // While it is away: its own pushes, another user's, a broadcast.
     srv.push_to_user("9", r#"{"n":2}"#).await;
     srv.push_to_user("10", r#"{"other":true}"#).await;
-    broadcast(&srv, r#"{"n":3}"#).await;
+    srv.push("/api/v1/broadcast", r#"{"n":3}"#).await;
     srv.push_to_user("9", r#"{"n":4}"#).await;
 
     let id = last.id.clone().unwrap();
@@ -200,7 +138,7 @@ async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeate
     for _ in 0..3 {
         got.push(resumed.next_event(WAIT).await.expect("a missed push"));
     }
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     srv.push_to_user("9", r#"{"n":5}"#).await;
     got.push(resumed.next_event(WAIT).await.expect("the live push"));
     let numbers: Vec<Value> = got.iter().map(|e| e.json()["n"].clone()).collect();
@@ -212,7 +150,7 @@ async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeate
 
     // `?lastEventId=` does the same for a client that cannot send the header.
     resumed.close();
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
     srv.push_to_user("9", r#"{"n":6}"#).await;
     let path = format!("/api/v1/stream?lastEventId={}", ids[3]);
     let bearer = format!("Bearer {}", srv.token("9", false));
@@ -230,11 +168,11 @@ async fn an_unknown_or_too_old_last_event_id_starts_live_with_a_reset_event() {
     config.recovery.history_bytes = 4096;
     let srv = start_with(config);
     let mut stream = opened(open(&srv, "9", false, &[]).await).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     srv.push_to_user("9", r#"{"n":1}"#).await;
     let old = stream.next_event(WAIT).await.unwrap().id.unwrap();
     stream.close();
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
     // More than the history holds.
     let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1000));
     for _ in 0..8 {
@@ -246,12 +184,12 @@ async fn an_unknown_or_too_old_last_event_id_starts_live_with_a_reset_event() {
         assert_eq!(reset.event, "reset", "{last}");
         assert_eq!(reset.id.as_deref(), Some(""), "forget the offset");
         assert!(reset.json()["message"].is_string());
-        wait_for_connections(&srv, 1).await;
+        srv.wait_for_connections(1).await;
         srv.push_to_user("9", r#"{"live":true}"#).await;
         let live = stream.next_event(WAIT).await.expect("live");
         assert_eq!(live.json(), json!({"live": true}));
         stream.close();
-        wait_for_connections(&srv, 0).await;
+        srv.wait_for_connections(0).await;
     }
 }
 
@@ -259,7 +197,7 @@ async fn an_unknown_or_too_old_last_event_id_starts_live_with_a_reset_event() {
 async fn without_recovery_events_have_no_id_and_a_last_event_id_gets_reset() {
     let srv = start();
     let mut stream = opened(open(&srv, "3", false, &[]).await).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     srv.push_to_user("3", r#"{"a":1}"#).await;
     let event = stream.next_event(WAIT).await.unwrap();
     assert_eq!((event.json(), event.id), (json!({"a":1}), None));
@@ -271,7 +209,7 @@ async fn without_recovery_events_have_no_id_and_a_last_event_id_gets_reset() {
 async fn a_payload_with_raw_line_breaks_arrives_as_several_data_lines_of_the_same_json() {
     let srv = start_recovering();
     let mut stream = opened(open(&srv, "4", false, &[]).await).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     let body = "{\n  \"type\": \"x\",\r\n  \"data\": {\"t\": \"a\\nb\"}\r}";
     srv.push_to_user("4", body).await;
     let event = stream.next_event(WAIT).await.unwrap();
@@ -407,16 +345,25 @@ async fn a_heartbeat_comment_comes_every_ping_interval() {
 async fn a_client_that_goes_away_leaves_no_session_or_room_behind() {
     let srv = start();
     let stream = opened(open(&srv, "1", true, &[]).await).await;
-    wait_for_connections(&srv, 1).await;
-    assert_eq!(stats(&srv).await, (1, 2), "user:1 and admin");
+    srv.wait_for_connections(1).await;
+    let stats = srv.stats().await;
+    assert_eq!(
+        (&stats["connections"], &stats["rooms"]),
+        (&json!(1), &json!(2)),
+        "user:1 and admin"
+    );
     let metrics = srv.metrics().await;
     assert!(
         metrics.contains("pushgate_connected_clients 1"),
         "{metrics}"
     );
     stream.close();
-    wait_for_connections(&srv, 0).await;
-    assert_eq!(stats(&srv).await, (0, 0));
+    srv.wait_for_connections(0).await;
+    let stats = srv.stats().await;
+    assert_eq!(
+        (&stats["connections"], &stats["rooms"]),
+        (&json!(0), &json!(0))
+    );
     srv.assert_disconnects("client_close", 1).await;
 }
 
@@ -431,7 +378,7 @@ async fn a_stream_ends_when_its_token_expires() {
     let mut stream =
         opened(SseClient::open(srv.addr, "/api/v1/stream", &[("Authorization", &bearer)]).await)
             .await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match stream.next(Duration::from_secs(5)).await {
@@ -440,7 +387,7 @@ async fn a_stream_ends_when_its_token_expires() {
             None => panic!("not ended"),
         }
     }
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
     srv.assert_disconnects("token_expired", 1).await;
 }
 
@@ -455,23 +402,10 @@ async fn a_client_that_never_reads_is_ended_as_a_slow_reader() {
     );
     let mut stuck = std::net::TcpStream::connect(srv.addr).unwrap();
     std::io::Write::write_all(&mut stuck, request.as_bytes()).unwrap();
-    wait_for_connections(&srv, 1).await;
-    // The kernel buffers a few MiB on each side; then the stream's backlog grows past its limit.
-    let big = format!(r#"{{"blob":"{}"}}"#, "s".repeat(100_000));
-    let pushes = (MAX_UNWRITTEN + 16 * 1024 * 1024) / big.len();
-    let mut ended_after = None;
-    for i in 0..pushes {
-        if srv.push_to_user("6", &big).await == 0 {
-            ended_after = Some(i);
-            break;
-        }
-    }
-    let ended_after = ended_after.expect("the slow reader was ended");
-    assert!(
-        ended_after * big.len() > MAX_UNWRITTEN,
-        "not before it was {MAX_UNWRITTEN} bytes behind: after {ended_after} pushes"
-    );
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(1).await;
+    srv.push_until_the_slow_reader_is_dropped("6", MAX_UNWRITTEN)
+        .await;
+    srv.wait_for_connections(0).await;
     srv.assert_disconnects("slow_reader", 1).await;
     drop(stuck);
 }

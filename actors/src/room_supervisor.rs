@@ -576,7 +576,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn push(room: &str, payload: &str) -> Push {
+    /// A notification to `room`.
+    pub(crate) fn push(room: &str, payload: &str) -> Push {
         Push {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
@@ -585,7 +586,8 @@ pub(crate) mod tests {
         }
     }
 
-    async fn settle() {
+    /// Let the actors handle what was sent.
+    pub(crate) async fn settle() {
         for _ in 0..5 {
             actix::clock::sleep(std::time::Duration::from_millis(5)).await;
         }

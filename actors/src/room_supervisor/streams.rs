@@ -72,6 +72,7 @@ mod tests {
 
     use crate::messages::*;
     use crate::metrics::Metrics;
+    use crate::room_supervisor::tests::{push, register, settle};
     use crate::testing::{ProbeSession, Received};
     use crate::RoomSupervisor;
 
@@ -109,24 +110,9 @@ mod tests {
         }
     }
 
-    fn push(room: &str, payload: &str) -> Push {
-        Push {
-            target: PushTarget::Room(room.into()),
-            event: PushEvent::Notification,
-            payload: payload.into(),
-            priority: false,
-        }
-    }
-
     /// The offset of a packet made by [`encode`].
     fn offset_of(packet: &str) -> String {
         packet.split_once('@').unwrap().1.to_owned()
-    }
-
-    async fn settle() {
-        for _ in 0..5 {
-            actix::clock::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     #[actix::test]
@@ -164,7 +150,7 @@ mod tests {
         let sup = supervisor(true);
         let seen = Arc::new(Mutex::new(Vec::new()));
         // A push before any stream, received by a live Socket.IO-like session: logged.
-        sup.do_send(crate::room_supervisor::tests::register(9, &seen));
+        sup.do_send(register(9, &seen));
         sup.do_send(JoinRoom {
             session: 9,
             room: "user:a".into(),
