@@ -409,3 +409,25 @@ async fn a_client_that_never_reads_is_ended_as_a_slow_reader() {
     srv.assert_disconnects("slow_reader", 1).await;
     drop(stuck);
 }
+
+#[actix_web::test]
+async fn a_shutdown_ends_every_stream() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (srv, shutdown) = start_on(common::config(), listener);
+    let mut stream = opened(open(&srv, "1", false, &[]).await).await;
+    srv.wait_for_connections(1).await;
+    shutdown.shutdown().await;
+    loop {
+        match stream.next(WAIT).await {
+            Some(SseItem::End) => break,
+            Some(_) => {}
+            None => panic!("the stream did not end"),
+        }
+    }
+    let ended = srv
+        .state
+        .metrics
+        .disconnects
+        .with_label_values(&["server_shutdown"]);
+    assert_eq!(ended.get(), 1);
+}
