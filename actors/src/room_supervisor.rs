@@ -162,8 +162,8 @@ pub struct RoomSupervisor {
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
     /// The log's head when it started holding every push, whoever receives it: set when the
-    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any offset
-    /// it got, with no kept session to make the pushes it misses logged.
+    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any
+    /// offset it got, with no kept session to make the pushes it misses logged.
     logs_every_push_since: Option<LogPosition>,
 }
 
