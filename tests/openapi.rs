@@ -20,6 +20,8 @@ const SPEC: &str = include_str!("../docs/openapi.json");
 const API_ROUTES: &str = include_str!("../src/http/api.rs");
 const PROBE_ROUTES: &str = include_str!("../src/http/probes.rs");
 
+/// The event stream: its `200` never ends, so only its head and first bytes are read.
+const STREAM: &str = "/api/v1/stream";
 /// The HTTP methods an OpenAPI path item may hold.
 const METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "options", "head"];
 /// The largest API body of the servers under test.
@@ -236,6 +238,35 @@ async fn request(
     send(req, body).await
 }
 
+/// The event stream's answer with a user's token: its head and the body's first bytes (the
+/// `retry:` line), then the connection is dropped.
+async fn stream_head(server: &TestServer) -> Answer {
+    use std::io::{Read, Write};
+    let head = format!(
+        "GET {STREAM}?token={} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.token("openapi", false),
+        server.addr
+    );
+    let addr = server.addr;
+    let raw = actix_rt::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(head.as_bytes()).expect("send the head");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&raw).contains("retry:") {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        raw
+    })
+    .await
+    .unwrap();
+    Answer::parse(&raw)
+}
+
 /// A POST to `path` that declares a body and never sends it, read to the connection's end.
 async fn body_never_sent(server: &TestServer, path: &str) -> Answer {
     use std::io::{Read, Write};
@@ -264,6 +295,7 @@ async fn drive(servers: &Servers, op: &Operation, status: &str) -> Result<Answer
     let valid_body = op.has_body.then(|| br#"{"type":"openapi.test"}"#.to_vec());
     let full = &servers.full;
     Ok(match status {
+        "200" if op.path == STREAM => stream_head(full).await,
         "200" | "202" => request(full, op.method, &path, true, &[], valid_body).await,
         "204" => {
             let headers = [

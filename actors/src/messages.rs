@@ -199,6 +199,44 @@ pub enum Registration {
     },
 }
 
+/// A session that is not a Socket.IO client (a Server-Sent Events stream) registers and is in
+/// `rooms` at once; with `resume_after`, it asks for the pushes after that offset. Its missed
+/// pushes are read in the same step that registers it, so none falls between them and the
+/// live ones (as in recovery). Answers how the stream starts.
+#[derive(Message)]
+#[rtype(result = "StreamStart")]
+pub struct RegisterStream {
+    /// The stream's process-local id.
+    pub session: SessionId,
+    /// Where its pushes go (see [`RegisterSession::inbox`]).
+    pub inbox: OpenedInbox,
+    /// Where to tell it that the server is shutting down.
+    pub going_away: Recipient<GoingAway>,
+    /// The user (`sub`) it authenticated as.
+    pub user_id: String,
+    /// The rooms it is in for its whole life (its user room, `admin` for admins).
+    pub rooms: Vec<String>,
+    /// The offset of the last push its client received (SSE's `Last-Event-ID`), if any.
+    pub resume_after: Option<String>,
+}
+
+/// How a stream registered with [`RegisterStream`] starts.
+#[derive(Debug, Clone, PartialEq, Eq, MessageResponse)]
+pub enum StreamStart {
+    /// Live pushes only: no offset was asked for.
+    Live,
+    /// The pushes after the asked offset that it would have received, oldest first, to be
+    /// written before anything from its inbox.
+    Resumed {
+        /// The missed pushes' packets.
+        missed: Vec<ByteString>,
+    },
+    /// The asked offset cannot be resumed from (recovery is off, the history no longer
+    /// reaches back to it, or it is no offset of this history): live pushes only, and the
+    /// client must be told that it may have missed some.
+    HistoryLost,
+}
+
 /// The server is shutting down: close the transport as "going away" (WebSocket 1001, an
 /// Engine.IO close on polling) so the client reconnects, to this node once it is back or to
 /// another one.

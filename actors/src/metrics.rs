@@ -41,7 +41,8 @@ impl AmqpOutcome {
 /// All of pushgate's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// `pushgate_connected_clients`: authenticated Socket.IO sessions.
+    /// `pushgate_connected_clients`: authenticated Socket.IO sessions and Server-Sent Events
+    /// streams.
     pub connected_clients: IntGauge,
     /// `pushgate_rooms`: non-empty rooms.
     pub rooms: IntGauge,
@@ -49,7 +50,7 @@ pub struct Metrics {
     pub pushes: IntCounterVec,
     /// `pushgate_deliveries_total{event}`: packets handed to sessions.
     pub deliveries: IntCounterVec,
-    /// `pushgate_auth_rejected_total`: refused Socket.IO connects.
+    /// `pushgate_auth_rejected_total`: refused Socket.IO connects and event streams.
     pub auth_rejected: IntCounter,
     /// `pushgate_amqp_messages_total{routing_key,outcome}`.
     amqp_messages: IntCounterVec,
@@ -61,7 +62,8 @@ pub struct Metrics {
     /// of a room shard (the room's actor on one worker thread) having it in its mailbox; one
     /// observation per shard reached.
     pub push_fanout_seconds: Histogram,
-    /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions by reason.
+    /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions and event streams by
+    /// reason.
     pub disconnects: IntCounterVec,
     /// `pushgate_pending_sessions`: Engine.IO sessions that have not had a CONNECT accepted
     /// yet (`MAX_PENDING_SESSIONS` caps them).
@@ -111,7 +113,7 @@ impl Metrics {
         let registry = Registry::new();
         let connected_clients = IntGauge::new(
             "pushgate_connected_clients",
-            "Authenticated Socket.IO sessions on this node",
+            "Authenticated Socket.IO sessions and event streams on this node",
         )
         .expect("valid metric");
         let rooms = IntGauge::new("pushgate_rooms", "Non-empty rooms on this node").expect("valid");
@@ -133,7 +135,7 @@ impl Metrics {
         .expect("valid metric");
         let auth_rejected = IntCounter::new(
             "pushgate_auth_rejected_total",
-            "Socket.IO connects refused for a missing, invalid or expired token",
+            "Socket.IO connects and event streams refused for a missing, invalid or expired token",
         )
         .expect("valid metric");
         let amqp_messages = IntCounterVec::new(
@@ -167,7 +169,7 @@ impl Metrics {
         let disconnects = IntCounterVec::new(
             Opts::new(
                 "pushgate_disconnects_total",
-                "Ended Socket.IO sessions, by reason",
+                "Ended Socket.IO sessions and event streams, by reason",
             ),
             &["reason"],
         )

@@ -27,6 +27,8 @@ use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
 
+mod streams;
+
 struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
     inbox: OpenedInbox,
@@ -168,6 +170,10 @@ pub struct RoomSupervisor {
     busiest_rooms: BusiestRooms,
     /// Told every join and leave, when the admin UI is on.
     admin_view: Option<Recipient<RoomMembership>>,
+    /// The log's head when it started holding every push, whoever receives it: set when the
+    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any
+    /// offset it got, with no kept session to make the pushes it misses logged.
+    logs_every_push_since: Option<LogPosition>,
 }
 
 impl RoomSupervisor {
@@ -187,6 +193,7 @@ impl RoomSupervisor {
             recovery: None,
             busiest_rooms: BusiestRooms::new(Instant::now()),
             admin_view: None,
+            logs_every_push_since: None,
         }
     }
 
@@ -309,7 +316,8 @@ struct Outgoing<'a> {
     target: PushTarget,
     event: &'a str,
     payload: &'a str,
-    /// Whether some live session receives it.
+    /// Whether some live session receives it (or every push is logged: the supervisor's
+    /// `logs_every_push_since`).
     live: bool,
     accepted_at: Instant,
 }
@@ -518,7 +526,7 @@ impl Handler<Push> for RoomSupervisor {
                 target: msg.target,
                 event,
                 payload: &msg.payload,
-                live: live.is_some(),
+                live: live.is_some() || self.logs_every_push_since.is_some(),
                 accepted_at,
             },
         );
@@ -619,7 +627,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn push(room: &str, payload: &str) -> Push {
+    /// A notification to `room`.
+    pub(crate) fn push(room: &str, payload: &str) -> Push {
         Push {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
@@ -629,7 +638,8 @@ pub(crate) mod tests {
         }
     }
 
-    async fn settle() {
+    /// Let the actors handle what was sent.
+    pub(crate) async fn settle() {
         for _ in 0..5 {
             actix::clock::sleep(std::time::Duration::from_millis(5)).await;
         }

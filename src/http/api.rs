@@ -1,4 +1,5 @@
-//! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`.
+//! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`; and, beside it, a
+//! user's event stream (`GET /api/v1/stream`, `http/sse.rs`), authenticated with the user's JWT.
 //!
 //! Errors are checked in the contract's order: unknown route (404) and wrong method (405) by
 //! [`ApiRoute::parse`], then disabled API (403), API key (401), body size (413), body shape
@@ -22,7 +23,7 @@ use serde_json::value::RawValue;
 use crate::acl;
 use crate::http::body::{self, BodyError};
 use crate::http::error::{method_not_allowed, not_found, ApiError};
-use crate::http::{cors, AppState};
+use crate::http::{cors, sse, AppState};
 
 /// Where the API lives.
 const PREFIX: &str = "/api/v1";
@@ -47,6 +48,8 @@ enum ApiRoute {
     Stats,
     /// `GET /services`: the service-health snapshot (contract §8).
     Services,
+    /// `GET /stream`: the caller's pushes as Server-Sent Events (`http/sse.rs`).
+    Stream,
 }
 
 /// A request path parsed once: its route and its `{param}` segment.
@@ -86,6 +89,7 @@ impl RoutedPath {
             }
             [Some("stats"), None, None, None] => (ApiRoute::Stats, ""),
             [Some("services"), None, None, None] => (ApiRoute::Services, ""),
+            [Some("stream"), None, None, None] => (ApiRoute::Stream, ""),
             _ => return None,
         };
         Some(RoutedPath {
@@ -114,7 +118,9 @@ impl ApiRoute {
     fn method(self) -> Method {
         match self {
             ApiRoute::Push(_) => Method::POST,
-            ApiRoute::RoomSize | ApiRoute::Stats | ApiRoute::Services => Method::GET,
+            ApiRoute::RoomSize | ApiRoute::Stats | ApiRoute::Services | ApiRoute::Stream => {
+                Method::GET
+            }
         }
     }
 }
@@ -140,6 +146,7 @@ async fn dispatch(
         ApiRoute::RoomSize => room_size(req, state, &path).await,
         ApiRoute::Stats => stats(req, state).await,
         ApiRoute::Services => services(req, state).await,
+        ApiRoute::Stream => sse::stream(req, state).await,
     }
 }
 
@@ -360,6 +367,8 @@ mod tests {
             ("/api/v1/rooms/admin", routed(RoomSize, "admin")),
             ("/api/v1/stats", routed(Stats, "")),
             ("/api/v1/services", routed(Services, "")),
+            ("/api/v1/stream", routed(Stream, "")),
+            ("/api/v1/stream/", None),
             ("/api/v1/services/web", None),
             ("/api/v1/users//notifications", None),
             ("/api/v1/users/42/notifications/", None),

@@ -59,6 +59,12 @@ pub enum Outbound {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A new process-local session id (Socket.IO sessions and Server-Sent Events streams share
+/// them: both register with the room supervisor).
+pub fn next_session_id() -> SessionId {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// 20 URL-safe characters from 15 random bytes (Engine.IO sids and Socket.IO socket ids).
 pub fn random_id() -> String {
     let mut bytes = [0u8; 15];
@@ -118,7 +124,7 @@ impl SocketSession {
         let limits = SessionLimits::new(&ctx.limits, now);
         SocketSession {
             ctx,
-            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            id: next_session_id(),
             sid: random_id(),
             tokens,
             namespaces: Vec::new(),

@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests, one concept a file: the server under test
-//! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket ([`raw_client`]) and
-//! over long-polling ([`polling_client`]), the real binary as a child process ([`process`]), and
-//! the node end-to-end runner ([`node`]), and the real RabbitMQ's side of a test ([`broker`]).
+//! ([`server`]), plain HTTP ([`http_client`]), raw Engine.IO clients over WebSocket
+//! ([`raw_client`]) and over long-polling ([`polling_client`]), Server-Sent Events
+//! ([`sse_client`]), the real binary as a child process ([`process`]), the node end-to-end
+//! runner ([`node`]), and the real RabbitMQ's side of a test ([`broker`]).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod broker;
@@ -11,6 +12,7 @@ pub mod polling_client;
 pub mod process;
 pub mod raw_client;
 pub mod server;
+pub mod sse_client;
 
 pub use broker::*;
 pub use http_client::*;
@@ -19,6 +21,7 @@ pub use polling_client::*;
 pub use process::*;
 pub use raw_client::*;
 pub use server::*;
+pub use sse_client::*;
 
 /// The JWT secret every test server uses.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
