@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use pushgate_actors::consumers::AmqpSettings;
 
+use crate::logging::LogFormat;
+
 /// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
 /// ignored then: dev mode prints tokens, and they must never be signed with a real secret).
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
@@ -243,6 +245,71 @@ fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
     })
 }
 
+/// The Socket.IO Admin UI's login (contract §9); absent unless both `ADMIN_UI_USERNAME` and
+/// `ADMIN_UI_PASSWORD_HASH` are set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUiConfig {
+    /// `ADMIN_UI_USERNAME`.
+    pub username: String,
+    /// `ADMIN_UI_PASSWORD_HASH`: a bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`), checked at
+    /// start. Never logged.
+    pub password_hash: String,
+    /// `ADMIN_UI_READONLY` (default true): the UI may look but not join, leave or disconnect.
+    pub readonly: bool,
+}
+
+impl std::fmt::Debug for AdminUiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUiConfig")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("readonly", &self.readonly)
+            .finish()
+    }
+}
+
+fn admin_ui(src: &Sources) -> Result<Option<AdminUiConfig>, ConfigError> {
+    let readonly = match non_empty(src.get("ADMIN_UI_READONLY")) {
+        None => true,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "ADMIN_UI_READONLY",
+                    value: v,
+                    reason: "use true or false".into(),
+                })
+            }
+        },
+    };
+    let username = non_empty(src.get("ADMIN_UI_USERNAME"));
+    let hash = non_empty(src.get("ADMIN_UI_PASSWORD_HASH"));
+    let (username, password_hash) = match (username, hash) {
+        (None, None) => return Ok(None),
+        (Some(username), Some(hash)) => (username, hash.trim().to_owned()),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                var: "ADMIN_UI_USERNAME",
+                value: String::new(),
+                reason: "set both ADMIN_UI_USERNAME and ADMIN_UI_PASSWORD_HASH, or neither".into(),
+            })
+        }
+    };
+    if password_hash.parse::<bcrypt::HashParts>().is_err() {
+        return Err(ConfigError::Invalid {
+            var: "ADMIN_UI_PASSWORD_HASH",
+            value: "<redacted>".into(),
+            reason: "not a bcrypt hash (e.g. $2b$10$ followed by 53 characters)".into(),
+        });
+    }
+    Ok(Some(AdminUiConfig {
+        username,
+        password_hash,
+        readonly,
+    }))
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -276,6 +343,13 @@ pub struct Config {
     pub consul: Option<ConsulConfig>,
     /// Cluster mode (`CLUSTER`).
     pub cluster: ClusterConfig,
+    /// The Socket.IO Admin UI's `/admin` namespace, when its login is configured.
+    pub admin_ui: Option<AdminUiConfig>,
+    /// `SHUTDOWN_DRAIN_MS`: on SIGTERM or SIGINT, how long `/ready` answers 503 while the
+    /// connected clients are still served, before they are closed; zero: close them at once.
+    pub shutdown_drain: Duration,
+    /// `LOG_FORMAT`: plain text lines or one JSON object per line.
+    pub log_format: LogFormat,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -320,18 +394,21 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The real sources: `.env` loaded into the process environment (never overriding it), then
+    /// The real sources: `./.env` (the working directory's only) loaded into the process
+    /// environment (never overriding it), then
     /// every `*.toml` in `$PUSHGATE_CONFIG_DIR` (default `config`), in name order.
     pub fn from_process() -> Result<Self, ConfigError> {
-        // A missing .env is normal; a malformed one is not silently ignored.
-        match dotenvy::dotenv() {
+        // A missing .env is normal; a malformed one is not silently ignored. Only the working
+        // directory's: `dotenvy::dotenv()` would also look in every parent directory.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {
                 return Err(ConfigError::File {
                     path: ".env".into(),
-                    reason: e.to_string(),
-                })
+                    // The parser quotes the bad line with its newline: keep the error one line.
+                    reason: e.to_string().trim_end().replace('\n', "\\n"),
+                });
             }
         }
         let dir = std::env::var("PUSHGATE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
@@ -453,10 +530,25 @@ fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms))
 }
 
+/// `SHUTDOWN_DRAIN_MS` when unset.
+pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+fn log_format(src: &Sources) -> Result<LogFormat, ConfigError> {
+    let Some(raw) = non_empty(src.get("LOG_FORMAT")) else {
+        return Ok(LogFormat::Text);
+    };
+    raw.trim().parse().map_err(|reason| ConfigError::Invalid {
+        var: "LOG_FORMAT",
+        value: raw,
+        reason,
+    })
+}
+
 /// `PUSH_COALESCE_MS` when unset.
 pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
 
-fn host_name() -> String {
+/// This machine's host name.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -571,13 +663,22 @@ impl Config {
             },
             consul: consul(src)?,
             cluster: cluster(src)?,
+            admin_ui: admin_ui(src)?,
+            shutdown_drain: Duration::from_millis(number(
+                src,
+                "SHUTDOWN_DRAIN_MS",
+                DEFAULT_SHUTDOWN_DRAIN_MS,
+                0,
+            )?),
+            log_format: log_format(src)?,
             consume: true,
             dev,
         })
     }
 
     /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
-    /// port 0 on loopback, no RabbitMQ consumers, everything else at its default.
+    /// port 0 on loopback, no RabbitMQ consumers, no shutdown drain, everything else at its
+    /// default.
     pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
         let mut vars = HashMap::new();
         vars.insert("JWT_SECRET".into(), secret.into());
@@ -590,6 +691,7 @@ impl Config {
         let mut config = Config::from_sources(&Sources::from_map(vars), false)
             .expect("valid test configuration");
         config.consume = false;
+        config.shutdown_drain = Duration::ZERO;
         config
     }
 }
@@ -607,6 +709,18 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The configuration from `files` and the environment `env`.
+    fn from_files(
+        files: HashMap<String, String>,
+        env: impl Fn(&str) -> Option<String> + 'static,
+    ) -> Config {
+        let sources = Sources {
+            files,
+            env: Box::new(env),
+        };
+        Config::from_sources(&sources, false).unwrap()
+    }
 
     #[test]
     fn defaults_match_the_contract() {
@@ -637,6 +751,25 @@ mod tests {
                 http_body_timeout: Duration::from_millis(10_000),
             }
         );
+        assert_eq!(c.shutdown_drain, Duration::from_millis(5_000));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shutdown_drain_and_log_format_are_read() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("SHUTDOWN_DRAIN_MS", "0"),
+                ("LOG_FORMAT", "JSON"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[("JWT_SECRET", SECRET), ("LOG_FORMAT", "text")], false).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -783,14 +916,7 @@ mod tests {
             "NODE_ID" => Some("n1".to_owned()),
             _ => None,
         };
-        let from_file = Config::from_sources(
-            &Sources {
-                files,
-                env: Box::new(env),
-            },
-            false,
-        )
-        .unwrap();
+        let from_file = from_files(files, env);
         let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(from_file, built_in);
         // CONSUL_DEBOUNCE_MS only shows once CONSUL_URL is set: compare with it set.
@@ -935,6 +1061,9 @@ mod tests {
             ("CONSUL_DEBOUNCE_MS", "2s"),
             ("QUOTA_COALESCE_MS", "-1"),
             ("QUOTA_COALESCE_MS", "soon"),
+            ("SHUTDOWN_DRAIN_MS", "-1"),
+            ("SHUTDOWN_DRAIN_MS", "5s"),
+            ("LOG_FORMAT", "yaml"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
@@ -1020,5 +1149,67 @@ mod tests {
         );
         assert_eq!(parse_args(vec!["--help".into()]), Ok(Command::Help));
         assert!(parse_args(vec!["--prod".into()]).is_err());
+    }
+
+    /// A bcrypt hash of "secret" (cost 4).
+    const HASH: &str = "$2a$04$R8o2BO2itKFv45WmOb5RjebuxWp0waPZDzm90VqQ75tW1.QDspVMO";
+
+    #[test]
+    fn the_admin_ui_is_off_unless_both_its_login_variables_are_set() {
+        let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
+        assert_eq!(load(&base, false).unwrap().admin_ui, None);
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs, false)
+        };
+        let on = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ])
+        .unwrap()
+        .admin_ui
+        .unwrap();
+        assert_eq!((on.username.as_str(), on.readonly), ("ops", true));
+        assert!(
+            !format!("{on:?}").contains(HASH),
+            "the hash is never printed"
+        );
+        let writable = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "false"),
+        ]);
+        assert!(!writable.unwrap().admin_ui.unwrap().readonly);
+        for half in [
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ] {
+            assert!(with(&[half]).is_err(), "{half:?} alone");
+        }
+        let plain = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", "secret"),
+        ]);
+        let err = plain.unwrap_err().to_string();
+        assert!(
+            err.contains("not a bcrypt hash") && !err.contains("secret"),
+            "{err}"
+        );
+        let bad_flag = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "maybe"),
+        ]);
+        assert!(bad_flag.is_err());
+        // config/default.toml's ADMIN_UI_READONLY is the built-in one.
+        let files = parse_toml(include_str!("../config/default.toml")).unwrap();
+        let env = |k: &str| match k {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "ADMIN_UI_USERNAME" => Some("ops".to_owned()),
+            "ADMIN_UI_PASSWORD_HASH" => Some(HASH.to_owned()),
+            _ => None,
+        };
+        assert_eq!(from_files(files, env).admin_ui, Some(on));
     }
 }

@@ -31,7 +31,9 @@
 //!    writes them (`Wire::poll_write_to`). Long-polling: `transport/polling.rs::PollingSession`
 //!    reads its inbox as `Deliver` messages and answers the waiting GET; after an upgrade it
 //!    hands each delivery to its WebSocket (`CarrierCommand::Pushes`), which writes it through
-//!    the same `Wire::push_delivery`.
+//!    the same `Wire::push_delivery`. Server-Sent Events: `sse/stream_session.rs::SseStream`
+//!    reads its inbox as `Deliver` messages and writes each packet as one event
+//!    (`sse/event.rs::push_event`).
 //!
 //! An HTTP push enters at step 3: `http/api.rs::push` checks the key, reads the body
 //! (`http/body.rs`), and sends the `Push`. A client joins the rooms through the same
@@ -54,6 +56,7 @@
 //! (`session/service_health.rs`).
 
 pub mod acl;
+pub mod admin_ui;
 pub mod auth;
 pub mod client_event_limit;
 pub mod cluster;
@@ -62,10 +65,12 @@ pub mod consul_watcher;
 pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
 pub mod protocol;
 pub mod refusal_log;
 pub mod server;
 pub mod session;
+pub mod sse;
 pub mod transport;
 
 pub use server::{start, Running, ShutdownHandle};

@@ -13,6 +13,7 @@ use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
+use pushgate_actors::admin_view::{AdminView, NodeIdentity};
 use pushgate_actors::cluster::{ClusterParts, ClusterSettings};
 use pushgate_actors::consumers::{start_cluster_consumers, start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
@@ -21,6 +22,7 @@ use pushgate_actors::recovery::RecoveryStore;
 use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
+use crate::admin_ui::AdminUi;
 use crate::auth::JwtVerifier;
 use crate::cluster::ClusterEdge;
 use crate::config::{ClusterMode, Config};
@@ -111,16 +113,34 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             );
             ClusterParts::new(settings, presence_expiry)
         });
+    let admin_view = config
+        .admin_ui
+        .as_ref()
+        .filter(|_| mode == Mode::Gateway)
+        .map(|_| {
+            AdminView::new(NodeIdentity {
+                server_id: config.amqp.node_id.clone(),
+                hostname: crate::config::host_name(),
+            })
+            .start()
+        });
     let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce);
-    let supervisor = match &cluster {
+    let mut supervisor = match &cluster {
         // The history is the cluster's log, read back at its positions.
         Some(_) if config.recovery.enabled() => supervisor.with_recovery_store(
             RecoveryStore::cluster(config.recovery.window, config.recovery.history_bytes),
         ),
         _ => supervisor.with_recovery(config.recovery.window, config.recovery.history_bytes),
+    };
+    if let Some(view) = &admin_view {
+        supervisor = supervisor.with_admin_view(view.clone().recipient());
     }
-    .start();
+    let supervisor = supervisor.start();
+    let admin_ui = match (&config.admin_ui, admin_view) {
+        (Some(settings), Some(view)) => Some(Arc::new(AdminUi::new(settings.clone(), view))),
+        _ => None,
+    };
     let consul = config.consul.clone().filter(|_| mode == Mode::Gateway);
     let service_health = consul.as_ref().map(|_| Arc::new(HealthBoard::new()));
     let context = |mode| {
@@ -133,6 +153,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             mode,
             recovery: config.recovery.enabled(),
             service_health: service_health.clone(),
+            admin_ui: admin_ui.clone().filter(|_| mode == Mode::Gateway),
         })
     };
     let sessions = context(mode);

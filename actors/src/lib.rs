@@ -19,8 +19,14 @@
 //!   an edge actor of the server crate).
 //! - [`cluster`] is cluster mode (`CLUSTER=rabbitmq`): the push log on the broker that every
 //!   node appends to and reads, and the shared event queues.
-//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+//! - [`admin_view`] is what the Socket.IO Admin UI is shown: the live sockets, their rooms and
+//!   the node's statistics, and the operator's actions handed to the sockets' sessions.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`;
+//!   [`process_metrics`] adds the standard `process_*` ones and `pushgate_build_info`, and
+//!   [`push_stats`] the push statistics (per event and source, latency to the socket, busiest
+//!   rooms) behind `/api/v1/stats` and part of `/metrics`.
 
+pub mod admin_view;
 pub mod cluster;
 pub mod coalescer;
 pub mod consumers;
@@ -28,6 +34,8 @@ pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod process_metrics;
+pub mod push_stats;
 pub mod readiness;
 pub mod recovery;
 pub mod room;

@@ -1,7 +1,9 @@
-//! What `/ready` reports: the broker connection's state and each consumer's, and whether
-//! Consul is watched (shown, but never part of being ready).
+//! What `/ready` reports: the broker connection's state and each consumer's, whether Consul is
+//! watched (shown, but never part of being ready), and whether the server is draining before a
+//! shutdown (never ready again).
 //!
-//! Written by the RabbitMQ consumers and the Consul watcher, read by the HTTP probe; lock-free.
+//! Written by the RabbitMQ consumers, the Consul watcher and the shutdown sequence, read by the
+//! HTTP probe; lock-free.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -103,6 +105,7 @@ pub struct Readiness {
     consumers: [AtomicBool; 2],
     consul: AtomicU8,
     cluster_log: AtomicU8,
+    draining: AtomicBool,
 }
 
 impl Default for Readiness {
@@ -118,6 +121,7 @@ impl Readiness {
             amqp: AtomicU8::new(AmqpState::Disconnected as u8),
             consumers: [AtomicBool::new(false), AtomicBool::new(false)],
             consul: AtomicU8::new(ConsulState::Off as u8),
+            draining: AtomicBool::new(false),
             cluster_log: AtomicU8::new(ClusterLogState::Off as u8),
         }
     }
@@ -175,9 +179,22 @@ impl Readiness {
         self.consumers[kind as usize].load(Ordering::Acquire)
     }
 
-    /// Ready when every consumer is consuming and, in cluster mode, the log is read live.
+    /// The server is shutting down: from now on it is never ready, so that a load balancer
+    /// sends no new clients while the connected ones are still served. There is no way back.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the server is draining before a shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready when every consumer is consuming, in cluster mode the log is read live, and the
+    /// server is not draining.
     pub fn is_ready(&self) -> bool {
-        ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
+        !self.is_draining()
+            && ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
             && matches!(
                 self.cluster_log(),
                 ClusterLogState::Off | ClusterLogState::Reading
@@ -234,5 +251,21 @@ mod tests {
         assert_eq!(r.consul().name(), Some("unreachable"));
         r.set_consul(ConsulState::Watching);
         assert_eq!(r.consul().name(), Some("watching"));
+    }
+
+    #[test]
+    fn draining_is_never_ready_again() {
+        let r = Readiness::new();
+        r.set_consuming(ConsumerKind::Quota, true);
+        r.set_consuming(ConsumerKind::Device, true);
+        assert!(r.is_ready() && !r.is_draining());
+        r.set_draining();
+        assert!(r.is_draining());
+        assert!(!r.is_ready());
+        r.set_consuming(ConsumerKind::Quota, true);
+        assert!(
+            !r.is_ready(),
+            "a consumer coming back does not undo draining"
+        );
     }
 }

@@ -87,7 +87,7 @@ impl Room {
         for g in groups {
             self.deliver(g);
         }
-        let packets = Arc::new(Packets::from(vec![msg.packet]));
+        let packets = Arc::new(Packets::from_iter([(msg.packet, msg.stamp)]));
         for (session, (inbox, _)) in &self.members {
             if !msg.except.contains(session) {
                 inbox.push(packets.clone());
@@ -95,7 +95,7 @@ impl Room {
         }
         self.metrics
             .push_fanout_seconds
-            .observe(msg.accepted_at.elapsed().as_secs_f64());
+            .observe(msg.stamp.accepted.at.elapsed().as_secs_f64());
     }
 
     /// Arm the timer for the coalescer's next due delivery (or drop it when none is).
@@ -190,7 +190,7 @@ impl Handler<Fanout> for Room {
             return;
         }
         let now = Instant::now();
-        for g in self.coalescer.push(msg.packet, msg.accepted_at, now) {
+        for g in self.coalescer.push(msg.packet, msg.stamp, now) {
             self.deliver(g);
         }
         self.schedule(ctx);
@@ -201,6 +201,7 @@ impl Handler<Fanout> for Room {
 mod tests {
     use super::*;
     use crate::coalescer::MAX_BATCH;
+    use crate::messages::{Accepted, PushEvent, PushSource, PushStamp};
     use crate::testing::{ProbeSession, Received};
     use bytestring::ByteString;
     use std::sync::Mutex;
@@ -223,7 +224,10 @@ mod tests {
         Fanout {
             packet: ByteString::from(packet.to_owned()),
             except: Vec::new(),
-            accepted_at: Instant::now(),
+            stamp: PushStamp {
+                event: PushEvent::Message,
+                accepted: Accepted::now(PushSource::Http),
+            },
             priority: false,
         }
     }

@@ -19,13 +19,17 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::admin_view::RoomMembership;
 use crate::cluster::presence::{GetNodeFigures, NodeFigures};
 use crate::cluster::LoggedPush;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
+
+mod streams;
 
 struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
@@ -127,7 +131,7 @@ impl Shards {
     fn fanout(
         &self,
         packet: &ByteString,
-        accepted_at: Instant,
+        stamp: PushStamp,
         skipped: &[(WorkerId, SessionId)],
         priority: bool,
     ) {
@@ -140,12 +144,15 @@ impl Shards {
             shard.addr.do_send(Fanout {
                 packet: packet.clone(),
                 except,
-                accepted_at,
+                stamp,
                 priority,
             });
         }
     }
 }
+
+/// How many of the busiest rooms [`GetStats`] lists.
+const BUSIEST_ROOMS: usize = 10;
 
 /// The internal name of the room every registered session is in (what a broadcast reaches);
 /// it is not in the room registry, so clients can neither join nor see it.
@@ -161,6 +168,14 @@ pub struct RoomSupervisor {
     settings: RoomSettings,
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
+    /// Deliveries per room over the last minute.
+    busiest_rooms: BusiestRooms,
+    /// Told every join and leave, when the admin UI is on.
+    admin_view: Option<Recipient<RoomMembership>>,
+    /// The log's head when it started holding every push, whoever receives it: set when the
+    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any
+    /// offset it got, with no kept session to make the pushes it misses logged.
+    logs_every_push_since: Option<LogPosition>,
 }
 
 impl RoomSupervisor {
@@ -178,7 +193,16 @@ impl RoomSupervisor {
             },
             metrics,
             recovery: None,
+            busiest_rooms: BusiestRooms::new(Instant::now()),
+            admin_view: None,
+            logs_every_push_since: None,
         }
+    }
+
+    /// Tell the admin UI's view (`crate::admin_view`) every room join and leave.
+    pub fn with_admin_view(mut self, view: Recipient<RoomMembership>) -> Self {
+        self.admin_view = Some(view);
+        self
     }
 
     /// Turn connection-state recovery on: ended sessions are kept for `window`, pushes logged
@@ -222,6 +246,18 @@ impl RoomSupervisor {
     /// The shards a push to `target` goes to, and the members they must skip.
     fn receivers(&self, target: &PushTarget) -> Receivers<'_> {
         receivers(&self.rooms, &self.everyone, &self.sessions, target)
+    }
+
+    /// Count a push in the statistics: by event and source, and under its room when it
+    /// reached someone.
+    fn count_push(&mut self, stamp: PushStamp, room: Option<String>, reached: usize) {
+        self.metrics
+            .push_stats
+            .pushed(stamp.event, stamp.accepted.source, reached);
+        if let (Some(room), true) = (room, reached > 0) {
+            self.busiest_rooms
+                .record(&room, reached as u64, Instant::now());
+        }
     }
 
     /// How many of this node's sessions a push to `target` reaches now.
@@ -338,26 +374,35 @@ fn members_of_both(
 struct Delivery<'a> {
     shards: Option<&'a Shards>,
     skipped: &'a [(WorkerId, SessionId)],
-    accepted_at: Instant,
+    stamp: PushStamp,
     priority: bool,
 }
 
 impl Delivery<'_> {
     /// Fan `packet` out (when there is one and someone to get it), count the deliveries of
-    /// `event`; returns how many sessions it reached.
-    fn fan_out(self, packet: Option<ByteString>, event: &str, metrics: &Metrics) -> usize {
+    /// its event; returns how many sessions it reached.
+    fn fan_out(self, packet: Option<ByteString>, metrics: &Metrics) -> usize {
         let reached = match (self.shards, packet) {
             (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, self.accepted_at, self.skipped, self.priority);
+                shards.fanout(&packet, self.stamp, self.skipped, self.priority);
                 shards.members() - self.skipped.len()
             }
             _ => 0,
         };
         metrics
             .deliveries
-            .with_label_values(&[event])
+            .with_label_values(&[self.stamp.event.name()])
             .inc_by(reached as u64);
         reached
+    }
+}
+
+/// The room a push to `target` is counted under among the busiest rooms (a broadcast is no
+/// room).
+fn target_room(target: &PushTarget) -> Option<String> {
+    match target {
+        PushTarget::Room(room) | PushTarget::RoomExceptMembersOf { room, .. } => Some(room.clone()),
+        PushTarget::Everyone => None,
     }
 }
 
@@ -366,7 +411,8 @@ struct Outgoing<'a> {
     target: PushTarget,
     event: &'a str,
     payload: &'a str,
-    /// Whether some live session receives it.
+    /// Whether some live session receives it (or every push is logged: the supervisor's
+    /// `logs_every_push_since`).
     live: bool,
     accepted_at: Instant,
 }
@@ -500,6 +546,13 @@ impl Handler<JoinRoom> for RoomSupervisor {
             &session.inbox,
             &self.settings,
         );
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room.clone(),
+                joined: true,
+            });
+        }
         session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
@@ -517,6 +570,13 @@ impl Handler<LeaveRoom> for RoomSupervisor {
         }
         let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room,
+                joined: false,
+            });
+        }
     }
 }
 
@@ -524,11 +584,16 @@ impl Handler<Push> for RoomSupervisor {
     type Result = usize;
 
     fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> usize {
-        let accepted_at = Instant::now();
+        let accepted_at = msg.accepted.at;
+        let stamp = PushStamp {
+            event: msg.event,
+            accepted: msg.accepted,
+        };
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
         let (shards, skipped) = receivers(&self.rooms, &self.everyone, &self.sessions, &msg.target);
         let live = shards.filter(|shards| shards.members() > skipped.len());
+        let room = target_room(&msg.target);
         let packet = encode_push(
             &mut self.recovery,
             self.encode,
@@ -537,17 +602,19 @@ impl Handler<Push> for RoomSupervisor {
                 target: msg.target,
                 event,
                 payload: &msg.payload,
-                live: live.is_some(),
+                live: live.is_some() || self.logs_every_push_since.is_some(),
                 accepted_at,
             },
         );
         let delivery = Delivery {
             shards: live,
             skipped: &skipped,
-            accepted_at,
+            stamp,
             priority: msg.priority,
         };
-        delivery.fan_out(packet, event, &self.metrics)
+        let reached = delivery.fan_out(packet, &self.metrics);
+        self.count_push(stamp, room, reached);
+        reached
     }
 }
 
@@ -563,8 +630,12 @@ impl Handler<LoggedPush> for RoomSupervisor {
             push,
             live,
         } = msg;
-        let accepted_at = Instant::now();
+        let stamp = PushStamp {
+            event: push.event,
+            accepted: push.accepted,
+        };
         let event = push.event.name();
+        let room = target_room(&push.target);
         let (shards, skipped) =
             receivers(&self.rooms, &self.everyone, &self.sessions, &push.target);
         let shards = shards.filter(|shards| live && shards.members() > skipped.len());
@@ -595,10 +666,11 @@ impl Handler<LoggedPush> for RoomSupervisor {
         let delivery = Delivery {
             shards,
             skipped: &skipped,
-            accepted_at,
+            stamp,
             priority: push.priority,
         };
-        delivery.fan_out(packet, event, &self.metrics);
+        let reached = delivery.fan_out(packet, &self.metrics);
+        self.count_push(stamp, room, reached);
     }
 }
 
@@ -650,6 +722,8 @@ impl Handler<GetStats> for RoomSupervisor {
         let mut stats = Stats {
             connections: self.sessions.len(),
             rooms: self.rooms.len(),
+            events: self.metrics.push_stats.snapshot(),
+            busiest_rooms: self.busiest_rooms.top(BUSIEST_ROOMS, Instant::now()),
             ..Stats::default()
         };
         for event in [PushEvent::Notification, PushEvent::Message] {
@@ -704,19 +778,23 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
-    fn push(room: &str, payload: &str) -> Push {
+    /// A notification to `room`.
+    pub(crate) fn push(room: &str, payload: &str) -> Push {
         Push {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
-    async fn settle() {
+    /// Let the actors handle what was sent.
+    pub(crate) async fn settle() {
         for _ in 0..5 {
             actix::clock::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -828,6 +906,7 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         };
         assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
         assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);

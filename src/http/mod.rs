@@ -9,6 +9,7 @@ pub mod pending_sessions;
 pub mod probes;
 pub mod same_origin;
 pub mod socketio_endpoint;
+pub mod sse;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming; the
-//! Consul watcher's state shown alongside) and `/metrics` (Prometheus). No authentication, no
+//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming and not
+//! draining before a shutdown; the Consul watcher's state shown alongside) and `/metrics`
+//! (Prometheus). No authentication, no
 //! CORS.
 
 use actix_web::{web, HttpResponse};
@@ -51,8 +52,13 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if let Some(log) = r.cluster_log().name() {
         components["log"] = Value::from(log);
     }
+    let status = match (ready, r.is_draining()) {
+        (true, _) => "ready",
+        (false, true) => "draining",
+        (false, false) => "not_ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "components": components,
     });
     if ready {

@@ -21,7 +21,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use lapin::message::Delivery;
@@ -160,7 +160,7 @@ impl LogReader {
                 for (index, push) in pushes.into_iter().enumerate() {
                     self.supervisor.do_send(LoggedPush {
                         position: position::of(offset, index),
-                        push: push.into_push(),
+                        push: push.into_push(Instant::now()),
                         live: self.live,
                     });
                 }

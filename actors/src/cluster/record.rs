@@ -18,7 +18,7 @@
 //! status `1` running / `2` stopped, `2` removed: id string), the push count (1 to
 //! [`MAX_PUSHES`]), then each push: target (`0` everyone, `1` room: name, `2` room except the
 //! members of another: two names), event (`0` notification, `1` message), priority (`0`/`1`),
-//! payload (`u32` length, UTF-8 bytes). A string is a `u16` length and UTF-8 bytes. Nothing
+//! source (`0` amqp, `1` http, `2` consul), payload (`u32` length, UTF-8 bytes). A string is a `u16` length and UTF-8 bytes. Nothing
 //! may follow the last field.
 //!
 //! A record that does not decode ([`RecordError`]) is skipped and counted by its reader,
@@ -27,7 +27,9 @@
 
 use std::sync::Arc;
 
-use crate::messages::{Push, PushEvent, PushTarget};
+use std::time::Instant;
+
+use crate::messages::{Accepted, Push, PushEvent, PushSource, PushTarget};
 
 /// One push as the log holds it: a [`Push`] without anything of the node that accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +42,23 @@ pub struct RecordedPush {
     pub payload: Arc<str>,
     /// An alert, never held by a coalescing window ([`Push::priority`]).
     pub priority: bool,
+    /// Where the accepting node got it (for the push statistics of every node).
+    pub source: PushSource,
 }
 
 impl RecordedPush {
-    /// The push a reading node hands its room supervisor.
-    pub fn into_push(self) -> Push {
+    /// The push a reading node hands its room supervisor, accepted (as far as this node's
+    /// statistics go) when it was read, `read_at`: the accepting node's clock is not this one's.
+    pub fn into_push(self, read_at: Instant) -> Push {
         Push {
             target: self.target,
             event: self.event,
             payload: self.payload,
             priority: self.priority,
+            accepted: Accepted {
+                source: self.source,
+                at: read_at,
+            },
         }
     }
 }
@@ -61,6 +70,7 @@ impl From<Push> for RecordedPush {
             event: push.event,
             payload: push.payload,
             priority: push.priority,
+            source: push.accepted.source,
         }
     }
 }
@@ -291,6 +301,11 @@ fn put_push(out: &mut Vec<u8>, push: &RecordedPush) -> Result<(), RecordError> {
         PushEvent::Message => 1,
     });
     out.push(u8::from(push.priority));
+    out.push(match push.source {
+        PushSource::Amqp => 0,
+        PushSource::Http => 1,
+        PushSource::Consul => 2,
+    });
     let len = u32::try_from(push.payload.len())
         .map_err(|_| RecordError::Oversized(push.payload.len()))?;
     out.extend_from_slice(&len.to_be_bytes());
@@ -361,6 +376,17 @@ impl<'a> Reader<'a> {
                 })
             }
         };
+        let source = match self.u8()? {
+            0 => PushSource::Amqp,
+            1 => PushSource::Http,
+            2 => PushSource::Consul,
+            tag => {
+                return Err(RecordError::BadTag {
+                    field: "source",
+                    tag,
+                })
+            }
+        };
         let len = u32::from_be_bytes(self.take(4)?.try_into().expect("four bytes"));
         let payload: Arc<str> = Arc::from(self.text(len as usize, "payload")?);
         Ok(RecordedPush {
@@ -368,6 +394,7 @@ impl<'a> Reader<'a> {
             event,
             payload,
             priority,
+            source,
         })
     }
 }
@@ -382,6 +409,7 @@ mod tests {
             event,
             payload: payload.into(),
             priority,
+            source: PushSource::Http,
         }
     }
 

@@ -49,7 +49,7 @@ use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::cluster::{ClusterParts, DeviceChange, LogAppender, LogRecord, SharedDeviceStatus};
 use crate::device_status_cache::DeviceStatusCache;
-use crate::messages::{Push, PushTarget};
+use crate::messages::{Accepted, Push, PushSource, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
 use crate::readiness::{ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
@@ -130,6 +130,8 @@ struct RoutedDelivery {
     tag: u64,
     routing_key: ShortString,
     pushes: Vec<RoutedPush>,
+    /// When the consumer took it (its pushes' acceptance time).
+    taken_at: Instant,
     /// Cluster mode: the device status change routing it made, for its log record.
     device: Option<DeviceChange>,
 }
@@ -259,6 +261,7 @@ impl<F: Family> EventConsumer<F> {
         let Some(active) = &self.active else {
             return; // not consuming: the broker redelivers it
         };
+        let taken_at = Instant::now();
         let settler = active.settler.clone();
         let tag = delivery.delivery_tag;
         let key = delivery.routing_key.as_str();
@@ -296,6 +299,7 @@ impl<F: Family> EventConsumer<F> {
             routing_key: delivery.routing_key,
             pushes,
             device,
+            taken_at,
         };
         let in_order = match role {
             StormRole::Unrelated => vec![routed],
@@ -368,8 +372,8 @@ fn max_held(prefetch: u16) -> usize {
     }
 }
 
-/// The push a routed push becomes.
-fn to_push(push: RoutedPush) -> Push {
+/// The push a routed push becomes, accepted from RabbitMQ at `taken_at`.
+fn to_push(push: RoutedPush, taken_at: Instant) -> Push {
     let target = match push.except_members_of {
         None => PushTarget::Room(push.room),
         Some(except_members_of) => PushTarget::RoomExceptMembersOf {
@@ -382,6 +386,10 @@ fn to_push(push: RoutedPush) -> Push {
         event: push.event,
         payload: push.payload,
         priority: push.priority,
+        accepted: Accepted {
+            source: PushSource::Amqp,
+            at: taken_at,
+        },
     }
 }
 
@@ -391,6 +399,7 @@ async fn hand_over(
     sink: &PushSink,
     pushes: Vec<RoutedPush>,
     device: Option<DeviceChange>,
+    taken_at: Instant,
     metrics: &Metrics,
 ) -> Result<(), String> {
     match sink {
@@ -399,7 +408,7 @@ async fn hand_over(
             // admin-room copy).
             for push in pushes {
                 supervisor
-                    .send(to_push(push))
+                    .send(to_push(push, taken_at))
                     .await
                     .map_err(|e| format!("room supervisor refused a push ({e})"))?;
             }
@@ -409,7 +418,10 @@ async fn hand_over(
             let record = LogRecord::Pushes {
                 origin: origin.to_string(),
                 device,
-                pushes: pushes.into_iter().map(|p| to_push(p).into()).collect(),
+                pushes: pushes
+                    .into_iter()
+                    .map(|p| to_push(p, taken_at).into())
+                    .collect(),
             };
             appender.append(&record).await.map_err(|e| {
                 metrics.cluster_log_append_failures.inc();
@@ -431,7 +443,15 @@ async fn settle(
     let mut deliveries = deliveries.into_iter();
     while let Some(delivery) = deliveries.next() {
         let key = delivery.routing_key.as_str();
-        if let Err(e) = hand_over(&sink, delivery.pushes, delivery.device, &metrics).await {
+        if let Err(e) = hand_over(
+            &sink,
+            delivery.pushes,
+            delivery.device,
+            delivery.taken_at,
+            &metrics,
+        )
+        .await
+        {
             log::error!("{e} for `{key}`; requeueing");
             actix::clock::sleep(REQUEUE_PAUSE).await;
             settler.settle(delivery.tag, Verdict::Requeue);

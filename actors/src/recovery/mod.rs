@@ -22,7 +22,8 @@
 //! every accepted [`Push`](crate::Push) gets the next offset from the log and is encoded once
 //! with it as its last argument, `42["notification",{...},"<offset>"]`; the packet is stored
 //! once (a reference-counted clone) and fanned out as before. A push no live session receives
-//! is logged only while some session is kept (it may be one of theirs).
+//! is logged only while some session is kept (it may be one of theirs), or once a stream has
+//! registered (`room_supervisor/streams.rs`: a stream's client may resume from any offset).
 //!
 //! # What the edge (the session) does
 //!
