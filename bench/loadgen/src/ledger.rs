@@ -12,7 +12,7 @@ pub struct Ledger {
 }
 
 /// How a ledger compares with what was expected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Account {
     /// Expected pushes received (once or more).
     pub received: u64,
@@ -22,11 +22,20 @@ pub struct Account {
     pub duplicated: u64,
     /// Pushes received that were not expected (refused by the server, or another target's).
     pub unexpected: u64,
+    /// The first few missing sequence numbers (for the report of an unclean client).
+    #[serde(skip)]
+    pub missing_seqs: Vec<u64>,
+    /// The first few duplicated sequence numbers.
+    #[serde(skip)]
+    pub duplicated_seqs: Vec<u64>,
 }
+
+/// How many anomalous sequence numbers an account keeps.
+const KEPT: usize = 8;
 
 impl Account {
     /// Add another account.
-    pub fn add(&mut self, other: Account) {
+    pub fn add(&mut self, other: &Account) {
         self.received += other.received;
         self.missing += other.missing;
         self.duplicated += other.duplicated;
@@ -45,16 +54,23 @@ impl Ledger {
         self.seqs.len()
     }
 
+    /// The sequence numbers in arrival order.
+    pub fn seqs(&self) -> &[u32] {
+        &self.seqs
+    }
+
     /// Compare with `expected` (the accepted sequence numbers, ascending, each once).
     pub fn account(&self, expected: impl IntoIterator<Item = u64>) -> Account {
         let mut seen = self.seqs.clone();
         seen.sort_unstable();
-        let before = seen.len();
+        let mut account = Account::default();
+        for pair in seen.windows(2).filter(|p| p[0] == p[1]) {
+            account.duplicated += 1;
+            if account.duplicated_seqs.len() < KEPT {
+                account.duplicated_seqs.push(u64::from(pair[0]));
+            }
+        }
         seen.dedup();
-        let mut account = Account {
-            duplicated: (before - seen.len()) as u64,
-            ..Account::default()
-        };
         let mut seen = seen.into_iter().map(u64::from).peekable();
         for want in expected {
             while seen.next_if(|s| *s < want).is_some() {
@@ -64,6 +80,9 @@ impl Ledger {
                 account.received += 1;
             } else {
                 account.missing += 1;
+                if account.missing_seqs.len() < KEPT {
+                    account.missing_seqs.push(want);
+                }
             }
         }
         account.unexpected += seen.count() as u64;
@@ -129,13 +148,12 @@ mod tests {
         // 3 and 4 were sent during the cut and never replayed; 1 and 2 replayed again.
         let a = ledger(&[0, 1, 2, 1, 2, 5, 6]).account(0..7);
         assert_eq!(
-            a,
-            Account {
-                received: 5,
-                missing: 2,
-                duplicated: 2,
-                unexpected: 0
-            }
+            (a.received, a.missing, a.duplicated, a.unexpected),
+            (5, 2, 2, 0)
+        );
+        assert_eq!(
+            (a.missing_seqs, a.duplicated_seqs),
+            (vec![3, 4], vec![1, 2])
         );
         // Out of order is still once each.
         assert_eq!(ledger(&[2, 0, 1]).account(0..3).received, 3);

@@ -126,15 +126,37 @@ async fn push_all(api: HttpApi, plan: &RecoverPlan, secs: f64) -> (PushReport, V
     (user, rooms)
 }
 
-/// The exactly-once accounts of all clients (user pushes, room pushes), and how many clients
-/// missed or repeated anything.
+/// Where one target's receipts of an unclean client came: the sequence numbers received live
+/// before the cut, replayed, and live after the reconnect (first and last of each), with the
+/// anomalies.
+fn unclean_detail(run: &ClientRun, target: usize, account: &Account) -> Value {
+    let seqs = if target == 0 {
+        run.user.seqs()
+    } else {
+        run.room.seqs()
+    };
+    let at = |m: (usize, usize)| if target == 0 { m.0 } else { m.1 };
+    let (cut, welcome) = (at(run.marks[0]), at(run.marks[1]).max(at(run.marks[0])));
+    let span = |s: &[u32]| json!([s.first(), s.last(), s.len()]);
+    json!({
+        "missing": account.missing_seqs,
+        "duplicated": account.duplicated_seqs,
+        "before_cut_first_last_count": span(&seqs[..cut.min(seqs.len())]),
+        "replayed_first_last_count": span(&seqs[cut.min(seqs.len())..welcome.min(seqs.len())]),
+        "after_welcome_first_last_count": span(&seqs[welcome.min(seqs.len())..]),
+    })
+}
+
+/// The exactly-once accounts of all clients (user pushes, room pushes), how many clients
+/// missed or repeated anything, and the first few of those in detail.
 fn accounts(
     runs: &[ClientRun],
     plan: &RecoverPlan,
     user: &PushReport,
     rooms: &[PushReport],
-) -> (Account, Account, u64) {
+) -> (Account, Account, u64, Vec<Value>) {
     let (mut users_acc, mut rooms_acc, mut unclean) = (Account::default(), Account::default(), 0);
+    let mut details = Vec::new();
     for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.connected) {
         let u = run.user.account(accepted_for_user(
             i,
@@ -146,11 +168,19 @@ fn accounts(
         let r = run.room.account(accepted(room.sent, &room.failed_k));
         if u.missing + u.duplicated + r.missing + r.duplicated > 0 {
             unclean += 1;
+            if details.len() < 5 {
+                details.push(json!({
+                    "client": i,
+                    "room": room_name(i % plan.rooms),
+                    "user_pushes": unclean_detail(run, 0, &u),
+                    "room_pushes": unclean_detail(run, 1, &r),
+                }));
+            }
         }
-        users_acc.add(u);
-        rooms_acc.add(r);
+        users_acc.add(&u);
+        rooms_acc.add(&r);
     }
-    (users_acc, rooms_acc, unclean)
+    (users_acc, rooms_acc, unclean, details)
 }
 
 /// `recover`: see the module doc.
@@ -250,7 +280,8 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
             first_error = first_error.or(run.detail.clone().map(|d| format!("{kind}: {d}")));
         }
     }
-    let (users_acc, rooms_acc, unclean) = accounts(&runs, &plan, &user, &rooms);
+    let last_welcome = runs.iter().filter_map(|r| r.welcomed_at).max();
+    let (users_acc, rooms_acc, unclean, details) = accounts(&runs, &plan, &user, &rooms);
     let missing = users_acc.missing + rooms_acc.missing;
     let duplicated = users_acc.duplicated + rooms_acc.duplicated;
     let all = plan.clients as u64;
@@ -280,7 +311,9 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
         "client_errors": errors,
         "first_error": first_error,
         "reconnect_to_welcome": summary(&reconnect),
-        "reconnect_phase_secs": round(reconnect_at.elapsed().as_secs_f64(), 3),
+        "unclean_clients": details,
+        "reconnect_to_last_welcome_secs": last_welcome
+            .map(|w| round(w.saturating_duration_since(reconnect_at).as_secs_f64(), 3)),
         "all_within_5s": within_5s,
         "server_rss_before_kib": before.map(|s| s.rss_kib),
         "server_rss_connected_kib": at_connect.map(|s| s.rss_kib),
@@ -313,10 +346,12 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
     let _ = writeln!(
         s,
         "  {deliveries}/{expected} deliveries, {missing} missing, {duplicated} duplicated \
-         ({unclean} clients unclean); reconnect→welcome p50 {} p99 {} max {} ms",
+         ({unclean} clients unclean); reconnect→welcome p50 {} p99 {} max {} ms, the last \
+         {} s after the reconnect began",
         results["reconnect_to_welcome"]["p50_ms"],
         results["reconnect_to_welcome"]["p99_ms"],
         results["reconnect_to_welcome"]["max_ms"],
+        results["reconnect_to_last_welcome_secs"],
     );
     let _ = write!(
         s,

@@ -78,6 +78,11 @@ pub struct ClientRun {
     pub recovered: Option<bool>,
     /// From the reconnect's TCP connect to its `welcome`, µs.
     pub reconnect_us: Option<u64>,
+    /// When the reconnect's `welcome` arrived.
+    pub welcomed_at: Option<Instant>,
+    /// Pushes received (user, room) by the cut, and by the reconnect's `welcome`: where the
+    /// ledgers' live, replayed and live-again receipts begin and end.
+    pub marks: [(usize, usize); 2],
     /// How it went wrong, if it did (kind).
     pub error: Option<&'static str>,
     /// The first error's detail.
@@ -339,6 +344,7 @@ pub async fn run(
     }
     // The cut: the socket closes with no close frame and no `41`.
     drop(ws);
+    client.run.marks[0] = (client.run.user.len(), client.run.room.len());
     let _ = phase.wait_for(|p| *p >= Phase::Reconnect).await;
     let (mut ws, again, recovered, us) = match client.connect(Some(&ids), false).await {
         Ok(r) => r,
@@ -350,6 +356,8 @@ pub async fn run(
     client.run.same_ids = again == ids;
     client.run.recovered = Some(recovered);
     client.run.reconnect_us = Some(us);
+    client.run.welcomed_at = Some(Instant::now());
+    client.run.marks[1] = (client.run.user.len(), client.run.room.len());
     match client.receive(&mut ws, &mut phase, Phase::Stop).await {
         Ok(()) => {
             let _ = ws.close().await;
