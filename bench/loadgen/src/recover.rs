@@ -171,6 +171,7 @@ fn accounts(
             if details.len() < 5 {
                 details.push(json!({
                     "client": i,
+                    "offsets_backwards": run.offsets_backwards,
                     "room": room_name(i % plan.rooms),
                     "user_pushes": unclean_detail(run, 0, &u),
                     "room_pushes": unclean_detail(run, 1, &r),
@@ -266,12 +267,15 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
 
     let mut reconnect = new_hist();
     let (mut recovered, mut same_ids, mut replayed) = (0u64, 0u64, 0u64);
+    let (mut backwards, mut clients_backwards) = (0u64, 0u64);
     let mut errors = std::collections::BTreeMap::<&str, u64>::new();
     let mut first_error = None;
     for run in &runs {
         recovered += u64::from(run.recovered == Some(true));
         same_ids += u64::from(run.same_ids);
         replayed += run.replayed;
+        backwards += run.offsets_backwards;
+        clients_backwards += u64::from(run.offsets_backwards > 0);
         if let Some(us) = run.reconnect_us {
             record(&mut reconnect, us);
         }
@@ -312,6 +316,8 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
         "first_error": first_error,
         "reconnect_to_welcome": summary(&reconnect),
         "unclean_clients": details,
+        "offsets_backwards": backwards,
+        "clients_seeing_offsets_backwards": clients_backwards,
         "reconnect_to_last_welcome_secs": last_welcome
             .map(|w| round(w.saturating_duration_since(reconnect_at).as_secs_f64(), 3)),
         "all_within_5s": within_5s,

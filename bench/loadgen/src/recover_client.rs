@@ -83,6 +83,9 @@ pub struct ClientRun {
     /// Pushes received (user, room) by the cut, and by the reconnect's `welcome`: where the
     /// ledgers' live, replayed and live-again receipts begin and end.
     pub marks: [(usize, usize); 2],
+    /// Pushes whose offset came before the previous push's (read as `<anything>-<number>`,
+    /// pushgate's form; 0 for other forms): the client then resumes from too early or too late.
+    pub offsets_backwards: u64,
     /// How it went wrong, if it did (kind).
     pub error: Option<&'static str>,
     /// The first error's detail.
@@ -106,6 +109,11 @@ pub fn offset_of(frame: &str) -> Option<&str> {
         .ends_with("},")
         .then(|| &rest[start + 1..])
         .filter(|o| !o.is_empty() && !o.contains('\\'))
+}
+
+/// The number after the last `-` of an offset, when it has one (pushgate's `<epoch>-<seq>`).
+fn offset_number(offset: &str) -> Option<u64> {
+    offset.rsplit_once('-')?.1.parse().ok()
 }
 
 /// The JSON object after a packet's type prefix (e.g. the `40` CONNECT reply).
@@ -158,6 +166,10 @@ impl Client<'_> {
             ledger.record(seq);
         }
         if let Some(offset) = offset_of(text) {
+            let previous = self.offset.as_deref().and_then(offset_number);
+            if offset_number(offset) < previous {
+                self.run.offsets_backwards += 1;
+            }
             self.offset = Some(offset.to_owned());
         }
         Ok(false)
@@ -381,6 +393,8 @@ mod tests {
         assert_eq!(offset_of(r#"42["message","text"]"#), None);
         assert_eq!(offset_of(r#"42["x",{"a":"b"},""]"#), None);
         assert_eq!(offset_of(r#"42["x",{"a":"b","c":"d"}]"#), None);
+        assert_eq!(offset_number("lz0a1b-17"), Some(17));
+        assert_eq!(offset_number("opaque"), None);
     }
 
     #[test]
