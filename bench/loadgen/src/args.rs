@@ -286,4 +286,23 @@ mod tests {
         assert!(Cli::try_parse_from(["pushgate-loadgen", "idle", "--sources", "0"]).is_err());
         assert!(Cli::try_parse_from(["pushgate-loadgen", "bogus"]).is_err());
     }
+
+    #[test]
+    fn parses_recover_with_the_benchmark_defaults() {
+        let cli = Cli::try_parse_from(["pushgate-loadgen", "recover", "--cut-at", "2.5"]).unwrap();
+        match cli.command {
+            Command::Recover {
+                clients,
+                rooms,
+                room_rate,
+                cut_at,
+                pause,
+                ..
+            } => assert_eq!(
+                (clients, rooms, room_rate, cut_at, pause),
+                (10_000, 10, 50.0, 2.5, 1.0)
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }
