@@ -267,7 +267,8 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
 
     let mut reconnect = new_hist();
     let (mut recovered, mut same_ids, mut replayed) = (0u64, 0u64, 0u64);
-    let (mut backwards, mut clients_backwards) = (0u64, 0u64);
+    let (mut backwards, mut clients_backwards, mut backwards_live) = (0u64, 0u64, 0u64);
+    let mut backwards_by_welcome = 0u64;
     let mut errors = std::collections::BTreeMap::<&str, u64>::new();
     let mut first_error = None;
     for run in &runs {
@@ -275,6 +276,8 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
         same_ids += u64::from(run.same_ids);
         replayed += run.replayed;
         backwards += run.offsets_backwards;
+        backwards_live += run.offsets_backwards_before_cut;
+        backwards_by_welcome += run.offsets_backwards_by_welcome;
         clients_backwards += u64::from(run.offsets_backwards > 0);
         if let Some(us) = run.reconnect_us {
             record(&mut reconnect, us);
@@ -318,6 +321,8 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
         "unclean_clients": details,
         "offsets_backwards": backwards,
         "clients_seeing_offsets_backwards": clients_backwards,
+        "offsets_backwards_before_cut": backwards_live,
+        "offsets_backwards_by_welcome": backwards_by_welcome,
         "reconnect_to_last_welcome_secs": last_welcome
             .map(|w| round(w.saturating_duration_since(reconnect_at).as_secs_f64(), 3)),
         "all_within_5s": within_5s,

@@ -86,6 +86,10 @@ pub struct ClientRun {
     /// Pushes whose offset came before the previous push's (read as `<anything>-<number>`,
     /// pushgate's form; 0 for other forms): the client then resumes from too early or too late.
     pub offsets_backwards: u64,
+    /// Of those, the ones before the cut: live pushes only, no replay involved.
+    pub offsets_backwards_before_cut: u64,
+    /// Of those, the ones by the reconnect's `welcome` (before the cut, or in the replay).
+    pub offsets_backwards_by_welcome: u64,
     /// How it went wrong, if it did (kind).
     pub error: Option<&'static str>,
     /// The first error's detail.
@@ -357,6 +361,7 @@ pub async fn run(
     // The cut: the socket closes with no close frame and no `41`.
     drop(ws);
     client.run.marks[0] = (client.run.user.len(), client.run.room.len());
+    client.run.offsets_backwards_before_cut = client.run.offsets_backwards;
     let _ = phase.wait_for(|p| *p >= Phase::Reconnect).await;
     let (mut ws, again, recovered, us) = match client.connect(Some(&ids), false).await {
         Ok(r) => r,
@@ -370,6 +375,7 @@ pub async fn run(
     client.run.reconnect_us = Some(us);
     client.run.welcomed_at = Some(Instant::now());
     client.run.marks[1] = (client.run.user.len(), client.run.room.len());
+    client.run.offsets_backwards_by_welcome = client.run.offsets_backwards;
     match client.receive(&mut ws, &mut phase, Phase::Stop).await {
         Ok(()) => {
             let _ = ws.close().await;
