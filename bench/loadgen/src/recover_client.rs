@@ -125,9 +125,11 @@ fn object_after(frame: &str, prefix: &str) -> Option<Value> {
     serde_json::from_str(frame.strip_prefix(prefix)?).ok()
 }
 
-/// The payload of a `welcome` event.
+/// The payload of a `welcome` event (socket.io's own server appends an offset to it too).
 fn welcome_of(frame: &str) -> Option<Value> {
-    serde_json::from_str(frame.strip_prefix("42[\"welcome\",")?.strip_suffix(']')?).ok()
+    frame.strip_prefix("42[\"welcome\",")?;
+    let mut args: Vec<Value> = serde_json::from_str(&frame[2..]).ok()?;
+    (args.len() >= 2).then(|| args.swap_remove(1))
 }
 
 /// The CONNECT auth object: the token, and the session to recover if there is one.
@@ -209,7 +211,15 @@ impl Client<'_> {
         ws.send_text(&connect_auth(&self.id.token, resume_auth))
             .await
             .map_err(|e| ClientError("send", e.to_string()))?;
-        let reply = self.next(&mut ws).await?;
+        // socket.io's own server sends a recovered session's missed pushes before the CONNECT
+        // reply (socket.io-client buffers them until it is connected); pushgate after it.
+        let reply = loop {
+            let frame = self.next(&mut ws).await?;
+            if frame.starts_with("40") || frame.starts_with("44") {
+                break frame;
+            }
+            self.on_handshake_push(&frame, resume.is_some())?;
+        };
         let Some(ids) = object_after(&reply, "40") else {
             return Err(ClientError("refused", reply.chars().take(80).collect()));
         };
@@ -234,16 +244,22 @@ impl Client<'_> {
             } else if frame.starts_with("42[\"error\"") {
                 return Err(ClientError("join_refused", frame));
             } else if !frame.starts_with("42[\"room_joined\"") {
-                let before = self.received();
-                self.on_text(&frame)?;
-                let got = (self.received() - before) as u64;
-                self.shared.received.fetch_add(got, Ordering::Relaxed);
-                if resume.is_some() {
-                    self.run.replayed += got;
-                }
+                self.on_handshake_push(&frame, resume.is_some())?;
             }
         }
         Ok((ws, ids, welcome.unwrap_or(false)))
+    }
+
+    /// Record a push received during a handshake (a replayed one when `replay`).
+    fn on_handshake_push(&mut self, frame: &str, replay: bool) -> Result<(), ClientError> {
+        let before = self.received();
+        self.on_text(frame)?;
+        let got = (self.received() - before) as u64;
+        self.shared.received.fetch_add(got, Ordering::Relaxed);
+        if replay {
+            self.run.replayed += got;
+        }
+        Ok(())
     }
 
     /// The next text message, answering pings.
@@ -413,6 +429,8 @@ mod tests {
         let w = welcome_of(r#"42["welcome",{"clientId":"s1","recovered":true}]"#).unwrap();
         assert_eq!(w["recovered"], true);
         assert!(welcome_of(r#"42["message",{"recovered":true}]"#).is_none());
+        let w = welcome_of(r#"42["welcome",{"recovered":false},"Q99mnz3"]"#).unwrap();
+        assert_eq!(w["recovered"], false);
     }
 
     #[test]
