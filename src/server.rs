@@ -14,7 +14,7 @@ use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use pushgate_actors::admin_view::{AdminView, NodeIdentity};
-use pushgate_actors::cluster::{ClusterParts, ClusterSettings};
+use pushgate_actors::cluster::{ClusterParts, ClusterSettings, SessionLog};
 use pushgate_actors::consumers::{start_cluster_consumers, start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
@@ -127,10 +127,23 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce);
     let mut supervisor = match &cluster {
-        // The history is the cluster's log, read back at its positions.
-        Some(_) if config.recovery.enabled() => supervisor.with_recovery_store(
-            RecoveryStore::cluster(config.recovery.window, config.recovery.history_bytes),
-        ),
+        // The history is the cluster's log, read back at its positions, and so are every
+        // node's sessions: any node recovers any node's client.
+        Some(parts) if config.recovery.enabled() => {
+            let origin = parts.settings.origin.clone();
+            supervisor
+                .with_recovery_store(RecoveryStore::cluster(
+                    config.recovery.window,
+                    config.recovery.history_bytes,
+                    &origin,
+                    parts.presence.clone(),
+                ))
+                .with_session_log(SessionLog::start(
+                    parts.appender.clone(),
+                    origin,
+                    metrics.clone(),
+                ))
+        }
         _ => supervisor.with_recovery(config.recovery.window, config.recovery.history_bytes),
     };
     if let Some(view) = &admin_view {

@@ -9,6 +9,10 @@
 //!   (SIGKILL), and a poison event is dead-lettered once.
 //! - A node cut from the broker answers `503 unavailable`, then recovers: its pushes are
 //!   accepted again and its clients get what was pushed meanwhile, nothing twice.
+//! - A kept session is recovered on any node (same ids, rooms, every missed push once, in
+//!   order), also after its node was killed (SIGKILL) and by a node that restarted; once
+//!   (two nodes claiming it at once: one recovers it); never after `41`, never by another
+//!   user.
 
 mod common;
 
@@ -403,4 +407,138 @@ async fn a_node_cut_from_the_broker_answers_503_then_recovers_without_a_gap() {
         .collect();
     assert_eq!(got, [json!({"n": 2})], "the refused pushes went nowhere");
     assert!(cut.metric_sum("pushgate_cluster_log_append_failures_total", "") >= 2);
+}
+
+/// `POST` a push through `node`, expecting `202`.
+async fn push_via(node: &ClusterNode, path: &str, body: serde_json::Value) {
+    let answer = api_post(node.addr(), path, &body).await;
+    assert_eq!(answer.status, 202, "{path}: {}", answer.body);
+}
+
+/// The payloads of `packets`.
+fn payloads(packets: &[String]) -> Vec<serde_json::Value> {
+    packets.iter().map(|p| push_parts(p).1).collect()
+}
+
+/// The offset of the last of `packets`.
+fn last_offset(packets: &[String]) -> String {
+    push_parts(packets.last().expect("a push")).2
+}
+
+#[actix_web::test]
+async fn kept_sessions_are_recovered_on_any_node_once_even_after_a_sigkill_or_a_restart() {
+    let vhost = Vhost::create();
+    let url = vhost.user_url();
+    let node_ids = ["rec-a", "rec-b", "rec-c"];
+    let mut nodes: Vec<_> = std::thread::scope(|scope| {
+        let starting: Vec<_> = node_ids
+            .iter()
+            .map(|id| {
+                let url = &url;
+                scope.spawn(move || ClusterNode::start_with(url, "rec", &[("NODE_ID", id)]))
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+
+    // x, an admin in `ops`, on node A, gets one push, then its transport drops.
+    let first = reconnect(nodes[0].addr(), "x", true, None, None).await;
+    assert!(!first.recovered);
+    let mut x = first.client;
+    join(&mut x, "ops").await;
+    push_via(&nodes[1], "/api/v1/rooms/ops/messages", json!({"m": 1})).await;
+    let got = pushes_until_quiet(&mut x, QUIET).await;
+    assert_eq!(payloads(&got), [json!({"m": 1})]);
+    let offset = last_offset(&got);
+    drop(x);
+    // Meanwhile: to its room, to itself, to a room it is not in, through every node.
+    push_via(&nodes[2], "/api/v1/rooms/ops/messages", json!({"m": 2})).await;
+    push_via(&nodes[0], "/api/v1/users/x/notifications", json!({"n": 1})).await;
+    push_via(&nodes[1], "/api/v1/rooms/other/messages", json!({"o": 1})).await;
+    push_via(&nodes[1], "/api/v1/rooms/ops/messages", json!({"m": 3})).await;
+    // It reconnects to node B: the same ids, every missed push once, in order, then live.
+    let back = reconnect(nodes[1].addr(), "x", true, Some(&first.pid), Some(&offset)).await;
+    assert!(back.recovered);
+    assert_eq!((&back.sid, &back.pid), (&first.sid, &first.pid));
+    assert_eq!(
+        payloads(&back.missed),
+        [json!({"m": 2}), json!({"n": 1}), json!({"m": 3})]
+    );
+    let mut x = back.client;
+    push_via(&nodes[2], "/api/v1/rooms/ops/messages", json!({"m": 4})).await;
+    let got = pushes_until_quiet(&mut x, QUIET).await;
+    assert_eq!(
+        payloads(&got),
+        [json!({"m": 4})],
+        "its rooms are back, live"
+    );
+    // Taken once: two reconnects with its pid at once, to two nodes, recover it once (the
+    // log's order decides); the one recovered supersedes the session on node B, closed.
+    let (on_a, on_c) = futures::join!(
+        reconnect(nodes[0].addr(), "x", true, Some(&first.pid), Some(&offset)),
+        reconnect(nodes[2].addr(), "x", true, Some(&first.pid), Some(&offset)),
+    );
+    assert!(on_a.recovered != on_c.recovered, "exactly one is recovered");
+    let winner = if on_a.recovered { &on_a } else { &on_c };
+    assert_eq!(winner.sid, first.sid);
+    assert_eq!(
+        payloads(&winner.missed),
+        [json!({"m": 4})],
+        "what came before node B recovered it was delivered there"
+    );
+    x.expect_closed(Duration::from_secs(5)).await;
+
+    // y disconnects itself (`41`): nothing to recover, on any node.
+    let y = reconnect(nodes[2].addr(), "y", false, None, None).await;
+    let mut y_client = y.client;
+    y_client.send("41").await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let y_again = reconnect(nodes[0].addr(), "y", false, Some(&y.pid), None).await;
+    assert!(!y_again.recovered);
+    assert_ne!(y_again.sid, y.sid);
+
+    // z's pid from another user is refused, and stays kept for z.
+    let z = reconnect(nodes[0].addr(), "z", false, None, None).await;
+    drop(z.client);
+    let intruder = reconnect(nodes[1].addr(), "intruder", false, Some(&z.pid), None).await;
+    assert!(!intruder.recovered);
+    assert_ne!((&intruder.sid, &intruder.pid), (&z.sid, &z.pid));
+    let z_back = reconnect(nodes[2].addr(), "z", false, Some(&z.pid), None).await;
+    assert!(z_back.recovered);
+    assert_eq!(z_back.sid, z.sid);
+
+    // k on node A, whose node is killed (SIGKILL): recovered on node C with every push
+    // published meanwhile.
+    let k = reconnect(nodes[0].addr(), "k", false, None, None).await;
+    let mut k_client = k.client;
+    push_via(&nodes[1], "/api/v1/users/k/notifications", json!({"k": 1})).await;
+    let got = pushes_until_quiet(&mut k_client, QUIET).await;
+    let offset = last_offset(&got);
+    nodes.remove(0).process.kill();
+    drop(k_client);
+    for n in 2..5 {
+        push_via(&nodes[0], "/api/v1/users/k/notifications", json!({"k": n})).await;
+    }
+    let k_back = reconnect(nodes[1].addr(), "k", false, Some(&k.pid), Some(&offset)).await;
+    assert!(k_back.recovered);
+    assert_eq!(k_back.sid, k.sid);
+    assert_eq!(
+        payloads(&k_back.missed),
+        [json!({"k": 2}), json!({"k": 3}), json!({"k": 4})]
+    );
+
+    // r on node B drops; node A restarts (same NODE_ID), rebuilds the history from the log
+    // and recovers r.
+    let r = reconnect(nodes[0].addr(), "r", false, None, None).await;
+    drop(r.client);
+    push_via(&nodes[1], "/api/v1/users/r/notifications", json!({"r": 1})).await;
+    let restarted = ClusterNode::start_with(&url, "rec", &[("NODE_ID", "rec-a")]);
+    let r_back = reconnect(restarted.addr(), "r", false, Some(&r.pid), None).await;
+    assert!(r_back.recovered);
+    assert_eq!(r_back.sid, r.sid);
+    assert_eq!(payloads(&r_back.missed), [json!({"r": 1})]);
+    assert!(
+        restarted.metric_sum("pushgate_recoveries_total", r#"outcome="recovered""#) == 1,
+        "recovered by the restarted node itself"
+    );
 }

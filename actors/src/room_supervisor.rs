@@ -10,7 +10,8 @@
 //! With recovery on ([`RoomSupervisor::with_recovery`]) it also gives every push its offset and
 //! logs it, keeps ended sessions, and gives a reconnecting client its session back in the same
 //! step that registers it, so that no push falls between the missed ones and the live ones
-//! (see [`crate::recovery`]).
+//! (see [`crate::recovery`]). In cluster mode it also writes its sessions' records to the
+//! cluster's log and claims a session there before giving it back (`cluster_sessions.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use bytestring::ByteString;
 
 use crate::admin_view::RoomMembership;
 use crate::cluster::presence::{GetNodeFigures, NodeFigures};
-use crate::cluster::LoggedPush;
+use crate::cluster::{LoggedPush, SessionLog};
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
@@ -29,6 +30,7 @@ use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
 
+mod cluster_sessions;
 mod streams;
 
 struct SessionEntry {
@@ -176,6 +178,10 @@ pub struct RoomSupervisor {
     /// first stream registers (see [`RegisterStream`]), since a stream may come back from any
     /// offset it got, with no kept session to make the pushes it misses logged.
     logs_every_push_since: Option<LogPosition>,
+    /// Cluster mode: where its sessions' records go (`cluster_sessions.rs`).
+    session_log: Option<SessionLog>,
+    /// Cluster mode: the registrations waiting for their claim to be read back, by session.
+    claims: HashMap<SessionId, futures::channel::oneshot::Sender<()>>,
 }
 
 impl RoomSupervisor {
@@ -196,6 +202,8 @@ impl RoomSupervisor {
             busiest_rooms: BusiestRooms::new(Instant::now()),
             admin_view: None,
             logs_every_push_since: None,
+            session_log: None,
+            claims: HashMap::new(),
         }
     }
 
@@ -453,9 +461,20 @@ impl Actor for RoomSupervisor {
 }
 
 impl Handler<RegisterSession> for RoomSupervisor {
-    type Result = Registration;
+    type Result = ResponseActFuture<Self, Registration>;
 
-    fn handle(&mut self, msg: RegisterSession, ctx: &mut Self::Context) -> Registration {
+    fn handle(&mut self, msg: RegisterSession, ctx: &mut Self::Context) -> Self::Result {
+        match self.claim(&msg) {
+            Some(answer) => self.register_claimed(msg, answer),
+            None => Box::pin(fut::ready(self.register(msg, ctx))),
+        }
+    }
+}
+
+impl RoomSupervisor {
+    /// Register a session, giving back the session it asks for when it can: in one step, so
+    /// that no push falls between its missed ones and its live ones.
+    fn register(&mut self, msg: RegisterSession, ctx: &mut Context<Self>) -> Registration {
         // Registering an id again starts it afresh.
         self.unregister(msg.session);
         let reclaimed = self.reclaim(msg.recover.as_ref(), &msg.user_id);
@@ -497,9 +516,13 @@ impl Handler<RegisterSession> for RoomSupervisor {
                     };
                     <Self as Handler<JoinRoom>>::handle(self, join, ctx);
                 }
+                self.announce(msg.session);
                 Registration::Recovered { sid, rooms, missed }
             }
-            Err(not_recovered) => Registration::Fresh { not_recovered },
+            Err(not_recovered) => {
+                self.announce(msg.session);
+                Registration::Fresh { not_recovered }
+            }
         }
     }
 }
@@ -508,7 +531,7 @@ impl Handler<UnregisterSession> for RoomSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: UnregisterSession, _ctx: &mut Self::Context) {
-        if msg.keep {
+        if !self.log_end(msg.session, msg.keep) && msg.keep {
             self.keep(msg.session);
         }
         self.unregister(msg.session);
@@ -555,6 +578,7 @@ impl Handler<JoinRoom> for RoomSupervisor {
         }
         session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
+        self.announce(msg.session);
     }
 }
 
@@ -577,6 +601,7 @@ impl Handler<LeaveRoom> for RoomSupervisor {
                 joined: false,
             });
         }
+        self.announce(msg.session);
     }
 }
 

@@ -23,14 +23,22 @@ pub struct ClusterNode {
 impl ClusterNode {
     /// Start a node of the cluster `name` on the broker at `url`, and wait until it delivers.
     pub fn start(url: &str, name: &str) -> ClusterNode {
-        let process = ServerProcess::start(&[
+        ClusterNode::start_with(url, name, &[])
+    }
+
+    /// [`ClusterNode::start`] with more variables (e.g. its `NODE_ID`, to restart a node as
+    /// itself).
+    pub fn start_with(url: &str, name: &str, vars: &[(&str, &str)]) -> ClusterNode {
+        let mut all = vec![
             ("CLUSTER", "rabbitmq"),
             ("CLUSTER_NAME", name),
             ("RABBITMQ_URL", url),
             ("RECOVERY_WINDOW_MS", "120000"),
             ("QUOTA_COALESCE_MS", "0"),
             ("RUST_LOG", "info,tracing::span=warn,lapin=warn"),
-        ]);
+        ];
+        all.extend_from_slice(vars);
+        let process = ServerProcess::start(&all);
         let node = ClusterNode { process };
         node.wait_for_line(LIVE_LINE, Duration::from_secs(30));
         node
@@ -97,6 +105,62 @@ pub async fn cluster_client(addr: SocketAddr, sub: &str, admin: bool) -> RawClie
     let welcome = client.expect_text().await;
     assert!(welcome.starts_with("42[\"welcome\""), "{welcome}");
     client
+}
+
+/// A client that connected asking for its session back (or a new one).
+pub struct Reconnected {
+    /// The client, past its `welcome`.
+    pub client: RawClient,
+    /// The socket id of the CONNECT reply.
+    pub sid: String,
+    /// The `pid` of the CONNECT reply.
+    pub pid: String,
+    /// The pushes written between the CONNECT reply and `welcome`.
+    pub missed: Vec<String>,
+    /// `welcome`'s `recovered`.
+    pub recovered: bool,
+}
+
+/// A WebSocket client of the node at `addr`, connected as `sub` with the `pid` and `offset`
+/// of an earlier session (each when given), as socket.io-client reconnects.
+pub async fn reconnect(
+    addr: SocketAddr,
+    sub: &str,
+    admin: bool,
+    pid: Option<&str>,
+    offset: Option<&str>,
+) -> Reconnected {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let mut client = RawClient::connect(&url, &[]).await.expect("WebSocket");
+    let mut auth = serde_json::json!({ "token": cluster_token(sub, admin) });
+    if let Some(pid) = pid {
+        auth["pid"] = pid.into();
+    }
+    if let Some(offset) = offset {
+        auth["offset"] = offset.into();
+    }
+    let answer = client.handshake(Some(&auth.to_string())).await;
+    let reply: Value = answer
+        .strip_prefix("40")
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_else(|| panic!("CONNECT: {answer}"));
+    let mut missed = Vec::new();
+    let welcome = loop {
+        let packet = client.expect_text().await;
+        if packet.starts_with("42[\"welcome\"") {
+            break packet;
+        }
+        assert!(packet.starts_with("42["), "before welcome: {packet}");
+        missed.push(packet);
+    };
+    let welcome: Value = serde_json::from_str(&welcome[2..]).expect("welcome JSON");
+    Reconnected {
+        client,
+        sid: reply["sid"].as_str().expect("sid").to_owned(),
+        pid: reply["pid"].as_str().expect("pid").to_owned(),
+        missed,
+        recovered: welcome[1]["recovered"].as_bool().expect("recovered"),
+    }
 }
 
 /// Have `client` join `room` (it must be allowed to).

@@ -48,6 +48,8 @@ pub mod position;
 pub mod presence;
 pub mod reader;
 pub mod record;
+pub mod session_log;
+pub mod session_record;
 pub mod stream;
 
 pub use appender::{AppendError, LogAppender};
@@ -56,6 +58,8 @@ pub use logged_push::LoggedPush;
 pub use presence::{NodeFigures, PresenceBoard};
 pub use reader::LogReader;
 pub use record::{DeviceChange, LogRecord, RecordedPush};
+pub use session_log::{LoggedSession, SessionLog};
+pub use session_record::{pid_hash, PidHash, SessionEvent};
 
 /// The device status cache shared by the device consumer (which routes with it) and the log
 /// reader (which applies the status changes other nodes routed).

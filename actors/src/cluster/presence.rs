@@ -71,6 +71,14 @@ impl PresenceBoard {
         nodes.values().map(|(figures, _)| of(figures)).sum()
     }
 
+    /// Whether the node process `origin` was heard within the expiry before `now`.
+    pub fn is_present(&self, origin: &str, now: Instant) -> bool {
+        let nodes = self.nodes.lock().expect("presence lock");
+        nodes
+            .get(origin)
+            .is_some_and(|(_, heard)| now.saturating_duration_since(*heard) <= self.expiry)
+    }
+
     /// The other nodes' sessions in `room`.
     pub fn room_members(&self, room: &str, now: Instant) -> usize {
         self.sum(now, |f| f.rooms.get(room).copied().unwrap_or(0))

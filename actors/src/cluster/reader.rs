@@ -5,7 +5,8 @@
 //! it does the event consumers ([`Attach`]). On its first attach it appends its start mark
 //! ([`LogRecord::Mark`]) and consumes from a timestamp offset, "now minus the recovery
 //! window"; every record before its mark is history (stored, not delivered), every record
-//! after it is live. On a later attach it consumes from the stream offset after the last
+//! after it is live. Session records, history or live, go to the supervisor as they are
+//! ([`LoggedSession`]), in log order with the pushes. On a later attach it consumes from the stream offset after the last
 //! record it read, so a reconnect neither skips nor repeats a record (a record read again, as
 //! the broker starts at a chunk's beginning, is recognised by its offset and skipped).
 //!
@@ -32,6 +33,7 @@ use lapin::Channel;
 use super::appender::LogAppender;
 use super::logged_push::LoggedPush;
 use super::record::LogRecord;
+use super::session_log::LoggedSession;
 use super::{position, ClusterParts, ClusterSettings, SharedDeviceStatus};
 use crate::consumers::delivery_stream::{self, StreamItem};
 use crate::consumers::event_consumer::ConsumeError;
@@ -145,6 +147,10 @@ impl LogReader {
                          delivering from here"
                     );
                 }
+            }
+            Ok(LogRecord::Session { origin, event }) => {
+                // History or live alike: every node's sessions, for recovery on this one.
+                self.supervisor.do_send(LoggedSession { origin, event });
             }
             Ok(LogRecord::Pushes {
                 origin,

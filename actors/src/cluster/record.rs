@@ -10,11 +10,14 @@
 //!   `oldStatus`, so that every node's device status cache follows the one routing.
 //! - [`LogRecord::Mark`]: a node's start mark; the node appends it before it reads, and
 //!   everything it reads before its own mark is history, everything after it is live.
+//! - [`LogRecord::Session`]: what recovery needs of a session, so that any node can recover
+//!   it ([`SessionEvent`](super::session_record::SessionEvent), its own file).
 //!
 //! # Wire format (version 1)
 //!
 //! Big-endian, length-prefixed, no padding: `"PGL"`, version `1`, kind (`0` pushes, `1`
-//! mark), origin (string); for pushes: the device change (`0` none, `1` set: id string and
+//! mark, `2` session), origin (string); for a session, the event as
+//! [`session_record`](super::session_record) writes it; for pushes: the device change (`0` none, `1` set: id string and
 //! status `1` running / `2` stopped, `2` removed: id string), the push count (1 to
 //! [`MAX_PUSHES`]), then each push: target (`0` everyone, `1` room: name, `2` room except the
 //! members of another: two names), event (`0` notification, `1` message), priority (`0`/`1`),
@@ -23,12 +26,15 @@
 //!
 //! A record that does not decode ([`RecordError`]) is skipped and counted by its reader,
 //! never fatal; a newer version is one such record, so nodes of different versions can share
-//! a log during an upgrade (the old ones skip what they cannot read).
+//! a log during an upgrade (the old ones skip what they cannot read). Session records are a
+//! kind added within version 1: a node that predates them skips them (`invalid kind tag`)
+//! and reads pushes on.
 
 use std::sync::Arc;
 
 use std::time::Instant;
 
+use super::session_record::SessionEvent;
 use crate::messages::{Accepted, Push, PushEvent, PushSource, PushTarget};
 
 /// One push as the log holds it: a [`Push`] without anything of the node that accepted it.
@@ -121,6 +127,13 @@ pub enum LogRecord {
         /// The node process that appended it.
         origin: String,
     },
+    /// A session's state, for recovery on any node.
+    Session {
+        /// The node process that appended it.
+        origin: String,
+        /// What happened to the session.
+        event: SessionEvent,
+    },
 }
 
 /// Why bytes are not a record.
@@ -158,6 +171,9 @@ pub enum RecordError {
     /// Bytes after the last field.
     #[error("{0} bytes after the end of the record")]
     Trailing(usize),
+    /// More rooms in a session record than it may hold.
+    #[error("{0} rooms in one session record (at most {max} allowed)", max = super::session_record::MAX_ROOMS)]
+    RoomCount(usize),
 }
 
 impl LogRecord {
@@ -198,6 +214,11 @@ impl LogRecord {
             LogRecord::Mark { origin } => {
                 out.push(1);
                 put_str(&mut out, origin, "origin")?;
+            }
+            LogRecord::Session { origin, event } => {
+                out.push(2);
+                put_str(&mut out, origin, "origin")?;
+                event.encode(&mut out)?;
             }
         }
         if out.len() > MAX_RECORD_BYTES {
@@ -264,6 +285,10 @@ impl LogRecord {
             1 => LogRecord::Mark {
                 origin: r.string("origin")?,
             },
+            2 => LogRecord::Session {
+                origin: r.string("origin")?,
+                event: SessionEvent::decode(&mut r)?,
+            },
             tag => return Err(RecordError::BadTag { field: "kind", tag }),
         };
         match r.bytes.len() {
@@ -273,7 +298,7 @@ impl LogRecord {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), RecordError> {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), RecordError> {
     let len = u16::try_from(s.len()).map_err(|_| RecordError::TooLong(what))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -314,12 +339,12 @@ fn put_push(out: &mut Vec<u8>, push: &RecordedPush) -> Result<(), RecordError> {
 }
 
 /// Reads fields off the front of a record.
-struct Reader<'a> {
-    bytes: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.bytes.len() < n {
             return Err(RecordError::Truncated);
         }
@@ -328,7 +353,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, RecordError> {
+    pub(super) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
 
@@ -336,7 +361,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(len)?).map_err(|_| RecordError::NotUtf8(what))
     }
 
-    fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
+    pub(super) fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
         let len = u16::from_be_bytes(self.take(2)?.try_into().expect("two bytes"));
         self.text(usize::from(len), what).map(str::to_owned)
     }

@@ -12,6 +12,8 @@
 //!   (`CLUSTER=rabbitmq`): its stream numbers the pushes, so offsets are cluster-wide.
 //! - [`SessionRecords`] (the seam where ended sessions are kept) and its in-process
 //!   [`MemorySessionRecords`]: kept for the window, then remembered as expired for a while.
+//! - [`LogSessionRecords`]: the cluster's kept sessions, every node's, fed by the session
+//!   records of the cluster's log, each taken once cluster-wide by a claim read back.
 //! - [`filter::receives`]: which logged pushes a recovering session gets.
 //! - [`RecoveryStore`]: both seams together and the recovery decision. A cluster mode replaces
 //!   the two boxes with broker-backed ones; nothing else changes.
@@ -47,6 +49,7 @@
 //!   the window, with the rooms it was in.
 
 pub mod filter;
+pub mod log_session_records;
 pub mod memory_push_log;
 pub mod memory_session_records;
 pub mod not_recovered;
@@ -59,11 +62,12 @@ pub mod store;
 #[cfg(test)]
 mod supervisor_tests;
 
+pub use log_session_records::LogSessionRecords;
 pub use memory_push_log::MemoryPushLog;
 pub use memory_session_records::MemorySessionRecords;
 pub use not_recovered::NotRecovered;
 pub use offset::{LogPosition, OffsetClock};
 pub use positioned_push_log::PositionedPushLog;
 pub use push_log::{Appended, OffsetTooOld, PushLog};
-pub use session_records::{KeptSession, NotKept, SessionRecords};
+pub use session_records::{Applied, KeptSession, NotKept, SessionRecords};
 pub use store::{Reclaimed, RecoveryStore};

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::offset::LogPosition;
+use crate::cluster::SessionEvent;
 
 /// What is kept of an ended session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,4 +53,23 @@ pub trait SessionRecords: Send {
     /// Whether any session is kept at `now` (when none is, a push nobody receives live need
     /// not be logged).
     fn any_kept(&mut self, now: Instant) -> bool;
+
+    /// Cluster mode: a session record the node process `origin` appended to the cluster's
+    /// log, read at `now`; what it means for this process. Records that know no log ignore
+    /// it.
+    fn apply(&mut self, origin: &str, event: SessionEvent, now: Instant) -> Applied {
+        let _ = (origin, event, now);
+        Applied::default()
+    }
+}
+
+/// What a session record read from the cluster's log means for this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// It is this process's own claim, made for this session id: its outcome is what
+    /// [`SessionRecords::take`] now hands out.
+    pub claim_read_back: Option<u64>,
+    /// A claim took a session still live here (its client reconnected elsewhere before this
+    /// node noticed the drop): this session id is to be closed.
+    pub superseded: Option<u64>,
 }

@@ -1,16 +1,19 @@
 //! Where recovery's state lives: the push log and the kept sessions behind their traits, and
 //! the one decision made from them, whether a reconnecting client gets its session back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
+use super::log_session_records::LogSessionRecords;
 use super::memory_push_log::MemoryPushLog;
 use super::memory_session_records::MemorySessionRecords;
 use super::not_recovered::NotRecovered;
 use super::offset::{LogPosition, OffsetClock};
 use super::push_log::PushLog;
 use super::session_records::{KeptSession, NotKept, SessionRecords};
+use crate::cluster::PresenceBoard;
 use crate::messages::Recover;
 
 /// The push log and the kept sessions, as the room supervisor uses them.
@@ -42,13 +45,19 @@ impl RecoveryStore {
         }
     }
 
-    /// The cluster's store: the history read from the cluster's log at the positions it gives
-    /// (at most `history_bytes` bytes), sessions kept for `window` in this process (the seam
-    /// where they move to the broker, so that another node can recover them).
-    pub fn cluster(window: Duration, history_bytes: usize) -> Self {
+    /// The cluster's store for the node process `origin`: the history read from the
+    /// cluster's log at the positions it gives (at most `history_bytes` bytes), and every
+    /// node's sessions as the log's session records tell them, kept for `window` (another
+    /// node is alive while `presence` hears it).
+    pub fn cluster(
+        window: Duration,
+        history_bytes: usize,
+        origin: &str,
+        presence: Arc<PresenceBoard>,
+    ) -> Self {
         RecoveryStore {
             log: Box::new(super::PositionedPushLog::new(history_bytes)),
-            records: Box::new(MemorySessionRecords::new(window)),
+            records: Box::new(LogSessionRecords::new(origin, window, presence)),
         }
     }
 

@@ -28,7 +28,7 @@ impl Handler<RegisterStream> for RoomSupervisor {
         };
         // Through the session handlers themselves: a stream is registered and joins its rooms
         // exactly as a Socket.IO session does.
-        <Self as Handler<RegisterSession>>::handle(self, register, ctx);
+        self.register(register, ctx);
         for room in &msg.rooms {
             let join = JoinRoom {
                 session: msg.session,
