@@ -13,6 +13,9 @@
 //!   order), also after its node was killed (SIGKILL) and by a node that restarted; once
 //!   (two nodes claiming it at once: one recovers it); never after `41`, never by another
 //!   user.
+//! - A rolling restart of all three nodes (SIGTERM without drain, started again as
+//!   themselves) under a steady HTTP push load: every client, moved to a live node with its
+//!   `pid` and offset, is recovered each time and gets every accepted push once, in order.
 
 mod common;
 
@@ -541,4 +544,196 @@ async fn kept_sessions_are_recovered_on_any_node_once_even_after_a_sigkill_or_a_
         restarted.metric_sum("pushgate_recoveries_total", r#"outcome="recovered""#) == 1,
         "recovered by the restarted node itself"
     );
+}
+
+/// What a roaming client of the rolling restart got.
+#[derive(Default)]
+struct Tally {
+    /// The `seq` of every push, in the order it came.
+    seqs: Vec<u64>,
+    /// Their offsets, in the same order.
+    offsets: Vec<u64>,
+    /// How often it reconnected, and how often it was not recovered.
+    reconnects: usize,
+    fresh: usize,
+}
+
+impl Tally {
+    fn record(&mut self, packet: &str) {
+        let (_, payload, offset) = push_parts(packet);
+        self.seqs.push(payload["seq"].as_u64().expect("seq"));
+        self.offsets.push(offset.parse().expect("a numeric offset"));
+    }
+}
+
+/// A client (admin `sub`, in room `load`) that reads pushes until `stop` and a quiet
+/// second, and whenever its node closes it, reconnects to a live node of `addrs` with its
+/// `pid` and last offset.
+async fn roaming_client(
+    index: usize,
+    sub: String,
+    addrs: std::rc::Rc<std::cell::RefCell<Vec<std::net::SocketAddr>>>,
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+) -> Tally {
+    const TICK: Duration = Duration::from_millis(200);
+    let mut tally = Tally::default();
+    let addr = addrs.borrow()[index % 3];
+    let first = reconnect(addr, &sub, true, None, None).await;
+    let pid = first.pid;
+    let mut client = first.client;
+    join(&mut client, "load").await;
+    let mut last_push = Instant::now();
+    let mut closed = false;
+    loop {
+        let asked = Instant::now();
+        match client.next(TICK).await {
+            Some(Frame::Text(t)) if t == "2" => client.send("3").await,
+            Some(Frame::Text(t)) if t.starts_with("42") => {
+                tally.record(&t);
+                last_push = Instant::now();
+            }
+            // A close, or the end of the stream (`None` before the tick is up).
+            Some(Frame::Close(_)) => closed = true,
+            None if asked.elapsed() < TICK => closed = true,
+            None if stop.get() && last_push.elapsed() > QUIET => return tally,
+            None => {}
+            Some(other) => panic!("{sub}: unexpected {other:?}"),
+        }
+        if closed {
+            closed = false;
+            {
+                // Closed by its node: back, to any live node, with its pid and offset.
+                let offset = tally.offsets.last().map(u64::to_string);
+                let live = addrs.borrow().clone();
+                let addr = live[(index + tally.reconnects) % live.len()];
+                let back = reconnect(addr, &sub, true, Some(&pid), offset.as_deref()).await;
+                tally.reconnects += 1;
+                tally.fresh += usize::from(!back.recovered);
+                for packet in &back.missed {
+                    tally.record(packet);
+                }
+                client = back.client;
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_rolling_restart_under_load_loses_and_repeats_no_push() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    const CLIENTS: usize = 6;
+    let vhost = Vhost::create();
+    let url = vhost.user_url();
+    let ids = ["roll-a", "roll-b", "roll-c"];
+    let mut nodes: Vec<_> = std::thread::scope(|scope| {
+        let starting: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let url = &url;
+                scope.spawn(move || ClusterNode::start_with(url, "roll", &[("NODE_ID", id)]))
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let addrs = Rc::new(RefCell::new(
+        nodes.iter().map(|n| n.addr()).collect::<Vec<_>>(),
+    ));
+    let stop_clients = Rc::new(Cell::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            actix_web::rt::spawn(roaming_client(
+                i,
+                format!("u{i}"),
+                addrs.clone(),
+                stop_clients.clone(),
+            ))
+        })
+        .collect();
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+
+    // A steady load: a push every 10 ms, every other one to the room, the others to a user
+    // in turn, each through a live node in turn. `seq` n is accepted (202), or unknown when
+    // its request failed (its node stopped meanwhile: it may or may not be in the log).
+    let stop_load = Rc::new(Cell::new(false));
+    let load = {
+        let (addrs, stop) = (addrs.clone(), stop_load.clone());
+        actix_web::rt::spawn(async move {
+            let (mut accepted, mut unknown) = (Vec::new(), Vec::new());
+            let mut seq = 0u64;
+            while !stop.get() {
+                let live = addrs.borrow().clone();
+                let addr = live[seq as usize % live.len()];
+                let path = if seq.is_multiple_of(2) {
+                    "/api/v1/rooms/load/messages".to_owned()
+                } else {
+                    format!(
+                        "/api/v1/users/u{}/notifications",
+                        (seq / 2) as usize % CLIENTS
+                    )
+                };
+                match try_api_post(addr, &path, &json!({ "seq": seq })).await {
+                    Some(202) => accepted.push(seq),
+                    _ => unknown.push(seq),
+                }
+                seq += 1;
+                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            (accepted, unknown)
+        })
+    };
+
+    // Each node in turn: out of the load balancer, SIGTERM (no drain), started again as
+    // itself on a new port, back in.
+    for (i, id) in ids.iter().enumerate() {
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        let old = nodes[i].addr();
+        addrs.borrow_mut().retain(|a| *a != old);
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        nodes[i].process.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nodes[i].process.wait_exit(Duration::ZERO).is_none() {
+            assert!(Instant::now() < deadline, "{id} did not stop");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (url, id) = (url.clone(), id.to_string());
+        let restarted = actix_web::rt::task::spawn_blocking(move || {
+            ClusterNode::start_with(&url, "roll", &[("NODE_ID", &id)])
+        })
+        .await
+        .expect("restarted");
+        addrs.borrow_mut().push(restarted.addr());
+        nodes[i] = restarted;
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    stop_load.set(true);
+    let (accepted, unknown) = load.await.expect("the load");
+    stop_clients.set(true);
+    let mut reconnects = 0;
+    for (i, client) in clients.into_iter().enumerate() {
+        let tally = client.await.expect("a client");
+        assert_eq!(tally.fresh, 0, "u{i} was always recovered");
+        reconnects += tally.reconnects;
+        assert!(
+            tally.offsets.windows(2).all(|w| w[0] < w[1]),
+            "u{i}: in order, nothing twice"
+        );
+        let mine = |seq: &u64| seq.is_multiple_of(2) || (seq / 2) as usize % CLIENTS == i;
+        let got: HashSet<u64> = tally.seqs.iter().copied().collect();
+        assert_eq!(got.len(), tally.seqs.len(), "u{i}: no push twice");
+        let lost: Vec<_> = accepted
+            .iter()
+            .filter(|s| mine(s) && !got.contains(s))
+            .collect();
+        assert!(lost.is_empty(), "u{i} lost {lost:?}");
+        let foreign: Vec<_> = tally
+            .seqs
+            .iter()
+            .filter(|s| !mine(s) || !(accepted.contains(s) || unknown.contains(s)))
+            .collect();
+        assert!(foreign.is_empty(), "u{i} got {foreign:?}");
+    }
+    assert!(accepted.len() > 300, "a steady load: {}", accepted.len());
+    assert!(reconnects >= CLIENTS, "every client moved at least once");
 }

@@ -184,6 +184,19 @@ pub async fn api_post(addr: SocketAddr, path: &str, body: &Value) -> Answer {
     .await
 }
 
+/// `POST <path>` with `body` to the node at `addr`: its status, or `None` when the request
+/// failed (e.g. the node stopped meanwhile).
+pub async fn try_api_post(addr: SocketAddr, path: &str, body: &Value) -> Option<u16> {
+    let resp = http()
+        .post(format!("http://{addr}{path}"))
+        .insert_header(("X-API-Key", API_KEY))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body.to_string())
+        .await
+        .ok()?;
+    Some(resp.status().as_u16())
+}
+
 /// The push packets (`42[...]`) `client` reads within `quiet` of each other; pings answered.
 pub async fn pushes_until_quiet(client: &mut RawClient, quiet: Duration) -> Vec<String> {
     let mut pushes = Vec::new();
