@@ -7,17 +7,21 @@
 //! its own sessions. No broker connection, a refusal or no confirm in time: `503
 //! {"error":"unavailable",...}`, and nothing is pushed.
 //!
-//! Counts (`clients` in the `202`, `GET /api/v1/rooms/{room}`) add the other nodes' latest
-//! figures ([`PresenceBoard`]) to this node's.
+//! Counts (`clients` in the `202`, `GET /api/v1/rooms/{room}`, `GET /api/v1/stats`) add the
+//! other nodes' latest figures ([`PresenceBoard`]) to this node's; `/api/v1/stats` also lists
+//! each node ([`ClusterEdge::stats`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
+use pushgate_actors::cluster::presence::GetNodeFigures;
 use pushgate_actors::cluster::{LogAppender, LogRecord, PresenceBoard};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::room_supervisor::CountReach;
-use pushgate_actors::{Push, PushTarget, RoomSize, RoomSupervisor};
+use pushgate_actors::{GetStats, Push, PushTarget, RoomSize, RoomSupervisor};
+use serde_json::{json, Value};
 
 use crate::http::error::ApiError;
 
@@ -67,6 +71,43 @@ impl ClusterEdge {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(here + others)
+    }
+
+    /// `GET /api/v1/stats` in cluster mode: this node's statistics, with `connections` and
+    /// `rooms` counting the whole cluster (a room with members on several nodes once), and
+    /// `nodes`: each node's `connections`, `rooms` and the age of its figures (`age_ms`, `0`
+    /// for this node), by node id.
+    pub async fn stats(&self, supervisor: &Addr<RoomSupervisor>) -> Result<Value, ApiError> {
+        let unavailable = |e: actix::MailboxError| ApiError::Unavailable(e.to_string());
+        let stats = supervisor.send(GetStats).await.map_err(unavailable)?;
+        let here = supervisor.send(GetNodeFigures).await.map_err(unavailable)?;
+        let others = self.presence.nodes(Instant::now());
+        let node_id = self
+            .origin
+            .rsplit_once('/')
+            .map_or(self.origin.as_str(), |(id, _)| id);
+        let mut rooms: HashSet<&str> = here.rooms.keys().map(String::as_str).collect();
+        let mut nodes = vec![json!({
+            "node": node_id,
+            "connections": here.connections,
+            "rooms": here.rooms.len(),
+            "age_ms": 0,
+        })];
+        for (figures, age) in &others {
+            rooms.extend(figures.rooms.keys().map(String::as_str));
+            nodes.push(json!({
+                "node": figures.node_id,
+                "connections": figures.connections,
+                "rooms": figures.rooms.len(),
+                "age_ms": age.as_millis() as u64,
+            }));
+        }
+        let mut body = serde_json::to_value(&stats).expect("stats serialize");
+        body["connections"] =
+            json!(here.connections + others.iter().map(|(f, _)| f.connections).sum::<usize>());
+        body["rooms"] = json!(rooms.len());
+        body["nodes"] = Value::Array(nodes);
+        Ok(body)
     }
 }
 

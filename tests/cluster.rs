@@ -65,6 +65,41 @@ async fn http_pushes_from_every_node_reach_every_client_once_in_one_order() {
         }
     }
 
+    // `/api/v1/stats` counts the whole cluster and lists each node: on each, its user, its
+    // admin, their two user rooms and `ops`; cluster-wide six user rooms and `ops`.
+    for node in &nodes {
+        let answer = send(
+            http()
+                .get(format!("http://{}/api/v1/stats", node.addr()))
+                .insert_header(("X-API-Key", API_KEY)),
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let stats: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["rooms"].as_u64()),
+            (Some(6), Some(7))
+        );
+        let listed = stats["nodes"].as_array().expect("nodes");
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        for each in listed {
+            assert_eq!(
+                (each["connections"].as_u64(), each["rooms"].as_u64()),
+                (Some(2), Some(3))
+            );
+            assert!(each["age_ms"].as_u64().expect("age_ms") <= 2_000, "{each}");
+            assert!(each["node"]
+                .as_str()
+                .expect("node")
+                .starts_with("pg-test-child-"));
+        }
+        assert!(
+            stats["events"].is_object(),
+            "this node's push statistics stay"
+        );
+    }
+
     // Each user gets a push sent through each node; `clients` counts the whole cluster's.
     for (to, _) in nodes.iter().enumerate() {
         for (via, node) in nodes.iter().enumerate() {

@@ -308,9 +308,13 @@ async fn room_size(
 }
 
 /// Sessions, rooms, per-event counters, the push statistics by event and source, and the
-/// busiest rooms of the last minute (see the README's API section for the shape).
+/// busiest rooms of the last minute (see the README's API section for the shape); in cluster
+/// mode the whole cluster's sessions and rooms, and each node.
 async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
+    if let Some(cluster) = &state.cluster {
+        return Ok(HttpResponse::Ok().json(cluster.stats(&state.supervisor).await?));
+    }
     let stats = state
         .supervisor
         .send(GetStats)

@@ -79,6 +79,18 @@ impl PresenceBoard {
             .is_some_and(|(_, heard)| now.saturating_duration_since(*heard) <= self.expiry)
     }
 
+    /// The other nodes' figures still fresh at `now`, each with its age, by node id.
+    pub fn nodes(&self, now: Instant) -> Vec<(NodeFigures, Duration)> {
+        let mut nodes = self.nodes.lock().expect("presence lock");
+        nodes.retain(|_, (_, heard)| now.saturating_duration_since(*heard) <= self.expiry);
+        let mut fresh: Vec<_> = nodes
+            .values()
+            .map(|(figures, heard)| (figures.clone(), now.saturating_duration_since(*heard)))
+            .collect();
+        fresh.sort_by(|a, b| (&a.0.node_id, &a.0.origin).cmp(&(&b.0.node_id, &b.0.origin)));
+        fresh
+    }
+
     /// The other nodes' sessions in `room`.
     pub fn room_members(&self, room: &str, now: Instant) -> usize {
         self.sum(now, |f| f.rooms.get(room).copied().unwrap_or(0))
@@ -119,6 +131,18 @@ mod tests {
         let later = t0 + Duration::from_secs(50);
         assert_eq!(board.connections(later), 5, "a/1 expired");
         assert_eq!(board.room_members("r", later), 4);
+        let listed: Vec<_> = board
+            .nodes(later)
+            .into_iter()
+            .map(|(f, age)| (f.origin, age))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("a/2".to_owned(), Duration::from_secs(10)),
+                ("b/1".to_owned(), Duration::from_secs(20))
+            ]
+        );
         let json = serde_json::to_string(&figures("a/1", 1, &[("r", 1)])).unwrap();
         let back: NodeFigures = serde_json::from_str(&json).unwrap();
         assert_eq!(back, figures("a/1", 1, &[("r", 1)]));
