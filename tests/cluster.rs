@@ -50,13 +50,7 @@ async fn http_pushes_from_every_node_reach_every_client_once_in_one_order() {
     let deadline = Instant::now() + Duration::from_secs(10);
     for node in &nodes {
         loop {
-            let answer = send(
-                http()
-                    .get(format!("http://{}/api/v1/rooms/ops", node.addr()))
-                    .insert_header(("X-API-Key", API_KEY)),
-                None,
-            )
-            .await;
+            let answer = api_get(node.addr(), "/api/v1/rooms/ops").await;
             if answer.body == r#"{"clients":3,"room":"ops"}"# {
                 break;
             }
@@ -68,13 +62,7 @@ async fn http_pushes_from_every_node_reach_every_client_once_in_one_order() {
     // `/api/v1/stats` counts the whole cluster and lists each node: on each, its user, its
     // admin, their two user rooms and `ops`; cluster-wide six user rooms and `ops`.
     for node in &nodes {
-        let answer = send(
-            http()
-                .get(format!("http://{}/api/v1/stats", node.addr()))
-                .insert_header(("X-API-Key", API_KEY)),
-            None,
-        )
-        .await;
+        let answer = api_get(node.addr(), "/api/v1/stats").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         let stats: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
         assert_eq!(
@@ -468,16 +456,7 @@ async fn kept_sessions_are_recovered_on_any_node_once_even_after_a_sigkill_or_a_
     let vhost = Vhost::create();
     let url = vhost.user_url();
     let node_ids = ["rec-a", "rec-b", "rec-c"];
-    let mut nodes: Vec<_> = std::thread::scope(|scope| {
-        let starting: Vec<_> = node_ids
-            .iter()
-            .map(|id| {
-                let url = &url;
-                scope.spawn(move || ClusterNode::start_with(url, "rec", &[("NODE_ID", id)]))
-            })
-            .collect();
-        starting.into_iter().map(|s| s.join().unwrap()).collect()
-    });
+    let mut nodes = ClusterNode::start_each(&node_ids.map(Some), &url, "rec");
 
     // x, an admin in `ops`, on node A, gets one push, then its transport drops.
     let first = reconnect(nodes[0].addr(), "x", true, None, None).await;
@@ -662,16 +641,7 @@ async fn a_rolling_restart_under_load_loses_and_repeats_no_push() {
     let vhost = Vhost::create();
     let url = vhost.user_url();
     let ids = ["roll-a", "roll-b", "roll-c"];
-    let mut nodes: Vec<_> = std::thread::scope(|scope| {
-        let starting: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                let url = &url;
-                scope.spawn(move || ClusterNode::start_with(url, "roll", &[("NODE_ID", id)]))
-            })
-            .collect();
-        starting.into_iter().map(|s| s.join().unwrap()).collect()
-    });
+    let mut nodes = ClusterNode::start_each(&ids.map(Some), &url, "roll");
     let addrs = Rc::new(RefCell::new(
         nodes.iter().map(|n| n.addr()).collect::<Vec<_>>(),
     ));

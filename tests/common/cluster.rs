@@ -46,9 +46,21 @@ impl ClusterNode {
 
     /// Start `n` nodes side by side (their start-up overlaps).
     pub fn start_many(n: usize, url: &str, name: &str) -> Vec<ClusterNode> {
+        ClusterNode::start_each(&vec![None; n], url, name)
+    }
+
+    /// Start a node for each of `ids` side by side, each as its `NODE_ID` (a random one for
+    /// `None`).
+    pub fn start_each(ids: &[Option<&str>], url: &str, name: &str) -> Vec<ClusterNode> {
         std::thread::scope(|scope| {
-            let starting: Vec<_> = (0..n)
-                .map(|_| scope.spawn(|| ClusterNode::start(url, name)))
+            let starting: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    scope.spawn(move || match id {
+                        Some(id) => ClusterNode::start_with(url, name, &[("NODE_ID", id)]),
+                        None => ClusterNode::start(url, name),
+                    })
+                })
                 .collect();
             starting
                 .into_iter()
@@ -170,6 +182,17 @@ pub async fn join(client: &mut RawClient, room: &str) {
         .await;
     let reply = client.expect_text().await;
     assert!(reply.starts_with("42[\"room_joined\""), "{reply}");
+}
+
+/// `GET <path>` of the node at `addr`, with the API key.
+pub async fn api_get(addr: SocketAddr, path: &str) -> Answer {
+    send(
+        http()
+            .get(format!("http://{addr}{path}"))
+            .insert_header(("X-API-Key", API_KEY)),
+        None,
+    )
+    .await
 }
 
 /// `POST <path>` with `body` to the node at `addr`, with the API key.
