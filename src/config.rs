@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pushgate_actors::adaptive_window::{AdaptiveLimits, CoalesceWindow};
 use pushgate_actors::consumers::AmqpSettings;
 
 /// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
@@ -187,9 +188,10 @@ pub struct Config {
     pub engine: EngineConfig,
     /// HTTP API body limit in bytes.
     pub push_max_body_bytes: usize,
-    /// Pushes to a room that follow a delivery within this window are delivered together at
-    /// its end, in one write per member (see `pushgate_actors::room`); zero: never wait.
-    pub push_coalesce: Duration,
+    /// Pushes to a room that follow a delivery within its window are delivered together at
+    /// the window's end, in one write per member (see `pushgate_actors::room`): a window that
+    /// adapts to each room's load (`auto`, the default), or a fixed one (zero: never wait).
+    pub push_coalesce: CoalesceWindow,
     /// What one client may cost.
     pub limits: Limits,
     /// Connection-state recovery.
@@ -360,21 +362,28 @@ fn millis(src: &Sources, var: &'static str, default: u64) -> Result<Duration, Co
 /// The longest `PUSH_COALESCE_MS`: beyond it pushes would feel late to a person watching.
 pub const MAX_PUSH_COALESCE_MS: u64 = 1_000;
 
-fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
+fn coalesce_window(src: &Sources) -> Result<CoalesceWindow, ConfigError> {
     const VAR: &str = "PUSH_COALESCE_MS";
-    let ms = number(src, VAR, DEFAULT_PUSH_COALESCE_MS, 0)?;
+    let raw = non_empty(src.get(VAR)).unwrap_or_else(|| DEFAULT_PUSH_COALESCE_MS.to_owned());
+    if raw.trim().eq_ignore_ascii_case(AUTO) {
+        return Ok(CoalesceWindow::Adaptive(AdaptiveLimits::DEFAULT));
+    }
+    let ms = number(src, VAR, 0, 0)?;
     if ms > MAX_PUSH_COALESCE_MS {
         return Err(ConfigError::Invalid {
             var: VAR,
             value: ms.to_string(),
-            reason: format!("must be at most {MAX_PUSH_COALESCE_MS}"),
+            reason: format!("must be `{AUTO}` or at most {MAX_PUSH_COALESCE_MS}"),
         });
     }
-    Ok(Duration::from_millis(ms))
+    Ok(CoalesceWindow::Fixed(Duration::from_millis(ms)))
 }
 
+/// The `PUSH_COALESCE_MS` that lets each room's window adapt to its load.
+const AUTO: &str = "auto";
+
 /// `PUSH_COALESCE_MS` when unset.
-pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
+pub const DEFAULT_PUSH_COALESCE_MS: &str = AUTO;
 
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -782,6 +791,7 @@ mod tests {
             ("PUSH_COALESCE_MS", "-1"),
             ("PUSH_COALESCE_MS", "1001"),
             ("PUSH_COALESCE_MS", "5ms"),
+            ("PUSH_COALESCE_MS", "automatic"),
             ("RECOVERY_WINDOW_MS", "-1"),
             ("RECOVERY_WINDOW_MS", "2m"),
             ("RECOVERY_HISTORY_BYTES", "0"),
@@ -800,16 +810,28 @@ mod tests {
     }
 
     #[test]
-    fn push_coalescing_is_off_unless_asked_for() {
+    fn push_coalescing_adapts_unless_a_window_is_given() {
         let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
-        assert_eq!(c.push_coalesce, Duration::ZERO);
+        let adaptive = CoalesceWindow::Adaptive(AdaptiveLimits::DEFAULT);
+        assert_eq!(c.push_coalesce, adaptive);
+        for value in ["auto", " AUTO "] {
+            let c = load(
+                &[("JWT_SECRET", SECRET), ("PUSH_COALESCE_MS", value)],
+                false,
+            )
+            .unwrap();
+            assert_eq!(c.push_coalesce, adaptive);
+        }
         for (value, ms) in [("0", 0), ("10", 10), ("1000", 1000)] {
             let c = load(
                 &[("JWT_SECRET", SECRET), ("PUSH_COALESCE_MS", value)],
                 false,
             )
             .unwrap();
-            assert_eq!(c.push_coalesce, Duration::from_millis(ms));
+            assert_eq!(
+                c.push_coalesce,
+                CoalesceWindow::Fixed(Duration::from_millis(ms))
+            );
         }
     }
 

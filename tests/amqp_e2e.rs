@@ -300,7 +300,8 @@ async fn restart_with_the_same_node_id() {
 #[actix_web::test]
 async fn storms_and_alert_priority() {
     Scenario::start_with(|config| {
-        config.push_coalesce = Duration::from_millis(500);
+        config.push_coalesce =
+            pushgate_actors::adaptive_window::CoalesceWindow::Fixed(Duration::from_millis(500));
         config.amqp.quota_coalesce = Duration::from_millis(250);
     })
     .run_node("storm.test.mjs")
