@@ -156,6 +156,14 @@ mod tests {
             .collect()
     }
 
+    /// A window with its own limits.
+    fn limited(cap: Duration, writes_per_sec: u64) -> AdaptiveWindow {
+        AdaptiveWindow::new(AdaptiveLimits {
+            cap,
+            writes_per_sec,
+        })
+    }
+
     #[test]
     fn a_quiet_room_never_batches() {
         let mut w = AdaptiveWindow::new(AdaptiveLimits::DEFAULT);
@@ -207,12 +215,7 @@ mod tests {
 
     #[test]
     fn near_the_limit_the_window_holds_steady() {
-        let limits = AdaptiveLimits {
-            cap: 40 * MS,
-            writes_per_sec: 1_000,
-        };
-        let mut w = AdaptiveWindow::new(limits);
-        let mut now = Instant::now();
+        let (mut w, mut now) = (limited(40 * MS, 1_000), Instant::now());
         // 20 members × 100 pushes: 2,000 writes a second, over the limit.
         feed(&mut w, 20, 100, 1.0, &mut now);
         assert_eq!(w.window(), 40 * MS);
@@ -226,12 +229,7 @@ mod tests {
 
     #[test]
     fn a_cap_below_the_start_is_still_the_cap() {
-        let limits = AdaptiveLimits {
-            cap: 2 * MS,
-            writes_per_sec: 1,
-        };
-        let mut w = AdaptiveWindow::new(limits);
-        let mut now = Instant::now();
+        let (mut w, mut now) = (limited(2 * MS, 1), Instant::now());
         let windows = feed(&mut w, 10, 100, 1.0, &mut now);
         assert_eq!(windows.iter().max(), Some(&(2 * MS)));
     }

@@ -251,6 +251,16 @@ mod tests {
         (batches[g].take(), delivered)
     }
 
+    /// An adaptive coalescer (window zero) with one member in each group, and all the groups.
+    fn adaptive_with_a_member_per_group() -> (Coalescer, Vec<usize>) {
+        let mut c = Coalescer::adaptive();
+        for _ in 0..GROUPS {
+            let g = c.group_for_newcomer();
+            c.joined(g);
+        }
+        (c, (0..GROUPS).collect())
+    }
+
     /// A coalescer with one member in each of the first `members` groups.
     fn with_members(window: Duration, members: usize) -> Coalescer {
         let mut c = Coalescer::new(window);
@@ -392,12 +402,7 @@ mod tests {
 
     #[test]
     fn an_adaptive_coalescer_at_zero_sends_every_push_to_every_group_at_once() {
-        let mut c = Coalescer::adaptive();
-        for _ in 0..GROUPS {
-            let g = c.group_for_newcomer();
-            c.joined(g);
-        }
-        let all: Vec<usize> = (0..GROUPS).collect();
+        let (mut c, all) = adaptive_with_a_member_per_group();
         let t = Instant::now();
         for k in 0..3 {
             let now = t + Duration::from_micros(k);
@@ -416,12 +421,7 @@ mod tests {
 
     #[test]
     fn a_window_turning_non_zero_staggers_the_groups() {
-        let mut c = Coalescer::adaptive();
-        for _ in 0..GROUPS {
-            let g = c.group_for_newcomer();
-            c.joined(g);
-        }
-        let all: Vec<usize> = (0..GROUPS).collect();
+        let (mut c, all) = adaptive_with_a_member_per_group();
         let t0 = Instant::now();
         assert_eq!(c.push(packet("1"), t0, t0), all);
         c.take(&all);
