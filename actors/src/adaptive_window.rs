@@ -11,10 +11,11 @@
 //! without crowding out everything else on the thread. The window measures that demand over
 //! periods of [`PERIOD`] (a count and a multiplication per push, nothing per member):
 //!
-//! - over the limit, the window grows: [`START`], then doubling each period up to
+//! - over the limit, the window grows: [`START`], then four times longer each period up to
 //!   [`AdaptiveLimits::cap`], where a member gets one write per window, whatever the rate;
-//! - under half the limit, it halves each period (idle periods count too) and below [`START`]
-//!   drops to zero, where every push goes out at once;
+//! - under half the limit for [`CALM`] in a row (idle periods count too), it halves each
+//!   period and below [`START`] drops to zero, where every push goes out at once: a gap of a
+//!   few periods in a busy room's pushes (a late publisher) does not unbatch it;
 //! - in between it stays, so a room near the limit does not flip back and forth.
 //!
 //! A quiet room (a user's own, an admin room pushed ten times a second) never reaches the limit
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 
 /// How often the demand is measured (and the window may change).
 pub const PERIOD: Duration = Duration::from_millis(20);
+
+/// How long a room's demand must stay under half the limit before its window shrinks.
+pub const CALM: Duration = Duration::from_millis(60);
 
 /// The first non-zero window, and the smallest: a shrinking window below it is zero.
 pub const START: Duration = Duration::from_millis(5);
@@ -71,6 +75,8 @@ pub struct AdaptiveWindow {
     period_start: Option<Instant>,
     /// Pushes accepted in that period.
     pushes: u64,
+    /// How long the demand has been under half the limit, up to the period being measured.
+    calm: Duration,
 }
 
 impl AdaptiveWindow {
@@ -81,6 +87,7 @@ impl AdaptiveWindow {
             window: Duration::ZERO,
             period_start: None,
             pushes: 0,
+            calm: Duration::ZERO,
         }
     }
 
@@ -113,19 +120,29 @@ impl AdaptiveWindow {
         let writes = u128::from(self.pushes) * members as u128 * 1_000_000;
         let allowed = u128::from(self.limits.writes_per_sec) * elapsed.as_micros();
         let start = START.min(self.limits.cap);
-        if writes > allowed {
-            self.window = if self.window.is_zero() {
-                start
-            } else {
-                (self.window * 2).min(self.limits.cap)
-            };
-        } else if writes * 2 < allowed {
-            // Halved once per period that passed: a room quiet for a while starts from zero.
-            let periods = (elapsed.as_micros() / PERIOD.as_micros()).clamp(1, 32) as u32;
-            self.window /= 1 << periods.min(31);
-            if self.window < start {
-                self.window = Duration::ZERO;
+        if writes * 2 >= allowed {
+            self.calm = Duration::ZERO;
+            if writes > allowed {
+                self.window = if self.window.is_zero() {
+                    start
+                } else {
+                    (self.window * 4).min(self.limits.cap)
+                };
             }
+            return;
+        }
+        let calm_before = self.calm;
+        self.calm += elapsed;
+        if self.calm < CALM {
+            return;
+        }
+        // Halved once per period that passed calm beyond CALM: a room quiet for a while
+        // starts from zero.
+        let counted = self.calm - calm_before.max(CALM);
+        let periods = (counted.as_micros() / PERIOD.as_micros()).clamp(1, 31) as u32;
+        self.window /= 1 << periods;
+        if self.window < start {
+            self.window = Duration::ZERO;
         }
     }
 }
@@ -188,7 +205,7 @@ mod tests {
         );
         assert!(windows.windows(2).all(|p| p[0] <= p[1]), "it only grows");
         assert!(windows.iter().all(|w| *w <= AdaptiveLimits::DEFAULT.cap));
-        // Within five periods (5, 10, 20, 35 ms) it is at the cap, and stays there.
+        // Within five periods (5, 20, 35 ms) it is at the cap, and stays there.
         let at_cap = windows
             .iter()
             .position(|w| *w == AdaptiveLimits::DEFAULT.cap)
@@ -203,14 +220,29 @@ mod tests {
         feed(&mut w, 1_000, 400, 1.0, &mut now);
         assert_eq!(w.window(), AdaptiveLimits::DEFAULT.cap);
         // The rate falls to ten pushes a second: the period the burst ended in still counts
-        // its pushes, the next one is quiet: zero from the third push on.
+        // its pushes, the next ones are calm: zero from the fourth push on.
         let windows = feed(&mut w, 1_000, 10, 1.0, &mut now);
-        assert!(windows[2..].iter().all(|w| w.is_zero()), "{windows:?}");
+        assert!(
+            !windows[1].is_zero(),
+            "not at the first calm period: {windows:?}"
+        );
+        assert!(windows[3..].iter().all(|w| w.is_zero()), "{windows:?}");
         // A burst, then silence: the first push after it finds zero (idle periods count).
         feed(&mut w, 1_000, 400, 1.0, &mut now);
         assert_eq!(w.window(), AdaptiveLimits::DEFAULT.cap);
         now += 300 * MS;
         assert!(w.push(1_000, now).is_zero());
+    }
+
+    #[test]
+    fn a_short_gap_in_a_busy_room_keeps_the_window() {
+        let mut w = AdaptiveWindow::new(AdaptiveLimits::DEFAULT);
+        let mut now = Instant::now();
+        feed(&mut w, 1_000, 400, 1.0, &mut now);
+        // A publisher late by 50 ms (less than CALM), then on schedule again.
+        now += 50 * MS;
+        let windows = feed(&mut w, 1_000, 400, 0.5, &mut now);
+        assert!(windows.iter().all(|w| *w == AdaptiveLimits::DEFAULT.cap));
     }
 
     #[test]
