@@ -12,7 +12,8 @@
 //! periods of [`PERIOD`] (a count and a multiplication per push, nothing per member):
 //!
 //! - over the limit, the window grows: [`START`], then four times longer each period up to
-//!   [`AdaptiveLimits::cap`], where a member gets one write per window, whatever the rate;
+//!   [`AdaptiveLimits::cap`], where a member gets one write per window, whatever the rate; a
+//!   burst that uses up a whole period's writes before the period ends grows it at once;
 //! - under half the limit for [`CALM`] in a row (idle periods count too), it halves each
 //!   period and below [`START`] drops to zero, where every push goes out at once: a gap of a
 //!   few periods in a busy room's pushes (a late publisher) does not unbatch it;
@@ -105,7 +106,16 @@ impl AdaptiveWindow {
                 self.period_start = Some(now);
                 self.pushes = 1;
             }
-            Some(_) => self.pushes += 1,
+            Some(start) => {
+                self.pushes += 1;
+                // A burst that has used up a whole period's writes already: grow now, not at
+                // the period's end, and measure afresh from here.
+                if self.writes(members) > self.allowed(PERIOD) {
+                    self.adapt(members, now.duration_since(start));
+                    self.period_start = Some(now);
+                    self.pushes = 0;
+                }
+            }
             None => {
                 self.period_start = Some(now);
                 self.pushes = 1;
@@ -114,11 +124,19 @@ impl AdaptiveWindow {
         self.window
     }
 
+    /// The writes the period's pushes would take one at a time, in millionths.
+    fn writes(&self, members: usize) -> u128 {
+        u128::from(self.pushes) * members as u128 * 1_000_000
+    }
+
+    /// The writes the limit allows in `elapsed`, in millionths.
+    fn allowed(&self, elapsed: Duration) -> u128 {
+        u128::from(self.limits.writes_per_sec) * elapsed.as_micros()
+    }
+
     /// The period that just ended lasted `elapsed` and held `self.pushes` pushes.
     fn adapt(&mut self, members: usize, elapsed: Duration) {
-        // Writes one push at a time would have taken, against what the limit allows.
-        let writes = u128::from(self.pushes) * members as u128 * 1_000_000;
-        let allowed = u128::from(self.limits.writes_per_sec) * elapsed.as_micros();
+        let (writes, allowed) = (self.writes(members), self.allowed(elapsed));
         let start = START.min(self.limits.cap);
         if writes * 2 >= allowed {
             self.calm = Duration::ZERO;
