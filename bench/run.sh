@@ -2,11 +2,12 @@
 # Run one load-generator scenario against pushgate, then against the Node peer, and print both
 # result lines and the ratio of their headline figures.
 #
-#   bench/run.sh <idle|fanout|unicast|connect-storm> [pushgate-loadgen options...]
+#   bench/run.sh <idle|fanout|unicast|connect-storm|recover> [pushgate-loadgen options...]
 #
 # e.g.  bench/run.sh fanout --clients 2000 --rate 200 --duration 10
 #       bench/run.sh unicast --users 2000 --rate 1000
 #       BENCH_ONLY=pushgate bench/run.sh idle --clients 5000 --duration 5
+#       bench/run.sh recover --clients 10000     # pushgate only unless BENCH_ONLY=both
 #
 # It builds the release binaries, installs the Node peer's packages (npm ci) and, for scenarios
 # that publish to RabbitMQ, makes sure a local broker runs (scripts/ensure-rabbitmq.sh, which
@@ -19,23 +20,27 @@
 # BENCH_NODE_PORT (29007), BENCH_OUT (target/bench: where result lines are kept),
 # BENCH_JWT_SECRET / BENCH_API_KEY (a fixed bench secret and key by default), PUSHGATE_BIN (the
 # pushgate binary to run instead of target/release/pushgate, e.g. another build for an A/B).
+# `recover` runs against pushgate only by default (BENCH_ONLY=both adds the Node peer, started
+# with socket.io's connectionStateRecovery for RECOVERY_WINDOW_MS, default 120000); both servers
+# get RECOVERY_WINDOW_MS / RECOVERY_HISTORY_BYTES from the environment, and so does the load
+# generator (the RSS bound it reports against).
 set -euo pipefail
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
 SCENARIO=$1
 shift
 case "$SCENARIO" in
-  idle | fanout | unicast | connect-storm) ;;
+  idle | fanout | unicast | connect-storm | recover) ;;
   *) usage ;;
 esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-ONLY=${BENCH_ONLY:-both}
+if [ "$SCENARIO" = recover ]; then ONLY=${BENCH_ONLY:-pushgate}; else ONLY=${BENCH_ONLY:-both}; fi
 # Below the kernel's ephemeral range (32768-60999 by default): a client socket of an earlier run
 # left in TIME_WAIT on 127.0.0.1:<port> would otherwise refuse the next server its port. Not
 # 30006, pushgate's default, which a server of one's own may hold.
@@ -148,9 +153,11 @@ run_target() { # target, port, exchange
       CORS_ORIGIN='*' RUST_LOG=warn \
       "${PUSHGATE_BIN:-$ROOT/target/release/pushgate}" >"$log" 2>&1 &
   else
+    local recovery=${RECOVERY_WINDOW_MS:-0}
+    if [ "$SCENARIO" = recover ]; then recovery=${RECOVERY_WINDOW_MS:-120000}; fi
     PORT=$port HOST=127.0.0.1 JWT_SECRET=$BENCH_JWT_SECRET PUSH_API_KEY=$BENCH_API_KEY \
       NODE_ID="$node_id" RABBITMQ_EXCHANGE=$exchange RABBITMQ_QUEUE_EXPIRES_MS=10000 \
-      CORS_ORIGIN='*' \
+      CORS_ORIGIN='*' RECOVERY_WINDOW_MS=$recovery \
       node bench/node-peer/server.js >"$log" 2>&1 &
   fi
   SERVER_PID=$!

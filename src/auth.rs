@@ -192,6 +192,15 @@ fn identity(claims: Claims) -> Result<Identity, AuthError> {
     })
 }
 
+/// The credentials of an `Authorization: Bearer <credentials>` header, the scheme matched in
+/// any case (`bearer`, `BEARER`: HTTP auth schemes are case-insensitive); `None` for another
+/// scheme or empty credentials.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.trim_start().split_once([' ', '\t'])?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+}
+
 /// The handshake's token sources, in the order they are tried.
 #[derive(Debug, Clone, Default)]
 pub struct HandshakeTokens {
@@ -204,10 +213,7 @@ pub struct HandshakeTokens {
 impl HandshakeTokens {
     /// Read the sources from a request's query value and `Authorization` header.
     pub fn new(query: Option<&str>, authorization: Option<&str>) -> Self {
-        let bearer = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let bearer = authorization.and_then(bearer_token);
         HandshakeTokens {
             query: query.filter(|t| !t.is_empty()).map(str::to_owned),
             bearer: bearer.map(str::to_owned),
@@ -580,5 +586,30 @@ mod tests {
         assert_eq!(h.pick(None), Err(AuthError::Missing));
         let h = HandshakeTokens::new(None, Some("Basic abc"));
         assert_eq!(h.pick(None), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for header in [
+            "Bearer t",
+            "bearer t",
+            "BEARER t",
+            "BeArEr   t ",
+            "Bearer\tt",
+        ] {
+            assert_eq!(bearer_token(header), Some("t"), "{header:?}");
+            let h = HandshakeTokens::new(None, Some(header));
+            assert_eq!(h.bearer.as_deref(), Some("t"), "{header:?}");
+        }
+        for header in [
+            "Basic dXNlcg==",
+            "Bearer",
+            "Bearer ",
+            "Bearert",
+            "Token t",
+            "",
+        ] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use pushgate_actors::adaptive_window::{AdaptiveLimits, CoalesceWindow};
 use pushgate_actors::consumers::AmqpSettings;
 
+use crate::logging::LogFormat;
+
 /// The insecure secret `--dev` signs and verifies tokens with (a configured `JWT_SECRET` is
 /// ignored then: dev mode prints tokens, and they must never be signed with a real secret).
 pub const DEV_JWT_SECRET: &str = "pushgate-INSECURE-dev-secret-never-use-in-production";
@@ -166,6 +168,149 @@ fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
     }))
 }
 
+/// Whether this node is one of a cluster (contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// `CLUSTER=off`: a node on its own, per-node queues, the HTTP API without a broker.
+    Off,
+    /// `CLUSTER=rabbitmq`: the nodes share the broker's push log and event queues.
+    RabbitMq,
+}
+
+/// Cluster mode's settings (contract §6); `name` and `log_max_bytes` are read and checked in
+/// either mode, so a mistake shows before the cluster is turned on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `CLUSTER`.
+    pub mode: ClusterMode,
+    /// `CLUSTER_NAME`: names the shared queues and the log, `pushgate.<name>.*`.
+    pub name: String,
+    /// `CLUSTER_LOG_MAX_BYTES`: the size bound of the push log on the broker.
+    pub log_max_bytes: u64,
+}
+
+/// `CLUSTER_NAME` when unset.
+pub const DEFAULT_CLUSTER_NAME: &str = "pushgate";
+/// `CLUSTER_LOG_MAX_BYTES` when unset: 1 GiB.
+pub const DEFAULT_CLUSTER_LOG_MAX_BYTES: u64 = 1 << 30;
+
+/// Whether `name` may name broker queues: 1-100 characters of `A-Z a-z 0-9 . _ -` (what
+/// `NODE_ID` and `CLUSTER_NAME` allow).
+fn is_queue_name_part(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
+    let mode = match non_empty(src.get("CLUSTER")) {
+        None => ClusterMode::Off,
+        Some(v) if v.trim().eq_ignore_ascii_case("off") => ClusterMode::Off,
+        Some(v) if v.trim().eq_ignore_ascii_case("rabbitmq") => ClusterMode::RabbitMq,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                var: "CLUSTER",
+                value: v,
+                reason: "use off or rabbitmq".into(),
+            })
+        }
+    };
+    let name = non_empty(src.get("CLUSTER_NAME"))
+        .map_or_else(|| DEFAULT_CLUSTER_NAME.to_owned(), |n| n.trim().to_owned());
+    if !is_queue_name_part(&name) {
+        return Err(ConfigError::Invalid {
+            var: "CLUSTER_NAME",
+            value: name,
+            reason: "it names queues: use 1-100 characters of A-Z a-z 0-9 . _ -".into(),
+        });
+    }
+    // The built-in broker URL is a local guest: a cluster's nodes must be told which broker
+    // they share.
+    if mode == ClusterMode::RabbitMq && non_empty(src.get("RABBITMQ_URL")).is_none() {
+        return Err(ConfigError::Invalid {
+            var: "RABBITMQ_URL",
+            value: String::new(),
+            reason: "CLUSTER=rabbitmq needs the broker every node shares: set RABBITMQ_URL".into(),
+        });
+    }
+    Ok(ClusterConfig {
+        mode,
+        name,
+        log_max_bytes: number(
+            src,
+            "CLUSTER_LOG_MAX_BYTES",
+            DEFAULT_CLUSTER_LOG_MAX_BYTES,
+            1,
+        )?,
+    })
+}
+
+/// The Socket.IO Admin UI's login (contract §9); absent unless both `ADMIN_UI_USERNAME` and
+/// `ADMIN_UI_PASSWORD_HASH` are set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUiConfig {
+    /// `ADMIN_UI_USERNAME`.
+    pub username: String,
+    /// `ADMIN_UI_PASSWORD_HASH`: a bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`), checked at
+    /// start. Never logged.
+    pub password_hash: String,
+    /// `ADMIN_UI_READONLY` (default true): the UI may look but not join, leave or disconnect.
+    pub readonly: bool,
+}
+
+impl std::fmt::Debug for AdminUiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUiConfig")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("readonly", &self.readonly)
+            .finish()
+    }
+}
+
+fn admin_ui(src: &Sources) -> Result<Option<AdminUiConfig>, ConfigError> {
+    let readonly = match non_empty(src.get("ADMIN_UI_READONLY")) {
+        None => true,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "ADMIN_UI_READONLY",
+                    value: v,
+                    reason: "use true or false".into(),
+                })
+            }
+        },
+    };
+    let username = non_empty(src.get("ADMIN_UI_USERNAME"));
+    let hash = non_empty(src.get("ADMIN_UI_PASSWORD_HASH"));
+    let (username, password_hash) = match (username, hash) {
+        (None, None) => return Ok(None),
+        (Some(username), Some(hash)) => (username, hash.trim().to_owned()),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                var: "ADMIN_UI_USERNAME",
+                value: String::new(),
+                reason: "set both ADMIN_UI_USERNAME and ADMIN_UI_PASSWORD_HASH, or neither".into(),
+            })
+        }
+    };
+    if password_hash.parse::<bcrypt::HashParts>().is_err() {
+        return Err(ConfigError::Invalid {
+            var: "ADMIN_UI_PASSWORD_HASH",
+            value: "<redacted>".into(),
+            reason: "not a bcrypt hash (e.g. $2b$10$ followed by 53 characters)".into(),
+        });
+    }
+    Ok(Some(AdminUiConfig {
+        username,
+        password_hash,
+        readonly,
+    }))
+}
+
 /// Everything pushgate runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -198,6 +343,15 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     /// The Consul watcher, when `CONSUL_URL` is set.
     pub consul: Option<ConsulConfig>,
+    /// Cluster mode (`CLUSTER`).
+    pub cluster: ClusterConfig,
+    /// The Socket.IO Admin UI's `/admin` namespace, when its login is configured.
+    pub admin_ui: Option<AdminUiConfig>,
+    /// `SHUTDOWN_DRAIN_MS`: on SIGTERM or SIGINT, how long `/ready` answers 503 while the
+    /// connected clients are still served, before they are closed; zero: close them at once.
+    pub shutdown_drain: Duration,
+    /// `LOG_FORMAT`: plain text lines or one JSON object per line.
+    pub log_format: LogFormat,
     /// `--dev`: insecure defaults, tokens printed at start.
     pub dev: bool,
 }
@@ -242,18 +396,21 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The real sources: `.env` loaded into the process environment (never overriding it), then
+    /// The real sources: `./.env` (the working directory's only) loaded into the process
+    /// environment (never overriding it), then
     /// every `*.toml` in `$PUSHGATE_CONFIG_DIR` (default `config`), in name order.
     pub fn from_process() -> Result<Self, ConfigError> {
-        // A missing .env is normal; a malformed one is not silently ignored.
-        match dotenvy::dotenv() {
+        // A missing .env is normal; a malformed one is not silently ignored. Only the working
+        // directory's: `dotenvy::dotenv()` would also look in every parent directory.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => {
                 return Err(ConfigError::File {
                     path: ".env".into(),
-                    reason: e.to_string(),
-                })
+                    // The parser quotes the bad line with its newline: keep the error one line.
+                    reason: e.to_string().trim_end().replace('\n', "\\n"),
+                });
             }
         }
         let dir = std::env::var("PUSHGATE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
@@ -381,11 +538,25 @@ fn coalesce_window(src: &Sources) -> Result<CoalesceWindow, ConfigError> {
 
 /// The `PUSH_COALESCE_MS` that lets each room's window adapt to its load.
 const AUTO: &str = "auto";
+/// `SHUTDOWN_DRAIN_MS` when unset.
+pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+fn log_format(src: &Sources) -> Result<LogFormat, ConfigError> {
+    let Some(raw) = non_empty(src.get("LOG_FORMAT")) else {
+        return Ok(LogFormat::Text);
+    };
+    raw.trim().parse().map_err(|reason| ConfigError::Invalid {
+        var: "LOG_FORMAT",
+        value: raw,
+        reason,
+    })
+}
 
 /// `PUSH_COALESCE_MS` when unset.
 pub const DEFAULT_PUSH_COALESCE_MS: &str = AUTO;
 
-fn host_name() -> String {
+/// This machine's host name.
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())
@@ -423,11 +594,7 @@ impl Config {
             None => Some(default.to_owned()),
         };
         let node_id = non_empty(src.get("NODE_ID")).unwrap_or_else(host_name);
-        if node_id.len() > 100
-            || !node_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if !is_queue_name_part(&node_id) {
             return Err(ConfigError::Invalid {
                 var: "NODE_ID",
                 value: node_id,
@@ -503,13 +670,23 @@ impl Config {
                 history_bytes: number(src, "RECOVERY_HISTORY_BYTES", 67_108_864usize, 1)?,
             },
             consul: consul(src)?,
+            cluster: cluster(src)?,
+            admin_ui: admin_ui(src)?,
+            shutdown_drain: Duration::from_millis(number(
+                src,
+                "SHUTDOWN_DRAIN_MS",
+                DEFAULT_SHUTDOWN_DRAIN_MS,
+                0,
+            )?),
+            log_format: log_format(src)?,
             consume: true,
             dev,
         })
     }
 
     /// A configuration for tests and embedding: dev secrets off, the given secret and API key,
-    /// port 0 on loopback, no RabbitMQ consumers, everything else at its default.
+    /// port 0 on loopback, no RabbitMQ consumers, no shutdown drain, everything else at its
+    /// default.
     pub fn for_tests(secret: &str, api_key: Option<&str>) -> Config {
         let mut vars = HashMap::new();
         vars.insert("JWT_SECRET".into(), secret.into());
@@ -522,6 +699,7 @@ impl Config {
         let mut config = Config::from_sources(&Sources::from_map(vars), false)
             .expect("valid test configuration");
         config.consume = false;
+        config.shutdown_drain = Duration::ZERO;
         config
     }
 }
@@ -539,6 +717,18 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The configuration from `files` and the environment `env`.
+    fn from_files(
+        files: HashMap<String, String>,
+        env: impl Fn(&str) -> Option<String> + 'static,
+    ) -> Config {
+        let sources = Sources {
+            files,
+            env: Box::new(env),
+        };
+        Config::from_sources(&sources, false).unwrap()
+    }
 
     #[test]
     fn defaults_match_the_contract() {
@@ -569,6 +759,25 @@ mod tests {
                 http_body_timeout: Duration::from_millis(10_000),
             }
         );
+        assert_eq!(c.shutdown_drain, Duration::from_millis(5_000));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shutdown_drain_and_log_format_are_read() {
+        let c = load(
+            &[
+                ("JWT_SECRET", SECRET),
+                ("SHUTDOWN_DRAIN_MS", "0"),
+                ("LOG_FORMAT", "JSON"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = load(&[("JWT_SECRET", SECRET), ("LOG_FORMAT", "text")], false).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -642,6 +851,71 @@ mod tests {
     }
 
     #[test]
+    fn cluster_is_off_by_default_and_rabbitmq_needs_the_broker_url() {
+        let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
+        assert_eq!(
+            c.cluster,
+            ClusterConfig {
+                mode: ClusterMode::Off,
+                name: "pushgate".into(),
+                log_max_bytes: 1_073_741_824,
+            }
+        );
+        let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs, false)
+        };
+        let missing = with(&[("CLUSTER", "rabbitmq")]).unwrap_err();
+        assert!(
+            matches!(
+                missing,
+                ConfigError::Invalid {
+                    var: "RABBITMQ_URL",
+                    ..
+                }
+            ),
+            "{missing}"
+        );
+        let c = with(&[
+            ("CLUSTER", "RabbitMQ"),
+            ("RABBITMQ_URL", "amqp://u:p@broker:5672/v"),
+            ("CLUSTER_NAME", "blue-1"),
+            ("CLUSTER_LOG_MAX_BYTES", "1048576"),
+        ])
+        .unwrap();
+        assert_eq!(c.cluster.mode, ClusterMode::RabbitMq);
+        assert_eq!(c.cluster.name, "blue-1");
+        assert_eq!(c.cluster.log_max_bytes, 1 << 20);
+        assert_eq!(
+            with(&[("CLUSTER", "off")]).unwrap().cluster.mode,
+            ClusterMode::Off
+        );
+        for (var, value) in [
+            ("CLUSTER", "redis"),
+            ("CLUSTER_NAME", "a/b"),
+            ("CLUSTER_NAME", "a b"),
+            ("CLUSTER_LOG_MAX_BYTES", "0"),
+            ("CLUSTER_LOG_MAX_BYTES", "1GiB"),
+        ] {
+            match with(&[(var, value)]) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var, "{value}"),
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+        let long = "x".repeat(101);
+        let long = load(&[("JWT_SECRET", SECRET), ("CLUSTER_NAME", &long)], false);
+        assert!(matches!(
+            long,
+            Err(ConfigError::Invalid {
+                var: "CLUSTER_NAME",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn default_toml_agrees_with_the_built_in_defaults() {
         let text = include_str!("../config/default.toml");
         let files = parse_toml(text).expect("config/default.toml parses");
@@ -650,14 +924,7 @@ mod tests {
             "NODE_ID" => Some("n1".to_owned()),
             _ => None,
         };
-        let from_file = Config::from_sources(
-            &Sources {
-                files,
-                env: Box::new(env),
-            },
-            false,
-        )
-        .unwrap();
+        let from_file = from_files(files, env);
         let built_in = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(from_file, built_in);
         // CONSUL_DEBOUNCE_MS only shows once CONSUL_URL is set: compare with it set.
@@ -803,6 +1070,9 @@ mod tests {
             ("CONSUL_DEBOUNCE_MS", "2s"),
             ("QUOTA_COALESCE_MS", "-1"),
             ("QUOTA_COALESCE_MS", "soon"),
+            ("SHUTDOWN_DRAIN_MS", "-1"),
+            ("SHUTDOWN_DRAIN_MS", "5s"),
+            ("LOG_FORMAT", "yaml"),
         ] {
             let err = load(&[("JWT_SECRET", SECRET), (var, value)], false).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
@@ -900,5 +1170,67 @@ mod tests {
         );
         assert_eq!(parse_args(vec!["--help".into()]), Ok(Command::Help));
         assert!(parse_args(vec!["--prod".into()]).is_err());
+    }
+
+    /// A bcrypt hash of "secret" (cost 4).
+    const HASH: &str = "$2a$04$R8o2BO2itKFv45WmOb5RjebuxWp0waPZDzm90VqQ75tW1.QDspVMO";
+
+    #[test]
+    fn the_admin_ui_is_off_unless_both_its_login_variables_are_set() {
+        let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
+        assert_eq!(load(&base, false).unwrap().admin_ui, None);
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs, false)
+        };
+        let on = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ])
+        .unwrap()
+        .admin_ui
+        .unwrap();
+        assert_eq!((on.username.as_str(), on.readonly), ("ops", true));
+        assert!(
+            !format!("{on:?}").contains(HASH),
+            "the hash is never printed"
+        );
+        let writable = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "false"),
+        ]);
+        assert!(!writable.unwrap().admin_ui.unwrap().readonly);
+        for half in [
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+        ] {
+            assert!(with(&[half]).is_err(), "{half:?} alone");
+        }
+        let plain = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", "secret"),
+        ]);
+        let err = plain.unwrap_err().to_string();
+        assert!(
+            err.contains("not a bcrypt hash") && !err.contains("secret"),
+            "{err}"
+        );
+        let bad_flag = with(&[
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD_HASH", HASH),
+            ("ADMIN_UI_READONLY", "maybe"),
+        ]);
+        assert!(bad_flag.is_err());
+        // config/default.toml's ADMIN_UI_READONLY is the built-in one.
+        let files = parse_toml(include_str!("../config/default.toml")).unwrap();
+        let env = |k: &str| match k {
+            "JWT_SECRET" => Some(SECRET.to_owned()),
+            "ADMIN_UI_USERNAME" => Some("ops".to_owned()),
+            "ADMIN_UI_PASSWORD_HASH" => Some(HASH.to_owned()),
+            _ => None,
+        };
+        assert_eq!(from_files(files, env).admin_ui, Some(on));
     }
 }

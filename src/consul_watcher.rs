@@ -24,7 +24,7 @@ use pushgate_actors::service_health::{
     next_index, notices, parse_health_state, Backoff, Debounce, HealthBoard, HealthState,
     MalformedAnswer,
 };
-use pushgate_actors::{Push, PushEvent, PushTarget, RoomSupervisor};
+use pushgate_actors::{Accepted, Push, PushEvent, PushSource, PushTarget, RoomSupervisor};
 
 use crate::config::ConsulConfig;
 
@@ -183,6 +183,7 @@ impl ConsulWatcher {
                 payload: Arc::from(notices::changed(&transition, now)),
                 // Not one of the alerts contract §7 puts first; a room window may hold it.
                 priority: false,
+                accepted: Accepted::now(PushSource::Consul),
             });
         }
         self.board.publish(&self.debounce);

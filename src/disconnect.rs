@@ -19,11 +19,13 @@
 //! | [`RateLimited`](CloseReason::RateLimited) | `rate_limited` | 1008 | `1` (close) | yes |
 //! | [`TokenExpired`](CloseReason::TokenExpired) | `token_expired` | 1008 | `1` (close) | yes, with the auth it then holds |
 //! | [`ConnectRefused`](CloseReason::ConnectRefused) | `connect_refused` | 1008 | `1` (close) | no: it gave up at the first refusal |
+//! | [`AdminUi`](CloseReason::AdminUi) | `admin_ui` | 1000 | `1` (close) | no: it was sent a Socket.IO DISCONNECT first |
 //!
 //! socket.io-client reconnects after any close of its transport, unless the server sent a
-//! Socket.IO DISCONNECT packet or the client disconnected itself. pushgate never sends a
-//! Socket.IO DISCONNECT, so every reason but the client's own `disconnect()` is followed by a
-//! reconnect (with the client's backoff). The one exception is a refused CONNECT: the client
+//! Socket.IO DISCONNECT packet or the client disconnected itself. pushgate sends a Socket.IO
+//! DISCONNECT only when an operator disconnects the socket from the admin UI (`admin_ui`), so
+//! every other reason but the client's own `disconnect()` is followed by a reconnect (with the
+//! client's backoff). The one exception is a refused CONNECT: the client
 //! sees `connect_error` and stops by itself (it closes its own transport unless the
 //! application calls `connect()` again), so a connection closed after three refusals in a row
 //! belongs to a client that does not behave like socket.io-client.
@@ -69,6 +71,8 @@ pub enum CloseReason {
     TokenExpired,
     /// Three CONNECTs in a row on one connection were refused.
     ConnectRefused,
+    /// An operator disconnected the socket from the Socket.IO Admin UI.
+    AdminUi,
 }
 
 /// What a long-polling session answers its waiting GET with when it ends.
@@ -88,7 +92,7 @@ pub enum Reconnect {
     Yes,
     /// Only when the transport dropped; not after the client's own `disconnect()`.
     UnlessClientDisconnected,
-    /// It does not: socket.io-client stops at a CONNECT_ERROR.
+    /// It does not: socket.io-client stops at a CONNECT_ERROR or a Socket.IO DISCONNECT.
     No,
 }
 
@@ -107,7 +111,7 @@ pub struct Disconnect {
 
 impl CloseReason {
     /// Every reason, in the table's order.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ClientClose,
         CloseReason::PingTimeout,
         CloseReason::ConnectTimeout,
@@ -120,6 +124,7 @@ impl CloseReason {
         CloseReason::RateLimited,
         CloseReason::TokenExpired,
         CloseReason::ConnectRefused,
+        CloseReason::AdminUi,
     ];
 
     /// The reason's row of the table.
@@ -139,6 +144,7 @@ impl CloseReason {
             CloseReason::RateLimited => ("rate_limited", 1008, Close, Yes),
             CloseReason::TokenExpired => ("token_expired", 1008, Close, Yes),
             CloseReason::ConnectRefused => ("connect_refused", 1008, Close, No),
+            CloseReason::AdminUi => ("admin_ui", 1000, Close, No),
         };
         Disconnect {
             label,
@@ -188,10 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn only_a_client_refused_three_times_does_not_reconnect() {
+    fn only_a_client_refused_three_times_or_disconnected_by_an_operator_does_not_reconnect() {
         for reason in CloseReason::ALL {
             let gave_up = reason.row().reconnect == Reconnect::No;
-            assert_eq!(gave_up, reason == CloseReason::ConnectRefused, "{reason:?}");
+            let expected = matches!(reason, CloseReason::ConnectRefused | CloseReason::AdminUi);
+            assert_eq!(gave_up, expected, "{reason:?}");
         }
     }
 

@@ -31,7 +31,9 @@
 //!    writes them (`Wire::poll_write_to`). Long-polling: `transport/polling.rs::PollingSession`
 //!    reads its inbox as `Deliver` messages and answers the waiting GET; after an upgrade it
 //!    hands each delivery to its WebSocket (`CarrierCommand::Pushes`), which writes it through
-//!    the same `Wire::push_delivery`.
+//!    the same `Wire::push_delivery`. Server-Sent Events: `sse/stream_session.rs::SseStream`
+//!    reads its inbox as `Deliver` messages and writes each packet as one event
+//!    (`sse/event.rs::push_event`).
 //!
 //! An HTTP push enters at step 3: `http/api.rs::push` checks the key, reads the body
 //! (`http/body.rs`), and sends the `Push`. A client joins the rooms through the same
@@ -43,23 +45,32 @@
 //! its inbox. How a session ends, and what the client then does, is the table in
 //! [`disconnect`].
 //!
+//! In cluster mode (`CLUSTER=rabbitmq`) an HTTP push and a routed event do not enter at
+//! step 3: they are appended to the cluster's log (`cluster.rs`,
+//! `actors/src/cluster/`), and every node's log reader hands what it reads to its supervisor
+//! (`Handler<LoggedPush>`), which goes on from step 3.
+//!
 //! Service health (contract §8) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
 //! follows Consul with blocking queries and sends each announced change as a `Push` to room
 //! `admin`; a session whose client joins `admin` reads the snapshot
 //! (`session/service_health.rs`).
 
 pub mod acl;
+pub mod admin_ui;
 pub mod auth;
 pub mod client_event_limit;
+pub mod cluster;
 pub mod config;
 pub mod consul_watcher;
 pub mod disconnect;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
 pub mod protocol;
 pub mod refusal_log;
 pub mod server;
 pub mod session;
+pub mod sse;
 pub mod transport;
 
 pub use server::{start, Running, ShutdownHandle};

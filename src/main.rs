@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures::future::Either;
+
 use pushgate::auth::{mint, TokenClaims};
 use pushgate::config::{parse_args, Command, Config, Sources};
 use pushgate::session::Mode;
@@ -50,10 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,tracing::span=warn"),
-    )
-    .init();
+    pushgate::logging::init(config.log_format);
     match actix_web::rt::System::new().block_on(run(config, dev_ignored)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,11 +78,25 @@ async fn run(config: Config, dev_ignored: Vec<&'static str>) -> std::io::Result<
     if config.dev {
         print_dev_banner(&config, listener.local_addr()?.port(), &dev_ignored);
     }
+    let drain = config.shutdown_drain;
     let running = pushgate::start(config, listener, Mode::Gateway)?;
     log::info!("pushgate listening on {}", running.local_addr);
     let shutdown = running.shutdown_handle();
+    let readiness = running.state.readiness.clone();
     actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
+        // Not ready from now on, so that a load balancer sends no new clients; the connected
+        // ones are served until the drain ends (or a second signal cuts it short).
+        readiness.set_draining();
+        if !drain.is_zero() {
+            log::info!("{signal}: draining for {drain:?}, then closing clients (/ready is 503)");
+            let drained = actix_web::rt::time::sleep(drain);
+            let second = wait_for_signal();
+            futures::pin_mut!(drained, second);
+            if let Either::Right((second, _)) = futures::future::select(drained, second).await {
+                log::info!("{second}: the drain is cut short");
+            }
+        }
         log::info!("{signal}: shutting down");
         shutdown.shutdown().await;
     });
@@ -113,8 +126,8 @@ async fn first_of(
 ) -> &'static str {
     futures::pin_mut!(term, int);
     match futures::future::select(term, int).await {
-        futures::future::Either::Left(_) => "SIGTERM",
-        futures::future::Either::Right(_) => "SIGINT",
+        Either::Left(_) => "SIGTERM",
+        Either::Right(_) => "SIGINT",
     }
 }
 

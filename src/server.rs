@@ -13,14 +13,19 @@ use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{fn_service, map_config, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
-use pushgate_actors::consumers::{start_consumers, BrokerLink, Shutdown};
+use pushgate_actors::admin_view::{AdminView, NodeIdentity};
+use pushgate_actors::cluster::{ClusterParts, ClusterSettings};
+use pushgate_actors::consumers::{start_cluster_consumers, start_consumers, BrokerLink, Shutdown};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::readiness::Readiness;
+use pushgate_actors::recovery::RecoveryStore;
 use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::{CloseAllSessions, RoomSupervisor};
 
+use crate::admin_ui::AdminUi;
 use crate::auth::JwtVerifier;
-use crate::config::Config;
+use crate::cluster::ClusterEdge;
+use crate::config::{ClusterMode, Config};
 use crate::consul_watcher::ConsulWatcher;
 use crate::http::pending_sessions::PendingSessions;
 use crate::http::{self, AppState};
@@ -95,10 +100,47 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
+    let cluster =
+        (config.cluster.mode == ClusterMode::RabbitMq && mode == Mode::Gateway).then(|| {
+            // A silent node's figures leave the counts when its clients' heartbeat would
+            // have told them it is gone.
+            let presence_expiry = config.engine.ping_interval + config.engine.ping_timeout;
+            let settings = ClusterSettings::new(
+                config.cluster.name.clone(),
+                &config.amqp.node_id,
+                config.cluster.log_max_bytes,
+                config.recovery.window,
+            );
+            ClusterParts::new(settings, presence_expiry)
+        });
+    let admin_view = config
+        .admin_ui
+        .as_ref()
+        .filter(|_| mode == Mode::Gateway)
+        .map(|_| {
+            AdminView::new(NodeIdentity {
+                server_id: config.amqp.node_id.clone(),
+                hostname: crate::config::host_name(),
+            })
+            .start()
+        });
     let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
-        .with_coalesce_window(config.push_coalesce)
-        .with_recovery(config.recovery.window, config.recovery.history_bytes)
-        .start();
+        .with_coalesce_window(config.push_coalesce);
+    let mut supervisor = match &cluster {
+        // The history is the cluster's log, read back at its positions.
+        Some(_) if config.recovery.enabled() => supervisor.with_recovery_store(
+            RecoveryStore::cluster(config.recovery.window, config.recovery.history_bytes),
+        ),
+        _ => supervisor.with_recovery(config.recovery.window, config.recovery.history_bytes),
+    };
+    if let Some(view) = &admin_view {
+        supervisor = supervisor.with_admin_view(view.clone().recipient());
+    }
+    let supervisor = supervisor.start();
+    let admin_ui = match (&config.admin_ui, admin_view) {
+        (Some(settings), Some(view)) => Some(Arc::new(AdminUi::new(settings.clone(), view))),
+        _ => None,
+    };
     let consul = config.consul.clone().filter(|_| mode == Mode::Gateway);
     let service_health = consul.as_ref().map(|_| Arc::new(HealthBoard::new()));
     let context = |mode| {
@@ -111,6 +153,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
             mode,
             recovery: config.recovery.enabled(),
             service_health: service_health.clone(),
+            admin_ui: admin_ui.clone().filter(|_| mode == Mode::Gateway),
         })
     };
     let sessions = context(mode);
@@ -131,15 +174,29 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         metrics,
         readiness,
         polling: Arc::new(PollingRegistry::default()),
+        cluster: cluster.as_ref().map(|parts| {
+            Arc::new(ClusterEdge {
+                appender: parts.appender.clone(),
+                origin: parts.settings.origin.clone(),
+                presence: parts.presence.clone(),
+            })
+        }),
         engine_echo,
     });
-    let consumers = (config.consume && mode == Mode::Gateway).then(|| {
-        start_consumers(
+    let consumers = (config.consume && mode == Mode::Gateway).then(|| match cluster {
+        Some(parts) => start_cluster_consumers(
+            config.amqp.clone(),
+            parts,
+            state.supervisor.clone(),
+            state.metrics.clone(),
+            state.readiness.clone(),
+        ),
+        None => start_consumers(
             config.amqp.clone(),
             state.supervisor.clone(),
             state.metrics.clone(),
             state.readiness.clone(),
-        )
+        ),
     });
     if let (Some(settings), Some(board)) = (consul, service_health) {
         ConsulWatcher::new(

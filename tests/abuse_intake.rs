@@ -18,12 +18,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use pushgate::config::Config;
 use pushgate_actors::consumers::topology::DEAD_LETTER_QUEUE;
-use pushgate_test_support::broker::{node_id, Vhost};
+use pushgate_test_support::broker::Vhost;
 use serde_json::json;
 
 // ------------------------------------------------------------------ plain HTTP/1.1 on a socket
@@ -415,52 +414,17 @@ async fn the_cap_counts_both_transports_and_an_accepted_connect_frees_a_slot() {
 
 // ------------------------------------------------------------------ oversized AMQP events
 
-/// Wait until `/ready` answers 200 (both consumers consuming).
-async fn wait_ready(server: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let answer = send(http().get(server.url("/ready")), None).await;
-        if answer.status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not ready: {}", answer.body);
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_web::test]
 async fn a_ten_megabyte_event_is_dead_lettered_and_the_next_one_delivered() {
     let vhost = Vhost::create();
-    let mut config = Config::for_tests(SECRET, Some(API_KEY));
-    config.consume = true;
-    config.amqp.url = vhost.user_url();
-    config.amqp.node_id = node_id();
-    let server = start_with(config);
-    wait_ready(&server).await;
+    let server = start_consuming(&vhost).await;
     let mut client = RawClient::connected(&server, &server.token("big-1", false)).await;
 
-    let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
-        .await
-        .expect("publisher connects");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
+    let publisher = Publisher::connect(&vhost).await;
     let big = json!({"userId": "big-1", "quotaId": "q-big", "padding": "x".repeat(10 << 20)});
     let small = json!({"userId": "big-1", "quotaId": "q-small", "usagePercent": 12});
     for event in [big, small] {
-        let confirm = channel
-            .basic_publish(
-                "cloudphone.events".into(),
-                "quota.updated".into(),
-                BasicPublishOptions::default(),
-                event.to_string().as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish");
-        assert!(confirm.await.expect("confirm").is_ack());
+        publisher.publish("quota.updated", &event).await;
     }
 
     // The small one arrives, and only it.
@@ -486,7 +450,8 @@ async fn a_ten_megabyte_event_is_dead_lettered_and_the_next_one_delivered() {
         !metrics.contains("pushgate_disconnects_total{reason="),
         "nobody was disconnected:\n{metrics}"
     );
-    let dead = channel
+    let dead = publisher
+        .channel
         .queue_declare(
             DEAD_LETTER_QUEUE.into(),
             QueueDeclareOptions {

@@ -4,8 +4,9 @@
 //!
 //! Every run gets an empty environment (no `JWT_SECRET` from the caller's), an empty temporary
 //! directory as its working directory (no `.env`) and as `PUSHGATE_CONFIG_DIR` (no
-//! `config/default.toml` setting `PORT`), loopback only, and an unreachable broker, so nothing
-//! touches the shared RabbitMQ or a fixed port.
+//! `config/default.toml` setting `PORT`), loopback only, an unreachable broker (so nothing
+//! touches the shared RabbitMQ or a fixed port) and no shutdown drain (`tests/shutdown_drain.rs`
+//! tests it).
 
 mod common;
 
@@ -47,6 +48,7 @@ fn pushgate(dir: &TempDir, args: &[&str], vars: &[(&str, &str)]) -> Command {
         .env("PORT", "0")
         .env("NODE_ID", format!("pg-cli-{:08x}", rand::random::<u32>()))
         .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("SHUTDOWN_DRAIN_MS", "0")
         .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -138,6 +140,21 @@ fn no_secret_without_dev_is_a_one_line_startup_error() {
     // Empty is unset (contract §1).
     let ended = run_to_end(pushgate(&dir, &[], &[("JWT_SECRET", "")]));
     assert!(startup_error(&ended).contains("JWT_SECRET"));
+}
+
+#[test]
+fn only_the_working_directorys_env_file_is_read() {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join(".env"), format!("JWT_SECRET={SECRET_OK}\n")).unwrap();
+    let below = TempDir(dir.0.join("below"));
+    std::fs::create_dir_all(&below.0).unwrap();
+    // A parent directory's .env is not read: no JWT_SECRET.
+    let ended = run_to_end(pushgate(&below, &[], &[]));
+    assert!(startup_error(&ended).contains("JWT_SECRET"));
+    // The working directory's is: a malformed one shows that it was read.
+    std::fs::write(below.0.join(".env"), "JWT_SECRET='unterminated\n").unwrap();
+    let ended = run_to_end(pushgate(&below, &[], &[]));
+    assert!(startup_error(&ended).contains(".env"));
 }
 
 #[test]

@@ -431,3 +431,27 @@ async fn wildcard_cors_echoes_any_origin() {
         "true"
     );
 }
+
+#[actix_web::test]
+async fn the_api_key_is_accepted_as_a_bearer_token_in_any_case() {
+    let srv = start();
+    for (authorization, expected) in [
+        (format!("Bearer {API_KEY}"), StatusCode::OK),
+        (format!("bearer {API_KEY}"), StatusCode::OK),
+        (format!("BEARER  {API_KEY}"), StatusCode::OK),
+        (format!("Basic {API_KEY}"), StatusCode::UNAUTHORIZED),
+        (format!("Bearer {API_KEY}x"), StatusCode::UNAUTHORIZED),
+        (
+            format!("bearer {}", &API_KEY[1..]),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let resp = http()
+            .get(srv.url("/api/v1/rooms/admin"))
+            .insert_header(("Authorization", authorization.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected, "{authorization}");
+    }
+}

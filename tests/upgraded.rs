@@ -161,32 +161,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     actix_rt::task::spawn_blocking(f).await.unwrap()
 }
 
-/// The open WebSocket sessions, from the stats endpoint.
-async fn connections(srv: &TestServer) -> u64 {
-    let answer = send(
-        http()
-            .get(srv.url("/api/v1/stats"))
-            .insert_header(("X-API-Key", API_KEY)),
-        None,
-    )
-    .await;
-    let v: Value = serde_json::from_str(&answer.body).unwrap();
-    v["connections"].as_u64().unwrap()
-}
-
-/// Wait (at most 3 s) until the server counts `n` connections.
-async fn wait_for_connections(srv: &TestServer, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let now = connections(srv).await;
-        if now == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{now} connections, expected {n}");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_web::test]
 async fn upgrade_requests_elsewhere_get_the_applications_answer_then_close() {
     let srv = start();
@@ -324,7 +298,7 @@ async fn a_frame_header_over_the_limit_is_refused_before_its_payload() {
         );
         assert_eq!(&payload[2..], b"payload too large");
         assert!(ended);
-        wait_for_connections(&srv, 0).await;
+        srv.wait_for_connections(0).await;
     }
 }
 
@@ -334,14 +308,14 @@ async fn a_client_that_half_closes_is_gone() {
     let addr = srv.addr;
     let token = srv.token("6", false);
     let mut c = blocking(move || raw_connected(addr, &token)).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     let ended = blocking(move || {
         c.tcp.shutdown(Shutdown::Write).unwrap();
         c.ends_within(Duration::from_secs(2))
     })
     .await;
     assert!(ended, "the server keeps a half-closed connection");
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
 }
 
 #[actix_web::test]
@@ -353,7 +327,7 @@ async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartb
     let stuck = blocking(move || raw_connected(addr, &token)).await;
     let token = srv.token("8", false);
     let mut reader = RawClient::connected(&srv, &token).await;
-    wait_for_connections(&srv, 2).await;
+    srv.wait_for_connections(2).await;
     // Far more than the socket buffers hold: the stuck client's writes block. The reader reads
     // (and answers its pings) while the pushes go out.
     let pushes = 60;
@@ -381,7 +355,7 @@ async fn a_client_that_reads_nothing_holds_up_nobody_and_is_closed_by_the_heartb
     // Its heartbeat (300 ms + 200 ms here) ends its session although its socket stays open;
     // the reader, answering its pings meanwhile, stays.
     assert_eq!(reader.idle(Duration::from_millis(1_000)).await, vec![]);
-    assert_eq!(connections(&srv).await, 1);
+    assert_eq!(srv.connections().await, 1);
     drop(stuck);
 }
 
@@ -394,7 +368,7 @@ async fn one_client_without_heartbeats(user: &str) -> (TestServer, Raw) {
     let addr = srv.addr;
     let token = srv.token(user, false);
     let client = blocking(move || raw_connected(addr, &token)).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     (srv, client)
 }
 
@@ -402,22 +376,9 @@ async fn one_client_without_heartbeats(user: &str) -> (TestServer, Raw) {
 async fn a_client_that_falls_far_behind_is_dropped_as_a_slow_reader() {
     // Only the backlog can end this session.
     let (srv, mut stuck) = one_client_without_heartbeats("5").await;
-    // The kernel buffers a few MiB on each side; then pushgate's backlog grows past its limit.
-    let big = format!(r#"{{"blob":"{}"}}"#, "s".repeat(100_000));
-    let pushes = (MAX_UNWRITTEN + 16 * 1024 * 1024) / big.len();
-    let mut dropped_after = None;
-    for i in 0..pushes {
-        if srv.push_to_user("5", &big).await == 0 {
-            dropped_after = Some(i);
-            break;
-        }
-    }
-    let dropped_after = dropped_after.expect("the slow reader was dropped");
-    assert!(
-        dropped_after * big.len() > MAX_UNWRITTEN,
-        "not before it was {MAX_UNWRITTEN} bytes behind: after {dropped_after} pushes"
-    );
-    wait_for_connections(&srv, 0).await;
+    srv.push_until_the_slow_reader_is_dropped("5", MAX_UNWRITTEN)
+        .await;
+    srv.wait_for_connections(0).await;
     srv.assert_disconnects("slow_reader", 1).await;
     // The client finds its connection ended once it reads what the kernel still held.
     assert!(blocking(move || stuck.ends_within(Duration::from_secs(10))).await);
@@ -513,7 +474,7 @@ async fn pushes_racing_a_close_never_follow_the_close_frame() {
     let addr = srv.addr;
     let token = srv.token("31", false);
     let mut c = blocking(move || raw_connected(addr, &token)).await;
-    wait_for_connections(&srv, 1).await;
+    srv.wait_for_connections(1).await;
     // Pushes keep coming while the server closes the session (here for a frame over the
     // limit); the connection writes them straight from the session's inbox, and must stop
     // before the close frame.
@@ -554,7 +515,7 @@ async fn pushes_racing_a_close_never_follow_the_close_frame() {
             "{text}"
         );
     }
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
 }
 
 /// A masked client frame whose first byte is `first` (FIN, RSV bits, opcode), as is.
@@ -627,7 +588,7 @@ async fn websocket_protocol_violations_close_with_1002_and_invalid_text_with_100
         assert_eq!(code, Some(1007), "{name}");
         assert!(ended, "{name}: the connection ends");
     }
-    wait_for_connections(&srv, 0).await;
+    srv.wait_for_connections(0).await;
     let metrics = send(http().get(srv.url("/metrics")), None).await.body;
     for line in [
         format!(r#"pushgate_disconnects_total{{reason="protocol_error"}} {count}"#),

@@ -56,11 +56,14 @@ async fn token_from_query_and_bearer_header() {
         .await
         .unwrap();
     assert!(c.handshake(None).await.starts_with("40{"));
-    let bearer = format!("Bearer {token}");
-    let mut c = RawClient::connect(&srv.ws_url(""), &[("Authorization", &bearer)])
-        .await
-        .unwrap();
-    assert!(c.handshake(None).await.starts_with("40{"));
+    // The scheme in any case (HTTP auth schemes are case-insensitive).
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let bearer = format!("{scheme} {token}");
+        let mut c = RawClient::connect(&srv.ws_url(""), &[("Authorization", &bearer)])
+            .await
+            .unwrap();
+        assert!(c.handshake(None).await.starts_with("40{"), "{scheme}");
+    }
     // An invalid auth token is refused even with a valid query token.
     let mut c = RawClient::connect(&srv.ws_url(&format!("&token={token}")), &[])
         .await

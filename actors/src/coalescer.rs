@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use crate::messages::Packets;
+use crate::messages::{Packets, PushStamp};
 
 /// Groups of members a coalescing room staggers its deliveries over.
 pub const GROUPS: usize = 8;
@@ -54,9 +54,9 @@ struct Group {
 pub struct Coalescer {
     window: Duration,
     groups: Vec<Group>,
-    /// Pushes some group has not had yet, with when each was accepted; `log[0]` is push
-    /// number `first`.
-    log: VecDeque<(ByteString, Instant)>,
+    /// Pushes some group has not had yet, with their stamps (when each was accepted, ...);
+    /// `log[0]` is push number `first`.
+    log: VecDeque<(ByteString, PushStamp)>,
     first: u64,
 }
 
@@ -128,8 +128,8 @@ impl Coalescer {
 
     /// Accept a push at `now`: the groups it must go out to at once (quiet groups, and groups
     /// whose batch is full). The others get it when [`Coalescer::due`] says so.
-    pub fn push(&mut self, packet: ByteString, accepted_at: Instant, now: Instant) -> Vec<usize> {
-        self.log.push_back((packet, accepted_at));
+    pub fn push(&mut self, packet: ByteString, stamp: PushStamp, now: Instant) -> Vec<usize> {
+        self.log.push_back((packet, stamp));
         let end = self.end();
         let window = self.window;
         let staggered = window / self.groups.len() as u32;
@@ -205,7 +205,7 @@ impl Coalescer {
                     None => {
                         let from = (next - self.first) as usize;
                         let batch: Arc<Packets> =
-                            Arc::new(self.log.range(from..).map(|(f, _)| f.clone()).collect());
+                            Arc::new(self.log.range(from..).cloned().collect());
                         made.push((next, batch.clone()));
                         batch
                     }
@@ -223,7 +223,7 @@ impl Coalescer {
             .unwrap_or(end);
         let done = (behind - self.first) as usize;
         self.first = behind;
-        let delivered = self.log.drain(..done).map(|(_, at)| at).collect();
+        let delivered = self.log.drain(..done).map(|(_, s)| s.accepted.at).collect();
         (batches, delivered)
     }
 }
@@ -237,6 +237,17 @@ mod tests {
 
     fn packet(s: &str) -> ByteString {
         ByteString::from(s.to_owned())
+    }
+
+    fn stamp(at: Instant) -> PushStamp {
+        use crate::messages::{Accepted, PushEvent, PushSource};
+        PushStamp {
+            event: PushEvent::Message,
+            accepted: Accepted {
+                source: PushSource::Http,
+                at,
+            },
+        }
     }
 
     fn texts(packets: &Option<Arc<Packets>>) -> Vec<String> {
@@ -276,7 +287,7 @@ mod tests {
         let mut c = with_members(Duration::ZERO, 3);
         let t = Instant::now();
         for k in 0..3 {
-            assert_eq!(c.push(packet(&k.to_string()), t, t), vec![0]);
+            assert_eq!(c.push(packet(&k.to_string()), stamp(t), t), vec![0]);
             let (packets, delivered) = take_one(&mut c, 0);
             assert_eq!(texts(&packets), [k.to_string()]);
             assert_eq!(delivered.len(), 1);
@@ -290,13 +301,13 @@ mod tests {
         let t0 = Instant::now();
         // Quiet: every group at once.
         let all: Vec<usize> = (0..GROUPS).collect();
-        assert_eq!(c.push(packet("1"), t0, t0), all);
+        assert_eq!(c.push(packet("1"), stamp(t0), t0), all);
         for g in 0..GROUPS {
             assert_eq!(texts(&take_one(&mut c, g).0), ["1"]);
         }
         // Busy: the next push waits, group g until W - g * STEP after t0.
         let t1 = t0 + Duration::from_millis(1);
-        assert!(c.push(packet("2"), t1, t1).is_empty());
+        assert!(c.push(packet("2"), stamp(t1), t1).is_empty());
         for g in (0..GROUPS).rev() {
             let due_at = t0 + W - STEP * g as u32;
             assert_eq!(c.next_due(), Some(due_at), "group {g}");
@@ -307,7 +318,7 @@ mod tests {
         assert_eq!(c.next_due(), None);
         // Each group's next window is a full W after its last delivery: still staggered.
         let t2 = t0 + W + Duration::from_millis(1);
-        assert!(c.push(packet("3"), t2, t2).is_empty());
+        assert!(c.push(packet("3"), stamp(t2), t2).is_empty());
         assert_eq!(c.next_due(), Some(t0 + W - STEP * 7 + W));
     }
 
@@ -323,7 +334,7 @@ mod tests {
             let mut groups = Vec::new();
             if ms % 3 == 0 {
                 accepted.push(now);
-                groups = c.push(packet(&ms.to_string()), now, now);
+                groups = c.push(packet(&ms.to_string()), stamp(now), now);
             }
             for pass in 0..2 {
                 if pass == 1 {
@@ -354,12 +365,12 @@ mod tests {
     fn a_full_batch_goes_out_before_the_window_ends() {
         let mut c = with_members(W, 1);
         let t = Instant::now();
-        assert_eq!(c.push(packet("first"), t, t), vec![0]);
+        assert_eq!(c.push(packet("first"), stamp(t), t), vec![0]);
         take_one(&mut c, 0);
         for k in 1..MAX_BATCH {
-            assert!(c.push(packet(&k.to_string()), t, t).is_empty());
+            assert!(c.push(packet(&k.to_string()), stamp(t), t).is_empty());
         }
-        assert_eq!(c.push(packet("full"), t, t), vec![0]);
+        assert_eq!(c.push(packet("full"), stamp(t), t), vec![0]);
         let (packets, delivered) = take_one(&mut c, 0);
         assert_eq!(packets.unwrap().len(), MAX_BATCH);
         assert_eq!(delivered.len(), MAX_BATCH);
@@ -369,12 +380,12 @@ mod tests {
     fn the_log_keeps_what_some_group_still_needs_and_only_that() {
         let mut c = with_members(W, 2); // groups 0 and 1
         let t = Instant::now();
-        assert_eq!(c.push(packet("a"), t, t), vec![0, 1]);
+        assert_eq!(c.push(packet("a"), stamp(t), t), vec![0, 1]);
         assert_eq!(take_one(&mut c, 0).1.len(), 0, "group 1 has not had it yet");
         assert_eq!(take_one(&mut c, 1).1.len(), 1, "now everyone has");
         let t1 = t + Duration::from_millis(1);
-        assert!(c.push(packet("b"), t1, t1).is_empty());
-        assert!(c.push(packet("c"), t1, t1).is_empty());
+        assert!(c.push(packet("b"), stamp(t1), t1).is_empty());
+        assert!(c.push(packet("c"), stamp(t1), t1).is_empty());
         let (packets, delivered) = take_one(&mut c, 1);
         assert_eq!(texts(&packets), ["b", "c"]);
         assert!(delivered.is_empty());
@@ -393,7 +404,7 @@ mod tests {
         }
         // Only group 0 (two members) is left.
         let t = Instant::now();
-        assert_eq!(c.push(packet("x"), t, t), vec![0]);
+        assert_eq!(c.push(packet("x"), stamp(t), t), vec![0]);
         let (packets, delivered) = take_one(&mut c, 0);
         assert_eq!(texts(&packets), ["x"]);
         assert_eq!(delivered.len(), 1);
@@ -406,7 +417,7 @@ mod tests {
         let t = Instant::now();
         for k in 0..3 {
             let now = t + Duration::from_micros(k);
-            assert_eq!(c.push(packet(&k.to_string()), now, now), all);
+            assert_eq!(c.push(packet(&k.to_string()), stamp(now), now), all);
             let (batches, delivered) = c.take(&all);
             let first = batches[0].clone().expect("group 0 has it");
             for batch in &batches {
@@ -423,17 +434,17 @@ mod tests {
     fn a_window_turning_non_zero_staggers_the_groups() {
         let (mut c, all) = adaptive_with_a_member_per_group();
         let t0 = Instant::now();
-        assert_eq!(c.push(packet("1"), t0, t0), all);
+        assert_eq!(c.push(packet("1"), stamp(t0), t0), all);
         c.take(&all);
         c.set_window(W);
         // Group g's window counts as started g * STEP before t0.
         let t1 = t0 + Duration::from_millis(1);
-        assert!(c.push(packet("2"), t1, t1).is_empty());
+        assert!(c.push(packet("2"), stamp(t1), t1).is_empty());
         assert_eq!(c.next_due(), Some(t0 + W - STEP * (GROUPS as u32 - 1)));
         // Back to zero: what waits is due at once, and the next push goes out at once.
         c.set_window(Duration::ZERO);
         assert_eq!(c.next_due().map(|due| due <= t1), Some(true));
-        assert_eq!(c.push(packet("3"), t1, t1), all);
+        assert_eq!(c.push(packet("3"), stamp(t1), t1), all);
         let (batches, delivered) = c.take(&all);
         assert_eq!(texts(&batches[3]), ["2", "3"]);
         assert_eq!(delivered.len(), 2);

@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::cluster::DeviceChange;
+
 /// Default cap of [`DeviceStatusCache`] entries.
 pub const DEFAULT_DEVICE_CACHE_LIMIT: usize = 100_000;
 
@@ -38,6 +40,8 @@ pub struct DeviceStatusCache {
     order: VecDeque<(String, u64)>,
     next_seq: u64,
     limit: usize,
+    /// Cluster mode: the change the last routed event made, for its log record.
+    journal: Option<Option<DeviceChange>>,
 }
 
 impl Default for DeviceStatusCache {
@@ -59,7 +63,30 @@ impl DeviceStatusCache {
             order: VecDeque::new(),
             next_seq: 0,
             limit,
+            journal: None,
         }
+    }
+
+    /// Note each change routing makes ([`take_change`](Self::take_change)), for cluster mode,
+    /// where it goes into the log with the event's pushes.
+    pub fn journaled(mut self) -> Self {
+        self.journal = Some(None);
+        self
+    }
+
+    /// The change routing made since the last call (journaled caches only).
+    pub fn take_change(&mut self) -> Option<DeviceChange> {
+        self.journal.as_mut().and_then(Option::take)
+    }
+
+    /// Apply a change another node routed (read from the cluster's log); not journaled.
+    pub fn apply(&mut self, change: DeviceChange) {
+        let journal = self.journal.take();
+        match change {
+            DeviceChange::Set { device_id, status } => self.set(&device_id, status),
+            DeviceChange::Removed { device_id } => self.remove(&device_id),
+        }
+        self.journal = journal;
     }
 
     /// The most devices this cache holds.
@@ -85,6 +112,12 @@ impl DeviceStatusCache {
     /// Remember `status` as the last one of `device_id` (an id longer than
     /// [`MAX_CACHED_DEVICE_ID_BYTES`] is never remembered).
     pub(crate) fn set(&mut self, device_id: &str, status: &'static str) {
+        if let Some(journal) = &mut self.journal {
+            *journal = Some(DeviceChange::Set {
+                device_id: device_id.to_owned(),
+                status,
+            });
+        }
         if self.limit == 0 || device_id.len() > MAX_CACHED_DEVICE_ID_BYTES {
             return;
         }
@@ -106,6 +139,11 @@ impl DeviceStatusCache {
 
     /// Forget `device_id`.
     pub(crate) fn remove(&mut self, device_id: &str) {
+        if let Some(journal) = &mut self.journal {
+            *journal = Some(DeviceChange::Removed {
+                device_id: device_id.to_owned(),
+            });
+        }
         self.entries.remove(device_id);
         self.compact_if_needed();
     }
@@ -144,6 +182,38 @@ mod tests {
         assert_eq!(cache.capacity_limit(), 100_000);
         assert!(cache.is_empty());
         assert_eq!(DeviceStatusCache::default().capacity_limit(), 100_000);
+    }
+
+    #[test]
+    fn a_journaled_cache_notes_routed_changes_but_not_applied_ones() {
+        let mut plain = DeviceStatusCache::new();
+        plain.set("d", "running");
+        assert_eq!(plain.take_change(), None);
+        let mut cache = DeviceStatusCache::new().journaled();
+        cache.set("d", "running");
+        let set = DeviceChange::Set {
+            device_id: "d".into(),
+            status: "running",
+        };
+        assert_eq!(cache.take_change(), Some(set));
+        assert_eq!(cache.take_change(), None);
+        cache.apply(DeviceChange::Set {
+            device_id: "e".into(),
+            status: "stopped",
+        });
+        assert_eq!(cache.get("e"), Some("stopped"));
+        assert_eq!(cache.take_change(), None, "applied, not routed");
+        cache.remove("d");
+        assert_eq!(
+            cache.take_change(),
+            Some(DeviceChange::Removed {
+                device_id: "d".into()
+            })
+        );
+        cache.apply(DeviceChange::Removed {
+            device_id: "e".into(),
+        });
+        assert_eq!(cache.get("e"), None);
     }
 
     #[test]

@@ -18,15 +18,26 @@
 //! - [`service_health`] is what admins are told about Consul's service health: the answer's
 //!   state, the debounce, the notification bodies and the shared snapshot (the HTTP watcher is
 //!   an edge actor of the server crate).
-//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`.
+//! - [`cluster`] is cluster mode (`CLUSTER=rabbitmq`): the push log on the broker that every
+//!   node appends to and reads, and the shared event queues.
+//! - [`admin_view`] is what the Socket.IO Admin UI is shown: the live sockets, their rooms and
+//!   the node's statistics, and the operator's actions handed to the sockets' sessions.
+//! - [`metrics`] and [`readiness`] are the shared counters behind `/metrics` and `/ready`;
+//!   [`process_metrics`] adds the standard `process_*` ones and `pushgate_build_info`, and
+//!   [`push_stats`] the push statistics (per event and source, latency to the socket, busiest
+//!   rooms) behind `/api/v1/stats` and part of `/metrics`.
 
 pub mod adaptive_window;
+pub mod admin_view;
+pub mod cluster;
 pub mod coalescer;
 pub mod consumers;
 pub mod device_status_cache;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod process_metrics;
+pub mod push_stats;
 pub mod readiness;
 pub mod recovery;
 pub mod room;

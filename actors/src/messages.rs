@@ -20,6 +20,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::inbox::OpenedInbox;
+use crate::push_stats::{EventStats, RoomActivity};
 use crate::recovery::NotRecovered;
 
 /// Identifies one session inside this process (never shown to clients).
@@ -59,6 +60,8 @@ impl Deliver {
 #[derive(Debug)]
 pub struct Packets {
     packets: Box<[ByteString]>,
+    /// Each push's stamp, in the packets' order (empty for packets that are not pushes).
+    stamps: Box<[PushStamp]>,
     encoded: OnceLock<Bytes>,
 }
 
@@ -68,6 +71,11 @@ impl Packets {
     /// (the WebSocket transport's).
     pub fn encoded(&self, encode: fn(&[ByteString]) -> Bytes) -> Bytes {
         self.encoded.get_or_init(|| encode(&self.packets)).clone()
+    }
+
+    /// The stamps of the pushes these packets carry (for the push statistics), in order.
+    pub fn stamps(&self) -> &[PushStamp] {
+        &self.stamps
     }
 }
 
@@ -83,6 +91,18 @@ impl From<Vec<ByteString>> for Packets {
     fn from(packets: Vec<ByteString>) -> Self {
         Packets {
             packets: packets.into_boxed_slice(),
+            stamps: Box::default(),
+            encoded: OnceLock::new(),
+        }
+    }
+}
+
+impl FromIterator<(ByteString, PushStamp)> for Packets {
+    fn from_iter<I: IntoIterator<Item = (ByteString, PushStamp)>>(pushes: I) -> Self {
+        let (packets, stamps): (Vec<_>, Vec<_>) = pushes.into_iter().unzip();
+        Packets {
+            packets: packets.into_boxed_slice(),
+            stamps: stamps.into_boxed_slice(),
             encoded: OnceLock::new(),
         }
     }
@@ -179,6 +199,44 @@ pub enum Registration {
     },
 }
 
+/// A session that is not a Socket.IO client (a Server-Sent Events stream) registers and is in
+/// `rooms` at once; with `resume_after`, it asks for the pushes after that offset. Its missed
+/// pushes are read in the same step that registers it, so none falls between them and the
+/// live ones (as in recovery). Answers how the stream starts.
+#[derive(Message)]
+#[rtype(result = "StreamStart")]
+pub struct RegisterStream {
+    /// The stream's process-local id.
+    pub session: SessionId,
+    /// Where its pushes go (see [`RegisterSession::inbox`]).
+    pub inbox: OpenedInbox,
+    /// Where to tell it that the server is shutting down.
+    pub going_away: Recipient<GoingAway>,
+    /// The user (`sub`) it authenticated as.
+    pub user_id: String,
+    /// The rooms it is in for its whole life (its user room, `admin` for admins).
+    pub rooms: Vec<String>,
+    /// The offset of the last push its client received (SSE's `Last-Event-ID`), if any.
+    pub resume_after: Option<String>,
+}
+
+/// How a stream registered with [`RegisterStream`] starts.
+#[derive(Debug, Clone, PartialEq, Eq, MessageResponse)]
+pub enum StreamStart {
+    /// Live pushes only: no offset was asked for.
+    Live,
+    /// The pushes after the asked offset that it would have received, oldest first, to be
+    /// written before anything from its inbox.
+    Resumed {
+        /// The missed pushes' packets.
+        missed: Vec<ByteString>,
+    },
+    /// The asked offset cannot be resumed from (recovery is off, the history no longer
+    /// reaches back to it, or it is no offset of this history): live pushes only, and the
+    /// client must be told that it may have missed some.
+    HistoryLost,
+}
+
 /// The server is shutting down: close the transport as "going away" (WebSocket 1001, an
 /// Engine.IO close on polling) so the client reconnects, to this node once it is back or to
 /// another one.
@@ -247,6 +305,58 @@ impl fmt::Display for PushEvent {
     }
 }
 
+/// Where a push came from (a label of the push statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushSource {
+    /// A RabbitMQ event, routed by a consumer.
+    Amqp,
+    /// The HTTP push API.
+    Http,
+    /// A Consul service-health change (the notice to the admin room).
+    Consul,
+}
+
+impl PushSource {
+    /// The label value: `"amqp"`, `"http"` or `"consul"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PushSource::Amqp => "amqp",
+            PushSource::Http => "http",
+            PushSource::Consul => "consul",
+        }
+    }
+}
+
+/// When and from where a push entered pushgate: when the HTTP handler had its valid body, the
+/// consumer took its delivery, or the Consul watcher decided to send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Who pushed it.
+    pub source: PushSource,
+    /// When it was accepted.
+    pub at: Instant,
+}
+
+impl Accepted {
+    /// A push from `source` accepted now.
+    pub fn now(source: PushSource) -> Self {
+        Accepted {
+            source,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// What the push statistics need to know of a push's packet when it is written: its event,
+/// where it came from and when it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushStamp {
+    /// The Socket.IO event it is emitted as.
+    pub event: PushEvent,
+    /// Its source and acceptance time.
+    pub accepted: Accepted,
+}
+
 /// Who a push goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushTarget {
@@ -279,6 +389,8 @@ pub struct Push {
     /// `error` notifications): never held by a room's coalescing window; it goes out at once,
     /// after what the room held before it.
     pub priority: bool,
+    /// When and from where it entered pushgate (for the push statistics).
+    pub accepted: Accepted,
 }
 
 /// Ask how many sessions are in a room.
@@ -305,6 +417,10 @@ pub struct Stats {
     pub pushes: BTreeMap<&'static str, u64>,
     /// Packets handed to sessions since start, by Socket.IO event name.
     pub deliveries: BTreeMap<&'static str, u64>,
+    /// Pushes, deliveries and write latency by Socket.IO event name, then source.
+    pub events: EventStats,
+    /// The rooms with the most deliveries in the last minute, busiest first (at most 10).
+    pub busiest_rooms: Vec<RoomActivity>,
 }
 
 /// Room-internal: add a member.
@@ -333,8 +449,9 @@ pub struct Fanout {
     pub packet: ByteString,
     /// Members of this room (on this thread) that must not get it; usually none.
     pub except: Vec<SessionId>,
-    /// When the supervisor accepted the push (for the fan-out latency histogram).
-    pub accepted_at: Instant,
+    /// The push's event, source and acceptance time (for the fan-out latency histogram and
+    /// the push statistics).
+    pub stamp: PushStamp,
     /// The push is an alert ([`Push::priority`]): deliver what the room holds, then this at
     /// once, outside the coalescing window.
     pub priority: bool,

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::push_stats::PushStats;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -40,7 +41,8 @@ impl AmqpOutcome {
 /// All of pushgate's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// `pushgate_connected_clients`: authenticated Socket.IO sessions.
+    /// `pushgate_connected_clients`: authenticated Socket.IO sessions and Server-Sent Events
+    /// streams.
     pub connected_clients: IntGauge,
     /// `pushgate_rooms`: non-empty rooms.
     pub rooms: IntGauge,
@@ -48,7 +50,7 @@ pub struct Metrics {
     pub pushes: IntCounterVec,
     /// `pushgate_deliveries_total{event}`: packets handed to sessions.
     pub deliveries: IntCounterVec,
-    /// `pushgate_auth_rejected_total`: refused Socket.IO connects.
+    /// `pushgate_auth_rejected_total`: refused Socket.IO connects and event streams.
     pub auth_rejected: IntCounter,
     /// `pushgate_amqp_messages_total{routing_key,outcome}`.
     amqp_messages: IntCounterVec,
@@ -56,11 +58,12 @@ pub struct Metrics {
     pub amqp_reconnects: IntCounter,
     /// `pushgate_consumer_up{consumer}`: 1 while a consumer is consuming.
     pub consumer_up: IntGaugeVec,
-    /// `pushgate_push_fanout_seconds`: from the supervisor accepting a push to the last member
+    /// `pushgate_push_fanout_seconds`: from a push being accepted to the last member
     /// of a room shard (the room's actor on one worker thread) having it in its mailbox; one
     /// observation per shard reached.
     pub push_fanout_seconds: Histogram,
-    /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions by reason.
+    /// `pushgate_disconnects_total{reason}`: ended Socket.IO sessions and event streams by
+    /// reason.
     pub disconnects: IntCounterVec,
     /// `pushgate_pending_sessions`: Engine.IO sessions that have not had a CONNECT accepted
     /// yet (`MAX_PENDING_SESSIONS` caps them).
@@ -90,6 +93,17 @@ pub struct Metrics {
     /// `pushgate_coalesced_total{routing_key}`: events never pushed because a later one about
     /// the same thing replaced them (`QUOTA_COALESCE_MS`: `quota.updated` of one quota).
     pub coalesced: IntCounterVec,
+    /// `pushgate_cluster_log_records_skipped_total`: records of the cluster's log this node
+    /// could not read (malformed, truncated, oversized, a newer version), skipped.
+    pub cluster_log_records_skipped: IntCounter,
+    /// `pushgate_cluster_log_append_failures_total`: records this node could not append to
+    /// the cluster's log (no broker, no confirm): each a `503` or a requeued event.
+    pub cluster_log_append_failures: IntCounter,
+    /// Pushes, deliveries and write latency by event and source:
+    /// `pushgate_pushes_by_source_total{event,source}`,
+    /// `pushgate_push_deliveries_total{event,source}` and the histogram
+    /// `pushgate_push_latency_seconds{event,source}` (rendered by [`PushStats::render`]).
+    pub push_stats: PushStats,
     routing_key_labels: Mutex<HashSet<String>>,
 }
 
@@ -105,7 +119,7 @@ impl Metrics {
         let registry = Registry::new();
         let connected_clients = IntGauge::new(
             "pushgate_connected_clients",
-            "Authenticated Socket.IO sessions on this node",
+            "Authenticated Socket.IO sessions and event streams on this node",
         )
         .expect("valid metric");
         let rooms = IntGauge::new("pushgate_rooms", "Non-empty rooms on this node").expect("valid");
@@ -127,7 +141,7 @@ impl Metrics {
         .expect("valid metric");
         let auth_rejected = IntCounter::new(
             "pushgate_auth_rejected_total",
-            "Socket.IO connects refused for a missing, invalid or expired token",
+            "Socket.IO connects and event streams refused for a missing, invalid or expired token",
         )
         .expect("valid metric");
         let amqp_messages = IntCounterVec::new(
@@ -161,7 +175,7 @@ impl Metrics {
         let disconnects = IntCounterVec::new(
             Opts::new(
                 "pushgate_disconnects_total",
-                "Ended Socket.IO sessions, by reason",
+                "Ended Socket.IO sessions and event streams, by reason",
             ),
             &["reason"],
         )
@@ -249,6 +263,7 @@ impl Metrics {
             room_joins_refused,
             consul_up,
             coalesced,
+            push_stats: PushStats::new(),
             routing_key_labels: Mutex::new(HashSet::new()),
             recoveries: IntCounterVec::new(
                 Opts::new(
@@ -273,8 +288,32 @@ impl Metrics {
                 "Pushes dropped from the recovery history, oldest first, to stay within its bound",
             )
             .expect("valid metric"),
+            cluster_log_records_skipped: IntCounter::new(
+                "pushgate_cluster_log_records_skipped_total",
+                "Records of the cluster's log this node could not read, skipped",
+            )
+            .expect("valid metric"),
+            cluster_log_append_failures: IntCounter::new(
+                "pushgate_cluster_log_append_failures_total",
+                "Records this node could not append to the cluster's log",
+            )
+            .expect("valid metric"),
         }
         .with_recovery_metrics()
+        .with_cluster_metrics()
+    }
+
+    /// Register cluster mode's metrics (zero on a node on its own).
+    fn with_cluster_metrics(self) -> Self {
+        for c in [
+            self.cluster_log_records_skipped.clone(),
+            self.cluster_log_append_failures.clone(),
+        ] {
+            self.registry
+                .register(Box::new(c))
+                .expect("metric registered once");
+        }
+        self
     }
 
     /// Register the connection-state recovery metrics.
@@ -331,10 +370,14 @@ impl Metrics {
     /// Render everything in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(4096);
+        let mut families = self.registry.gather();
+        families.extend(crate::process_metrics::families());
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding to a Vec cannot fail");
-        String::from_utf8(out).expect("the text encoder writes UTF-8")
+        let mut text = String::from_utf8(out).expect("the text encoder writes UTF-8");
+        self.push_stats.render(&mut text);
+        text
     }
 }
 
@@ -367,6 +410,14 @@ mod tests {
             "pushgate_recovery_history_evicted_total 0",
             "pushgate_consul_up 0",
             "pushgate_coalesced_total{routing_key=\"quota.updated\"} 0",
+            "pushgate_push_deliveries_total{event=\"message\",source=\"amqp\"} 0",
+            "pushgate_push_latency_seconds_count{event=\"notification\",source=\"http\"} 0",
+            "pushgate_build_info{arch=",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_start_time_seconds ",
         ] {
             assert!(text.contains(name), "missing {name} in:\n{text}");
         }

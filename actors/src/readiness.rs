@@ -1,7 +1,9 @@
-//! What `/ready` reports: the broker connection's state and each consumer's, and whether
-//! Consul is watched (shown, but never part of being ready).
+//! What `/ready` reports: the broker connection's state and each consumer's, whether Consul is
+//! watched (shown, but never part of being ready), and whether the server is draining before a
+//! shutdown (never ready again).
 //!
-//! Written by the RabbitMQ consumers and the Consul watcher, read by the HTTP probe; lock-free.
+//! Written by the RabbitMQ consumers, the Consul watcher and the shutdown sequence, read by the
+//! HTTP probe; lock-free.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -71,12 +73,39 @@ impl ConsulState {
     }
 }
 
+/// State of cluster mode's log reader (contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterLogState {
+    /// `CLUSTER=off`: `/ready` does not mention the log.
+    Off = 0,
+    /// Not reading the cluster's log (no broker connection yet, or lost): not ready.
+    Stopped = 1,
+    /// Reading the history up to this node's start: not ready yet.
+    CatchingUp = 2,
+    /// Reading and delivering what is appended.
+    Reading = 3,
+}
+
+impl ClusterLogState {
+    /// The name `/ready` shows, `None` when cluster mode is off.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            ClusterLogState::Off => None,
+            ClusterLogState::Stopped => Some("stopped"),
+            ClusterLogState::CatchingUp => Some("catching_up"),
+            ClusterLogState::Reading => Some("reading"),
+        }
+    }
+}
+
 /// Shared readiness flags.
 #[derive(Debug)]
 pub struct Readiness {
     amqp: AtomicU8,
     consumers: [AtomicBool; 2],
     consul: AtomicU8,
+    cluster_log: AtomicU8,
+    draining: AtomicBool,
 }
 
 impl Default for Readiness {
@@ -92,6 +121,23 @@ impl Readiness {
             amqp: AtomicU8::new(AmqpState::Disconnected as u8),
             consumers: [AtomicBool::new(false), AtomicBool::new(false)],
             consul: AtomicU8::new(ConsulState::Off as u8),
+            draining: AtomicBool::new(false),
+            cluster_log: AtomicU8::new(ClusterLogState::Off as u8),
+        }
+    }
+
+    /// Record the cluster's log reader's state.
+    pub fn set_cluster_log(&self, state: ClusterLogState) {
+        self.cluster_log.store(state as u8, Ordering::Release);
+    }
+
+    /// The cluster's log reader's state.
+    pub fn cluster_log(&self) -> ClusterLogState {
+        match self.cluster_log.load(Ordering::Acquire) {
+            1 => ClusterLogState::Stopped,
+            2 => ClusterLogState::CatchingUp,
+            3 => ClusterLogState::Reading,
+            _ => ClusterLogState::Off,
         }
     }
 
@@ -133,9 +179,26 @@ impl Readiness {
         self.consumers[kind as usize].load(Ordering::Acquire)
     }
 
-    /// Ready when every consumer is consuming.
+    /// The server is shutting down: from now on it is never ready, so that a load balancer
+    /// sends no new clients while the connected ones are still served. There is no way back.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the server is draining before a shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready when every consumer is consuming, in cluster mode the log is read live, and the
+    /// server is not draining.
     pub fn is_ready(&self) -> bool {
-        ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
+        !self.is_draining()
+            && ConsumerKind::ALL.iter().all(|k| self.consuming(*k))
+            && matches!(
+                self.cluster_log(),
+                ClusterLogState::Off | ClusterLogState::Reading
+            )
     }
 }
 
@@ -159,6 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn in_cluster_mode_ready_also_waits_for_the_log_read_live() {
+        let r = Readiness::new();
+        r.set_consuming(ConsumerKind::Quota, true);
+        r.set_consuming(ConsumerKind::Device, true);
+        assert_eq!(r.cluster_log().name(), None);
+        for (state, ready) in [
+            (ClusterLogState::Stopped, false),
+            (ClusterLogState::CatchingUp, false),
+            (ClusterLogState::Reading, true),
+        ] {
+            r.set_cluster_log(state);
+            assert_eq!(r.cluster_log(), state);
+            assert_eq!(r.is_ready(), ready, "{state:?}");
+        }
+        assert_eq!(r.cluster_log().name(), Some("reading"));
+    }
+
+    #[test]
     fn consul_is_shown_but_never_decides_readiness() {
         let r = Readiness::new();
         assert_eq!(r.consul(), ConsulState::Off);
@@ -170,5 +251,21 @@ mod tests {
         assert_eq!(r.consul().name(), Some("unreachable"));
         r.set_consul(ConsulState::Watching);
         assert_eq!(r.consul().name(), Some("watching"));
+    }
+
+    #[test]
+    fn draining_is_never_ready_again() {
+        let r = Readiness::new();
+        r.set_consuming(ConsumerKind::Quota, true);
+        r.set_consuming(ConsumerKind::Device, true);
+        assert!(r.is_ready() && !r.is_draining());
+        r.set_draining();
+        assert!(r.is_draining());
+        assert!(!r.is_ready());
+        r.set_consuming(ConsumerKind::Quota, true);
+        assert!(
+            !r.is_ready(),
+            "a consumer coming back does not undo draining"
+        );
     }
 }

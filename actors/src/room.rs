@@ -104,7 +104,7 @@ impl Room {
     fn deliver_now(&mut self, msg: Fanout) {
         let groups: Vec<usize> = (0..self.coalescer.groups()).collect();
         self.deliver(&groups);
-        let packets = Arc::new(Packets::from(vec![msg.packet]));
+        let packets = Arc::new(Packets::from_iter([(msg.packet, msg.stamp)]));
         for (session, (inbox, _)) in &self.members {
             if !msg.except.contains(session) {
                 inbox.push(packets.clone());
@@ -112,7 +112,7 @@ impl Room {
         }
         self.metrics
             .push_fanout_seconds
-            .observe(msg.accepted_at.elapsed().as_secs_f64());
+            .observe(msg.stamp.accepted.at.elapsed().as_secs_f64());
     }
 
     /// Arm the timer for the coalescer's next due delivery (or drop it when none is).
@@ -210,7 +210,7 @@ impl Handler<Fanout> for Room {
             let window = adaptive.push(self.members.len(), now);
             self.coalescer.set_window(window);
         }
-        let groups = self.coalescer.push(msg.packet, msg.accepted_at, now);
+        let groups = self.coalescer.push(msg.packet, msg.stamp, now);
         self.deliver(&groups);
         self.schedule(ctx);
     }
@@ -221,6 +221,7 @@ mod tests {
     use super::*;
     use crate::adaptive_window::AdaptiveLimits;
     use crate::coalescer::MAX_BATCH;
+    use crate::messages::{Accepted, PushEvent, PushSource, PushStamp};
     use crate::testing::{ProbeSession, Received};
     use bytestring::ByteString;
     use std::sync::Mutex;
@@ -244,7 +245,10 @@ mod tests {
         Fanout {
             packet: ByteString::from(packet.to_owned()),
             except: Vec::new(),
-            accepted_at: Instant::now(),
+            stamp: PushStamp {
+                event: PushEvent::Message,
+                accepted: Accepted::now(PushSource::Http),
+            },
             priority: false,
         }
     }

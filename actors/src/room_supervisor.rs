@@ -20,11 +20,17 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::adaptive_window::CoalesceWindow;
+use crate::admin_view::RoomMembership;
+use crate::cluster::presence::{GetNodeFigures, NodeFigures};
+use crate::cluster::LoggedPush;
 use crate::inbox::OpenedInbox;
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
 use crate::room::Room;
+
+mod streams;
 
 struct SessionEntry {
     /// Its inbox, which each room actor holding it claims on the session's thread.
@@ -126,7 +132,7 @@ impl Shards {
     fn fanout(
         &self,
         packet: &ByteString,
-        accepted_at: Instant,
+        stamp: PushStamp,
         skipped: &[(WorkerId, SessionId)],
         priority: bool,
     ) {
@@ -139,12 +145,15 @@ impl Shards {
             shard.addr.do_send(Fanout {
                 packet: packet.clone(),
                 except,
-                accepted_at,
+                stamp,
                 priority,
             });
         }
     }
 }
+
+/// How many of the busiest rooms [`GetStats`] lists.
+const BUSIEST_ROOMS: usize = 10;
 
 /// The internal name of the room every registered session is in (what a broadcast reaches);
 /// it is not in the room registry, so clients can neither join nor see it.
@@ -160,6 +169,14 @@ pub struct RoomSupervisor {
     settings: RoomSettings,
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
+    /// Deliveries per room over the last minute.
+    busiest_rooms: BusiestRooms,
+    /// Told every join and leave, when the admin UI is on.
+    admin_view: Option<Recipient<RoomMembership>>,
+    /// The log's head when it started holding every push, whoever receives it: set when the
+    /// first stream registers (see [`RegisterStream`]), since a stream may come back from any
+    /// offset it got, with no kept session to make the pushes it misses logged.
+    logs_every_push_since: Option<LogPosition>,
 }
 
 impl RoomSupervisor {
@@ -177,7 +194,16 @@ impl RoomSupervisor {
             },
             metrics,
             recovery: None,
+            busiest_rooms: BusiestRooms::new(Instant::now()),
+            admin_view: None,
+            logs_every_push_since: None,
         }
+    }
+
+    /// Tell the admin UI's view (`crate::admin_view`) every room join and leave.
+    pub fn with_admin_view(mut self, view: Recipient<RoomMembership>) -> Self {
+        self.admin_view = Some(view);
+        self
     }
 
     /// Turn connection-state recovery on: ended sessions are kept for `window`, pushes logged
@@ -219,17 +245,29 @@ impl RoomSupervisor {
         }
     }
 
-    /// The sessions in both `room` and `except` (a user's room: a few), each with its thread.
-    fn members_of_both(&self, room: &Shards, except: &Shards) -> Vec<(WorkerId, SessionId)> {
-        except
-            .sessions
-            .iter()
-            .filter(|session| room.sessions.contains(session))
-            .filter_map(|&session| {
-                let entry = self.sessions.get(&session)?;
-                Some((entry.inbox.home().worker, session))
-            })
-            .collect()
+    /// The shards a push to `target` goes to, and the members they must skip.
+    fn receivers(&self, target: &PushTarget) -> Receivers<'_> {
+        receivers(&self.rooms, &self.everyone, &self.sessions, target)
+    }
+
+    /// Count a push in the statistics: by event and source, and under its room when it
+    /// reached someone.
+    fn count_push(&mut self, stamp: PushStamp, room: Option<String>, reached: usize) {
+        self.metrics
+            .push_stats
+            .pushed(stamp.event, stamp.accepted.source, reached);
+        if let (Some(room), true) = (room, reached > 0) {
+            self.busiest_rooms
+                .record(&room, reached as u64, Instant::now());
+        }
+    }
+
+    /// How many of this node's sessions a push to `target` reaches now.
+    fn reach(&self, target: &PushTarget) -> usize {
+        match self.receivers(target) {
+            (Some(shards), skipped) => shards.members().saturating_sub(skipped.len()),
+            (None, _) => 0,
+        }
     }
 
     /// Forget a session: out of every room, out of the broadcast room.
@@ -289,12 +327,94 @@ impl RoomSupervisor {
     }
 }
 
+/// The shards a push goes to, and the members (with their threads) they must skip.
+type Receivers<'a> = (Option<&'a Shards>, Vec<(WorkerId, SessionId)>);
+
+/// The shards a push to `target` goes to, and the members they must skip (a free function so
+/// that the supervisor's recovery store stays borrowable beside it).
+fn receivers<'a>(
+    rooms: &'a HashMap<String, Shards>,
+    everyone: &'a Shards,
+    sessions: &HashMap<SessionId, SessionEntry>,
+    target: &PushTarget,
+) -> Receivers<'a> {
+    match target {
+        PushTarget::Room(name) => (rooms.get(name), Vec::new()),
+        PushTarget::RoomExceptMembersOf {
+            room,
+            except_members_of,
+        } => {
+            let shards = rooms.get(room);
+            let skipped = match (shards, rooms.get(except_members_of)) {
+                (Some(shards), Some(except)) => members_of_both(sessions, shards, except),
+                _ => Vec::new(),
+            };
+            (shards, skipped)
+        }
+        PushTarget::Everyone => (Some(everyone), Vec::new()),
+    }
+}
+
+/// The sessions in both `room` and `except` (a user's room: a few), each with its thread.
+fn members_of_both(
+    sessions: &HashMap<SessionId, SessionEntry>,
+    room: &Shards,
+    except: &Shards,
+) -> Vec<(WorkerId, SessionId)> {
+    except
+        .sessions
+        .iter()
+        .filter(|session| room.sessions.contains(session))
+        .filter_map(|&session| {
+            let entry = sessions.get(&session)?;
+            Some((entry.inbox.home().worker, session))
+        })
+        .collect()
+}
+
+/// Where an encoded push goes: the shards with a live receiver (if any) and whom they skip.
+struct Delivery<'a> {
+    shards: Option<&'a Shards>,
+    skipped: &'a [(WorkerId, SessionId)],
+    stamp: PushStamp,
+    priority: bool,
+}
+
+impl Delivery<'_> {
+    /// Fan `packet` out (when there is one and someone to get it), count the deliveries of
+    /// its event; returns how many sessions it reached.
+    fn fan_out(self, packet: Option<ByteString>, metrics: &Metrics) -> usize {
+        let reached = match (self.shards, packet) {
+            (Some(shards), Some(packet)) => {
+                shards.fanout(&packet, self.stamp, self.skipped, self.priority);
+                shards.members() - self.skipped.len()
+            }
+            _ => 0,
+        };
+        metrics
+            .deliveries
+            .with_label_values(&[self.stamp.event.name()])
+            .inc_by(reached as u64);
+        reached
+    }
+}
+
+/// The room a push to `target` is counted under among the busiest rooms (a broadcast is no
+/// room).
+fn target_room(target: &PushTarget) -> Option<String> {
+    match target {
+        PushTarget::Room(room) | PushTarget::RoomExceptMembersOf { room, .. } => Some(room.clone()),
+        PushTarget::Everyone => None,
+    }
+}
+
 /// A push about to be encoded.
 struct Outgoing<'a> {
     target: PushTarget,
     event: &'a str,
     payload: &'a str,
-    /// Whether some live session receives it.
+    /// Whether some live session receives it (or every push is logged: the supervisor's
+    /// `logs_every_push_since`).
     live: bool,
     accepted_at: Instant,
 }
@@ -428,6 +548,13 @@ impl Handler<JoinRoom> for RoomSupervisor {
             &session.inbox,
             &self.settings,
         );
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room.clone(),
+                joined: true,
+            });
+        }
         session.rooms.insert(msg.room);
         self.metrics.rooms.set(self.rooms.len() as i64);
     }
@@ -445,6 +572,13 @@ impl Handler<LeaveRoom> for RoomSupervisor {
         }
         let worker = session.inbox.home().worker;
         self.leave(msg.session, worker, &msg.room);
+        if let Some(view) = &self.admin_view {
+            view.do_send(RoomMembership {
+                session: msg.session,
+                room: msg.room,
+                joined: false,
+            });
+        }
     }
 }
 
@@ -452,25 +586,16 @@ impl Handler<Push> for RoomSupervisor {
     type Result = usize;
 
     fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> usize {
-        let accepted_at = Instant::now();
+        let accepted_at = msg.accepted.at;
+        let stamp = PushStamp {
+            event: msg.event,
+            accepted: msg.accepted,
+        };
         let event = msg.event.name();
         self.metrics.pushes.with_label_values(&[event]).inc();
-        let (shards, skipped) = match &msg.target {
-            PushTarget::Room(name) => (self.rooms.get(name), Vec::new()),
-            PushTarget::RoomExceptMembersOf {
-                room,
-                except_members_of,
-            } => {
-                let shards = self.rooms.get(room);
-                let skipped = match (shards, self.rooms.get(except_members_of)) {
-                    (Some(shards), Some(except)) => self.members_of_both(shards, except),
-                    _ => Vec::new(),
-                };
-                (shards, skipped)
-            }
-            PushTarget::Everyone => (Some(&self.everyone), Vec::new()),
-        };
+        let (shards, skipped) = receivers(&self.rooms, &self.everyone, &self.sessions, &msg.target);
         let live = shards.filter(|shards| shards.members() > skipped.len());
+        let room = target_room(&msg.target);
         let packet = encode_push(
             &mut self.recovery,
             self.encode,
@@ -479,22 +604,108 @@ impl Handler<Push> for RoomSupervisor {
                 target: msg.target,
                 event,
                 payload: &msg.payload,
-                live: live.is_some(),
+                live: live.is_some() || self.logs_every_push_since.is_some(),
                 accepted_at,
             },
         );
-        let reached = match (live, packet) {
-            (Some(shards), Some(packet)) => {
-                shards.fanout(&packet, accepted_at, &skipped, msg.priority);
-                shards.members() - skipped.len()
-            }
-            _ => 0,
+        let delivery = Delivery {
+            shards: live,
+            skipped: &skipped,
+            stamp,
+            priority: msg.priority,
         };
-        self.metrics
-            .deliveries
-            .with_label_values(&[event])
-            .inc_by(reached as u64);
+        let reached = delivery.fan_out(packet, &self.metrics);
+        self.count_push(stamp, room, reached);
         reached
+    }
+}
+
+/// Cluster mode: a push read from the cluster's log. Stored in the history at its position
+/// whether or not a session here receives it (a session kept on another node may recover
+/// here), and delivered to this node's sessions when live.
+impl Handler<LoggedPush> for RoomSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LoggedPush, _ctx: &mut Self::Context) {
+        let LoggedPush {
+            position,
+            push,
+            live,
+        } = msg;
+        let stamp = PushStamp {
+            event: push.event,
+            accepted: push.accepted,
+        };
+        let event = push.event.name();
+        let room = target_room(&push.target);
+        let (shards, skipped) =
+            receivers(&self.rooms, &self.everyone, &self.sessions, &push.target);
+        let shards = shards.filter(|shards| live && shards.members() > skipped.len());
+        let (encode, payload) = (self.encode, &push.payload);
+        let packet = match self.recovery.as_mut() {
+            Some(store) => {
+                let appended = store
+                    .log
+                    .append_at(position, push.target.clone(), &mut |offset| {
+                        encode(event, payload, Some(offset))
+                    });
+                if let Some(appended) = &appended {
+                    self.metrics
+                        .recovery_history_evicted
+                        .inc_by(appended.evicted as u64);
+                    self.metrics
+                        .recovery_history_bytes
+                        .set(store.log.bytes() as i64);
+                }
+                appended.map(|appended| appended.packet)
+            }
+            None => shards.map(|_| ByteString::from(encode(event, payload, None))),
+        };
+        if !live {
+            return;
+        }
+        self.metrics.pushes.with_label_values(&[event]).inc();
+        let delivery = Delivery {
+            shards,
+            skipped: &skipped,
+            stamp,
+            priority: push.priority,
+        };
+        let reached = delivery.fan_out(packet, &self.metrics);
+        self.count_push(stamp, room, reached);
+    }
+}
+
+/// How many of this node's sessions a push to `target` would reach now (cluster mode's
+/// `clients` in a `202`, before the push is read back from the log).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct CountReach {
+    /// The push's target.
+    pub target: PushTarget,
+}
+
+impl Handler<CountReach> for RoomSupervisor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CountReach, _ctx: &mut Self::Context) -> usize {
+        self.reach(&msg.target)
+    }
+}
+
+impl Handler<GetNodeFigures> for RoomSupervisor {
+    type Result = MessageResult<GetNodeFigures>;
+
+    fn handle(&mut self, _msg: GetNodeFigures, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(NodeFigures {
+            connections: self.sessions.len(),
+            rooms: self
+                .rooms
+                .iter()
+                .map(|(name, shards)| (name.clone(), shards.members()))
+                .collect(),
+            ..NodeFigures::default()
+        })
     }
 }
 
@@ -513,6 +724,8 @@ impl Handler<GetStats> for RoomSupervisor {
         let mut stats = Stats {
             connections: self.sessions.len(),
             rooms: self.rooms.len(),
+            events: self.metrics.push_stats.snapshot(),
+            busiest_rooms: self.busiest_rooms.top(BUSIEST_ROOMS, Instant::now()),
             ..Stats::default()
         };
         for event in [PushEvent::Notification, PushEvent::Message] {
@@ -567,19 +780,23 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
-    fn push(room: &str, payload: &str) -> Push {
+    /// A notification to `room`.
+    pub(crate) fn push(room: &str, payload: &str) -> Push {
         Push {
             target: PushTarget::Room(room.into()),
             event: PushEvent::Notification,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         }
     }
 
-    async fn settle() {
+    /// Let the actors handle what was sent.
+    pub(crate) async fn settle() {
         for _ in 0..5 {
             actix::clock::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -691,6 +908,7 @@ pub(crate) mod tests {
             event: PushEvent::Message,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         };
         assert_eq!(sup.send(except("user:a", "1")).await.unwrap(), 1);
         assert_eq!(sup.send(except("user:nobody", "2")).await.unwrap(), 2);

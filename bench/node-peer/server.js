@@ -20,7 +20,9 @@
 // (cloudphone-platform / cloudphone-users; empty skips the check), PUSH_API_KEY, RABBITMQ_URL,
 // RABBITMQ_EXCHANGE (cloudphone.events), NODE_ID, RABBITMQ_PREFETCH (256),
 // RABBITMQ_QUEUE_EXPIRES_MS (600000), CORS_ORIGIN (*), AMQP=off to run without a broker,
-// JWT_KEY_OBJECT=1 to verify with a prepared key (see below).
+// JWT_KEY_OBJECT=1 to verify with a prepared key (see below), RECOVERY_WINDOW_MS (0: off, the
+// default here so that earlier figures stay comparable; above 0: socket.io's own connection-
+// state recovery for that long, and `welcome` says `recovered`, as pushgate's does).
 "use strict";
 
 const http = require("node:http");
@@ -43,6 +45,7 @@ const NODE_ID = env.NODE_ID || os.hostname();
 const PREFETCH = Number(env.RABBITMQ_PREFETCH || 256);
 const QUEUE_EXPIRES_MS = Number(env.RABBITMQ_QUEUE_EXPIRES_MS || 600000);
 const CORS_ORIGIN = env.CORS_ORIGIN || "*";
+const RECOVERY_WINDOW_MS = Number(env.RECOVERY_WINDOW_MS || 0);
 const MAX_BODY = 1048576;
 const ADMIN_ROLES = ["admin", "super_admin", "superadmin"];
 const ROOM_NAME = /^[A-Za-z0-9:_.@-]{1,128}$/;
@@ -65,6 +68,9 @@ const io = new Server(httpServer, {
   maxHttpBufferSize: Number(env.MAX_PAYLOAD_BYTES || 1000000),
   cors: { origin: CORS_ORIGIN === "*" ? true : CORS_ORIGIN.split(","), credentials: true },
   serveClient: false,
+  ...(RECOVERY_WINDOW_MS > 0 && {
+    connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: false },
+  }),
 });
 
 function pickToken(handshake) {
@@ -139,6 +145,7 @@ io.on("connection", (socket) => {
     clientId: socket.id,
     userId: user.id,
     timestamp: new Date().toISOString(),
+    ...(RECOVERY_WINDOW_MS > 0 && { recovered: socket.recovered }),
   });
 
   for (const name of ["subscribe", "unsubscribe"]) {

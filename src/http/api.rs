@@ -1,4 +1,5 @@
-//! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`.
+//! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`; and, beside it, a
+//! user's event stream (`GET /api/v1/stream`, `http/sse.rs`), authenticated with the user's JWT.
 //!
 //! Errors are checked in the contract's order: unknown route (404) and wrong method (405) by
 //! [`ApiRoute::parse`], then disabled API (403), API key (401), body size (413), body shape
@@ -15,14 +16,14 @@ use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
-use pushgate_actors::{GetStats, Push, PushEvent, PushTarget, RoomSize};
+use pushgate_actors::{Accepted, GetStats, Push, PushEvent, PushSource, PushTarget, RoomSize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::acl;
 use crate::http::body::{self, BodyError};
 use crate::http::error::{method_not_allowed, not_found, ApiError};
-use crate::http::{cors, AppState};
+use crate::http::{cors, sse, AppState};
 
 /// Where the API lives.
 const PREFIX: &str = "/api/v1";
@@ -47,6 +48,8 @@ enum ApiRoute {
     Stats,
     /// `GET /services`: the service-health snapshot (contract §8).
     Services,
+    /// `GET /stream`: the caller's pushes as Server-Sent Events (`http/sse.rs`).
+    Stream,
 }
 
 /// A request path parsed once: its route and its `{param}` segment.
@@ -86,6 +89,7 @@ impl RoutedPath {
             }
             [Some("stats"), None, None, None] => (ApiRoute::Stats, ""),
             [Some("services"), None, None, None] => (ApiRoute::Services, ""),
+            [Some("stream"), None, None, None] => (ApiRoute::Stream, ""),
             _ => return None,
         };
         Some(RoutedPath {
@@ -114,7 +118,9 @@ impl ApiRoute {
     fn method(self) -> Method {
         match self {
             ApiRoute::Push(_) => Method::POST,
-            ApiRoute::RoomSize | ApiRoute::Stats | ApiRoute::Services => Method::GET,
+            ApiRoute::RoomSize | ApiRoute::Stats | ApiRoute::Services | ApiRoute::Stream => {
+                Method::GET
+            }
         }
     }
 }
@@ -140,15 +146,19 @@ async fn dispatch(
         ApiRoute::RoomSize => room_size(req, state, &path).await,
         ApiRoute::Stats => stats(req, state).await,
         ApiRoute::Services => services(req, state).await,
+        ApiRoute::Stream => sse::stream(req, state).await,
     }
 }
 
-/// Constant-time comparison, so the key cannot be guessed byte by byte from response times.
+/// Constant-time comparison (`subtle`), so the key cannot be guessed byte by byte from
+/// response times; only a length mismatch answers early.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
-/// 403 when the API is disabled, 401 unless `X-API-Key` or `Authorization: Bearer` holds the key.
+/// 403 when the API is disabled, 401 unless `X-API-Key` or `Authorization: Bearer` (the scheme
+/// in any case) holds the key.
 fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(key) = state.config.push_api_key.as_deref() else {
         return Err(ApiError::PushApiDisabled);
@@ -161,7 +171,7 @@ fn check_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
             headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(crate::auth::bearer_token)
         });
     match given {
         Some(g) if same_key(g.trim().as_bytes(), key.as_bytes()) => Ok(()),
@@ -235,16 +245,25 @@ async fn push(
         PushRoute::Broadcast => (PushTarget::Everyone, PushEvent::Notification),
     };
     let body = json_object(&body)?;
-    let clients = state
-        .supervisor
-        .send(Push {
-            target,
-            event,
-            payload: body,
-            priority: false,
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let push = Push {
+        target,
+        event,
+        payload: body,
+        priority: false,
+        accepted: Accepted::now(PushSource::Http),
+    };
+    let clients = match &state.cluster {
+        Some(cluster) => {
+            cluster
+                .push(push, &state.supervisor, &state.metrics)
+                .await?
+        }
+        None => state
+            .supervisor
+            .send(push)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     Ok(HttpResponse::Accepted().json(json!({ "clients": clients })))
 }
 
@@ -277,14 +296,19 @@ async fn room_size(
 ) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
     let room = path.room()?;
-    let clients = state
-        .supervisor
-        .send(RoomSize { room: room.clone() })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let clients = match &state.cluster {
+        Some(cluster) => cluster.room_size(room.clone(), &state.supervisor).await?,
+        None => state
+            .supervisor
+            .send(RoomSize { room: room.clone() })
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     Ok(HttpResponse::Ok().json(json!({ "room": room, "clients": clients })))
 }
 
+/// Sessions, rooms, per-event counters, the push statistics by event and source, and the
+/// busiest rooms of the last minute (see the README's API section for the shape).
 async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_key(&req, &state)?;
     let stats = state
@@ -353,6 +377,8 @@ mod tests {
             ("/api/v1/rooms/admin", routed(RoomSize, "admin")),
             ("/api/v1/stats", routed(Stats, "")),
             ("/api/v1/services", routed(Services, "")),
+            ("/api/v1/stream", routed(Stream, "")),
+            ("/api/v1/stream/", None),
             ("/api/v1/services/web", None),
             ("/api/v1/users//notifications", None),
             ("/api/v1/users/42/notifications/", None),

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// 401: missing or wrong API key.
     #[error("missing or invalid API key (send X-API-Key or Authorization: Bearer)")]
     Unauthorized,
+    /// 401: a route for users (the event stream) without a valid user JWT.
+    #[error("missing, invalid or expired token (send Authorization: Bearer <JWT> or ?token=)")]
+    InvalidToken,
     /// 413: body over `PUSH_MAX_BODY_BYTES`.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -47,7 +50,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PushApiDisabled => "push_api_disabled",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::InvalidToken => "unauthorized",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unavailable(_) | ApiError::PendingSessionsFull(_) => "unavailable",
@@ -63,7 +66,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PushApiDisabled => StatusCode::FORBIDDEN,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) | ApiError::PendingSessionsFull(_) => {
@@ -77,7 +80,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::InvalidToken => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
             }
             // The rest of the body may still come: the connection cannot be reused.

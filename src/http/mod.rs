@@ -9,6 +9,7 @@ pub mod pending_sessions;
 pub mod probes;
 pub mod same_origin;
 pub mod socketio_endpoint;
+pub mod sse;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub polling: Arc<PollingRegistry>,
     /// The cap on sessions waiting for their CONNECT (`MAX_PENDING_SESSIONS`).
     pub pending_sessions: Arc<PendingSessions>,
+    /// Cluster mode (`CLUSTER=rabbitmq`): pushes go into the cluster's log.
+    pub cluster: Option<Arc<crate::cluster::ClusterEdge>>,
     /// Protocol test-suite mode only: the Engine.IO echo sessions served at `/engine.io/`.
     pub engine_echo: Option<Arc<SessionContext>>,
 }

@@ -1,5 +1,6 @@
-//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming; the
-//! Consul watcher's state shown alongside) and `/metrics` (Prometheus). No authentication, no
+//! Health-check probes and metrics: `/health` (liveness), `/ready` (consumers consuming and not
+//! draining before a shutdown; the Consul watcher's state shown alongside) and `/metrics`
+//! (Prometheus). No authentication, no
 //! CORS.
 
 use actix_web::{web, HttpResponse};
@@ -47,8 +48,17 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if let Some(consul) = r.consul().name() {
         components["consul"] = Value::from(consul);
     }
+    // Cluster mode: the cluster's log, read live only once this node caught up (contract §6).
+    if let Some(log) = r.cluster_log().name() {
+        components["log"] = Value::from(log);
+    }
+    let status = match (ready, r.is_draining()) {
+        (true, _) => "ready",
+        (false, true) => "draining",
+        (false, false) => "not_ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "components": components,
     });
     if ready {

@@ -169,6 +169,13 @@ fn new_session(
     let tokens = HandshakeTokens::new(q.token.as_deref(), authorization);
     let mut session = SocketSession::new(endpoint.sessions.clone(), tokens);
     session.pending_slot = Some(slot);
+    if endpoint.sessions.admin_ui.is_some() {
+        let transport = match q.transport {
+            Transport::Polling => "polling",
+            Transport::WebSocket => "websocket",
+        };
+        session.describe_for_admin_ui(crate::admin_ui::handshake::describe(req), transport);
+    }
     Ok(session)
 }
 

@@ -7,6 +7,7 @@ use pushgate_actors::metrics::Metrics;
 use pushgate_actors::service_health::HealthBoard;
 use pushgate_actors::RoomSupervisor;
 
+use crate::admin_ui::AdminUi;
 use crate::auth::JwtVerifier;
 use crate::config::{EngineConfig, Limits};
 
@@ -44,4 +45,6 @@ pub struct SessionContext {
     pub recovery: bool,
     /// The service-health snapshot a client joining `admin` gets, when Consul is watched.
     pub service_health: Option<Arc<HealthBoard>>,
+    /// The Socket.IO Admin UI's `/admin` namespace, when it is configured (gateway mode only).
+    pub admin_ui: Option<Arc<AdminUi>>,
 }

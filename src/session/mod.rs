@@ -8,6 +8,7 @@
 //! CONNECT may ask for its kept session back and then waits for the supervisor's answer
 //! ([`recovery`]).
 
+mod admin_ui;
 mod client_request;
 mod context;
 pub mod limits;
@@ -15,6 +16,7 @@ pub mod protocol_suite;
 pub mod recovery;
 mod service_health;
 
+pub use admin_ui::{AdminUiNotice, Notice, ADMIN_NAMESPACE};
 pub use client_request::{Accepted, ClientRequest, Membership};
 pub use context::{Mode, SessionContext};
 
@@ -30,7 +32,7 @@ use pushgate_actors::{
     GoingAway, Inbox, JoinRoom, LeaveRoom, RegisterSession, Registration, SessionId,
     UnregisterSession,
 };
-use rand::RngCore;
+use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::acl::{self, Refusal};
@@ -57,6 +59,12 @@ pub enum Outbound {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A new process-local session id (Socket.IO sessions and Server-Sent Events streams share
+/// them: both register with the room supervisor).
+pub fn next_session_id() -> SessionId {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// 20 URL-safe characters from 15 random bytes (Engine.IO sids and Socket.IO socket ids).
 pub fn random_id() -> String {
     let mut bytes = [0u8; 15];
@@ -81,6 +89,10 @@ pub struct SocketSession {
     connection: Option<Connection>,
     /// Where the shutdown notice goes (the actor owning the session).
     going_away: Option<Recipient<GoingAway>>,
+    /// Where the admin UI's notices for it go (the actor owning the session).
+    notices: Option<Recipient<AdminUiNotice>>,
+    /// Its part in the admin UI: as a socket the UI shows, or as the UI's own socket.
+    admin_ui: admin_ui::AdminUiPart,
     /// Where the rooms on this session's thread put its pushes (opened to them when it
     /// registers).
     inbox: Inbox,
@@ -112,12 +124,14 @@ impl SocketSession {
         let limits = SessionLimits::new(&ctx.limits, now);
         SocketSession {
             ctx,
-            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            id: next_session_id(),
             sid: random_id(),
             tokens,
             namespaces: Vec::new(),
             connection: None,
             going_away: None,
+            notices: None,
+            admin_ui: admin_ui::AdminUiPart::default(),
             inbox: Inbox::new(),
             decoder: Decoder::new(),
             deferred: Vec::new(),
@@ -171,10 +185,11 @@ impl SocketSession {
         &self.inbox
     }
 
-    /// Tell the session where the shutdown notice goes (the actor owning it); called once,
-    /// when that actor starts.
-    pub fn attach(&mut self, going_away: Recipient<GoingAway>) {
+    /// Tell the session where the shutdown notice and the admin UI's notices go (the actor
+    /// owning it); called once, when that actor starts.
+    pub fn attach(&mut self, going_away: Recipient<GoingAway>, notices: Recipient<AdminUiNotice>) {
         self.going_away = Some(going_away);
+        self.notices = Some(notices);
     }
 
     /// When the session's heartbeat timer first fires (see [`Heartbeat`]).
@@ -226,6 +241,7 @@ impl SocketSession {
         let identity = identity.clone();
         match answer.map_err(|_| CloseReason::ServerShutdown)? {
             Registration::Recovered { sid, rooms, missed } => {
+                self.announce_to_admin_ui(&sid, rooms.clone());
                 for room in rooms {
                     self.limits.joined(room);
                 }
@@ -233,6 +249,7 @@ impl SocketSession {
                 self.connected(out, &awaiting.nsp, &sid, pid, Some(missed));
             }
             Registration::Fresh { .. } => {
+                self.announce_to_admin_ui(&awaiting.socket_id, Vec::new());
                 self.join_own_room(&identity);
                 let (sid, pid) = (&awaiting.socket_id, Some(awaiting.pid.as_str()));
                 self.connected(out, &awaiting.nsp, sid, pid, None);
@@ -330,6 +347,7 @@ impl SocketSession {
                     )));
                 }
                 match self.ctx.mode {
+                    Mode::Gateway if packet.nsp == ADMIN_NAMESPACE => self.on_admin_event(packet),
                     Mode::Gateway => self.on_event(packet, out),
                     _ => {
                         protocol_suite::echo(complete, out);
@@ -351,6 +369,7 @@ impl SocketSession {
 
     fn known_namespace(&self, nsp: &str) -> bool {
         nsp == "/"
+            || (nsp == ADMIN_NAMESPACE && self.ctx.admin_ui.is_some())
             || (self.ctx.mode == Mode::ProtocolTestSuite && nsp == protocol_suite::CUSTOM_NAMESPACE)
     }
 
@@ -364,6 +383,9 @@ impl SocketSession {
         }
         if self.namespace_connected(&packet.nsp) {
             return Ok(());
+        }
+        if packet.nsp == ADMIN_NAMESPACE {
+            return self.on_admin_connect(packet, out);
         }
         if self.ctx.mode != Mode::Gateway {
             protocol_suite::accept_connect(packet, out, &mut self.deferred);
@@ -433,6 +455,7 @@ impl SocketSession {
             }
             (_, pid) => {
                 self.ctx.supervisor.do_send(register);
+                self.announce_to_admin_ui(&socket_id, Vec::new());
                 self.join_own_room(&identity);
                 self.connection = Some(Connection { identity });
                 self.connected(out, &packet.nsp, &socket_id, pid.as_deref(), None);
@@ -511,7 +534,11 @@ impl SocketSession {
 
     fn on_namespace_disconnect(&mut self, nsp: &str) {
         self.namespaces.retain(|n| n != nsp);
+        if nsp == ADMIN_NAMESPACE {
+            self.stop_watching();
+        }
         if nsp == "/" {
+            self.forget_admin_ui_socket("client namespace disconnect");
             // The client's own disconnect: nothing is kept for recovery.
             self.unregister(false);
         }
@@ -581,17 +608,25 @@ impl SocketSession {
 
     /// Join or leave the accepted request's room.
     fn apply(&mut self, accepted: &Accepted) {
-        let (session, room) = (self.id, accepted.room.clone());
+        let room = accepted.room.clone();
         match accepted.membership {
-            Membership::Join => {
-                self.limits.joined(room.clone());
-                self.ctx.supervisor.do_send(JoinRoom { session, room });
-            }
-            Membership::Leave => {
-                self.limits.left(&room);
-                self.ctx.supervisor.do_send(LeaveRoom { session, room });
-            }
+            Membership::Join => self.join(room),
+            Membership::Leave => self.leave(room),
         }
+    }
+
+    /// Join `room` (checked already).
+    fn join(&mut self, room: String) {
+        self.limits.joined(room.clone());
+        let session = self.id;
+        self.ctx.supervisor.do_send(JoinRoom { session, room });
+    }
+
+    /// Leave `room`.
+    fn leave(&mut self, room: String) {
+        self.limits.left(&room);
+        let session = self.id;
+        self.ctx.supervisor.do_send(LeaveRoom { session, room });
     }
 
     /// Packets to write in a separate write shortly after the current ones. The protocol test
@@ -607,6 +642,7 @@ impl SocketSession {
             return;
         }
         self.ended = true;
+        self.leave_admin_ui(reason.name());
         // Whatever the reason, the client did not leave by itself: kept for recovery (see
         // `crate::disconnect`).
         self.unregister(true);

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use actix::MailboxError;
 use base64::Engine as _;
 use pushgate_actors::{Recover, Registration};
-use rand::RngCore;
+use rand::Rng;
 use serde_json::Value;
 
 use crate::acl;

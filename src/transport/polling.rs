@@ -17,7 +17,7 @@ use pushgate_actors::{Deliver, GoingAway, Packets};
 use crate::disconnect::{CloseReason, PollingAnswer};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
-use crate::session::{Outbound, SocketSession};
+use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
@@ -132,6 +132,9 @@ pub struct PollingSession {
     /// Packets for the next GET, and their size in bytes.
     queue: Vec<Outbound>,
     queued_bytes: usize,
+    /// The room deliveries in `queue` (and `out`), whose latency the push statistics record
+    /// when a GET's answer carries them.
+    queued_pushes: Vec<Arc<Packets>>,
     waiting: Option<oneshot::Sender<Vec<Outbound>>>,
     /// A GET that came while a WebSocket was upgrading the session, held until the
     /// WebSocket has handled what its client sent before it ([`SettleInput`]).
@@ -159,6 +162,7 @@ impl PollingSession {
             sink: Sink::Polling,
             queue: Vec::new(),
             queued_bytes: 0,
+            queued_pushes: Vec::new(),
             waiting: None,
             held: None,
             out: Vec::new(),
@@ -209,10 +213,22 @@ impl PollingSession {
         }
     }
 
-    /// The queue, emptied.
+    /// The queue, emptied: it is the answer to a GET, so its pushes count as written.
     fn take_queue(&mut self) -> Vec<Outbound> {
+        self.record_written();
         self.queued_bytes = 0;
         std::mem::take(&mut self.queue)
+    }
+
+    /// Record the latency of the queued pushes: they are written now.
+    fn record_written(&mut self) {
+        if self.queued_pushes.is_empty() {
+            return;
+        }
+        let (stats, now) = (&self.session.context().metrics.push_stats, Instant::now());
+        for packets in self.queued_pushes.drain(..) {
+            stats.written(&packets, now);
+        }
     }
 
     /// Hand the queue to a waiting GET.
@@ -342,7 +358,8 @@ impl Actor for PollingSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.session.attach(ctx.address().recipient());
+        self.session
+            .attach(ctx.address().recipient(), ctx.address().recipient());
         ctx.add_message_stream(self.session.inbox().stream());
         let first = self.session.first_beat();
         heartbeat_timer::arm::<Self>(ctx, first);
@@ -369,12 +386,27 @@ impl Handler<Deliver> for PollingSession {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         // Every handler flushes what it produced: nothing waits in `out` to go before these.
         if let Sink::WebSocket(ws) = &self.sink {
+            // Handed to the WebSocket's writer: written, for the push statistics.
+            let stats = &self.session.context().metrics.push_stats;
+            stats.written(&msg.packets, Instant::now());
             ws.do_send(CarrierCommand::Pushes(msg.packets));
             return;
         }
         self.out
             .extend(msg.packets.iter().map(|f| Outbound::Text(f.clone())));
+        if !msg.packets.stamps().is_empty() {
+            self.queued_pushes.push(msg.packets);
+        }
         self.flush(ctx);
+    }
+}
+
+impl Handler<AdminUiNotice> for PollingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdminUiNotice, ctx: &mut Self::Context) {
+        let r = self.session.on_admin_ui_notice(msg.notice, &mut self.out);
+        self.on_result(ctx, r);
     }
 }
 
@@ -577,6 +609,7 @@ impl Handler<UpgradeCompleted> for PollingSession {
     type Result = ();
 
     fn handle(&mut self, msg: UpgradeCompleted, _ctx: &mut Self::Context) {
+        self.session.upgraded();
         self.release_poll(engineio::NOOP);
         let mut pending = self.take_queue();
         pending.append(&mut self.out);

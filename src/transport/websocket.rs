@@ -29,7 +29,7 @@ use pushgate_actors::{GoingAway, Registration};
 use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
-use crate::session::{Outbound, SocketSession};
+use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::input_violation;
 use crate::transport::polling::{
@@ -231,7 +231,8 @@ impl WsTransport {
             return;
         };
         let r = session.on_registration(answer, &mut self.out);
-        self.wire.read_inbox(session.inbox().clone());
+        let metrics = session.context().metrics.clone();
+        self.wire.read_inbox(session.inbox().clone(), metrics);
         self.after_input(ctx, r);
     }
 
@@ -292,9 +293,10 @@ impl Actor for WsTransport {
                 return;
             }
         };
-        session.attach(ctx.address().recipient());
+        session.attach(ctx.address().recipient(), ctx.address().recipient());
         // The connection writes the room pushes itself, without running this actor.
-        self.wire.read_inbox(session.inbox().clone());
+        let metrics = session.context().metrics.clone();
+        self.wire.read_inbox(session.inbox().clone(), metrics);
         let open = Outbound::Text(session.open_packet(&[]).into());
         write(&self.wire, [open]);
         let first = session.first_beat();
@@ -339,6 +341,17 @@ impl Handler<GoingAway> for WsTransport {
 
     fn handle(&mut self, _msg: GoingAway, ctx: &mut Self::Context) {
         self.shut(ctx, CloseReason::ServerShutdown);
+    }
+}
+
+impl Handler<AdminUiNotice> for WsTransport {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdminUiNotice, ctx: &mut Self::Context) {
+        if let Role::Owner(session) = &mut self.role {
+            let r = session.on_admin_ui_notice(msg.notice, &mut self.out);
+            self.after_input(ctx, r);
+        }
     }
 }
 

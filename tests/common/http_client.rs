@@ -118,29 +118,37 @@ pub async fn ws_handshake(
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let mut map = awc::http::header::HeaderMap::new();
-    for line in lines {
-        let (k, v) = line.split_once(':').expect("a header line");
-        map.append(
-            awc::http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
-            awc::http::header::HeaderValue::from_str(v.trim()).unwrap(),
-        );
+    let mut answer = Answer::parse(&raw);
+    if answer.status == awc::http::StatusCode::SWITCHING_PROTOCOLS {
+        answer.body.clear();
     }
-    Answer {
-        status: awc::http::StatusCode::from_u16(status).unwrap(),
-        headers: map,
-        body: if status == 101 {
-            String::new()
-        } else {
-            body.to_owned()
-        },
+    answer
+}
+
+impl Answer {
+    /// An HTTP/1.1 answer read off a raw socket: status line, headers, then the rest as the
+    /// body.
+    pub fn parse(raw: &[u8]) -> Answer {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        let mut map = awc::http::header::HeaderMap::new();
+        for line in lines {
+            let (k, v) = line.split_once(':').expect("a header line");
+            map.append(
+                awc::http::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                awc::http::header::HeaderValue::from_str(v.trim()).unwrap(),
+            );
+        }
+        Answer {
+            status: awc::http::StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: body.to_owned(),
+        }
     }
 }

@@ -3,15 +3,16 @@
 //!
 //! Isolated from the machine it runs on: an empty environment but for what it is given, an
 //! empty working and configuration directory of its own, an unreachable broker, recovery off
-//! (the §2 wire, as [`crate::common::server`]'s servers), [`SECRET`](super::SECRET) and
-//! [`API_KEY`](super::API_KEY). The child is killed and its directory removed on drop.
+//! (the §2 wire, as [`crate::common::server`]'s servers), no shutdown drain,
+//! [`SECRET`](super::SECRET) and [`API_KEY`](super::API_KEY). The child is killed and its
+//! directory removed on drop.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{API_KEY, SECRET};
 
@@ -21,6 +22,8 @@ pub struct ServerProcess {
     /// The address it listens on.
     pub addr: SocketAddr,
     dir: PathBuf,
+    /// What it logged up to and with its "listening" line.
+    pub startup_log: Vec<String>,
     /// Every line it logs after its "listening" line, as it comes.
     pub log: mpsc::Receiver<String>,
 }
@@ -43,6 +46,7 @@ impl ServerProcess {
             .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
             .env("RUST_LOG", "info,tracing::span=warn")
             .env("RECOVERY_WINDOW_MS", "0")
+            .env("SHUTDOWN_DRAIN_MS", "0")
             .env("JWT_SECRET", SECRET)
             .env("PUSH_API_KEY", API_KEY)
             .envs(vars.iter().copied())
@@ -59,11 +63,15 @@ impl ServerProcess {
                 let _ = tx.send(line);
             }
         });
+        let mut startup_log = Vec::new();
         let addr = loop {
             let line = log
                 .recv_timeout(Duration::from_secs(15))
                 .expect("pushgate logs its address");
-            if let Some((_, addr)) = line.split_once("pushgate listening on ") {
+            startup_log.push(line.clone());
+            // A text line ends with the address, a JSON line (`LOG_FORMAT=json`) with `"}`.
+            if let Some((_, rest)) = line.split_once("pushgate listening on ") {
+                let addr = rest.split('"').next().unwrap_or(rest);
                 break addr.trim().parse().expect("an address");
             }
         };
@@ -71,6 +79,7 @@ impl ServerProcess {
             child,
             addr,
             dir,
+            startup_log,
             log,
         }
     }
@@ -91,20 +100,52 @@ impl ServerProcess {
         self.memory_kib("VmRSS")
     }
 
-    /// Its `/metrics` page.
-    pub fn metrics(&self) -> String {
+    /// `GET path`: the answer's status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
         let stream = TcpStream::connect(self.addr).expect("connect");
         let request = format!(
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         );
         (&stream).write_all(request.as_bytes()).expect("write");
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut &stream, &mut answer).expect("read");
-        answer
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .expect("an HTTP answer")
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a status line in {head}"));
+        (status, body.to_owned())
+    }
+
+    /// Its `/metrics` page.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").1
+    }
+
+    /// Send it a signal (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// Its exit status, waiting at most `timeout` for it to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The value of the metric line starting with `series` (its name and labels).

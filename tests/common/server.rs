@@ -56,9 +56,16 @@ impl TestServer {
 
     /// Push `body` to `user:<user>` through the HTTP API; returns the `clients` count.
     pub async fn push_to_user(&self, user: &str, body: &str) -> u64 {
+        self.push(&format!("/api/v1/users/{user}/notifications"), body)
+            .await
+    }
+
+    /// Push `body` through the HTTP API's push route `path` (e.g. `/api/v1/broadcast`);
+    /// returns the `clients` count.
+    pub async fn push(&self, path: &str, body: &str) -> u64 {
         let answer = send(
             http()
-                .post(self.url(&format!("/api/v1/users/{user}/notifications")))
+                .post(self.url(path))
                 .insert_header(("X-API-Key", API_KEY))
                 .insert_header(("Content-Type", "application/json")),
             Some(body.as_bytes().to_vec()),
@@ -67,6 +74,60 @@ impl TestServer {
         assert_eq!(answer.status.as_u16(), 202, "push: {}", answer.body);
         let v: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
         v["clients"].as_u64().expect("clients")
+    }
+
+    /// Push 100 kB blobs to `user:<user>`, whose only client does not read, until the push
+    /// reaches nobody: the client was dropped as a slow reader. Asserts that it was, and not
+    /// before it was `max_unwritten` bytes behind (the kernel buffers a few MiB on each side
+    /// first).
+    pub async fn push_until_the_slow_reader_is_dropped(&self, user: &str, max_unwritten: usize) {
+        let big = format!(r#"{{"blob":"{}"}}"#, "s".repeat(100_000));
+        let pushes = (max_unwritten + 16 * 1024 * 1024) / big.len();
+        let mut dropped_after = None;
+        for i in 0..pushes {
+            if self.push_to_user(user, &big).await == 0 {
+                dropped_after = Some(i);
+                break;
+            }
+        }
+        let dropped_after = dropped_after.expect("the slow reader was dropped");
+        assert!(
+            dropped_after * big.len() > max_unwritten,
+            "not before it was {max_unwritten} bytes behind: after {dropped_after} pushes"
+        );
+    }
+
+    /// The API's `/api/v1/stats` answer (connections, rooms, pushes, deliveries).
+    pub async fn stats(&self) -> serde_json::Value {
+        let answer = send(
+            http()
+                .get(self.url("/api/v1/stats"))
+                .insert_header(("X-API-Key", API_KEY)),
+            None,
+        )
+        .await;
+        serde_json::from_str(&answer.body).unwrap()
+    }
+
+    /// The open sessions the supervisor counts (`connections` in the stats).
+    pub async fn connections(&self) -> u64 {
+        self.stats().await["connections"].as_u64().unwrap()
+    }
+
+    /// Wait (at most 5 s) until the server counts `n` connections.
+    pub async fn wait_for_connections(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.connections().await;
+            if now == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{now} connections, expected {n}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The `/metrics` page.
@@ -84,6 +145,23 @@ impl TestServer {
             )),
             "{m}"
         );
+    }
+
+    /// Wait until `/ready` answers 200 (both consumers consuming), at most 15 s.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = send(http().get(self.url("/ready")), None).await;
+            if answer.status == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready: {}",
+                answer.body
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The environment the node tests read: server URL, JWT secret / issuer / audience, API key.

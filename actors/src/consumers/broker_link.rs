@@ -15,6 +15,11 @@
 //! 4. on [`Shutdown`]: stop retrying, cancel the consumers (each finishes and acks the delivery
 //!    it is handling), close their channels and the connection, answer, stop.
 //!
+//! In cluster mode ([`BrokerLink::in_cluster`]) step 2 declares the cluster's topology (the
+//! shared queues and the log, [`crate::cluster::stream`]), gives the
+//! [`LogAppender`](crate::cluster::LogAppender) a channel in confirm mode, and attaches the
+//! [`LogReader`] after the consumers; a lost connection takes the appender's channel away too.
+//!
 //! lapin's own recovery is left off: the link rebuilds connection, topology and consumers
 //! itself, which also covers what lapin does not (consumers cancelled by the broker).
 
@@ -31,6 +36,7 @@ use super::messages::{Attach, ConsumerStopped, Detach, Shutdown};
 use super::quota_events::QuotaEventsConsumer;
 use super::topology::{self, TopologyError};
 use super::{backoff_delay, AmqpSettings};
+use crate::cluster::{self, ClusterParts, LogReader, PresenceBeacon, SharedDeviceStatus};
 use crate::metrics::Metrics;
 use crate::readiness::{AmqpState, ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
@@ -96,7 +102,8 @@ enum Step {
 }
 
 struct ConsumerHandle {
-    kind: ConsumerKind,
+    /// [`ConsumerKind::name`], or the log reader's [`cluster::reader::NAME`].
+    name: &'static str,
     attach: Recipient<Attach>,
     detach: Recipient<Detach>,
 }
@@ -108,6 +115,8 @@ pub struct BrokerLink {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     consumers: Vec<ConsumerHandle>,
+    /// Cluster mode's parts, when it is on.
+    cluster: Option<ClusterParts>,
     connection: Option<Arc<Connection>>,
     /// Number of the current (or last) connection; stale results carry an older one.
     generation: u64,
@@ -136,6 +145,7 @@ impl BrokerLink {
             metrics,
             readiness,
             consumers: Vec::new(),
+            cluster: None,
             connection: None,
             generation: 0,
             attempt: 0,
@@ -145,6 +155,13 @@ impl BrokerLink {
             events: None,
             shutting_down: false,
         }
+    }
+
+    /// Cluster mode: consume the cluster's shared queues, append to and read its log (see the
+    /// module doc).
+    pub fn in_cluster(mut self, cluster: ClusterParts) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -234,11 +251,18 @@ impl BrokerLink {
         let consumers: Vec<_> = self
             .consumers
             .iter()
-            .map(|c| (c.kind.name(), c.attach.clone()))
+            .map(|c| (c.name, c.attach.clone()))
             .collect();
+        let cluster = self.cluster.clone();
         let work = async move {
-            if let Err(e) = topology::declare(&connection, &settings).await {
+            let cluster_settings = cluster.as_ref().map(|c| &c.settings);
+            if let Err(e) = topology::declare(&connection, &settings, cluster_settings).await {
                 return vec![LinkError::Topology(e)];
+            }
+            if let Some(cluster) = &cluster {
+                if let Err(e) = attach_appender(&connection, cluster).await {
+                    return vec![e];
+                }
             }
             let mut errors = Vec::new();
             for (kind, attach) in consumers {
@@ -260,6 +284,20 @@ impl BrokerLink {
             }
             if errors.is_empty() {
                 act.attempt = 0;
+                if let Some(cluster) = &act.cluster {
+                    log::info!(
+                        "consuming the cluster's shared queues `{}` and `{}`, appending to and \
+                         reading its log `{}`",
+                        cluster
+                            .settings
+                            .queue_name(crate::routing::EventFamily::Quota),
+                        cluster
+                            .settings
+                            .queue_name(crate::routing::EventFamily::Device),
+                        cluster.settings.log_name()
+                    );
+                    return;
+                }
                 let node = &act.settings.node_id;
                 log::info!(
                     "consuming `pushgate.{node}.quota` and `pushgate.{node}.device`; they outlive \
@@ -301,6 +339,9 @@ impl BrokerLink {
         for consumer in &self.consumers {
             consumer.detach.do_send(Detach { graceful: false });
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.appender.detach();
+        }
         self.readiness.set_amqp(AmqpState::Disconnected);
         drop(connection);
         self.schedule(Step::Connect, ctx);
@@ -325,39 +366,92 @@ impl BrokerLink {
     }
 }
 
+/// Cluster mode: open the appender's channel, in confirm mode, and hand it over.
+async fn attach_appender(connection: &Connection, cluster: &ClusterParts) -> Result<(), LinkError> {
+    let fail = |source| LinkError::Consume {
+        kind: cluster::reader::NAME,
+        source: ConsumeError::Broker {
+            queue: cluster.settings.log_name(),
+            source,
+        },
+    };
+    let channel = connection.create_channel().await.map_err(fail)?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .map_err(fail)?;
+    cluster.appender.attach(channel);
+    Ok(())
+}
+
 impl Actor for BrokerLink {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let link = ctx.address().recipient::<ConsumerStopped>();
-        let quota = QuotaEventsConsumer::new(
+        let devices = SharedDeviceStatus::default();
+        let mut quota = QuotaEventsConsumer::new(
             &self.settings,
             self.supervisor.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
             link.clone(),
-        )
-        .start();
-        let device = DeviceEventsConsumer::new(
+        );
+        let mut device = DeviceEventsConsumer::new(
             &self.settings,
             self.supervisor.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
-            link,
-        )
-        .start();
+            link.clone(),
+        );
+        if let Some(cluster) = &self.cluster {
+            // The quota consumer routes no device event: its cache is its own.
+            quota = quota.in_cluster(cluster, SharedDeviceStatus::default());
+            device = device.in_cluster(cluster, devices.clone());
+        }
+        let (quota, device) = (quota.start(), device.start());
         self.consumers = vec![
             ConsumerHandle {
-                kind: ConsumerKind::Quota,
+                name: ConsumerKind::Quota.name(),
                 attach: quota.clone().recipient(),
                 detach: quota.recipient(),
             },
             ConsumerHandle {
-                kind: ConsumerKind::Device,
+                name: ConsumerKind::Device.name(),
                 attach: device.clone().recipient(),
                 detach: device.recipient(),
             },
         ];
+        if let Some(cluster) = &self.cluster {
+            let reader = LogReader::new(
+                cluster,
+                self.settings.prefetch,
+                self.supervisor.clone(),
+                devices,
+                self.metrics.clone(),
+                self.readiness.clone(),
+                link,
+            )
+            .start();
+            self.consumers.push(ConsumerHandle {
+                name: cluster::reader::NAME,
+                attach: reader.clone().recipient(),
+                detach: reader.recipient(),
+            });
+            let beacon = PresenceBeacon::new(
+                cluster.settings.clone(),
+                &self.settings.node_id,
+                self.supervisor.clone(),
+                cluster.presence.clone(),
+                ctx.address().recipient(),
+            )
+            .start();
+            self.consumers.push(ConsumerHandle {
+                name: cluster::beacon::NAME,
+                attach: beacon.clone().recipient(),
+                detach: beacon.recipient(),
+            });
+        }
         ctx.run_interval(WATCHDOG_INTERVAL, |act, ctx| {
             if act.connection.is_some() && !act.connection_alive() {
                 act.connection_lost("connection no longer open", ctx);
@@ -406,7 +500,7 @@ impl Handler<ConsumerStopped> for BrokerLink {
         if self.connection_alive() {
             log::warn!(
                 "{} consumer was cancelled; declaring its queue and consuming again",
-                msg.kind.name()
+                msg.name
             );
             self.schedule(Step::Setup, ctx);
         } else {

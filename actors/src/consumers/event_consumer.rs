@@ -35,20 +35,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::protocol::AMQPSoftError;
 use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
 
+use super::delivery_stream::{self, StreamItem};
 use super::messages::{Attach, ConsumerStopped, Detach};
 use super::settler::{Settler, Verdict};
 use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
+use crate::cluster::{ClusterParts, DeviceChange, LogAppender, LogRecord, SharedDeviceStatus};
 use crate::device_status_cache::DeviceStatusCache;
-use crate::messages::{Push, PushTarget};
+use crate::messages::{Accepted, Push, PushSource, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
 use crate::readiness::{ConsumerKind, Readiness};
 use crate::room_supervisor::RoomSupervisor;
@@ -104,6 +105,15 @@ pub enum ConsumeError {
         /// The queue.
         queue: String,
     },
+    /// Cluster mode: the log reader could not append its start mark to the cluster's log.
+    #[error("appending this node's start mark to `{queue}` failed: {source}")]
+    Mark {
+        /// The cluster's log.
+        queue: String,
+        /// Why.
+        #[source]
+        source: crate::cluster::AppendError,
+    },
     /// Opening the channel, setting the prefetch or starting the consumer failed otherwise.
     #[error("starting the consumer on queue `{queue}` failed: {source}")]
     Broker {
@@ -115,22 +125,27 @@ pub enum ConsumeError {
     },
 }
 
-/// One item of the delivery stream, tagged with the connection it came from; `item: None`
-/// marks the end of that stream.
-struct StreamItem {
-    generation: u64,
-    item: Option<lapin::Result<Delivery>>,
-}
-
-impl Message for StreamItem {
-    type Result = ();
-}
-
 /// A routed delivery whose pushes have not gone to the supervisor yet.
 struct RoutedDelivery {
     tag: u64,
     routing_key: ShortString,
     pushes: Vec<RoutedPush>,
+    /// When the consumer took it (its pushes' acceptance time).
+    taken_at: Instant,
+    /// Cluster mode: the device status change routing it made, for its log record.
+    device: Option<DeviceChange>,
+}
+
+/// Where a consumer's routed pushes go.
+#[derive(Clone)]
+enum PushSink {
+    /// A node on its own: to its room supervisor.
+    Supervisor(Addr<RoomSupervisor>),
+    /// Cluster mode: into the cluster's log, one record per delivery, as `origin`.
+    Log {
+        appender: LogAppender,
+        origin: Arc<str>,
+    },
 }
 
 struct Active {
@@ -146,11 +161,14 @@ pub struct EventConsumer<F: Family> {
     queue: String,
     prefetch: u16,
     max_event_bytes: usize,
-    supervisor: Addr<RoomSupervisor>,
+    /// Consume exclusively (a node's own queue) or not (cluster mode's shared queue, where
+    /// the broker's single active consumer decides).
+    exclusive: bool,
+    sink: PushSink,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
-    device_cache: DeviceStatusCache,
+    device_cache: SharedDeviceStatus,
     /// The `quota.updated` held back by storm coalescing (on the active channel).
     storm: StormCoalescer<RoutedDelivery>,
     /// The timer of the storm coalescer's next window end, and when it fires.
@@ -175,17 +193,39 @@ impl<F: Family> EventConsumer<F> {
             queue: queue_name(&settings.node_id, F::FAMILY),
             prefetch: settings.prefetch,
             max_event_bytes: settings.max_event_bytes,
-            supervisor,
+            exclusive: true,
+            sink: PushSink::Supervisor(supervisor),
             metrics,
             readiness,
             link,
-            device_cache: DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            device_cache: Arc::new(std::sync::Mutex::new(
+                DeviceStatusCache::with_capacity_limit(F::DEVICE_CACHE_LIMIT),
+            )),
             storm: StormCoalescer::new(settings.quota_coalesce, max_held(settings.prefetch)),
             storm_timer: None,
             active: None,
             retired: false,
             family: PhantomData,
         }
+    }
+
+    /// Cluster mode: consume the cluster's shared queue of this family, not exclusively, and
+    /// append each delivery's pushes to the cluster's log; `devices` is the device status
+    /// cache shared with the log reader (journaled here, so that the change each event makes
+    /// goes into its record).
+    pub fn in_cluster(mut self, cluster: &ClusterParts, devices: SharedDeviceStatus) -> Self {
+        self.queue = cluster.settings.queue_name(F::FAMILY);
+        self.exclusive = false;
+        self.sink = PushSink::Log {
+            appender: cluster.appender.clone(),
+            origin: Arc::from(cluster.settings.origin.as_str()),
+        };
+        {
+            let mut cache = devices.lock().expect("device status lock");
+            *cache = std::mem::take(&mut *cache).journaled();
+        }
+        self.device_cache = devices;
+        self
     }
 
     fn set_up(&self, up: bool) {
@@ -221,16 +261,21 @@ impl<F: Family> EventConsumer<F> {
         let Some(active) = &self.active else {
             return; // not consuming: the broker redelivers it
         };
+        let taken_at = Instant::now();
         let settler = active.settler.clone();
         let tag = delivery.delivery_tag;
         let key = delivery.routing_key.as_str();
-        let outcome = route(
-            key,
-            &delivery.data,
-            self.max_event_bytes,
-            SystemTime::now(),
-            &mut self.device_cache,
-        );
+        let (outcome, device) = {
+            let mut cache = self.device_cache.lock().expect("device status lock");
+            let outcome = route(
+                key,
+                &delivery.data,
+                self.max_event_bytes,
+                SystemTime::now(),
+                &mut cache,
+            );
+            (outcome, cache.take_change())
+        };
         let (pushes, role) = match outcome {
             RouteOutcome::Routed(pushes, role) => (pushes, role),
             RouteOutcome::Ignored => {
@@ -253,6 +298,8 @@ impl<F: Family> EventConsumer<F> {
             tag,
             routing_key: delivery.routing_key,
             pushes,
+            device,
+            taken_at,
         };
         let in_order = match role {
             StormRole::Unrelated => vec![routed],
@@ -287,12 +334,7 @@ impl<F: Family> EventConsumer<F> {
         settler: Rc<Settler>,
         ctx: &mut Context<Self>,
     ) {
-        let work = settle(
-            deliveries,
-            self.supervisor.clone(),
-            self.metrics.clone(),
-            settler,
-        );
+        let work = settle(deliveries, self.sink.clone(), self.metrics.clone(), settler);
         ctx.wait(work.into_actor(self));
     }
 
@@ -330,43 +372,93 @@ fn max_held(prefetch: u16) -> usize {
     }
 }
 
-/// Hands the pushes of each delivery to the supervisor, in order, and each delivery's verdict
-/// to the channel's [`Settler`] once the supervisor took its pushes (ack), or requeue it and
-/// the ones after it when the supervisor refused.
+/// The push a routed push becomes, accepted from RabbitMQ at `taken_at`.
+fn to_push(push: RoutedPush, taken_at: Instant) -> Push {
+    let target = match push.except_members_of {
+        None => PushTarget::Room(push.room),
+        Some(except_members_of) => PushTarget::RoomExceptMembersOf {
+            room: push.room,
+            except_members_of,
+        },
+    };
+    Push {
+        target,
+        event: push.event,
+        payload: push.payload,
+        priority: push.priority,
+        accepted: Accepted {
+            source: PushSource::Amqp,
+            at: taken_at,
+        },
+    }
+}
+
+/// Hand a delivery's pushes on: to the supervisor, in order, or (cluster mode) into the
+/// cluster's log as one record, confirmed. `Err`: why they were not taken.
+async fn hand_over(
+    sink: &PushSink,
+    pushes: Vec<RoutedPush>,
+    device: Option<DeviceChange>,
+    taken_at: Instant,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    match sink {
+        PushSink::Supervisor(supervisor) => {
+            // The payload text is shared by the pushes that carry it (a user's push and its
+            // admin-room copy).
+            for push in pushes {
+                supervisor
+                    .send(to_push(push, taken_at))
+                    .await
+                    .map_err(|e| format!("room supervisor refused a push ({e})"))?;
+            }
+            Ok(())
+        }
+        PushSink::Log { appender, origin } => {
+            let record = LogRecord::Pushes {
+                origin: origin.to_string(),
+                device,
+                pushes: pushes
+                    .into_iter()
+                    .map(|p| to_push(p, taken_at).into())
+                    .collect(),
+            };
+            appender.append(&record).await.map_err(|e| {
+                metrics.cluster_log_append_failures.inc();
+                e.to_string()
+            })
+        }
+    }
+}
+
+/// Hands the pushes of each delivery on ([`hand_over`]), in order, and each delivery's verdict
+/// to the channel's [`Settler`] once they were taken (ack), or requeue it and the ones after
+/// it when they were not.
 async fn settle(
     deliveries: Vec<RoutedDelivery>,
-    supervisor: Addr<RoomSupervisor>,
+    sink: PushSink,
     metrics: Arc<Metrics>,
     settler: Rc<Settler>,
 ) {
     let mut deliveries = deliveries.into_iter();
     while let Some(delivery) = deliveries.next() {
         let key = delivery.routing_key.as_str();
-        // The payload text is shared by the pushes that carry it (a user's push and its
-        // admin-room copy).
-        for push in delivery.pushes {
-            let target = match push.except_members_of {
-                None => PushTarget::Room(push.room),
-                Some(except_members_of) => PushTarget::RoomExceptMembersOf {
-                    room: push.room,
-                    except_members_of,
-                },
-            };
-            let msg = Push {
-                target,
-                event: push.event,
-                payload: push.payload,
-                priority: push.priority,
-            };
-            if let Err(e) = supervisor.send(msg).await {
-                log::error!("room supervisor refused a push for `{key}` ({e}); requeueing");
-                actix::clock::sleep(REQUEUE_PAUSE).await;
-                settler.settle(delivery.tag, Verdict::Requeue);
-                for rest in deliveries {
-                    settler.settle(rest.tag, Verdict::Requeue);
-                }
-                return;
+        if let Err(e) = hand_over(
+            &sink,
+            delivery.pushes,
+            delivery.device,
+            delivery.taken_at,
+            &metrics,
+        )
+        .await
+        {
+            log::error!("{e} for `{key}`; requeueing");
+            actix::clock::sleep(REQUEUE_PAUSE).await;
+            settler.settle(delivery.tag, Verdict::Requeue);
+            for rest in deliveries {
+                settler.settle(rest.tag, Verdict::Requeue);
             }
+            return;
         }
         metrics.amqp_message(key, AmqpOutcome::Routed);
         settler.settle(delivery.tag, Verdict::Ack);
@@ -397,22 +489,14 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
     type Result = AtomicResponse<Self, Result<(), ConsumeError>>;
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
-        if self.retired {
-            let refused = ConsumeError::ShuttingDown {
-                queue: self.queue.clone(),
-            };
-            return AtomicResponse::new(Box::pin(fut::ready(Err(refused))));
-        }
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.generation == msg.generation)
-        {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        let current = self.active.as_ref().map(|a| a.generation);
+        if let Some(answer) = msg.settled(self.retired, current, &self.queue) {
+            return AtomicResponse::new(Box::pin(fut::ready(answer)));
         }
         self.drop_active(ctx);
         let queue = self.queue.clone();
         let prefetch = self.prefetch;
+        let exclusive = self.exclusive;
         let tag = ShortString::from(format!("{queue}#{}", msg.generation));
         let consume_tag = tag.clone();
         let start = async move {
@@ -426,7 +510,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
                 .await
                 .map_err(fail)?;
             let options = BasicConsumeOptions {
-                exclusive: true,
+                exclusive,
                 no_ack: false,
                 ..BasicConsumeOptions::default()
             };
@@ -453,18 +537,7 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
         AtomicResponse::new(Box::pin(start.into_actor(self).map(
             move |result, act, ctx| {
                 let (channel, consumer) = result?;
-                let items = consumer
-                    .map(move |d| StreamItem {
-                        generation,
-                        item: Some(d),
-                    })
-                    .chain(futures::stream::once(async move {
-                        StreamItem {
-                            generation,
-                            item: None,
-                        }
-                    }));
-                let stream = ctx.add_stream(items);
+                let stream = ctx.add_stream(delivery_stream::tagged(consumer, generation));
                 let settler = Rc::new(Settler::start(channel.clone()));
                 act.active = Some(Active {
                     generation,
@@ -501,7 +574,7 @@ impl<F: Family> StreamHandler<StreamItem> for EventConsumer<F> {
                 );
                 self.drop_active(ctx);
                 self.link.do_send(ConsumerStopped {
-                    kind: F::kind(),
+                    name: F::kind().name(),
                     generation: msg.generation,
                 });
             }
@@ -543,7 +616,7 @@ impl<F: Family> Handler<Detach> for EventConsumer<F> {
         let queue = self.queue.clone();
         let push_held = settle(
             held,
-            self.supervisor.clone(),
+            self.sink.clone(),
             self.metrics.clone(),
             settler.clone(),
         );

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::event_consumer::ConsumeError;
-use crate::readiness::ConsumerKind;
 
 /// Graceful stop (the server sends it on SIGTERM): cancel both consumers, let the delivery in
 /// flight finish and be acked, push (and ack) the `quota.updated` held by storm coalescing,
@@ -27,6 +26,24 @@ pub struct Attach {
     pub generation: u64,
 }
 
+impl Attach {
+    /// The answer when there is nothing to start: `Some(Err(..))` for a consumer of `queue`
+    /// that was `retired` (shutting down), `Some(Ok(()))` when it already consumes on this
+    /// connection (`current`: the generation it consumes on), `None` when it must start.
+    pub fn settled(
+        &self,
+        retired: bool,
+        current: Option<u64>,
+        queue: &str,
+    ) -> Option<Result<(), ConsumeError>> {
+        if retired {
+            let queue = queue.to_owned();
+            return Some(Err(ConsumeError::ShuttingDown { queue }));
+        }
+        (current == Some(self.generation)).then_some(Ok(()))
+    }
+}
+
 /// Link → consumer: stop consuming.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
@@ -41,8 +58,9 @@ pub struct Detach {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct ConsumerStopped {
-    /// Which consumer.
-    pub kind: ConsumerKind,
+    /// Which consumer ([`ConsumerKind::name`](crate::readiness::ConsumerKind::name), or the
+    /// cluster's log reader's name).
+    pub name: &'static str,
     /// The connection generation it was consuming on.
     pub generation: u64,
 }

@@ -27,6 +27,7 @@ use crate::readiness::Readiness;
 use crate::room_supervisor::RoomSupervisor;
 
 pub mod broker_link;
+pub mod delivery_stream;
 pub mod device_events;
 pub mod event_consumer;
 pub mod messages;
@@ -118,6 +119,21 @@ pub fn start_consumers(
     readiness: Arc<Readiness>,
 ) -> Addr<BrokerLink> {
     BrokerLink::new(settings, supervisor, metrics, readiness).start()
+}
+
+/// [`start_consumers`] in cluster mode: the link consumes the cluster's shared queues and
+/// reads and appends to its log (see [`crate::cluster`]) through `cluster`'s appender, which
+/// the HTTP API shares.
+pub fn start_cluster_consumers(
+    settings: AmqpSettings,
+    cluster: crate::cluster::ClusterParts,
+    supervisor: Addr<RoomSupervisor>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> Addr<BrokerLink> {
+    BrokerLink::new(settings, supervisor, metrics, readiness)
+        .in_cluster(cluster)
+        .start()
 }
 
 /// Delay before retry number `attempt` (0-based): 100 ms doubling, capped at [`MAX_BACKOFF`].

@@ -18,6 +18,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 
 use super::{soft_error, AmqpSettings};
+use crate::cluster::{stream, ClusterSettings};
 use crate::routing::EventFamily;
 
 /// The durable queue bound to the dead-letter exchange with `#`.
@@ -129,10 +130,13 @@ async fn bind(
         )))
 }
 
-/// Declares everything listed in the module doc on a channel of its own, closed at the end.
+/// Declares everything listed in the module doc on a channel of its own, closed at the end;
+/// in cluster mode (`cluster`) the cluster's shared queues and its log instead of the node's
+/// queues ([`crate::cluster::stream`]).
 pub async fn declare(
     connection: &Connection,
     settings: &AmqpSettings,
+    cluster: Option<&ClusterSettings>,
 ) -> Result<(), TopologyError> {
     let mut channel = open_channel(connection).await?;
     channel
@@ -173,9 +177,26 @@ pub async fn declare(
     declare_queue(&channel, DEAD_LETTER_QUEUE, FieldTable::default()).await?;
     bind(&channel, DEAD_LETTER_QUEUE, &settings.dlx, "#").await?;
 
-    let arguments = node_queue_arguments(settings);
+    let (arguments, queue_of): (_, Box<dyn Fn(EventFamily) -> String>) = match cluster {
+        None => (
+            node_queue_arguments(settings),
+            Box::new(|family| queue_name(&settings.node_id, family)),
+        ),
+        Some(cluster) => {
+            declare_queue(
+                &channel,
+                &cluster.log_name(),
+                stream::log_arguments(cluster),
+            )
+            .await?;
+            (
+                stream::shared_queue_arguments(settings),
+                Box::new(|family| cluster.queue_name(family)),
+            )
+        }
+    };
     for family in EventFamily::ALL {
-        let queue = queue_name(&settings.node_id, family);
+        let queue = queue_of(family);
         declare_queue(&channel, &queue, arguments.clone()).await?;
         bind(&channel, &queue, &settings.exchange, family.binding_key()).await?;
     }

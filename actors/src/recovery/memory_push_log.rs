@@ -11,12 +11,10 @@ use bytestring::ByteString;
 
 use super::filter::receives;
 use super::offset::{LogPosition, OffsetClock};
-use super::push_log::{Appended, OffsetTooOld, PushLog};
+use super::push_log::{entry_bytes, Appended, OffsetTooOld, PushLog};
 use crate::messages::PushTarget;
 
-/// What an entry costs besides its packet and room names: the queue slot, the target's and
-/// packet's headers (counted so that many tiny pushes are bounded too).
-pub const ENTRY_OVERHEAD_BYTES: usize = 96;
+pub use super::push_log::ENTRY_OVERHEAD_BYTES;
 
 struct Entry {
     target: PushTarget,
@@ -25,15 +23,7 @@ struct Entry {
 
 impl Entry {
     fn bytes(&self) -> usize {
-        let rooms = match &self.target {
-            PushTarget::Room(room) => room.len(),
-            PushTarget::RoomExceptMembersOf {
-                room,
-                except_members_of,
-            } => room.len() + except_members_of.len(),
-            PushTarget::Everyone => 0,
-        };
-        ENTRY_OVERHEAD_BYTES + self.packet.len() + rooms
+        entry_bytes(&self.target, &self.packet)
     }
 }
 

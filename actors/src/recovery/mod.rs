@@ -8,6 +8,8 @@
 //!   unique per process life.
 //! - [`PushLog`] (the seam where pushes are logged) and its in-process [`MemoryPushLog`]: every
 //!   push, stored once as the packet its receivers got, bounded in bytes, oldest dropped first.
+//! - [`PositionedPushLog`]: the same history at positions given to it, the cluster's
+//!   (`CLUSTER=rabbitmq`): its stream numbers the pushes, so offsets are cluster-wide.
 //! - [`SessionRecords`] (the seam where ended sessions are kept) and its in-process
 //!   [`MemorySessionRecords`]: kept for the window, then remembered as expired for a while.
 //! - [`filter::receives`]: which logged pushes a recovering session gets.
@@ -20,7 +22,8 @@
 //! every accepted [`Push`](crate::Push) gets the next offset from the log and is encoded once
 //! with it as its last argument, `42["notification",{...},"<offset>"]`; the packet is stored
 //! once (a reference-counted clone) and fanned out as before. A push no live session receives
-//! is logged only while some session is kept (it may be one of theirs).
+//! is logged only while some session is kept (it may be one of theirs), or once a stream has
+//! registered (`room_supervisor/streams.rs`: a stream's client may resume from any offset).
 //!
 //! # What the edge (the session) does
 //!
@@ -48,6 +51,7 @@ pub mod memory_push_log;
 pub mod memory_session_records;
 pub mod not_recovered;
 pub mod offset;
+pub mod positioned_push_log;
 pub mod push_log;
 pub mod session_records;
 pub mod store;
@@ -59,6 +63,7 @@ pub use memory_push_log::MemoryPushLog;
 pub use memory_session_records::MemorySessionRecords;
 pub use not_recovered::NotRecovered;
 pub use offset::{LogPosition, OffsetClock};
+pub use positioned_push_log::PositionedPushLog;
 pub use push_log::{Appended, OffsetTooOld, PushLog};
 pub use session_records::{KeptSession, NotKept, SessionRecords};
 pub use store::{Reclaimed, RecoveryStore};

@@ -24,11 +24,43 @@ pub struct Appended {
     pub evicted: usize,
 }
 
+/// What a logged push costs against the history's bound: a fixed overhead (the queue slot,
+/// the target's and packet's headers, counted so that many tiny pushes are bounded too), the
+/// packet and the room names.
+pub fn entry_bytes(target: &PushTarget, packet: &str) -> usize {
+    let rooms = match target {
+        PushTarget::Room(room) => room.len(),
+        PushTarget::RoomExceptMembersOf {
+            room,
+            except_members_of,
+        } => room.len() + except_members_of.len(),
+        PushTarget::Everyone => 0,
+    };
+    ENTRY_OVERHEAD_BYTES + packet.len() + rooms
+}
+
+/// What an entry costs besides its packet and room names (see [`entry_bytes`]).
+pub const ENTRY_OVERHEAD_BYTES: usize = 96;
+
 /// An ordered, bounded history of pushes, each stored once (the packet every receiver got).
 pub trait PushLog: Send {
     /// Give the next push its offset, have `encode` make its packet with it (called exactly
     /// once), and store the packet with its `target`.
     fn append(&mut self, target: PushTarget, encode: &mut dyn FnMut(&str) -> String) -> Appended;
+
+    /// Store a push at a `position` the log's source gave it (the cluster's stream), instead
+    /// of the next one of its own: `encode` makes its packet with that position's offset.
+    /// `None` when it is not stored: the position is not after the head (read again), or
+    /// this log makes its own positions (the default).
+    fn append_at(
+        &mut self,
+        position: LogPosition,
+        target: PushTarget,
+        encode: &mut dyn FnMut(&str) -> String,
+    ) -> Option<Appended> {
+        let _ = (position, target, encode);
+        None
+    }
 
     /// The position after the last appended push (where a session registering now starts).
     fn head(&self) -> LogPosition;

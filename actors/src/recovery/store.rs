@@ -42,6 +42,16 @@ impl RecoveryStore {
         }
     }
 
+    /// The cluster's store: the history read from the cluster's log at the positions it gives
+    /// (at most `history_bytes` bytes), sessions kept for `window` in this process (the seam
+    /// where they move to the broker, so that another node can recover them).
+    pub fn cluster(window: Duration, history_bytes: usize) -> Self {
+        RecoveryStore {
+            log: Box::new(super::PositionedPushLog::new(history_bytes)),
+            records: Box::new(MemorySessionRecords::new(window)),
+        }
+    }
+
     /// Give `user_id` back the session `recover` names: its record is taken (a second attempt
     /// is `Unknown`), unless it is another user's, which stays kept for its owner. The rooms
     /// come back filtered by `recover.may_join`, and the missed pushes are those after the

@@ -109,6 +109,7 @@ impl Harness {
             event: PushEvent::Notification,
             payload: payload.into(),
             priority: false,
+            accepted: Accepted::now(PushSource::Http),
         };
         self.sup.send(push).await.unwrap()
     }
@@ -265,6 +266,7 @@ async fn pushes_racing_a_recovery_arrive_once_each_in_order() {
                 event: PushEvent::Notification,
                 payload: i.to_string().into(),
                 priority: false,
+                accepted: Accepted::now(PushSource::Http),
             };
             sup.send(push).await.unwrap();
         }

@@ -185,6 +185,35 @@ pub enum Command {
         #[arg(long)]
         hold: bool,
     },
+    /// Connection-state recovery: N clients in their user room and one of R shared rooms, all
+    /// their connections cut at once while pushes go on, then all reconnect with their `pid`
+    /// and last offset: recovered clients, pushes missing and duplicated, reconnect time, RSS.
+    Recover {
+        /// Clients (one user each).
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Shared rooms (client i joins room `recover-<i % rooms>`).
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Pushes per second to each shared room.
+        #[arg(long, default_value_t = 50.0)]
+        room_rate: f64,
+        /// User pushes per second (all users together, round-robin).
+        #[arg(long, default_value_t = 2000.0)]
+        user_rate: f64,
+        /// Seconds after the first push when every connection is cut.
+        #[arg(long, default_value_t = 3.0)]
+        cut_at: f64,
+        /// Seconds between the cut and the reconnect (pushes go on).
+        #[arg(long, default_value_t = 1.0)]
+        pause: f64,
+        /// Keep-alive HTTP connections of each pusher (one for users, one per room).
+        #[arg(long, default_value_t = 4)]
+        http_conns: usize,
+        /// The server's RECOVERY_HISTORY_BYTES (the RSS bound reported against).
+        #[arg(long, env = "RECOVERY_HISTORY_BYTES", default_value_t = 67_108_864)]
+        history_bytes: u64,
+    },
     /// Measure the machine alone (a loopback round trip, an arithmetic loop) and print it as
     /// JSON: the probe every scenario runs first, to tell a slow phase of the machine apart.
     Probe,
@@ -256,5 +285,24 @@ mod tests {
         assert!(matches!(cli.command, Command::ConnectStorm { rates, .. } if rates == [100, 200]));
         assert!(Cli::try_parse_from(["pushgate-loadgen", "idle", "--sources", "0"]).is_err());
         assert!(Cli::try_parse_from(["pushgate-loadgen", "bogus"]).is_err());
+    }
+
+    #[test]
+    fn parses_recover_with_the_benchmark_defaults() {
+        let cli = Cli::try_parse_from(["pushgate-loadgen", "recover", "--cut-at", "2.5"]).unwrap();
+        match cli.command {
+            Command::Recover {
+                clients,
+                rooms,
+                room_rate,
+                cut_at,
+                pause,
+                ..
+            } => assert_eq!(
+                (clients, rooms, room_rate, cut_at, pause),
+                (10_000, 10, 50.0, 2.5, 1.0)
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

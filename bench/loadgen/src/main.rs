@@ -13,9 +13,12 @@ mod client;
 mod compare;
 mod group;
 mod hist;
+mod ledger;
 mod probe;
 mod procstat;
 mod pusher;
+mod recover;
+mod recover_client;
 mod scenarios;
 mod stamp;
 mod timeline;
@@ -136,6 +139,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         Command::Fanout { .. } => "fanout",
         Command::Unicast { .. } => "unicast",
         Command::ConnectStorm { .. } => "connect-storm",
+        Command::Recover { .. } => "recover",
         Command::Compare { .. } | Command::Worker { .. } | Command::Probe => {
             unreachable!("handled in main")
         }
@@ -166,6 +170,28 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
                     max_inflight,
                     hold,
                 } => scenarios::connect_storm(c, rates, *step_secs, *max_inflight, *hold).await,
+                Command::Recover {
+                    clients,
+                    rooms,
+                    room_rate,
+                    user_rate,
+                    cut_at,
+                    pause,
+                    http_conns,
+                    history_bytes,
+                } => {
+                    let plan = recover::RecoverPlan {
+                        clients: *clients,
+                        rooms: *rooms,
+                        room_rate: *room_rate,
+                        user_rate: *user_rate,
+                        cut_at: *cut_at,
+                        pause: *pause,
+                        http_conns: *http_conns,
+                        history_bytes: *history_bytes,
+                    };
+                    recover::recover(c, plan).await
+                }
                 Command::Compare { .. } | Command::Worker { .. } | Command::Probe => {
                     unreachable!()
                 }

@@ -33,7 +33,7 @@ pub struct Outcome {
 
 type Res<T> = Result<T, String>;
 
-fn server_addr(c: &Common) -> Res<SocketAddr> {
+pub(crate) fn server_addr(c: &Common) -> Res<SocketAddr> {
     let addr = (c.host.as_str(), c.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", c.host))?
@@ -60,7 +60,13 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 /// One spec per client process.
-fn specs(c: &Common, count: usize, prefix: &str, admin: bool, join: Join) -> Res<Vec<GroupSpec>> {
+pub(crate) fn specs(
+    c: &Common,
+    count: usize,
+    prefix: &str,
+    admin: bool,
+    join: Join,
+) -> Res<Vec<GroupSpec>> {
     let ep = endpoint(c)?;
     let procs = c.procs.unwrap_or(count.div_ceil(CLIENTS_PER_PROC)).max(1);
     Ok(split(count, procs)
@@ -96,7 +102,7 @@ fn cpu_between(a: Option<Sample>, b: Option<Sample>) -> Option<f64> {
     Some(b?.cpu_secs - a?.cpu_secs)
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (x * p).round() / p
 }

@@ -5,10 +5,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
 
 use actix_web::rt::net::TcpStream;
 use actix_web::web::Bytes;
+use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{Inbox, Packets};
 
 use crate::transport::wire_frames;
@@ -73,10 +76,19 @@ pub struct Wire(Rc<WireState>);
 struct WireState {
     queue: RefCell<Queue>,
     inbox: RefCell<Option<Inbox>>,
+    /// Where the inbox's deliveries are counted once written, when an inbox is read.
+    stats: RefCell<Option<Unwritten>>,
     /// The connection was dropped as a slow reader.
     fell_behind: Cell<bool>,
     /// What to run once everything queued until then is written (see [`Wire::when_written`]).
     when_written: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+/// The inbox's deliveries queued but not written yet, and the metrics whose push statistics
+/// record their latency once they are.
+struct Unwritten {
+    metrics: Arc<Metrics>,
+    pushes: Vec<Arc<Packets>>,
 }
 
 impl Wire {
@@ -98,9 +110,17 @@ impl Wire {
         self.push(frames.encoded(wire_frames::text_frames));
     }
 
-    /// Have the connection write the pushes arriving in `inbox` itself.
-    pub fn read_inbox(&self, inbox: Inbox) {
+    /// Have the connection write the pushes arriving in `inbox` itself, recording each one's
+    /// latency in `metrics`' push statistics once it is written to the socket.
+    pub fn read_inbox(&self, inbox: Inbox, metrics: Arc<Metrics>) {
         *self.0.inbox.borrow_mut() = Some(inbox);
+        let mut stats = self.0.stats.borrow_mut();
+        if stats.is_none() {
+            *stats = Some(Unwritten {
+                metrics,
+                pushes: Vec::new(),
+            });
+        }
     }
 
     /// Write nothing more from the inbox (what it still holds is dropped): the session is
@@ -115,9 +135,18 @@ impl Wire {
         self.0.when_written.borrow_mut().push(Box::new(f));
     }
 
-    /// Run what waited for the queue to be written (it is).
+    /// Run what waited for the queue to be written (it is), and record the latency of the
+    /// pushes written.
     #[inline]
     pub(super) fn written(&self) {
+        if let Some(Unwritten { metrics, pushes }) = &mut *self.0.stats.borrow_mut() {
+            if !pushes.is_empty() {
+                let now = Instant::now();
+                for packets in pushes.drain(..) {
+                    metrics.push_stats.written(&packets, now);
+                }
+            }
+        }
         if self.0.when_written.borrow().is_empty() {
             return; // the usual case: nothing waits
         }
@@ -145,7 +174,16 @@ impl Wire {
         let Some(inbox) = &*reading else {
             return;
         };
-        let open = inbox.drain(waker, |frames| self.push_delivery(&frames));
+        let mut stats = self.0.stats.borrow_mut();
+        let open = inbox.drain(waker, |frames| {
+            self.push_delivery(&frames);
+            if let Some(unwritten) = &mut *stats {
+                if !frames.stamps().is_empty() {
+                    unwritten.pushes.push(frames);
+                }
+            }
+        });
+        drop(stats);
         if !open {
             drop(reading);
             self.stop_inbox();

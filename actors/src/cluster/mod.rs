@@ -1,0 +1,164 @@
+//! Cluster mode on RabbitMQ (`CLUSTER=rabbitmq`, contract §6): several nodes share the broker,
+//! and every push reaches every target client exactly once, in one order, whichever node it
+//! is connected to.
+//!
+//! # How
+//!
+//! - **One log.** Every push, from the HTTP API of any node or from a publisher's event, is
+//!   appended as a [`record::LogRecord`] to one RabbitMQ stream, `pushgate.<CLUSTER_NAME>.log`
+//!   ([`stream`]), with publisher confirms ([`appender::LogAppender`]): a push is accepted
+//!   (`202`, or the event acked) once the broker confirmed it, never before.
+//! - **Every node reads it all** ([`reader::LogReader`]) and delivers to its own sessions
+//!   only what it reads: the node that accepted a push does not deliver it directly. The
+//!   stream's order is the one order every node delivers in, and each push is delivered once
+//!   per node, so once per client.
+//! - **Offsets are the stream's** ([`position`]): a push's recovery offset is made from its
+//!   record's stream offset, so it is the same on every node; the recovery history is a
+//!   [`PositionedPushLog`](crate::recovery::PositionedPushLog) fed by the reader.
+//! - **A starting node rebuilds the history**: it appends its own start mark, then reads from
+//!   "now minus the recovery window" (a timestamp offset). What it reads before its mark goes
+//!   into the history only; what comes after is delivered live. A reader that reconnects
+//!   resumes after the last record it read (no gap, no duplicate).
+//! - **Publishers' events are routed once**: the shared queues `pushgate.<CLUSTER_NAME>.quota`
+//!   / `.device` (same bindings and dead-lettering as the per-node ones, plus
+//!   `x-single-active-consumer`) are consumed by every node; the broker delivers to one at a
+//!   time. That node routes the event as a lone node would, appends its pushes as one record
+//!   (with the device status change behind `oldStatus`), waits for the confirm, then acks.
+//!   Every node applies the status changes it reads from the log to its device status cache,
+//!   so whichever node becomes the active consumer knows the latest statuses.
+//!
+//! - **Counts are cluster-wide** ([`presence`]): every node sends its figures every second
+//!   ([`beacon::PresenceBeacon`]) and keeps the others'; a silent node's figures expire.
+//!
+//! The broker connection is the [`BrokerLink`](crate::consumers::BrokerLink)'s: in cluster
+//! mode it declares the cluster's topology instead of the node's, opens the appender's
+//! channel, and attaches the log reader beside the two event consumers, with the same
+//! reconnect and re-attach logic.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::device_status_cache::DeviceStatusCache;
+use crate::routing::EventFamily;
+
+pub mod appender;
+pub mod beacon;
+pub mod logged_push;
+pub mod position;
+pub mod presence;
+pub mod reader;
+pub mod record;
+pub mod stream;
+
+pub use appender::{AppendError, LogAppender};
+pub use beacon::PresenceBeacon;
+pub use logged_push::LoggedPush;
+pub use presence::{NodeFigures, PresenceBoard};
+pub use reader::LogReader;
+pub use record::{DeviceChange, LogRecord, RecordedPush};
+
+/// The device status cache shared by the device consumer (which routes with it) and the log
+/// reader (which applies the status changes other nodes routed).
+pub type SharedDeviceStatus = Arc<Mutex<DeviceStatusCache>>;
+
+/// What the broker link needs in cluster mode: the settings, and the appender and presence
+/// board it shares with the HTTP API.
+#[derive(Clone)]
+pub struct ClusterParts {
+    /// The cluster's names and bounds, and this process's origin.
+    pub settings: ClusterSettings,
+    /// Appends to the cluster's log (the link gives it its channel).
+    pub appender: LogAppender,
+    /// The other nodes' figures, for cluster-wide counts.
+    pub presence: Arc<PresenceBoard>,
+}
+
+impl ClusterParts {
+    /// The parts for `settings`, with an appender not attached yet and a presence board that
+    /// forgets a node silent for `presence_expiry` (`PING_INTERVAL_MS + PING_TIMEOUT_MS`).
+    pub fn new(settings: ClusterSettings, presence_expiry: Duration) -> Self {
+        let appender = LogAppender::new(&settings.log_name());
+        let presence = Arc::new(PresenceBoard::new(&settings.origin, presence_expiry));
+        ClusterParts {
+            settings,
+            appender,
+            presence,
+        }
+    }
+}
+
+/// What cluster mode needs besides the broker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `CLUSTER_NAME`: names the log and the shared queues.
+    pub name: String,
+    /// `CLUSTER_LOG_MAX_BYTES`: the stream's `x-max-length-bytes`.
+    pub log_max_bytes: u64,
+    /// `RECOVERY_WINDOW_MS`: how far back a starting node reads; the stream keeps at least
+    /// this long (`x-max-age`, see [`stream::max_age`]).
+    pub recovery_window: Duration,
+    /// This process among the nodes: `<NODE_ID>/<random>`, new at every start, so that a node
+    /// restarted under the same `NODE_ID` tells its records from its former life's.
+    pub origin: String,
+}
+
+impl ClusterSettings {
+    /// Settings for the cluster `name`, with a fresh origin for node `node_id`.
+    pub fn new(
+        name: impl Into<String>,
+        node_id: &str,
+        log_max_bytes: u64,
+        recovery_window: Duration,
+    ) -> Self {
+        ClusterSettings {
+            name: name.into(),
+            log_max_bytes,
+            recovery_window,
+            origin: format!("{node_id}/{:08x}", rand_u32()),
+        }
+    }
+
+    /// `pushgate.<name>.log`.
+    pub fn log_name(&self) -> String {
+        format!("pushgate.{}.log", self.name)
+    }
+
+    /// `pushgate.<name>.presence`: the fanout exchange of the nodes' figures.
+    pub fn presence_name(&self) -> String {
+        format!("pushgate.{}.presence", self.name)
+    }
+
+    /// `pushgate.<name>.<family>`: the family's queue shared by every node.
+    pub fn queue_name(&self, family: EventFamily) -> String {
+        format!("pushgate.{}.{}", self.name, family.name())
+    }
+}
+
+/// A random number from the standard library's per-process random hasher keys (no new
+/// dependency for eight hex digits).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract_and_origins_differ_per_start() {
+        let a = ClusterSettings::new("blue", "n1", 1 << 30, Duration::from_secs(120));
+        let b = ClusterSettings::new("blue", "n1", 1 << 30, Duration::from_secs(120));
+        assert_eq!(a.log_name(), "pushgate.blue.log");
+        assert_eq!(a.queue_name(EventFamily::Quota), "pushgate.blue.quota");
+        assert_eq!(a.queue_name(EventFamily::Device), "pushgate.blue.device");
+        assert!(a.origin.starts_with("n1/"));
+        assert_ne!(a.origin, b.origin);
+    }
+}

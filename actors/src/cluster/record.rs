@@ -1,0 +1,599 @@
+//! One message of the cluster's push log: what a node appends and every node reads.
+//!
+//! A record is self-contained ("room-free"): it names its targets by room name and carries the
+//! payload bytes exactly as the pusher gave them, so a node that reads it needs nothing but
+//! its own session registry to deliver it. Two kinds:
+//!
+//! - [`LogRecord::Pushes`]: the pushes of one HTTP request or one routed publisher event (a
+//!   user's push and its admin-room copies go together, so they are durable together or not
+//!   at all), the node that appended them, and for device events the status change behind
+//!   `oldStatus`, so that every node's device status cache follows the one routing.
+//! - [`LogRecord::Mark`]: a node's start mark; the node appends it before it reads, and
+//!   everything it reads before its own mark is history, everything after it is live.
+//!
+//! # Wire format (version 1)
+//!
+//! Big-endian, length-prefixed, no padding: `"PGL"`, version `1`, kind (`0` pushes, `1`
+//! mark), origin (string); for pushes: the device change (`0` none, `1` set: id string and
+//! status `1` running / `2` stopped, `2` removed: id string), the push count (1 to
+//! [`MAX_PUSHES`]), then each push: target (`0` everyone, `1` room: name, `2` room except the
+//! members of another: two names), event (`0` notification, `1` message), priority (`0`/`1`),
+//! source (`0` amqp, `1` http, `2` consul), payload (`u32` length, UTF-8 bytes). A string is a `u16` length and UTF-8 bytes. Nothing
+//! may follow the last field.
+//!
+//! A record that does not decode ([`RecordError`]) is skipped and counted by its reader,
+//! never fatal; a newer version is one such record, so nodes of different versions can share
+//! a log during an upgrade (the old ones skip what they cannot read).
+
+use std::sync::Arc;
+
+use std::time::Instant;
+
+use crate::messages::{Accepted, Push, PushEvent, PushSource, PushTarget};
+
+/// One push as the log holds it: a [`Push`] without anything of the node that accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPush {
+    /// The receivers, by room name.
+    pub target: PushTarget,
+    /// The Socket.IO event it is emitted as.
+    pub event: PushEvent,
+    /// The payload's JSON text, as the pusher gave it.
+    pub payload: Arc<str>,
+    /// An alert, never held by a coalescing window ([`Push::priority`]).
+    pub priority: bool,
+    /// Where the accepting node got it (for the push statistics of every node).
+    pub source: PushSource,
+}
+
+impl RecordedPush {
+    /// The push a reading node hands its room supervisor, accepted (as far as this node's
+    /// statistics go) when it was read, `read_at`: the accepting node's clock is not this one's.
+    pub fn into_push(self, read_at: Instant) -> Push {
+        Push {
+            target: self.target,
+            event: self.event,
+            payload: self.payload,
+            priority: self.priority,
+            accepted: Accepted {
+                source: self.source,
+                at: read_at,
+            },
+        }
+    }
+}
+
+impl From<Push> for RecordedPush {
+    fn from(push: Push) -> Self {
+        RecordedPush {
+            target: push.target,
+            event: push.event,
+            payload: push.payload,
+            priority: push.priority,
+            source: push.accepted.source,
+        }
+    }
+}
+
+/// The current format version.
+pub const VERSION: u8 = 1;
+
+/// The largest record, encoded: a larger one is refused on both sides (pushes are bounded by
+/// `PUSH_MAX_BODY_BYTES` and `MAX_PAYLOAD_BYTES` long before this).
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// The most pushes one record holds (a routed event has at most three).
+pub const MAX_PUSHES: usize = 64;
+
+const MAGIC: &[u8; 3] = b"PGL";
+
+/// A device's status change, as the device status cache applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// `device.started` / `device.stopped`: the device's status is now this one.
+    Set {
+        /// The device id's string form.
+        device_id: String,
+        /// `"running"` or `"stopped"`.
+        status: &'static str,
+    },
+    /// `device.deleted`: the device is forgotten.
+    Removed {
+        /// The device id's string form.
+        device_id: String,
+    },
+}
+
+/// One record of the push log; see the module doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRecord {
+    /// Pushes to deliver, in order.
+    Pushes {
+        /// The node process that appended them (`<NODE_ID>/<run>`).
+        origin: String,
+        /// The device status change that comes with them (device events only).
+        device: Option<DeviceChange>,
+        /// The pushes, in delivery order; at least one.
+        pushes: Vec<RecordedPush>,
+    },
+    /// A node's start mark (see the module doc).
+    Mark {
+        /// The node process that appended it.
+        origin: String,
+    },
+}
+
+/// Why bytes are not a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes do not start with the record magic.
+    #[error("not a pushgate log record")]
+    NotARecord,
+    /// Written by a newer (or unknown) version of pushgate.
+    #[error("unknown record version {0}")]
+    UnknownVersion(u8),
+    /// The bytes end inside a field.
+    #[error("record truncated")]
+    Truncated,
+    /// Larger than [`MAX_RECORD_BYTES`].
+    #[error("record of {0} bytes, larger than the {MAX_RECORD_BYTES} allowed")]
+    Oversized(usize),
+    /// A tag (kind, target, event, status, ...) has no meaning.
+    #[error("invalid {field} tag {tag}")]
+    BadTag {
+        /// Which field.
+        field: &'static str,
+        /// The tag found.
+        tag: u8,
+    },
+    /// A string or payload is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// No pushes, or more than [`MAX_PUSHES`].
+    #[error("{0} pushes in one record (1 to {MAX_PUSHES} allowed)")]
+    PushCount(usize),
+    /// A string longer than a `u16` length can say.
+    #[error("{0} longer than 65535 bytes")]
+    TooLong(&'static str),
+    /// Bytes after the last field.
+    #[error("{0} bytes after the end of the record")]
+    Trailing(usize),
+}
+
+impl LogRecord {
+    /// The record's bytes; an error when it cannot be written (no pushes, too many, too
+    /// large, a room name over 65535 bytes).
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        match self {
+            LogRecord::Pushes {
+                origin,
+                device,
+                pushes,
+            } => {
+                out.push(0);
+                put_str(&mut out, origin, "origin")?;
+                match device {
+                    None => out.push(0),
+                    Some(DeviceChange::Set { device_id, status }) => {
+                        out.push(1);
+                        put_str(&mut out, device_id, "device id")?;
+                        out.push(if *status == "running" { 1 } else { 2 });
+                    }
+                    Some(DeviceChange::Removed { device_id }) => {
+                        out.push(2);
+                        put_str(&mut out, device_id, "device id")?;
+                    }
+                }
+                if pushes.is_empty() || pushes.len() > MAX_PUSHES {
+                    return Err(RecordError::PushCount(pushes.len()));
+                }
+                out.push(pushes.len() as u8);
+                for push in pushes {
+                    put_push(&mut out, push)?;
+                }
+            }
+            LogRecord::Mark { origin } => {
+                out.push(1);
+                put_str(&mut out, origin, "origin")?;
+            }
+        }
+        if out.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::Oversized(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Read a record; see [`RecordError`] for what is refused.
+    pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::Oversized(bytes.len()));
+        }
+        let mut r = Reader { bytes };
+        if r.take(MAGIC.len()).map_err(|_| RecordError::NotARecord)? != MAGIC {
+            return Err(RecordError::NotARecord);
+        }
+        match r.u8()? {
+            VERSION => {}
+            other => return Err(RecordError::UnknownVersion(other)),
+        }
+        let record = match r.u8()? {
+            0 => {
+                let origin = r.string("origin")?;
+                let device = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let device_id = r.string("device id")?;
+                        let status = match r.u8()? {
+                            1 => "running",
+                            2 => "stopped",
+                            tag => {
+                                return Err(RecordError::BadTag {
+                                    field: "status",
+                                    tag,
+                                })
+                            }
+                        };
+                        Some(DeviceChange::Set { device_id, status })
+                    }
+                    2 => Some(DeviceChange::Removed {
+                        device_id: r.string("device id")?,
+                    }),
+                    tag => {
+                        return Err(RecordError::BadTag {
+                            field: "device",
+                            tag,
+                        })
+                    }
+                };
+                let count = usize::from(r.u8()?);
+                if count == 0 || count > MAX_PUSHES {
+                    return Err(RecordError::PushCount(count));
+                }
+                let pushes = (0..count)
+                    .map(|_| r.push())
+                    .collect::<Result<Vec<_>, _>>()?;
+                LogRecord::Pushes {
+                    origin,
+                    device,
+                    pushes,
+                }
+            }
+            1 => LogRecord::Mark {
+                origin: r.string("origin")?,
+            },
+            tag => return Err(RecordError::BadTag { field: "kind", tag }),
+        };
+        match r.bytes.len() {
+            0 => Ok(record),
+            n => Err(RecordError::Trailing(n)),
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), RecordError> {
+    let len = u16::try_from(s.len()).map_err(|_| RecordError::TooLong(what))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_push(out: &mut Vec<u8>, push: &RecordedPush) -> Result<(), RecordError> {
+    match &push.target {
+        PushTarget::Everyone => out.push(0),
+        PushTarget::Room(room) => {
+            out.push(1);
+            put_str(out, room, "room")?;
+        }
+        PushTarget::RoomExceptMembersOf {
+            room,
+            except_members_of,
+        } => {
+            out.push(2);
+            put_str(out, room, "room")?;
+            put_str(out, except_members_of, "room")?;
+        }
+    }
+    out.push(match push.event {
+        PushEvent::Notification => 0,
+        PushEvent::Message => 1,
+    });
+    out.push(u8::from(push.priority));
+    out.push(match push.source {
+        PushSource::Amqp => 0,
+        PushSource::Http => 1,
+        PushSource::Consul => 2,
+    });
+    let len = u32::try_from(push.payload.len())
+        .map_err(|_| RecordError::Oversized(push.payload.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(push.payload.as_bytes());
+    Ok(())
+}
+
+/// Reads fields off the front of a record.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.bytes.len() < n {
+            return Err(RecordError::Truncated);
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, RecordError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn text(&mut self, len: usize, what: &'static str) -> Result<&'a str, RecordError> {
+        std::str::from_utf8(self.take(len)?).map_err(|_| RecordError::NotUtf8(what))
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().expect("two bytes"));
+        self.text(usize::from(len), what).map(str::to_owned)
+    }
+
+    fn push(&mut self) -> Result<RecordedPush, RecordError> {
+        let target = match self.u8()? {
+            0 => PushTarget::Everyone,
+            1 => PushTarget::Room(self.string("room")?),
+            2 => PushTarget::RoomExceptMembersOf {
+                room: self.string("room")?,
+                except_members_of: self.string("room")?,
+            },
+            tag => {
+                return Err(RecordError::BadTag {
+                    field: "target",
+                    tag,
+                })
+            }
+        };
+        let event = match self.u8()? {
+            0 => PushEvent::Notification,
+            1 => PushEvent::Message,
+            tag => {
+                return Err(RecordError::BadTag {
+                    field: "event",
+                    tag,
+                })
+            }
+        };
+        let priority = match self.u8()? {
+            0 => false,
+            1 => true,
+            tag => {
+                return Err(RecordError::BadTag {
+                    field: "priority",
+                    tag,
+                })
+            }
+        };
+        let source = match self.u8()? {
+            0 => PushSource::Amqp,
+            1 => PushSource::Http,
+            2 => PushSource::Consul,
+            tag => {
+                return Err(RecordError::BadTag {
+                    field: "source",
+                    tag,
+                })
+            }
+        };
+        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("four bytes"));
+        let payload: Arc<str> = Arc::from(self.text(len as usize, "payload")?);
+        Ok(RecordedPush {
+            target,
+            event,
+            payload,
+            priority,
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(target: PushTarget, event: PushEvent, payload: &str, priority: bool) -> RecordedPush {
+        RecordedPush {
+            target,
+            event,
+            payload: payload.into(),
+            priority,
+            source: PushSource::Http,
+        }
+    }
+
+    fn sample() -> LogRecord {
+        LogRecord::Pushes {
+            origin: "node-1/3f2a".into(),
+            device: Some(DeviceChange::Set {
+                device_id: "d-7".into(),
+                status: "running",
+            }),
+            pushes: vec![
+                push(
+                    PushTarget::Room("user:42".into()),
+                    PushEvent::Notification,
+                    r#"{"type":"x","n":1.50,"s":"é\u00e9"}"#,
+                    false,
+                ),
+                push(
+                    PushTarget::RoomExceptMembersOf {
+                        room: "admin".into(),
+                        except_members_of: "user:42".into(),
+                    },
+                    PushEvent::Message,
+                    "{}",
+                    true,
+                ),
+                push(
+                    PushTarget::Everyone,
+                    PushEvent::Notification,
+                    "{\"b\":0}",
+                    false,
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips_with_its_payload_bytes_unchanged() {
+        let records = [
+            sample(),
+            LogRecord::Pushes {
+                origin: "n".into(),
+                device: Some(DeviceChange::Set {
+                    device_id: "d".into(),
+                    status: "stopped",
+                }),
+                pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
+            },
+            LogRecord::Pushes {
+                origin: "n".into(),
+                device: Some(DeviceChange::Removed {
+                    device_id: "d".into(),
+                }),
+                pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
+            },
+            LogRecord::Pushes {
+                origin: String::new(),
+                device: None,
+                pushes: vec![push(
+                    PushTarget::Room("r".into()),
+                    PushEvent::Message,
+                    "",
+                    false,
+                )],
+            },
+            LogRecord::Mark {
+                origin: "node-2/1".into(),
+            },
+        ];
+        for record in records {
+            let bytes = record.encode().unwrap();
+            assert_eq!(LogRecord::decode(&bytes), Ok(record));
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_refused_at_every_length() {
+        let bytes = sample().encode().unwrap();
+        for len in 0..bytes.len() {
+            let err = LogRecord::decode(&bytes[..len]).unwrap_err();
+            let expected = if len < 3 {
+                RecordError::NotARecord
+            } else {
+                RecordError::Truncated
+            };
+            assert_eq!(err, expected, "cut at {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(LogRecord::decode(&longer), Err(RecordError::Trailing(1)));
+    }
+
+    #[test]
+    fn malformed_records_are_refused() {
+        let good = sample().encode().unwrap();
+        let with = |at: usize, byte: u8| {
+            let mut bytes = good.clone();
+            bytes[at] = byte;
+            LogRecord::decode(&bytes)
+        };
+        assert_eq!(
+            LogRecord::decode(b"{\"json\":1}"),
+            Err(RecordError::NotARecord)
+        );
+        assert_eq!(with(0, b'X'), Err(RecordError::NotARecord));
+        assert_eq!(with(3, 2), Err(RecordError::UnknownVersion(2)));
+        assert_eq!(with(3, 0), Err(RecordError::UnknownVersion(0)));
+        assert_eq!(
+            with(4, 9),
+            Err(RecordError::BadTag {
+                field: "kind",
+                tag: 9
+            })
+        );
+        // origin "node-1/3f2a" is 11 bytes at 5..18; the device tag follows.
+        assert_eq!(
+            with(18, 3),
+            Err(RecordError::BadTag {
+                field: "device",
+                tag: 3
+            })
+        );
+        assert_eq!(with(7, 0xff), Err(RecordError::NotUtf8("origin")));
+        // the device id "d-7" at 19..24, its status at 24, the push count at 25.
+        assert_eq!(
+            with(24, 0),
+            Err(RecordError::BadTag {
+                field: "status",
+                tag: 0
+            })
+        );
+        assert_eq!(with(25, 0), Err(RecordError::PushCount(0)));
+        assert_eq!(with(25, 65), Err(RecordError::PushCount(65)));
+        assert_eq!(
+            with(26, 7),
+            Err(RecordError::BadTag {
+                field: "target",
+                tag: 7
+            })
+        );
+        let mut bad_payload = sample();
+        if let LogRecord::Pushes { pushes, .. } = &mut bad_payload {
+            pushes.truncate(1);
+            pushes[0].payload = "{\"a\":\"ü\"}".into();
+        }
+        let mut bytes = bad_payload.encode().unwrap();
+        let at = bytes.len() - 4; // inside "ü"
+        bytes[at] = 0xc3;
+        bytes[at + 1] = 0x28;
+        assert_eq!(
+            LogRecord::decode(&bytes),
+            Err(RecordError::NotUtf8("payload"))
+        );
+    }
+
+    #[test]
+    fn oversized_and_unwritable_records_are_refused() {
+        let big = "x".repeat(MAX_RECORD_BYTES);
+        let record = LogRecord::Pushes {
+            origin: "n".into(),
+            device: None,
+            pushes: vec![push(PushTarget::Everyone, PushEvent::Message, &big, false)],
+        };
+        assert!(matches!(record.encode(), Err(RecordError::Oversized(_))));
+        assert_eq!(
+            LogRecord::decode(&vec![0; MAX_RECORD_BYTES + 1]),
+            Err(RecordError::Oversized(MAX_RECORD_BYTES + 1))
+        );
+        let none = LogRecord::Pushes {
+            origin: "n".into(),
+            device: None,
+            pushes: vec![],
+        };
+        assert_eq!(none.encode(), Err(RecordError::PushCount(0)));
+        let long_room = LogRecord::Pushes {
+            origin: "n".into(),
+            device: None,
+            pushes: vec![push(
+                PushTarget::Room("r".repeat(70_000)),
+                PushEvent::Message,
+                "{}",
+                false,
+            )],
+        };
+        assert_eq!(long_room.encode(), Err(RecordError::TooLong("room")));
+    }
+}
