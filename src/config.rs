@@ -96,7 +96,7 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
 }
 
-/// What one client may cost the server (contract §7).
+/// What one client may cost the server (docs/limits.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// `CLIENT_EVENTS_PER_S`: client events a connection may send per second, on average;
@@ -114,7 +114,7 @@ pub struct Limits {
     pub http_body_timeout: Duration,
 }
 
-/// Connection-state recovery (contract §5).
+/// Connection-state recovery (docs/recovery.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryConfig {
     /// `RECOVERY_WINDOW_MS`: how long a disconnected session can be recovered; zero turns
@@ -131,7 +131,7 @@ impl RecoveryConfig {
     }
 }
 
-/// The Consul watcher's settings (contract §8); absent when `CONSUL_URL` is unset.
+/// The Consul watcher's settings (docs/socketio.md); absent when `CONSUL_URL` is unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsulConfig {
     /// `CONSUL_URL`: Consul's HTTP API, `http://host:port`, without a trailing `/`.
@@ -168,7 +168,7 @@ fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
     }))
 }
 
-/// Whether this node is one of a cluster (contract §6).
+/// Whether this node is one of a cluster (docs/cluster.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterMode {
     /// `CLUSTER=off`: a node on its own, per-node queues, the HTTP API without a broker.
@@ -177,7 +177,7 @@ pub enum ClusterMode {
     RabbitMq,
 }
 
-/// Cluster mode's settings (contract §6); `name` and `log_max_bytes` are read and checked in
+/// Cluster mode's settings (docs/cluster.md); `name` and `log_max_bytes` are read and checked in
 /// either mode, so a mistake shows before the cluster is turned on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -246,7 +246,7 @@ fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
     })
 }
 
-/// The Socket.IO Admin UI's login (contract §9); absent unless both `ADMIN_UI_USERNAME` and
+/// The Socket.IO Admin UI's login (docs/admin-ui.md); absent unless both `ADMIN_UI_USERNAME` and
 /// `ADMIN_UI_PASSWORD_HASH` are set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminUiConfig {
@@ -731,13 +731,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_contract() {
+    fn defaults_match_the_documented_ones() {
         let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(c.port, 30006);
         assert_eq!(c.host, "0.0.0.0");
         assert_eq!(c.jwt.issuer.as_deref(), Some("cloudphone-platform"));
         assert_eq!(c.jwt.audience.as_deref(), Some("cloudphone-users"));
-        // The broker's defaults are the consumers' (checked against the contract there).
+        // The broker's defaults are the consumers' (checked against the documented defaults there).
         assert_eq!(c.amqp, AmqpSettings::with_node_id("n1"));
         assert_eq!(
             c.cors,

@@ -65,7 +65,7 @@ impl Scenario {
         .is_test(true)
         .try_init();
         let vhost = Arc::new(Vhost::create());
-        // The contract's Engine.IO timers, not the harness's short ones: heartbeats are not what
+        // The default Engine.IO timers, not the harness's short ones: heartbeats are not what
         // is tested here, and a 200 ms ping timeout can expire on a loaded machine.
         let mut config = Config::for_tests(SECRET, Some(API_KEY));
         config.consume = true;
