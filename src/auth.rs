@@ -223,7 +223,7 @@ impl HandshakeTokens {
     /// The token to verify: the CONNECT auth object's `token`, else the query's, else the
     /// header's. An empty `auth.token` counts as absent; one that is not a string (`null`
     /// included: what `auth: {token: localStorage.getItem(..)}` sends with nothing stored) is
-    /// an invalid token, and the other sources are not tried (contract §2).
+    /// an invalid token, and the other sources are not tried (docs/socketio.md).
     pub fn pick<'a>(&'a self, auth: Option<&'a Value>) -> Result<&'a str, AuthError> {
         match auth.and_then(|a| a.get("token")) {
             Some(Value::String(s)) if !s.is_empty() => return Ok(s),

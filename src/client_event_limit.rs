@@ -1,4 +1,4 @@
-//! The per-connection rate limit on client events (contract §7): a token bucket of
+//! The per-connection rate limit on client events (docs/limits.md): a token bucket of
 //! `CLIENT_EVENTS_BURST` tokens refilled at `CLIENT_EVENTS_PER_S` a second.
 //!
 //! Pure code, driven by the caller's clock so that it is tested without sleeping. A session asks

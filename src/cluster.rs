@@ -1,4 +1,4 @@
-//! Cluster mode at the edge (`CLUSTER=rabbitmq`, contract §6): how an HTTP push enters the
+//! Cluster mode at the edge (`CLUSTER=rabbitmq`, docs/cluster.md): how an HTTP push enters the
 //! cluster's log, and what the `202` says.
 //!
 //! A push accepted by the HTTP API is not handed to this node's room supervisor: it is

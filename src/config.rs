@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pushgate_actors::adaptive_window::{AdaptiveLimits, CoalesceWindow};
 use pushgate_actors::consumers::AmqpSettings;
 
 use crate::logging::LogFormat;
@@ -95,7 +96,7 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
 }
 
-/// What one client may cost the server (contract §7).
+/// What one client may cost the server (docs/limits.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// `CLIENT_EVENTS_PER_S`: client events a connection may send per second, on average;
@@ -113,7 +114,7 @@ pub struct Limits {
     pub http_body_timeout: Duration,
 }
 
-/// Connection-state recovery (contract §5).
+/// Connection-state recovery (docs/recovery.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryConfig {
     /// `RECOVERY_WINDOW_MS`: how long a disconnected session can be recovered; zero turns
@@ -130,7 +131,7 @@ impl RecoveryConfig {
     }
 }
 
-/// The Consul watcher's settings (contract §8); absent when `CONSUL_URL` is unset.
+/// The Consul watcher's settings (docs/socketio.md); absent when `CONSUL_URL` is unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsulConfig {
     /// `CONSUL_URL`: Consul's HTTP API, `http://host:port`, without a trailing `/`.
@@ -167,7 +168,7 @@ fn consul(src: &Sources) -> Result<Option<ConsulConfig>, ConfigError> {
     }))
 }
 
-/// Whether this node is one of a cluster (contract §6).
+/// Whether this node is one of a cluster (docs/cluster.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterMode {
     /// `CLUSTER=off`: a node on its own, per-node queues, the HTTP API without a broker.
@@ -176,7 +177,7 @@ pub enum ClusterMode {
     RabbitMq,
 }
 
-/// Cluster mode's settings (contract §6); `name` and `log_max_bytes` are read and checked in
+/// Cluster mode's settings (docs/cluster.md); `name` and `log_max_bytes` are read and checked in
 /// either mode, so a mistake shows before the cluster is turned on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -245,7 +246,7 @@ fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
     })
 }
 
-/// The Socket.IO Admin UI's login (contract §9); absent unless both `ADMIN_UI_USERNAME` and
+/// The Socket.IO Admin UI's login (docs/admin-ui.md); absent unless both `ADMIN_UI_USERNAME` and
 /// `ADMIN_UI_PASSWORD_HASH` are set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminUiConfig {
@@ -332,9 +333,10 @@ pub struct Config {
     pub engine: EngineConfig,
     /// HTTP API body limit in bytes.
     pub push_max_body_bytes: usize,
-    /// Pushes to a room that follow a delivery within this window are delivered together at
-    /// its end, in one write per member (see `pushgate_actors::room`); zero: never wait.
-    pub push_coalesce: Duration,
+    /// Pushes to a room that follow a delivery within its window are delivered together at
+    /// the window's end, in one write per member (see `pushgate_actors::room`): a window that
+    /// adapts to each room's load (`auto`, the default), or a fixed one (zero: never wait).
+    pub push_coalesce: CoalesceWindow,
     /// What one client may cost.
     pub limits: Limits,
     /// Connection-state recovery.
@@ -517,19 +519,25 @@ fn millis(src: &Sources, var: &'static str, default: u64) -> Result<Duration, Co
 /// The longest `PUSH_COALESCE_MS`: beyond it pushes would feel late to a person watching.
 pub const MAX_PUSH_COALESCE_MS: u64 = 1_000;
 
-fn coalesce_window(src: &Sources) -> Result<Duration, ConfigError> {
+fn coalesce_window(src: &Sources) -> Result<CoalesceWindow, ConfigError> {
     const VAR: &str = "PUSH_COALESCE_MS";
-    let ms = number(src, VAR, DEFAULT_PUSH_COALESCE_MS, 0)?;
+    let raw = non_empty(src.get(VAR)).unwrap_or_else(|| DEFAULT_PUSH_COALESCE_MS.to_owned());
+    if raw.trim().eq_ignore_ascii_case(AUTO) {
+        return Ok(CoalesceWindow::Adaptive(AdaptiveLimits::DEFAULT));
+    }
+    let ms = number(src, VAR, 0, 0)?;
     if ms > MAX_PUSH_COALESCE_MS {
         return Err(ConfigError::Invalid {
             var: VAR,
             value: ms.to_string(),
-            reason: format!("must be at most {MAX_PUSH_COALESCE_MS}"),
+            reason: format!("must be `{AUTO}` or at most {MAX_PUSH_COALESCE_MS}"),
         });
     }
-    Ok(Duration::from_millis(ms))
+    Ok(CoalesceWindow::Fixed(Duration::from_millis(ms)))
 }
 
+/// The `PUSH_COALESCE_MS` that lets each room's window adapt to its load.
+const AUTO: &str = "auto";
 /// `SHUTDOWN_DRAIN_MS` when unset.
 pub const DEFAULT_SHUTDOWN_DRAIN_MS: u64 = 5_000;
 
@@ -545,7 +553,7 @@ fn log_format(src: &Sources) -> Result<LogFormat, ConfigError> {
 }
 
 /// `PUSH_COALESCE_MS` when unset.
-pub const DEFAULT_PUSH_COALESCE_MS: u64 = 0;
+pub const DEFAULT_PUSH_COALESCE_MS: &str = AUTO;
 
 /// This machine's host name.
 pub fn host_name() -> String {
@@ -723,13 +731,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_contract() {
+    fn defaults_match_the_documented_ones() {
         let c = load(&[("JWT_SECRET", SECRET), ("NODE_ID", "n1")], false).unwrap();
         assert_eq!(c.port, 30006);
         assert_eq!(c.host, "0.0.0.0");
         assert_eq!(c.jwt.issuer.as_deref(), Some("cloudphone-platform"));
         assert_eq!(c.jwt.audience.as_deref(), Some("cloudphone-users"));
-        // The broker's defaults are the consumers' (checked against the contract there).
+        // The broker's defaults are the consumers' (checked against the documented defaults there).
         assert_eq!(c.amqp, AmqpSettings::with_node_id("n1"));
         assert_eq!(
             c.cors,
@@ -1050,6 +1058,7 @@ mod tests {
             ("PUSH_COALESCE_MS", "-1"),
             ("PUSH_COALESCE_MS", "1001"),
             ("PUSH_COALESCE_MS", "5ms"),
+            ("PUSH_COALESCE_MS", "automatic"),
             ("RECOVERY_WINDOW_MS", "-1"),
             ("RECOVERY_WINDOW_MS", "2m"),
             ("RECOVERY_HISTORY_BYTES", "0"),
@@ -1071,16 +1080,28 @@ mod tests {
     }
 
     #[test]
-    fn push_coalescing_is_off_unless_asked_for() {
+    fn push_coalescing_adapts_unless_a_window_is_given() {
         let c = load(&[("JWT_SECRET", SECRET)], false).unwrap();
-        assert_eq!(c.push_coalesce, Duration::ZERO);
+        let adaptive = CoalesceWindow::Adaptive(AdaptiveLimits::DEFAULT);
+        assert_eq!(c.push_coalesce, adaptive);
+        for value in ["auto", " AUTO "] {
+            let c = load(
+                &[("JWT_SECRET", SECRET), ("PUSH_COALESCE_MS", value)],
+                false,
+            )
+            .unwrap();
+            assert_eq!(c.push_coalesce, adaptive);
+        }
         for (value, ms) in [("0", 0), ("10", 10), ("1000", 1000)] {
             let c = load(
                 &[("JWT_SECRET", SECRET), ("PUSH_COALESCE_MS", value)],
                 false,
             )
             .unwrap();
-            assert_eq!(c.push_coalesce, Duration::from_millis(ms));
+            assert_eq!(
+                c.push_coalesce,
+                CoalesceWindow::Fixed(Duration::from_millis(ms))
+            );
         }
     }
 

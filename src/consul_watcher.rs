@@ -1,4 +1,4 @@
-//! The Consul watcher (contract §8): an edge actor that follows Consul's service health with
+//! The Consul watcher (docs/socketio.md): an edge actor that follows Consul's service health with
 //! blocking queries and tells admins about each announced change.
 //!
 //! It asks `GET {CONSUL_URL}/v1/health/state/any?index=N&wait=60s` (with `X-Consul-Token`
@@ -181,7 +181,7 @@ impl ConsulWatcher {
                 target: PushTarget::Room(ADMIN_ROOM.to_owned()),
                 event: PushEvent::Notification,
                 payload: Arc::from(notices::changed(&transition, now)),
-                // Not one of the alerts contract §7 puts first; a room window may hold it.
+                // Not one of the alerts docs/limits.md puts first; a room window may hold it.
                 priority: false,
                 accepted: Accepted::now(PushSource::Consul),
             });

@@ -11,7 +11,7 @@
 //!
 //! 1. `actors/src/consumers/event_consumer.rs::EventConsumer::handle_delivery`: one delivery
 //!    of the quota or device queue, read one at a time.
-//! 2. `actors/src/routing/mod.rs::route`: the pure event → rooms table (contract §3) turns it
+//! 2. `actors/src/routing/mod.rs::route`: the pure event → rooms table (docs/rabbitmq.md) turns it
 //!    into [`RoutedPush`](pushgate_actors::routing::RoutedPush)es (or ignores it, or calls it
 //!    poison); `event_consumer.rs::settle` sends each as a
 //!    [`Push`](pushgate_actors::Push) and acks the delivery once the supervisor has taken them
@@ -50,7 +50,7 @@
 //! `actors/src/cluster/`), and every node's log reader hands what it reads to its supervisor
 //! (`Handler<LoggedPush>`), which goes on from step 3.
 //!
-//! Service health (contract §8) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
+//! Service health (docs/socketio.md) enters at step 3 too: [`consul_watcher::ConsulWatcher`]
 //! follows Consul with blocking queries and sends each announced change as a `Push` to room
 //! `admin`; a session whose client joins `admin` reads the snapshot
 //! (`session/service_health.rs`).

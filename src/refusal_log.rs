@@ -1,4 +1,4 @@
-//! Refused CONNECTs in the log, summarised (contract §7): at most one line a second for the
+//! Refused CONNECTs in the log, summarised (docs/limits.md): at most one line a second for the
 //! whole process, however many clients are refused, each line with the count and the last
 //! reason since the previous line.
 //!

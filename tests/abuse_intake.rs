@@ -1,5 +1,5 @@
 //! Issue 15, the intake: what a client that never authenticates, or a publisher, can make the
-//! server hold (contract §7).
+//! server hold (docs/limits.md).
 //!
 //! - `MAX_PENDING_SESSIONS`: a loop of polling handshakes that never CONNECT is refused with
 //!   `503` past the cap, the server's memory stays bounded (the real binary as a child process,
@@ -123,7 +123,7 @@ const BODY_TIMEOUT: Duration = Duration::from_millis(800);
 /// How much later than the timeout the connection may close (a loaded 2-core machine).
 const CLOSE_MARGIN: Duration = Duration::from_secs(3);
 
-/// The contract's Engine.IO timers (a polling session that does not poll must not end by its
+/// The default Engine.IO timers (a polling session that does not poll must not end by its
 /// heartbeat here), and the short body timeout.
 fn body_timeout_config() -> Config {
     let mut config = Config::for_tests(SECRET, Some(API_KEY));

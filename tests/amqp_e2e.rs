@@ -65,7 +65,7 @@ impl Scenario {
         .is_test(true)
         .try_init();
         let vhost = Arc::new(Vhost::create());
-        // The contract's Engine.IO timers, not the harness's short ones: heartbeats are not what
+        // The default Engine.IO timers, not the harness's short ones: heartbeats are not what
         // is tested here, and a 200 ms ping timeout can expire on a loaded machine.
         let mut config = Config::for_tests(SECRET, Some(API_KEY));
         config.consume = true;
@@ -300,7 +300,8 @@ async fn restart_with_the_same_node_id() {
 #[actix_web::test]
 async fn storms_and_alert_priority() {
     Scenario::start_with(|config| {
-        config.push_coalesce = Duration::from_millis(500);
+        config.push_coalesce =
+            pushgate_actors::adaptive_window::CoalesceWindow::Fixed(Duration::from_millis(500));
         config.amqp.quota_coalesce = Duration::from_millis(250);
     })
     .run_node("storm.test.mjs")

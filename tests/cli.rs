@@ -137,7 +137,7 @@ fn no_secret_without_dev_is_a_one_line_startup_error() {
     let ended = run_to_end(pushgate(&dir, &[], &[]));
     let line = startup_error(&ended);
     assert!(line.contains("JWT_SECRET"), "{line}");
-    // Empty is unset (contract §1).
+    // Empty is unset (docs/configuration.md).
     let ended = run_to_end(pushgate(&dir, &[], &[("JWT_SECRET", "")]));
     assert!(startup_error(&ended).contains("JWT_SECRET"));
 }

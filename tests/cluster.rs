@@ -1,4 +1,4 @@
-//! Cluster mode (`CLUSTER=rabbitmq`, contract §6), black-box: nodes of one cluster as real
+//! Cluster mode (`CLUSTER=rabbitmq`, docs/cluster.md), black-box: nodes of one cluster as real
 //! `pushgate` children on 127.0.0.1, each with its own `NODE_ID` and port, sharing a vhost of
 //! the real broker that belongs to the test; raw WebSocket clients spread over them.
 //!

@@ -1,5 +1,5 @@
-//! The HTTP routes of contract §4 against the real server on 127.0.0.1:0: probes, every API
-//! route, and every error in the contract's order (404, 405, 403, 401, 413, 400).
+//! The HTTP routes of docs/http-api.md against the real server on 127.0.0.1:0: probes, every API
+//! route, and every error in the documented order (404, 405, 403, 401, 413, 400).
 
 mod common;
 
@@ -226,7 +226,7 @@ async fn with_recovery_on_every_push_carries_its_offset_last_and_replies_none() 
 }
 
 #[actix_web::test]
-async fn errors_come_in_the_contract_order_with_json_bodies() {
+async fn errors_come_in_the_documented_order_with_json_bodies() {
     let srv = start();
     let client = http();
     let big = "x".repeat(srv.config.push_max_body_bytes + 1);

@@ -241,12 +241,28 @@ async fn request(
 /// The event stream's answer with a user's token: its head and the body's first bytes (the
 /// `retry:` line), then the connection is dropped.
 async fn stream_head(server: &TestServer) -> Answer {
-    use std::io::{Read, Write};
     let head = format!(
         "GET {STREAM}?token={} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
         server.token("openapi", false),
         server.addr
     );
+    raw_exchange(server, head, Some("retry:")).await
+}
+
+/// A POST to `path` that declares a body and never sends it, read to the connection's end.
+async fn body_never_sent(server: &TestServer, path: &str) -> Answer {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nX-API-Key: {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        server.addr
+    );
+    raw_exchange(server, head, None).await
+}
+
+/// Send `head` on a connection of its own and read the answer until it holds `until` (or, with
+/// none, until the server closes the connection).
+async fn raw_exchange(server: &TestServer, head: String, until: Option<&'static str>) -> Answer {
+    use std::io::{Read, Write};
     let addr = server.addr;
     let raw = actix_rt::task::spawn_blocking(move || {
         let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
@@ -254,34 +270,12 @@ async fn stream_head(server: &TestServer) -> Answer {
         tcp.write_all(head.as_bytes()).expect("send the head");
         let mut raw = Vec::new();
         let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&raw).contains("retry:") {
+        while !until.is_some_and(|u| String::from_utf8_lossy(&raw).contains(u)) {
             match tcp.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => raw.extend_from_slice(&buf[..n]),
             }
         }
-        raw
-    })
-    .await
-    .unwrap();
-    Answer::parse(&raw)
-}
-
-/// A POST to `path` that declares a body and never sends it, read to the connection's end.
-async fn body_never_sent(server: &TestServer, path: &str) -> Answer {
-    use std::io::{Read, Write};
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nX-API-Key: {API_KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
-        server.addr
-    );
-    let addr = server.addr;
-    let raw = actix_rt::task::spawn_blocking(move || {
-        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        tcp.write_all(head.as_bytes()).expect("send the head");
-        let mut raw = Vec::new();
-        let _ = tcp.read_to_end(&mut raw);
         raw
     })
     .await

@@ -1,4 +1,4 @@
-//! Service health to admins (contract §8), end to end: a fake Consul agent in the test
+//! Service health to admins (docs/socketio.md), end to end: a fake Consul agent in the test
 //! (`service_health/fake_consul.rs`, following Consul's documented blocking queries), the real
 //! server watching it, and real Socket.IO clients over WebSocket.
 

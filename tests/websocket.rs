@@ -356,7 +356,8 @@ async fn a_client_vanishing_mid_push_breaks_nothing() {
 #[actix_web::test]
 async fn coalesced_pushes_arrive_complete_in_order_and_one_packet_each() {
     let mut config = config();
-    config.push_coalesce = Duration::from_millis(100);
+    config.push_coalesce =
+        pushgate_actors::adaptive_window::CoalesceWindow::Fixed(Duration::from_millis(100));
     let srv = start_with(config);
     let token = srv.token("42", false);
     let mut ws = RawClient::connected(&srv, &token).await;

@@ -17,7 +17,10 @@
 //! whose clients share the server's cores, for those clients to read them). The price is one
 //! extra write per member of groups after the first when a quiet room turns busy.
 //!
-//! Without a window there is one group and every push goes out at once.
+//! Without a window there is one group and every push goes out at once. A window that changes
+//! with the room's load ([`Coalescer::adaptive`], [`crate::adaptive_window`]) keeps the groups
+//! while it is zero (every push then goes out to all of them at once), and staggers them as it
+//! turns non-zero.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -67,6 +70,35 @@ impl Coalescer {
             log: VecDeque::new(),
             first: 0,
         }
+    }
+
+    /// A coalescer whose window starts at zero and is set before each push
+    /// ([`Coalescer::set_window`]): its members are grouped even while the window is zero.
+    pub fn adaptive() -> Self {
+        Coalescer {
+            groups: vec![Group::default(); GROUPS],
+            ..Coalescer::new(Duration::ZERO)
+        }
+    }
+
+    /// Use `window` from now on. A window turning non-zero staggers the groups' windows as a
+    /// quiet push would: group `g`'s counts as started `g * window / groups` earlier.
+    pub fn set_window(&mut self, window: Duration) {
+        if self.window.is_zero() && !window.is_zero() {
+            let staggered = window / self.groups.len() as u32;
+            for (g, group) in self.groups.iter_mut().enumerate() {
+                if let Some(start) = group.window_start {
+                    let shift = staggered * g as u32;
+                    group.window_start = Some(start.checked_sub(shift).unwrap_or(start));
+                }
+            }
+        }
+        self.window = window;
+    }
+
+    /// How many groups there are (group numbers are below it).
+    pub fn groups(&self) -> usize {
+        self.groups.len()
     }
 
     /// The sequence number the next push gets.
@@ -156,15 +188,32 @@ impl Coalescer {
         due
     }
 
-    /// The pushes group `g` has not had yet, now counted as delivered to it (`None`: none),
-    /// and the acceptance times of the pushes that every group has now had (for the fan-out
-    /// latency metric), which are dropped.
-    pub fn take(&mut self, g: usize) -> (Option<Arc<Packets>>, Vec<Instant>) {
+    /// The pushes each of `groups` has not had yet, now counted as delivered to them, indexed
+    /// by group (`None`: none, or not asked for; groups that had the same pushes share one
+    /// batch), and the acceptance times of the pushes that every group has now had (for the
+    /// fan-out latency metric), which are dropped.
+    pub fn take(&mut self, groups: &[usize]) -> (Vec<Option<Arc<Packets>>>, Vec<Instant>) {
         let end = self.end();
-        let from = (self.groups[g].next - self.first) as usize;
-        let packets =
-            (from < self.log.len()).then(|| Arc::new(self.log.range(from..).cloned().collect()));
-        self.groups[g].next = end;
+        let mut batches: Vec<Option<Arc<Packets>>> = vec![None; self.groups.len()];
+        // The batches made so far, by the sequence number they start at.
+        let mut made: Vec<(u64, Arc<Packets>)> = Vec::new();
+        for &g in groups {
+            let next = self.groups[g].next;
+            if next < end {
+                let batch = match made.iter().find(|(from, _)| *from == next) {
+                    Some((_, batch)) => batch.clone(),
+                    None => {
+                        let from = (next - self.first) as usize;
+                        let batch: Arc<Packets> =
+                            Arc::new(self.log.range(from..).cloned().collect());
+                        made.push((next, batch.clone()));
+                        batch
+                    }
+                };
+                batches[g] = Some(batch);
+            }
+            self.groups[g].next = end;
+        }
         let behind = self
             .groups
             .iter()
@@ -175,7 +224,7 @@ impl Coalescer {
         let done = (behind - self.first) as usize;
         self.first = behind;
         let delivered = self.log.drain(..done).map(|(_, s)| s.accepted.at).collect();
-        (packets, delivered)
+        (batches, delivered)
     }
 }
 
@@ -207,6 +256,22 @@ mod tests {
             .map_or(vec![], |f| f.iter().map(|f| f.to_string()).collect())
     }
 
+    /// What one group is waiting for, taken.
+    fn take_one(c: &mut Coalescer, g: usize) -> (Option<Arc<Packets>>, Vec<Instant>) {
+        let (mut batches, delivered) = c.take(&[g]);
+        (batches[g].take(), delivered)
+    }
+
+    /// An adaptive coalescer (window zero) with one member in each group, and all the groups.
+    fn adaptive_with_a_member_per_group() -> (Coalescer, Vec<usize>) {
+        let mut c = Coalescer::adaptive();
+        for _ in 0..GROUPS {
+            let g = c.group_for_newcomer();
+            c.joined(g);
+        }
+        (c, (0..GROUPS).collect())
+    }
+
     /// A coalescer with one member in each of the first `members` groups.
     fn with_members(window: Duration, members: usize) -> Coalescer {
         let mut c = Coalescer::new(window);
@@ -223,7 +288,7 @@ mod tests {
         let t = Instant::now();
         for k in 0..3 {
             assert_eq!(c.push(packet(&k.to_string()), stamp(t), t), vec![0]);
-            let (packets, delivered) = c.take(0);
+            let (packets, delivered) = take_one(&mut c, 0);
             assert_eq!(texts(&packets), [k.to_string()]);
             assert_eq!(delivered.len(), 1);
             assert_eq!(c.next_due(), None);
@@ -238,7 +303,7 @@ mod tests {
         let all: Vec<usize> = (0..GROUPS).collect();
         assert_eq!(c.push(packet("1"), stamp(t0), t0), all);
         for g in 0..GROUPS {
-            assert_eq!(texts(&c.take(g).0), ["1"]);
+            assert_eq!(texts(&take_one(&mut c, g).0), ["1"]);
         }
         // Busy: the next push waits, group g until W - g * STEP after t0.
         let t1 = t0 + Duration::from_millis(1);
@@ -248,7 +313,7 @@ mod tests {
             assert_eq!(c.next_due(), Some(due_at), "group {g}");
             assert!(c.due(due_at - Duration::from_micros(1)).is_empty());
             assert_eq!(c.due(due_at), vec![g]);
-            assert_eq!(texts(&c.take(g).0), ["2"]);
+            assert_eq!(texts(&take_one(&mut c, g).0), ["2"]);
         }
         assert_eq!(c.next_due(), None);
         // Each group's next window is a full W after its last delivery: still staggered.
@@ -276,7 +341,7 @@ mod tests {
                     groups = c.due(now);
                 }
                 for &g in &groups {
-                    seen[g] += c.take(g).0.map_or(0, |f| f.len() as u64);
+                    seen[g] += take_one(&mut c, g).0.map_or(0, |f| f.len() as u64);
                     deliveries[g] += 1;
                 }
             }
@@ -301,12 +366,12 @@ mod tests {
         let mut c = with_members(W, 1);
         let t = Instant::now();
         assert_eq!(c.push(packet("first"), stamp(t), t), vec![0]);
-        c.take(0);
+        take_one(&mut c, 0);
         for k in 1..MAX_BATCH {
             assert!(c.push(packet(&k.to_string()), stamp(t), t).is_empty());
         }
         assert_eq!(c.push(packet("full"), stamp(t), t), vec![0]);
-        let (packets, delivered) = c.take(0);
+        let (packets, delivered) = take_one(&mut c, 0);
         assert_eq!(packets.unwrap().len(), MAX_BATCH);
         assert_eq!(delivered.len(), MAX_BATCH);
     }
@@ -316,18 +381,18 @@ mod tests {
         let mut c = with_members(W, 2); // groups 0 and 1
         let t = Instant::now();
         assert_eq!(c.push(packet("a"), stamp(t), t), vec![0, 1]);
-        assert_eq!(c.take(0).1.len(), 0, "group 1 has not had it yet");
-        assert_eq!(c.take(1).1.len(), 1, "now everyone has");
+        assert_eq!(take_one(&mut c, 0).1.len(), 0, "group 1 has not had it yet");
+        assert_eq!(take_one(&mut c, 1).1.len(), 1, "now everyone has");
         let t1 = t + Duration::from_millis(1);
         assert!(c.push(packet("b"), stamp(t1), t1).is_empty());
         assert!(c.push(packet("c"), stamp(t1), t1).is_empty());
-        let (packets, delivered) = c.take(1);
+        let (packets, delivered) = take_one(&mut c, 1);
         assert_eq!(texts(&packets), ["b", "c"]);
         assert!(delivered.is_empty());
-        let (packets, delivered) = c.take(0);
+        let (packets, delivered) = take_one(&mut c, 0);
         assert_eq!(texts(&packets), ["b", "c"]);
         assert_eq!(delivered.len(), 2);
-        assert_eq!(c.take(0).0.map(|f| f.len()), None, "nothing left");
+        assert_eq!(take_one(&mut c, 0).0.map(|f| f.len()), None, "nothing left");
     }
 
     #[test]
@@ -340,9 +405,48 @@ mod tests {
         // Only group 0 (two members) is left.
         let t = Instant::now();
         assert_eq!(c.push(packet("x"), stamp(t), t), vec![0]);
-        let (packets, delivered) = c.take(0);
+        let (packets, delivered) = take_one(&mut c, 0);
         assert_eq!(texts(&packets), ["x"]);
         assert_eq!(delivered.len(), 1);
         assert_eq!(c.group_for_newcomer(), 1);
+    }
+
+    #[test]
+    fn an_adaptive_coalescer_at_zero_sends_every_push_to_every_group_at_once() {
+        let (mut c, all) = adaptive_with_a_member_per_group();
+        let t = Instant::now();
+        for k in 0..3 {
+            let now = t + Duration::from_micros(k);
+            assert_eq!(c.push(packet(&k.to_string()), stamp(now), now), all);
+            let (batches, delivered) = c.take(&all);
+            let first = batches[0].clone().expect("group 0 has it");
+            for batch in &batches {
+                let batch = batch.as_ref().expect("every group has it");
+                assert!(Arc::ptr_eq(batch, &first), "one batch shared by all groups");
+            }
+            assert_eq!(texts(&batches[0]), [k.to_string()]);
+            assert_eq!(delivered.len(), 1);
+            assert_eq!(c.next_due(), None);
+        }
+    }
+
+    #[test]
+    fn a_window_turning_non_zero_staggers_the_groups() {
+        let (mut c, all) = adaptive_with_a_member_per_group();
+        let t0 = Instant::now();
+        assert_eq!(c.push(packet("1"), stamp(t0), t0), all);
+        c.take(&all);
+        c.set_window(W);
+        // Group g's window counts as started g * STEP before t0.
+        let t1 = t0 + Duration::from_millis(1);
+        assert!(c.push(packet("2"), stamp(t1), t1).is_empty());
+        assert_eq!(c.next_due(), Some(t0 + W - STEP * (GROUPS as u32 - 1)));
+        // Back to zero: what waits is due at once, and the next push goes out at once.
+        c.set_window(Duration::ZERO);
+        assert_eq!(c.next_due().map(|due| due <= t1), Some(true));
+        assert_eq!(c.push(packet("3"), stamp(t1), t1), all);
+        let (batches, delivered) = c.take(&all);
+        assert_eq!(texts(&batches[3]), ["2", "3"]);
+        assert_eq!(delivered.len(), 2);
     }
 }

@@ -1,8 +1,8 @@
 //! The device status cache: the last status (`running` / `stopped`) seen per device, which
 //! [`route`](crate::routing::route) reads for a `device.started` / `device.stopped` event's
-//! `oldStatus` and updates (contract §3). The device consumer owns one and handles its
+//! `oldStatus` and updates (docs/rabbitmq.md). The device consumer owns one and handles its
 //! deliveries in order, so it needs no locking. It is bounded: a node sees every device of the
-//! platform over time, and a status it no longer remembers only costs the contract's default
+//! platform over time, and a status it no longer remembers only costs the documented default
 //! `oldStatus`.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +30,7 @@ struct CacheEntry {
 /// ([`DEFAULT_DEVICE_CACHE_LIMIT`] = 100 000 by default), each id at most
 /// [`MAX_CACHED_DEVICE_ID_BYTES`] long: a few tens of MB at worst. Past the
 /// cap, recording a new device evicts the device whose status was set least recently; an evicted
-/// device's next start/stop gets the contract's default `oldStatus`, as if never seen. A limit of
+/// device's next start/stop gets the documented default `oldStatus`, as if never seen. A limit of
 /// 0 remembers nothing. Every operation is amortised O(1).
 #[derive(Debug, Clone)]
 pub struct DeviceStatusCache {

@@ -6,7 +6,8 @@
 //!   turns each accepted push into one encoded packet handed to the right [`room::Room`].
 //! - [`room::Room`] is one actor per non-empty room and worker thread; it fans a packet out to
 //!   its members, through each one's [`inbox::Inbox`] on that thread, at the times its
-//!   [`coalescer::Coalescer`] says.
+//!   [`coalescer::Coalescer`] says, within the window [`adaptive_window`] chooses (fixed, or
+//!   adapting to the room's load).
 //! - [`messages`] are the messages between sessions, rooms, the supervisor and the pushers.
 //! - [`routing`] is the pure RabbitMQ event → rooms table; the consumers feed it, the device
 //!   consumer with its [`device_status_cache::DeviceStatusCache`].
@@ -26,6 +27,7 @@
 //!   [`push_stats`] the push statistics (per event and source, latency to the socket, busiest
 //!   rooms) behind `/api/v1/stats` and part of `/metrics`.
 
+pub mod adaptive_window;
 pub mod admin_view;
 pub mod cluster;
 pub mod coalescer;

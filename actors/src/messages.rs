@@ -385,7 +385,7 @@ pub struct Push {
     pub event: PushEvent,
     /// The payload, as serialized JSON text (serialized once by the pusher).
     pub payload: Arc<str>,
-    /// An alert (contract §7: `quota.alert`, `quota.exceeded` and the admin `critical` /
+    /// An alert (docs/limits.md: `quota.alert`, `quota.exceeded` and the admin `critical` /
     /// `error` notifications): never held by a room's coalescing window; it goes out at once,
     /// after what the room held before it.
     pub priority: bool,

@@ -51,7 +51,7 @@ impl ConsumerKind {
     }
 }
 
-/// State of the Consul watcher (contract §8).
+/// State of the Consul watcher (docs/socketio.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsulState {
     /// `CONSUL_URL` is unset: `/ready` does not mention Consul.
@@ -73,7 +73,7 @@ impl ConsulState {
     }
 }
 
-/// State of cluster mode's log reader (contract §6).
+/// State of cluster mode's log reader (docs/cluster.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterLogState {
     /// `CLUSTER=off`: `/ready` does not mention the log.

@@ -5,7 +5,7 @@
 //! themselves when their last member leaves.
 //!
 //! **Coalescing.** Each delivery costs a session wake-up and a socket write, whatever its size.
-//! With a coalescing window `w` (`PUSH_COALESCE_MS`), a push that finds the room quiet (nothing
+//! With a coalescing window `w`, a push that finds the room quiet (nothing
 //! delivered in the last `w`) goes out at once; pushes that follow within `w` wait until `w`
 //! has passed since the last delivery and then go out together, so a member gets them in one
 //! write. A busy room thus costs one write per member per window instead of one per push, and
@@ -14,6 +14,11 @@
 //! over the window instead of all falling at once ([`Coalescer`]). Order is kept, and a member
 //! gets exactly the pushes accepted while it was a member: the pushes its group is waiting for
 //! are delivered before it joins or leaves.
+//!
+//! The window is `PUSH_COALESCE_MS` when set to a number; by default it adapts to the room
+//! ([`AdaptiveWindow`]): zero while the room's pushes can be written one at a time, growing up
+//! to a cap while they come faster, so that a quiet room adds no latency and a busy one gets
+//! the coalesced costs without configuration.
 //!
 //! **Exceptions and alerts.** A push that some members must not get (an admin-room copy of a
 //! user's event skips that user's own sessions, [`Fanout::except`]), and an alert
@@ -24,10 +29,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 
+use crate::adaptive_window::{AdaptiveWindow, CoalesceWindow};
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
 use crate::messages::{AddMember, Fanout, Packets, RemoveMember, SessionId};
@@ -43,30 +49,44 @@ pub struct Room {
     metrics: Arc<Metrics>,
     /// Pushes not delivered to every group yet, and when each group gets them.
     coalescer: Coalescer,
+    /// The window that adapts to the room's pushes, unless it is fixed.
+    adaptive: Option<AdaptiveWindow>,
     /// The timer of the coalescer's next due delivery, and when it fires.
     timer: Option<(SpawnHandle, Instant)>,
 }
 
 impl Room {
-    /// An empty room that coalesces pushes within `coalesce` (zero: every push goes out at
-    /// once); the supervisor adds the first member right after starting it.
-    pub fn new(name: String, metrics: Arc<Metrics>, coalesce: Duration) -> Self {
+    /// An empty room that coalesces pushes within the window `coalesce` chooses; the
+    /// supervisor adds the first member right after starting it.
+    pub fn new(name: String, metrics: Arc<Metrics>, coalesce: CoalesceWindow) -> Self {
+        let (coalescer, adaptive) = match coalesce {
+            CoalesceWindow::Fixed(window) => (Coalescer::new(window), None),
+            CoalesceWindow::Adaptive(limits) => {
+                (Coalescer::adaptive(), Some(AdaptiveWindow::new(limits)))
+            }
+        };
         Room {
             name,
             members: HashMap::new(),
             metrics,
-            coalescer: Coalescer::new(coalesce),
+            coalescer,
+            adaptive,
             timer: None,
         }
     }
 
-    /// Deliver the pushes group `g` is waiting for to its members, in one batch per member.
-    fn deliver(&mut self, g: usize) {
-        let (packets, delivered) = self.coalescer.take(g);
-        if let Some(packets) = packets {
-            let in_group = self.members.values().filter(|(_, group)| *group == g);
-            for (inbox, _) in in_group {
-                inbox.push(packets.clone());
+    /// Deliver the pushes `groups` are waiting for to their members, in one batch per member
+    /// and one pass over the members.
+    fn deliver(&mut self, groups: &[usize]) {
+        if groups.is_empty() {
+            return;
+        }
+        let (batches, delivered) = self.coalescer.take(groups);
+        if batches.iter().any(Option::is_some) {
+            for (inbox, g) in self.members.values() {
+                if let Some(packets) = &batches[*g] {
+                    inbox.push(packets.clone());
+                }
             }
         }
         let now = Instant::now();
@@ -82,11 +102,8 @@ impl Room {
     /// outside the coalescing windows (it is not in the coalescer, so it does not delay the
     /// others).
     fn deliver_now(&mut self, msg: Fanout) {
-        let groups: std::collections::BTreeSet<usize> =
-            self.members.values().map(|&(_, g)| g).collect();
-        for g in groups {
-            self.deliver(g);
-        }
+        let groups: Vec<usize> = (0..self.coalescer.groups()).collect();
+        self.deliver(&groups);
         let packets = Arc::new(Packets::from_iter([(msg.packet, msg.stamp)]));
         for (session, (inbox, _)) in &self.members {
             if !msg.except.contains(session) {
@@ -112,9 +129,8 @@ impl Room {
             let wait = due.saturating_duration_since(Instant::now());
             let timer = ctx.run_later(wait, |room, ctx| {
                 room.timer = None;
-                for g in room.coalescer.due(Instant::now()) {
-                    room.deliver(g);
-                }
+                let due = room.coalescer.due(Instant::now());
+                room.deliver(&due);
                 room.schedule(ctx);
             });
             self.timer = Some((timer, due));
@@ -155,7 +171,7 @@ impl Handler<AddMember> for Room {
         }
         let g = self.coalescer.group_for_newcomer();
         // Pushes accepted before the join are not the newcomer's.
-        self.deliver(g);
+        self.deliver(&[g]);
         self.coalescer.joined(g);
         self.members.insert(msg.session, (inbox, g));
         self.schedule(ctx);
@@ -168,7 +184,7 @@ impl Handler<RemoveMember> for Room {
     fn handle(&mut self, msg: RemoveMember, ctx: &mut Self::Context) {
         if let Some(&(_, g)) = self.members.get(&msg.session) {
             // Pushes accepted while it was a member are still the leaver's.
-            self.deliver(g);
+            self.deliver(&[g]);
             self.members.remove(&msg.session);
             self.coalescer.left(g);
         }
@@ -190,9 +206,12 @@ impl Handler<Fanout> for Room {
             return;
         }
         let now = Instant::now();
-        for g in self.coalescer.push(msg.packet, msg.stamp, now) {
-            self.deliver(g);
+        if let Some(adaptive) = &mut self.adaptive {
+            let window = adaptive.push(self.members.len(), now);
+            self.coalescer.set_window(window);
         }
+        let groups = self.coalescer.push(msg.packet, msg.stamp, now);
+        self.deliver(&groups);
         self.schedule(ctx);
     }
 }
@@ -200,11 +219,13 @@ impl Handler<Fanout> for Room {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adaptive_window::AdaptiveLimits;
     use crate::coalescer::MAX_BATCH;
     use crate::messages::{Accepted, PushEvent, PushSource, PushStamp};
     use crate::testing::{ProbeSession, Received};
     use bytestring::ByteString;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     type Seen = Arc<Mutex<Vec<Vec<String>>>>;
 
@@ -233,8 +254,8 @@ mod tests {
     }
 
     fn room(window_ms: u64) -> Addr<Room> {
-        let metrics = Arc::new(Metrics::new());
-        Room::new("r".into(), metrics, Duration::from_millis(window_ms)).start()
+        let window = CoalesceWindow::Fixed(Duration::from_millis(window_ms));
+        Room::new("r".into(), Arc::new(Metrics::new()), window).start()
     }
 
     async fn sleep_ms(ms: u64) {
@@ -376,5 +397,67 @@ mod tests {
         for m in [&a, &b] {
             assert_eq!(batches(m).concat(), strings(&["1", "2", "alert", "3"]));
         }
+    }
+
+    fn adaptive_room(limits: AdaptiveLimits) -> Addr<Room> {
+        let window = CoalesceWindow::Adaptive(limits);
+        Room::new("r".into(), Arc::new(Metrics::new()), window).start()
+    }
+
+    #[actix::test]
+    async fn a_quiet_adaptive_room_delivers_every_push_at_once() {
+        let room = adaptive_room(AdaptiveLimits::DEFAULT);
+        let a = member(&room, 1);
+        for f in ["1", "2", "3"] {
+            room.do_send(fanout(f));
+            sleep_ms(30).await;
+            assert_eq!(batches(&a).last().unwrap(), &strings(&[f]));
+        }
+        // Back to back, still far under the limit: each its own delivery, at once.
+        room.do_send(fanout("4"));
+        room.do_send(fanout("5"));
+        sleep_ms(30).await;
+        assert_eq!(batches(&a).len(), 5);
+    }
+
+    #[actix::test]
+    async fn a_busy_adaptive_room_batches_never_holds_an_alert_and_calms_down() {
+        // A push every 5 ms to one member is far over 20 writes a second: the window grows
+        // every period.
+        let room = adaptive_room(AdaptiveLimits {
+            cap: Duration::from_millis(1_000),
+            writes_per_sec: 20,
+        });
+        let a = member(&room, 1);
+        let mut sent = Vec::new();
+        for k in 0..40 {
+            sent.push(k.to_string());
+            room.do_send(fanout(&k.to_string()));
+            sleep_ms(5).await;
+        }
+        let got = batches(&a).len();
+        assert!(got < 20, "{got} deliveries of 40 pushes: batched");
+        // Whatever is held goes out before the alert, and the alert goes out at once.
+        room.do_send(fanout("last"));
+        room.do_send(Fanout {
+            priority: true,
+            ..fanout("alert")
+        });
+        sent.extend(["last".to_owned(), "alert".to_owned()]);
+        sleep_ms(50).await;
+        assert_eq!(batches(&a).concat(), sent, "long before the window's end");
+        assert_eq!(batches(&a).last().unwrap(), &strings(&["alert"]));
+        // Quiet for a while (the last period's few pushes over 600 ms: under half the limit):
+        // back to zero, two pushes back to back go out at once, apart.
+        sleep_ms(600).await;
+        let before = batches(&a).len();
+        room.do_send(fanout("x"));
+        room.do_send(fanout("y"));
+        sleep_ms(50).await;
+        assert_eq!(
+            batches(&a)[before..],
+            [strings(&["x"]), strings(&["y"])],
+            "no window left"
+        );
     }
 }

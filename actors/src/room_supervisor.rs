@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::adaptive_window::CoalesceWindow;
 use crate::admin_view::RoomMembership;
 use crate::cluster::presence::{GetNodeFigures, NodeFigures};
 use crate::cluster::{LoggedPush, SessionLog};
@@ -72,7 +73,7 @@ struct RoomShard {
 #[derive(Clone)]
 struct RoomSettings {
     metrics: Arc<Metrics>,
-    coalesce: Duration,
+    coalesce: CoalesceWindow,
 }
 
 impl Shards {
@@ -195,7 +196,7 @@ impl RoomSupervisor {
             encode,
             settings: RoomSettings {
                 metrics: metrics.clone(),
-                coalesce: Duration::ZERO,
+                coalesce: CoalesceWindow::default(),
             },
             metrics,
             recovery: None,
@@ -233,9 +234,10 @@ impl RoomSupervisor {
         self
     }
 
-    /// Rooms coalesce the pushes that follow a delivery within `window` into one delivery at
-    /// its end (see [`Room`]); zero, the default, delivers every push at once.
-    pub fn with_coalesce_window(mut self, window: Duration) -> Self {
+    /// How rooms choose the window within which the pushes that follow a delivery are
+    /// coalesced into one delivery at its end (see [`Room`]); by default it adapts to each
+    /// room's load, `CoalesceWindow::Fixed(Duration::ZERO)` delivers every push at once.
+    pub fn with_coalesce_window(mut self, window: CoalesceWindow) -> Self {
         self.settings.coalesce = window;
         self
     }

@@ -1,18 +1,18 @@
 // Benchmark peer for pushgate: a small Node server written the way the old NestJS
 // notification gateway works (socket.io 4 server, amqplib consumers, jsonwebtoken), implementing
-// the subset of pushgate's contract (../../../shared/contract.md) that the load generator
+// the subset of pushgate's protocol (docs/) that the load generator
 // exercises:
 //
 //   * Socket.IO at /socket.io/ (WebSocket and polling), JWT auth from the CONNECT auth object,
 //     the query `token` or `Authorization: Bearer` (HS256, exp, iss/aud when configured), join
 //     `user:<sub>` and one `welcome` on connect;
-//   * client events subscribe / unsubscribe / join_room / leave_room with the contract's ACL,
+//   * client events subscribe / unsubscribe / join_room / leave_room with pushgate's ACL,
 //     answered with the reply event and the ack;
 //   * HTTP push routes /api/v1/users/:id/notifications, /api/v1/rooms/:room/messages,
 //     /api/v1/rooms/:room/notifications, /api/v1/broadcast (X-API-Key or Bearer), 202
 //     {"clients": n}; GET /health;
 //   * an amqplib consumer of quota.* and device.* on its own queues, routing quota.updated and
-//     device.started / device.stopped the way the contract says (other keys are acked and
+//     device.started / device.stopped the way docs/rabbitmq.md says (other keys are acked and
 //     ignored; malformed messages are rejected without requeue).
 //
 // Plain node, no build step. Configuration from the environment, with pushgate's names:

@@ -1,4 +1,4 @@
-//! The Socket.IO Admin UI's server side (contract §9): what every session shares to serve the
+//! The Socket.IO Admin UI's server side (docs/admin-ui.md): what every session shares to serve the
 //! `/admin` namespace the official `@socket.io/admin-ui` UI connects to.
 //!
 //! The namespace itself is in [`crate::session`] (`session/admin_ui.rs`); what the UI is shown

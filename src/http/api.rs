@@ -1,7 +1,7 @@
 //! The service-to-service push API (`/api/v1`), guarded by `PUSH_API_KEY`; and, beside it, a
 //! user's event stream (`GET /api/v1/stream`, `http/sse.rs`), authenticated with the user's JWT.
 //!
-//! Errors are checked in the contract's order: unknown route (404) and wrong method (405) by
+//! Errors are checked in the documented order: unknown route (404) and wrong method (405) by
 //! [`ApiRoute::parse`], then disabled API (403), API key (401), body size (413), body shape
 //! (400).
 //!
@@ -9,7 +9,7 @@
 //! patterns with a `{param}` are regular expressions, and matching them was about a quarter of
 //! the instructions of an HTTP push to one user (BENCHMARKS.md, finding 15). The path is parsed
 //! once ([`RoutedPath::parse`]), into the route and its raw `{param}`, which is percent-decoded
-//! exactly once, when its handler reaches the path's place in the contract's order
+//! exactly once, when its handler reaches the path's place in the documented order
 //! ([`RoutedPath::param`]).
 
 use std::sync::Arc;
@@ -46,7 +46,7 @@ enum ApiRoute {
     RoomSize,
     /// `GET /stats`.
     Stats,
-    /// `GET /services`: the service-health snapshot (contract §8).
+    /// `GET /services`: the service-health snapshot (docs/socketio.md).
     Services,
     /// `GET /stream`: the caller's pushes as Server-Sent Events (`http/sse.rs`).
     Stream,
@@ -219,7 +219,7 @@ enum PushRoute {
     Broadcast,
 }
 
-/// One push route: key (401), body size (413), path, then body (400, in the contract's order),
+/// One push route: key (401), body size (413), path, then body (400, in the documented order),
 /// then hand the push to the supervisor; answers `202 {"clients": n}`.
 async fn push(
     req: HttpRequest,

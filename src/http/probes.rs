@@ -44,11 +44,11 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     let ready = r.is_ready();
     let mut components = json!({ "amqp": r.amqp().name(), "consumers": consumers });
-    // Shown when Consul is watched; never part of being ready (contract §8).
+    // Shown when Consul is watched; never part of being ready (docs/socketio.md).
     if let Some(consul) = r.consul().name() {
         components["consul"] = Value::from(consul);
     }
-    // Cluster mode: the cluster's log, read live only once this node caught up (contract §6).
+    // Cluster mode: the cluster's log, read live only once this node caught up (docs/cluster.md).
     if let Some(log) = r.cluster_log().name() {
         components["log"] = Value::from(log);
     }

@@ -1,4 +1,4 @@
-//! A session's part in the Socket.IO Admin UI (contract §9): the `/admin` namespace the UI
+//! A session's part in the Socket.IO Admin UI (docs/admin-ui.md): the `/admin` namespace the UI
 //! connects, and what a root-namespace socket tells the admin view and takes from it.
 //!
 //! When the admin UI is configured ([`crate::admin_ui`]), a CONNECT to `/admin` logs in: a

@@ -1,4 +1,4 @@
-//! What one session may cost (contract §7): its client event rate, the rooms it may hold, and
+//! What one session may cost (docs/limits.md): its client event rate, the rooms it may hold, and
 //! how many CONNECTs in a row it may have refused before its connection is closed.
 //!
 //! Pure bookkeeping, driven by the caller's clock; the session asks before it acts.

@@ -1,5 +1,5 @@
 //! The service-health snapshot a client gets right after `room_joined` when it joins `admin`
-//! (contract §8), read from the Consul watcher's board; nothing when Consul is not watched.
+//! (docs/socketio.md), read from the Consul watcher's board; nothing when Consul is not watched.
 
 use pushgate_actors::routing::ADMIN_ROOM;
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{start_with, TestServer, API_KEY, SECRET};
 
-/// Start a server with the contract's timers consuming from `vhost` under a fresh `NODE_ID`,
+/// Start a server with the default timers consuming from `vhost` under a fresh `NODE_ID`,
 /// and wait until it is ready (both consumers consuming).
 pub async fn start_consuming(vhost: &Vhost) -> TestServer {
     let mut config = Config::for_tests(SECRET, Some(API_KEY));

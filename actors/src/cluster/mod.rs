@@ -1,4 +1,4 @@
-//! Cluster mode on RabbitMQ (`CLUSTER=rabbitmq`, contract §6): several nodes share the broker,
+//! Cluster mode on RabbitMQ (`CLUSTER=rabbitmq`, docs/cluster.md): several nodes share the broker,
 //! and every push reaches every target client exactly once, in one order, whichever node it
 //! is connected to.
 //!
@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_follow_the_contract_and_origins_differ_per_start() {
+    fn names_are_the_documented_ones_and_origins_differ_per_start() {
         let a = ClusterSettings::new("blue", "n1", 1 << 30, Duration::from_secs(120));
         let b = ClusterSettings::new("blue", "n1", 1 << 30, Duration::from_secs(120));
         assert_eq!(a.log_name(), "pushgate.blue.log");

@@ -1,4 +1,4 @@
-//! The RabbitMQ side of pushgate (contract §3): one broker connection, two consumer actors.
+//! The RabbitMQ side of pushgate (docs/rabbitmq.md): one broker connection, two consumer actors.
 //!
 //! - [`broker_link::BrokerLink`] owns the connection: it connects (retrying with a backoff
 //!   capped at [`MAX_BACKOFF`]), declares the [`topology`], attaches the consumers, notices a
@@ -58,7 +58,7 @@ pub const DEFAULT_QUOTA_COALESCE_MS: u64 = 250;
 /// Longest wait between two connection (or declaration, or consume) attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Everything the consumers need to know about the broker (contract §1).
+/// Everything the consumers need to know about the broker (docs/configuration.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpSettings {
     /// `RABBITMQ_URL`, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
@@ -84,7 +84,7 @@ pub struct AmqpSettings {
 }
 
 impl AmqpSettings {
-    /// The contract's defaults, with this node's id.
+    /// The documented defaults, with this node's id.
     pub fn with_node_id(node_id: impl Into<String>) -> Self {
         AmqpSettings {
             url: DEFAULT_URL.to_owned(),
@@ -168,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_contract() {
+    fn defaults_are_the_documented_ones() {
         let s = AmqpSettings::with_node_id("n1");
         assert_eq!(s.exchange, "cloudphone.events");
         assert_eq!(s.dlx, "cloudphone.dlx");

@@ -1,4 +1,4 @@
-//! The broker objects pushgate declares (contract §3), all idempotent: declaring them again
+//! The broker objects pushgate declares (docs/rabbitmq.md), all idempotent: declaring them again
 //! with the same properties is a no-op, so [`declare`] runs after every (re)connection.
 //!
 //! - the publishers' exchange (`RABBITMQ_EXCHANGE`): durable topic;

@@ -1,4 +1,4 @@
-//! The event → rooms routing table (contract §3).
+//! The event → rooms routing table (docs/rabbitmq.md).
 //!
 //! Pure code: given one AMQP delivery (routing key + body) and the time pushgate received it,
 //! [`route`] says which Socket.IO pushes the room supervisor must emit, whether the delivery is
@@ -10,7 +10,7 @@
 //! `event_body` (reading the body and its ids), `alert_text` (when an alert is critical, the
 //! admin notifications' texts) and `timestamps`. [`PushEvent`] lives in [`crate::messages`].
 //!
-//! Decisions beyond the contract's letter (all covered by tests):
+//! Decisions beyond the table's letter (all covered by tests):
 //!
 //! * The routing key is looked up **before** the body is read: a key without a row is
 //!   [`RouteOutcome::Ignored`] whatever its body (garbage, empty, huge).
@@ -106,7 +106,7 @@ pub struct RoutedPush {
     /// those get the event already, as their `notification`.
     pub except_members_of: Option<String>,
     /// An alert (`quota.alert`, `quota.exceeded`, and their admin `critical` / `error`
-    /// notifications): never held by a coalescing window (contract §7).
+    /// notifications): never held by a coalescing window (docs/limits.md).
     pub priority: bool,
 }
 

@@ -933,7 +933,7 @@ fn poison_wrong_type_ids() {
 
 #[test]
 fn long_ids_are_routed_and_long_device_ids_not_cached() {
-    // No length limit on ids (contract §3): a user id longer than any JWT `sub` names a
+    // No length limit on ids (docs/rabbitmq.md): a user id longer than any JWT `sub` names a
     // room nobody is in, but the admin copies must still go out.
     let long = "a".repeat(129);
     let event = json!({"userId": long.clone(), "quotaId": long.clone()});
@@ -949,7 +949,7 @@ fn long_ids_are_routed_and_long_device_ids_not_cached() {
     assert_eq!(pushes[1].room, "admin");
     assert_eq!(pushes[0].payload["data"]["deviceId"], json!(long));
     assert_eq!(cache.get(&long), None, "a long device id is not remembered");
-    // So its next stop gets the contract's default, as an unknown device's would.
+    // So its next stop gets the documented default, as an unknown device's would.
     let pushes = routed_with("device.stopped", &event, &mut cache);
     assert_eq!(pushes[0].payload["data"]["oldStatus"], "running");
     let short = "b".repeat(128);

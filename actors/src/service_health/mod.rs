@@ -1,4 +1,4 @@
-//! Service health from Consul (contract §8), the parts that do not speak HTTP: the state of
+//! Service health from Consul (docs/socketio.md), the parts that do not speak HTTP: the state of
 //! Consul's `/v1/health/state/any` answer ([`health_state`]), the debounce that decides which
 //! status changes admins are told about ([`debounce`]), the two notification bodies
 //! ([`notices`]), the snapshot a joining admin and the API read ([`board`]) and the retry

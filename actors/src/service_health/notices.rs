@@ -1,4 +1,4 @@
-//! The two `notification` bodies admins get (contract §8): `service.health.changed` for an
+//! The two `notification` bodies admins get (docs/socketio.md): `service.health.changed` for an
 //! announced change of one instance, `service.health.snapshot` for every instance at once.
 //! Timestamps are RFC 3339 with milliseconds, UTC.
 

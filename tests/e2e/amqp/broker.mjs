@@ -1,4 +1,4 @@
-// Helpers for the RabbitMQ end-to-end tests (contract §3): a publisher that publishes the way
+// Helpers for the RabbitMQ end-to-end tests (docs/rabbitmq.md): a publisher that publishes the way
 // the real backends do, the broker-side queues, /ready, and the control socket of the Rust test
 // that runs these files (tests/amqp_e2e.rs).
 //
