@@ -1,6 +1,6 @@
 //! How long a room's pushes may wait to be written together: a fixed coalescing window, or
 //! (the default) one that adapts to the room's own load. Pure code (no actor, no clock of its
-//! own); [`Room`](crate::room::Room) asks it for the window each push, then hands that window
+//! own); [`RoomState`](crate::room::RoomState) asks it for the window each push, then hands that window
 //! to its [`Coalescer`](crate::coalescer::Coalescer).
 //!
 //! **The signal.** What a push costs a room's actor unbatched is one write per member: its

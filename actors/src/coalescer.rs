@@ -1,5 +1,5 @@
 //! When a room's pushes go out to which of its members: the coalescing window, staggered over
-//! groups of members. Pure code (no actor, no clock of its own); [`Room`](crate::room::Room)
+//! groups of members. Pure code (no actor, no clock of its own); [`RoomState`](crate::room::RoomState)
 //! drives it.
 //!
 //! With a window `w`, a member gets at most one write per `w` while its room is busy, and a

@@ -1,7 +1,7 @@
 //! A session's inbox on its own thread: how room actors hand it packets without the actor
 //! mailbox.
 //!
-//! Each room has one actor per worker thread, next to the sessions it serves (see
+//! Each worker thread has one fan-out actor, next to the sessions it serves (see
 //! [`RoomSupervisor`](crate::RoomSupervisor)). A delivery through an actor's mailbox costs a
 //! boxed envelope, a multi-producer queue made for crossing threads, and its wake-up; on the
 //! same thread a shared queue does the same job.
