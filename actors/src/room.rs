@@ -76,12 +76,8 @@ impl RoomState {
         self.members.is_empty()
     }
 
-    /// Whether some push waits for some member.
-    pub fn holds(&self) -> bool {
-        self.coalescer.next_due().is_some()
-    }
-
-    /// When the coalescer's next delivery is due, if any push waits.
+    /// When the coalescer's next delivery is due, if any push waits (`None`: the room holds
+    /// nothing).
     pub fn next_due(&self) -> Option<Instant> {
         self.coalescer.next_due()
     }

@@ -60,16 +60,20 @@ impl WorkerRooms {
 
     /// After `room` changed: note whether it holds pushes now, and arm its timer for the next
     /// due delivery (or drop the timer when none is).
-    fn settle(&mut self, room: &Arc<str>, ctx: &mut Context<Self>) {
-        let Some(state) = self.rooms.get_mut(room) else {
-            return;
-        };
-        if state.holds() {
-            self.holding = Some(room.clone());
-        } else if self.holding.as_ref() == Some(room) {
-            self.holding = None;
-        }
+    fn settle(
+        holding: &mut Option<Arc<str>>,
+        room: &Arc<str>,
+        state: &mut RoomState,
+        ctx: &mut Context<Self>,
+    ) {
         let next = state.next_due();
+        if next.is_some() {
+            if holding.as_ref() != Some(room) {
+                *holding = Some(room.clone());
+            }
+        } else if holding.as_ref() == Some(room) {
+            *holding = None;
+        }
         if let Some((timer, at)) = state.timer {
             if next.is_some_and(|due| at <= due) {
                 return; // It fires in time; then it looks again.
@@ -84,7 +88,7 @@ impl WorkerRooms {
                 if let Some(state) = rooms.rooms.get_mut(&name) {
                     state.timer = None;
                     state.deliver_due();
-                    rooms.settle(&name, ctx);
+                    Self::settle(&mut rooms.holding, &name, state, ctx);
                 }
             });
             state.timer = Some((timer, due));
@@ -119,7 +123,7 @@ impl Handler<AddMember> for WorkerRooms {
         if !state.add(msg.session, inbox) {
             log::debug!("room {}: {} is a member already", msg.room, msg.session);
         }
-        self.settle(&msg.room, ctx);
+        Self::settle(&mut self.holding, &msg.room, state, ctx);
     }
 }
 
@@ -132,7 +136,7 @@ impl Handler<RemoveMember> for WorkerRooms {
         };
         state.remove(msg.session);
         if !state.is_empty() {
-            self.settle(&msg.room, ctx);
+            Self::settle(&mut self.holding, &msg.room, state, ctx);
             return;
         }
         if let Some((timer, _)) = state.timer.take() {
@@ -150,15 +154,13 @@ impl Handler<Fanout> for WorkerRooms {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
-        if !self.rooms.contains_key(&msg.room) {
-            return;
-        }
         self.release_others(&msg.room);
+        let Some(state) = self.rooms.get_mut(&msg.room) else {
+            return;
+        };
         let room = msg.room.clone();
-        if let Some(state) = self.rooms.get_mut(&room) {
-            state.push(msg);
-        }
-        self.settle(&room, ctx);
+        state.push(msg);
+        Self::settle(&mut self.holding, &room, state, ctx);
     }
 }
 
