@@ -121,6 +121,30 @@ impl RoomState {
         self.deliver(&groups);
     }
 
+    /// The groups of this room that hold some member of `other` (on this thread).
+    pub fn groups_shared_with(&self, other: &RoomState) -> Vec<usize> {
+        let mut groups = vec![false; self.coalescer.groups()];
+        if self.members.len() <= other.members.len() {
+            for (session, (_, g)) in &self.members {
+                if other.members.contains_key(session) {
+                    groups[*g] = true;
+                }
+            }
+        } else {
+            for session in other.members.keys() {
+                if let Some((_, g)) = self.members.get(session) {
+                    groups[*g] = true;
+                }
+            }
+        }
+        (0..groups.len()).filter(|&g| groups[g]).collect()
+    }
+
+    /// Deliver what `groups` are waiting for.
+    pub fn flush_groups(&mut self, groups: &[usize]) {
+        self.deliver(groups);
+    }
+
     /// Deliver what every group is waiting for.
     pub fn flush(&mut self) {
         let groups: Vec<usize> = (0..self.coalescer.groups()).collect();

@@ -6,12 +6,14 @@
 //! thread's pushes in the supervisor's order, whatever room each is for. A room's coalescing
 //! window may hold pushes back (see [`crate::room`]); a push of another room delivered at once
 //! would then overtake them for a session in both rooms, and a client that is cut just after
-//! it would resume past a push it never got. So at most one room on a thread holds pushes at
-//! a time: before another room takes a push, whatever the holding room holds goes out (to
-//! every group). Within the holding room the coalescer keeps the order; across rooms nothing
-//! held is ever older than something delivered, so every session gets its pushes in offset
-//! order. The price: two rooms pushed to in turn on the same thread coalesce only between
-//! each other's pushes (a busy room beside a quiet one loses a window per quiet push).
+//! it would resume past a push it never got. So no session ever has pushes held in two rooms:
+//! before a room takes a push, every other room that holds pushes for one of its members
+//! delivers what it holds to that member's coalescing group (the other groups keep
+//! coalescing). Within a room the coalescer keeps the order; across rooms, what a session is
+//! sent never overtakes a push held for it, so every session gets its pushes in offset order.
+//! The price: a room holding pushes for members of another room pushed to in turn coalesces
+//! only between that room's pushes, for the groups of the members they share (a busy room
+//! beside its members' user rooms loses a window for one group per user push).
 //!
 //! The actor is started by the [`RoomSupervisor`](crate::RoomSupervisor) on a thread's first
 //! join and lives as long as the thread; a room's state goes when its last member there
@@ -33,8 +35,9 @@ pub struct WorkerRooms {
     rooms: HashMap<Arc<str>, RoomState>,
     metrics: Arc<Metrics>,
     coalesce: CoalesceWindow,
-    /// The one room on this thread that may hold pushes.
-    holding: Option<Arc<str>>,
+    /// The rooms on this thread that hold pushes for some member (no session has pushes
+    /// held in two of them).
+    holding: Vec<Arc<str>>,
 }
 
 impl WorkerRooms {
@@ -44,35 +47,50 @@ impl WorkerRooms {
             rooms: HashMap::new(),
             metrics,
             coalesce,
-            holding: None,
+            holding: Vec::new(),
         }
     }
 
-    /// Before `room` delivers or holds a push: whatever another room holds goes out first.
-    fn release_others(&mut self, room: &str) {
-        let Some(holder) = self.holding.take_if(|holder| &**holder != room) else {
+    /// Before `room` delivers or holds a push: whatever other rooms hold for its members
+    /// goes out first (to the whole coalescing group of each such member).
+    fn release_for(&mut self, room: &Arc<str>, ctx: &mut Context<Self>) {
+        if self.holding.is_empty() || self.holding.iter().all(|h| h == room) {
+            return;
+        }
+        let Some(pushed) = self.rooms.remove(room) else {
             return;
         };
-        if let Some(state) = self.rooms.get_mut(&holder) {
-            state.flush();
+        for holder in self.holding.clone() {
+            if holder == *room {
+                continue;
+            }
+            if let Some(state) = self.rooms.get_mut(&holder) {
+                let groups = state.groups_shared_with(&pushed);
+                if !groups.is_empty() {
+                    state.flush_groups(&groups);
+                    Self::settle(&mut self.holding, &holder, state, ctx);
+                }
+            }
         }
+        self.rooms.insert(room.clone(), pushed);
     }
 
     /// After `room` changed: note whether it holds pushes now, and arm its timer for the next
     /// due delivery (or drop the timer when none is).
     fn settle(
-        holding: &mut Option<Arc<str>>,
+        holding: &mut Vec<Arc<str>>,
         room: &Arc<str>,
         state: &mut RoomState,
         ctx: &mut Context<Self>,
     ) {
         let next = state.next_due();
-        if next.is_some() {
-            if holding.as_ref() != Some(room) {
-                *holding = Some(room.clone());
+        let listed = holding.iter().position(|h| h == room);
+        match (next, listed) {
+            (Some(_), None) => holding.push(room.clone()),
+            (None, Some(i)) => {
+                holding.swap_remove(i);
             }
-        } else if holding.as_ref() == Some(room) {
-            *holding = None;
+            _ => {}
         }
         if let Some((timer, at)) = state.timer {
             if next.is_some_and(|due| at <= due) {
@@ -143,9 +161,7 @@ impl Handler<RemoveMember> for WorkerRooms {
             ctx.cancel_future(timer);
         }
         self.rooms.remove(&msg.room);
-        if self.holding.as_ref() == Some(&msg.room) {
-            self.holding = None;
-        }
+        self.holding.retain(|h| *h != msg.room);
         log::debug!("room {} closed on this thread", msg.room);
     }
 }
@@ -154,7 +170,7 @@ impl Handler<Fanout> for WorkerRooms {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) {
-        self.release_others(&msg.room);
+        self.release_for(&msg.room, ctx);
         let Some(state) = self.rooms.get_mut(&msg.room) else {
             return;
         };
@@ -502,5 +518,32 @@ mod tests {
         assert_eq!(batches(&both).concat().len(), 6);
         sleep_ms(400).await;
         assert_eq!(batches(&both).concat().last().unwrap(), "7");
+    }
+
+    #[actix::test]
+    async fn a_push_to_a_small_room_releases_only_its_members_group_of_a_busy_room() {
+        use crate::coalescer::GROUPS;
+        let rooms = room(300);
+        // One member per group of `r`: member g is in group g. Member 0 is in `u` too.
+        let members: Vec<Seen> = (0..GROUPS as u64)
+            .map(|s| match s {
+                0 => member_of(&rooms, &["r", "u"], s),
+                _ => member(&rooms, s),
+            })
+            .collect();
+        rooms.do_send(fanout("1")); // quiet: everyone at once
+        rooms.do_send(fanout("2")); // held by the window
+        rooms.do_send(fanout_to("u", "3")); // member 0's group gets "2" first
+        sleep_ms(50).await;
+        assert_eq!(batches(&members[0]).concat(), strings(&["1", "2", "3"]));
+        assert_eq!(
+            batches(&members[1]).concat(),
+            strings(&["1"]),
+            "the other groups keep coalescing"
+        );
+        sleep_ms(400).await;
+        for m in &members[1..] {
+            assert_eq!(batches(m), vec![strings(&["1"]), strings(&["2"])]);
+        }
     }
 }
