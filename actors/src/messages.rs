@@ -1,5 +1,5 @@
-//! The messages exchanged between session actors, room actors, the room supervisor and the
-//! pushers (HTTP API, RabbitMQ consumers).
+//! The messages exchanged between session actors, the fan-out actors, the room supervisor and
+//! the pushers (HTTP API, RabbitMQ consumers).
 //!
 //! Pushes travel as encoded Socket.IO packets (text like `42["notification",{...}]`) in
 //! [`ByteString`]s: encoded once per push, then shared by reference count with every receiving
@@ -33,7 +33,8 @@ pub type EncodePacket = fn(event: &str, payload_json: &str, offset: Option<&str>
 
 /// Encoded packets for a session to write, in this order: one per push, shared by every
 /// receiver of the same pushes. A room that coalesces pushes (see
-/// [`RoomState`](crate::room::RoomState)) hands several at once, which the session writes in one go.
+/// [`RoomState`](crate::room::RoomState)) hands several at once, which the session writes in
+/// one go.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
@@ -123,7 +124,7 @@ pub type WorkerId = usize;
 pub struct Home {
     /// This thread's id (stable for the thread's life).
     pub worker: WorkerId,
-    /// Its arbiter, where room actors for its sessions are started.
+    /// Its arbiter, where the fan-out actor for its sessions is started.
     pub arbiter: actix::ArbiterHandle,
 }
 

@@ -33,7 +33,7 @@ use crate::worker_rooms::WorkerRooms;
 mod streams;
 
 struct SessionEntry {
-    /// Its inbox, which each room actor holding it claims on the session's thread.
+    /// Its inbox, which its thread's fan-out actor claims on the session's thread.
     inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
     /// The rooms it is in: a set, so that a join or leave costs the same however many rooms
