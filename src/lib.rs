@@ -19,10 +19,13 @@
 //! 3. `actors/src/room_supervisor.rs::RoomSupervisor` (`Handler<Push>`): encodes the push once
 //!    into a Socket.IO packet (`protocol/socketio.rs::encode_push_message`; with recovery on,
 //!    with its offset, logged by `actors/src/recovery/`) and
-//!    `Shards::fanout`s it to the room's actor on each worker thread that has members.
-//! 4. `actors/src/room.rs::Room` (`Handler<Fanout>`, `Room::deliver`): hands the packet to each
-//!    member's inbox, at once or at the end of a coalescing window (`coalescer.rs`); an
-//!    alert at once, after what the room held.
+//!    `Shards::fanout`s it to the fan-out actor of each worker thread that has members in the
+//!    room.
+//! 4. `actors/src/worker_rooms.rs::WorkerRooms` (`Handler<Fanout>`): has the thread's other rooms
+//!    deliver what they hold for the room's members (offset order), then
+//!    `actors/src/room.rs::RoomState::push` hands the packet to each member's inbox, at once or
+//!    at the end of a coalescing window (`coalescer.rs`); an alert at once, after what the
+//!    room held.
 //! 5. `actors/src/inbox.rs::Inbox::push`: a queue on the member's own thread; it wakes the
 //!    connection that reads it.
 //! 6. WebSocket: `transport/upgraded/driver.rs::Driver::poll` takes the inbox

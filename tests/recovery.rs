@@ -299,3 +299,83 @@ async fn pushes_during_the_reconnection_arrive_once_and_in_order_around_welcome(
     assert_eq!(in_order, (2..=LAST).collect::<Vec<_>>());
     assert!(c.idle(Duration::from_millis(200)).await.is_empty());
 }
+
+/// Pushes `1..=last` to user 42 and to the room `shared`, interleaved, one after another.
+fn push_to_two_rooms(srv: &TestServer, last: u64) -> actix_web::rt::task::JoinHandle<()> {
+    let api_key = API_KEY;
+    let user = srv.url("/api/v1/users/42/notifications");
+    let room = srv.url("/api/v1/rooms/shared/notifications");
+    actix_web::rt::spawn(async move {
+        for n in 1..=last {
+            let url = if n % 3 == 0 { &room } else { &user };
+            let req = http()
+                .post(url)
+                .insert_header(("X-API-Key", api_key))
+                .insert_header(("Content-Type", "application/json"));
+            let answer = send(req, Some(notification(n).into_bytes())).await;
+            assert_eq!(answer.status.as_u16(), 202, "{}", answer.body);
+        }
+    })
+}
+
+/// A client in its user room and a shared room, pushed to in both, is cut mid-stream and
+/// comes back from the offset of the last push it read: it must have had every push in
+/// offset order, so that nothing is missing and nothing comes twice.
+async fn a_member_of_two_rooms_cut_mid_stream_misses_nothing(window_ms: u64) {
+    const LAST: u64 = 90;
+    let mut config = recovery_config();
+    config.push_coalesce =
+        pushgate_actors::adaptive_window::CoalesceWindow::Fixed(Duration::from_millis(window_ms));
+    let srv = start_with(config);
+    let token = srv.token("42", true);
+    let (mut c, reply, welcome) = ws_connect(&srv, &json!({ "token": token }).to_string()).await;
+    let ids = ids_of(&reply);
+    assert!(!welcome_recovered(&welcome, &ids.sid));
+    c.send(r#"42["join_room",{"room":"shared"}]"#).await;
+    assert!(c.expect_text().await.starts_with("42[\"room_joined\""));
+    let pusher = push_to_two_rooms(&srv, LAST);
+    let (mut got, mut offsets) = (Vec::new(), Vec::new());
+    while got.len() < LAST as usize / 2 {
+        let (n, offset) = push_of(&c.expect_text().await);
+        got.push(n);
+        offsets.push(offset);
+    }
+    drop(c); // the connection is cut: no `41`, no close frame
+    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    let last_offset = offsets.last().unwrap().clone();
+    let auth = auth(&token, &ids, Some(&last_offset));
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let reply = c.handshake(Some(&auth)).await;
+    assert_eq!(ids_of(&reply).sid, ids.sid);
+    let mut welcomed = false;
+    while got.len() < LAST as usize || !welcomed {
+        let packet = c.expect_text().await;
+        if packet.starts_with("42[\"welcome\"") {
+            assert!(!welcomed && welcome_recovered(&packet, &ids.sid));
+            welcomed = true;
+            continue;
+        }
+        let (n, offset) = push_of(&packet);
+        got.push(n);
+        offsets.push(offset);
+    }
+    pusher.await.unwrap();
+    assert_eq!(got, (1..=LAST).collect::<Vec<_>>(), "in order, once each");
+    let epoch_and_n = |o: &String| -> (String, u64) {
+        let (epoch, n) = o.rsplit_once('-').expect("<epoch>-<n>");
+        (epoch.to_owned(), n.parse().expect("a number"))
+    };
+    let numbers: Vec<(String, u64)> = offsets.iter().map(epoch_and_n).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert!(c.idle(Duration::from_millis(200)).await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_member_of_two_rooms_cut_mid_stream_misses_nothing_without_a_window() {
+    a_member_of_two_rooms_cut_mid_stream_misses_nothing(0).await;
+}
+
+#[actix_web::test]
+async fn a_member_of_two_rooms_cut_mid_stream_misses_nothing_with_a_window() {
+    a_member_of_two_rooms_cut_mid_stream_misses_nothing(40).await;
+}

@@ -1,7 +1,7 @@
 //! How long a room's pushes may wait to be written together: a fixed coalescing window, or
 //! (the default) one that adapts to the room's own load. Pure code (no actor, no clock of its
-//! own); [`Room`](crate::room::Room) asks it for the window each push, then hands that window
-//! to its [`Coalescer`](crate::coalescer::Coalescer).
+//! own); [`RoomState`](crate::room::RoomState) asks it for the window each push, then hands
+//! that window to its [`Coalescer`](crate::coalescer::Coalescer).
 //!
 //! **The signal.** What a push costs a room's actor unbatched is one write per member: its
 //! pushes per second times its members is how many writes a second it asks of its worker
@@ -20,8 +20,8 @@
 //! - in between it stays, so a room near the limit does not flip back and forth.
 //!
 //! A quiet room (a user's own, an admin room pushed ten times a second) never reaches the limit
-//! and adds no latency; a 1,000-member room actor pushed 400 times a second gets the capped
-//! window within a few periods and back to zero a few periods after its burst ends.
+//! and adds no latency; a room with 1,000 members on a thread pushed 400 times a second gets
+//! the capped window within a few periods and back to zero a few periods after its burst ends.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! When a room's pushes go out to which of its members: the coalescing window, staggered over
-//! groups of members. Pure code (no actor, no clock of its own); [`Room`](crate::room::Room)
-//! drives it.
+//! groups of members. Pure code (no actor, no clock of its own);
+//! [`RoomState`](crate::room::RoomState) drives it.
 //!
 //! With a window `w`, a member gets at most one write per `w` while its room is busy, and a
 //! push waits at most `w`: a push that finds a member's group quiet (nothing delivered to it in

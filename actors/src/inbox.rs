@@ -1,7 +1,7 @@
-//! A session's inbox on its own thread: how room actors hand it packets without the actor
-//! mailbox.
+//! A session's inbox on its own thread: how the fan-out actors hand it packets without the
+//! actor mailbox.
 //!
-//! Each room has one actor per worker thread, next to the sessions it serves (see
+//! Each worker thread has one fan-out actor, next to the sessions it serves (see
 //! [`RoomSupervisor`](crate::RoomSupervisor)). A delivery through an actor's mailbox costs a
 //! boxed envelope, a multi-producer queue made for crossing threads, and its wake-up; on the
 //! same thread a shared queue does the same job.
@@ -9,8 +9,8 @@
 //! The order this needs is held by the types: a session [`Inbox::open`]s its inbox, which
 //! gives an [`OpenedInbox`], the only way to register ([`RegisterSession`] carries it). The
 //! opened inbox names the thread it was opened on ([`OpenedInbox::home`]), where the
-//! supervisor starts the room actors that get it, and it turns back into the [`Inbox`] only
-//! on that thread ([`OpenedInbox::claim`]): a room holds its members' inboxes themselves,
+//! supervisor starts the fan-out actor that gets it, and it turns back into the [`Inbox`]
+//! only on that thread ([`OpenedInbox::claim`]): a room holds its members' inboxes themselves,
 //! never looking them up.
 //!
 //! The session's actor reads its inbox as a message stream of [`Deliver`]s
@@ -73,7 +73,7 @@ impl Default for Inbox {
 
 /// A session's inbox as opened to the rooms of its thread (see [`Inbox::open`]): what
 /// [`RegisterSession`](crate::RegisterSession) carries to the supervisor and the supervisor
-/// hands each room actor it starts on [`OpenedInbox::home`]. It can cross threads, but gives
+/// hands the fan-out actor of [`OpenedInbox::home`]. It can cross threads, but gives
 /// the inbox back only on its own.
 #[derive(Clone)]
 pub struct OpenedInbox {

@@ -3,8 +3,11 @@
 //! Everything here speaks in rooms, sessions and pre-encoded packets, never in sockets or HTTP:
 //!
 //! - [`room_supervisor::RoomSupervisor`] owns the room registry and the session registry, and
-//!   turns each accepted push into one encoded packet handed to the right [`room::Room`].
-//! - [`room::Room`] is one actor per non-empty room and worker thread; it fans a packet out to
+//!   turns each accepted push into one encoded packet handed to the [`worker_rooms::WorkerRooms`]
+//!   actor of every worker thread with members in its room.
+//! - [`worker_rooms::WorkerRooms`] is one actor per worker thread; it keeps each room's
+//!   members on that thread as a [`room::RoomState`] and keeps every session's pushes in
+//!   offset order across its rooms. A room fans a packet out to
 //!   its members, through each one's [`inbox::Inbox`] on that thread, at the times its
 //!   [`coalescer::Coalescer`] says, within the window [`adaptive_window`] chooses (fixed, or
 //!   adapting to the room's load).
@@ -46,6 +49,7 @@ pub mod routing;
 pub mod service_health;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod worker_rooms;
 
 pub use inbox::{Inbox, OpenedInbox};
 pub use messages::*;

@@ -1,5 +1,5 @@
-//! The messages exchanged between session actors, room actors, the room supervisor and the
-//! pushers (HTTP API, RabbitMQ consumers).
+//! The messages exchanged between session actors, the fan-out actors, the room supervisor and
+//! the pushers (HTTP API, RabbitMQ consumers).
 //!
 //! Pushes travel as encoded Socket.IO packets (text like `42["notification",{...}]`) in
 //! [`ByteString`]s: encoded once per push, then shared by reference count with every receiving
@@ -33,7 +33,8 @@ pub type EncodePacket = fn(event: &str, payload_json: &str, offset: Option<&str>
 
 /// Encoded packets for a session to write, in this order: one per push, shared by every
 /// receiver of the same pushes. A room that coalesces pushes (see
-/// [`Room`](crate::room::Room)) hands several at once, which the session writes in one go.
+/// [`RoomState`](crate::room::RoomState)) hands several at once, which the session writes in
+/// one go.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
@@ -123,7 +124,7 @@ pub type WorkerId = usize;
 pub struct Home {
     /// This thread's id (stable for the thread's life).
     pub worker: WorkerId,
-    /// Its arbiter, where room actors for its sessions are started.
+    /// Its arbiter, where the fan-out actor for its sessions is started.
     pub arbiter: actix::ArbiterHandle,
 }
 
@@ -427,6 +428,8 @@ pub struct Stats {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddMember {
+    /// The room it joins (the thread's actor keeps each room's members under its name).
+    pub room: Arc<str>,
     /// The member's session id.
     pub session: SessionId,
     /// Where the member's packets go (the room claims it on its thread).
@@ -437,6 +440,8 @@ pub struct AddMember {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoveMember {
+    /// The room it leaves.
+    pub room: Arc<str>,
     /// The member's session id.
     pub session: SessionId,
 }
@@ -445,6 +450,8 @@ pub struct RemoveMember {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fanout {
+    /// The room whose members (on the receiving thread) get it.
+    pub room: Arc<str>,
     /// The packet.
     pub packet: ByteString,
     /// Members of this room (on this thread) that must not get it; usually none.

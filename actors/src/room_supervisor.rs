@@ -29,13 +29,13 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::push_stats::BusiestRooms;
 use crate::recovery::{KeptSession, LogPosition, NotRecovered, Reclaimed, RecoveryStore};
-use crate::room::Room;
+use crate::worker_rooms::WorkerRooms;
 
 mod cluster_sessions;
 mod streams;
 
 struct SessionEntry {
-    /// Its inbox, which each room actor holding it claims on the session's thread.
+    /// Its inbox, which its thread's fan-out actor claims on the session's thread.
     inbox: OpenedInbox,
     going_away: Recipient<GoingAway>,
     /// The rooms it is in: a set, so that a join or leave costs the same however many rooms
@@ -54,10 +54,13 @@ struct Keepable {
     registered_at: LogPosition,
 }
 
-/// A room's actors: one [`Room`] per worker thread that has members in it, so that each packet
-/// crosses threads once per worker, and every delivery wakes a session on its own thread.
-#[derive(Default)]
+/// Where a room's pushes go: the actor of each worker thread that has members in it
+/// ([`WorkerRooms`]), so that each packet crosses threads once per worker, and every delivery
+/// wakes a session on its own thread. One actor per thread, whatever the room, keeps the
+/// supervisor's order on each thread.
 struct Shards {
+    /// The room's name, as the threads' actors know it.
+    name: Arc<str>,
     shards: Vec<RoomShard>,
     /// The room's members (on every thread).
     sessions: HashSet<SessionId>,
@@ -65,37 +68,53 @@ struct Shards {
 
 struct RoomShard {
     worker: WorkerId,
-    addr: Addr<Room>,
+    addr: Addr<WorkerRooms>,
     members: usize,
 }
 
-/// How room actors are made.
-#[derive(Clone)]
-struct RoomSettings {
+/// The fan-out actor of each worker thread with members in some room, started on the thread's
+/// first join.
+struct Workers {
+    actors: HashMap<WorkerId, Addr<WorkerRooms>>,
     metrics: Arc<Metrics>,
     coalesce: CoalesceWindow,
 }
 
+impl Workers {
+    /// The actor of `home`'s thread, started there if it is the thread's first.
+    fn on(&mut self, home: &Home) -> Addr<WorkerRooms> {
+        let (metrics, coalesce) = (&self.metrics, self.coalesce);
+        self.actors
+            .entry(home.worker)
+            .or_insert_with(|| {
+                let metrics = metrics.clone();
+                WorkerRooms::start_in_arbiter(&home.arbiter, move |_| {
+                    WorkerRooms::new(metrics, coalesce)
+                })
+            })
+            .clone()
+    }
+}
+
 impl Shards {
-    /// Add a member whose inbox lives on `inbox.home()`, starting the room's actor on that
-    /// thread if needed.
-    fn add(
-        &mut self,
-        name: &str,
-        session: SessionId,
-        inbox: &OpenedInbox,
-        settings: &RoomSettings,
-    ) {
+    /// A room with no members yet.
+    fn new(name: &str) -> Self {
+        Shards {
+            name: name.into(),
+            shards: Vec::new(),
+            sessions: HashSet::new(),
+        }
+    }
+
+    /// Add a member whose inbox lives on `inbox.home()`.
+    fn add(&mut self, session: SessionId, inbox: &OpenedInbox, workers: &mut Workers) {
         let home = inbox.home();
         let shard = match self.shards.iter().position(|s| s.worker == home.worker) {
             Some(i) => &mut self.shards[i],
             None => {
-                let (name, settings) = (name.to_owned(), settings.clone());
                 self.shards.push(RoomShard {
                     worker: home.worker,
-                    addr: Room::start_in_arbiter(&home.arbiter, move |_| {
-                        Room::new(name, settings.metrics, settings.coalesce)
-                    }),
+                    addr: workers.on(home),
                     members: 0,
                 });
                 self.shards.last_mut().expect("just pushed")
@@ -104,19 +123,23 @@ impl Shards {
         shard.members += 1;
         self.sessions.insert(session);
         shard.addr.do_send(AddMember {
+            room: self.name.clone(),
             session,
             inbox: inbox.clone(),
         });
     }
 
-    /// Remove a member living on `worker`; the room's actor on that thread stops itself when
-    /// its last member is removed.
+    /// Remove a member living on `worker`; that thread's actor drops the room when its last
+    /// member there is removed.
     fn remove(&mut self, session: SessionId, worker: WorkerId) {
         let Some(i) = self.shards.iter().position(|s| s.worker == worker) else {
             return;
         };
         let shard = &mut self.shards[i];
-        shard.addr.do_send(RemoveMember { session });
+        shard.addr.do_send(RemoveMember {
+            room: self.name.clone(),
+            session,
+        });
         shard.members -= 1;
         self.sessions.remove(&session);
         if shard.members == 0 {
@@ -145,6 +168,7 @@ impl Shards {
                 .map(|&(_, session)| session)
                 .collect();
             shard.addr.do_send(Fanout {
+                room: self.name.clone(),
                 packet: packet.clone(),
                 except,
                 stamp,
@@ -168,7 +192,7 @@ pub struct RoomSupervisor {
     everyone: Shards,
     encode: EncodePacket,
     metrics: Arc<Metrics>,
-    settings: RoomSettings,
+    workers: Workers,
     /// The push log and the kept sessions, when recovery is on.
     recovery: Option<RecoveryStore>,
     /// Deliveries per room over the last minute.
@@ -192,9 +216,10 @@ impl RoomSupervisor {
         RoomSupervisor {
             sessions: HashMap::new(),
             rooms: HashMap::new(),
-            everyone: Shards::default(),
+            everyone: Shards::new(EVERYONE),
             encode,
-            settings: RoomSettings {
+            workers: Workers {
+                actors: HashMap::new(),
                 metrics: metrics.clone(),
                 coalesce: CoalesceWindow::default(),
             },
@@ -235,10 +260,10 @@ impl RoomSupervisor {
     }
 
     /// How rooms choose the window within which the pushes that follow a delivery are
-    /// coalesced into one delivery at its end (see [`Room`]); by default it adapts to each
+    /// coalesced into one delivery at its end (see [`crate::room`]); by default it adapts to each
     /// room's load, `CoalesceWindow::Fixed(Duration::ZERO)` delivers every push at once.
     pub fn with_coalesce_window(mut self, window: CoalesceWindow) -> Self {
-        self.settings.coalesce = window;
+        self.workers.coalesce = window;
         self
     }
 
@@ -494,7 +519,7 @@ impl RoomSupervisor {
             _ => None,
         };
         self.everyone
-            .add(EVERYONE, msg.session, &msg.inbox, &self.settings);
+            .add(msg.session, &msg.inbox, &mut self.workers);
         self.sessions.insert(
             msg.session,
             SessionEntry {
@@ -565,12 +590,10 @@ impl Handler<JoinRoom> for RoomSupervisor {
         if session.rooms.contains(&msg.room) {
             return;
         }
-        self.rooms.entry(msg.room.clone()).or_default().add(
-            &msg.room,
-            msg.session,
-            &session.inbox,
-            &self.settings,
-        );
+        self.rooms
+            .entry(msg.room.clone())
+            .or_insert_with(|| Shards::new(&msg.room))
+            .add(msg.session, &session.inbox, &mut self.workers);
         if let Some(view) = &self.admin_view {
             view.do_send(RoomMembership {
                 session: msg.session,
