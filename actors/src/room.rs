@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use actix::SpawnHandle;
 
-use crate::adaptive_window::{AdaptiveWindow, CoalesceWindow};
+use crate::adaptive_window::{AdaptiveWindow, Backlog, CoalesceWindow};
 use crate::coalescer::Coalescer;
 use crate::inbox::Inbox;
 use crate::messages::{Fanout, Packets, SessionId};
@@ -48,6 +48,9 @@ pub struct RoomState {
     coalescer: Coalescer,
     /// The window that adapts to the room's pushes, unless it is fixed.
     adaptive: Option<AdaptiveWindow>,
+    /// The last delivery (an adaptive room's only): its distinct batches, which each
+    /// recipient's transport holds until it has written them, and how many members it went to.
+    last_delivery: (Vec<Arc<Packets>>, usize),
     /// The timer of the coalescer's next due delivery, and when it fires (armed by the
     /// thread's actor).
     pub timer: Option<(SpawnHandle, Instant)>,
@@ -67,6 +70,7 @@ impl RoomState {
             metrics,
             coalescer,
             adaptive,
+            last_delivery: (Vec::new(), 0),
             timer: None,
         }
     }
@@ -113,12 +117,41 @@ impl RoomState {
             return;
         }
         let now = Instant::now();
-        if let Some(adaptive) = &mut self.adaptive {
-            let window = adaptive.push(self.members.len(), now);
+        if self.adaptive.is_some() {
+            let backlog = self.backlog();
+            let adaptive = self.adaptive.as_mut().expect("checked");
+            let window = adaptive.push(self.members.len(), backlog, now);
             self.coalescer.set_window(window);
         }
         let groups = self.coalescer.push(msg.packet, msg.stamp, now);
         self.deliver(&groups);
+    }
+
+    /// How many of the last delivery's recipients have not written it yet: each holds a
+    /// reference to its batch until then (the room holds one more).
+    fn backlog(&self) -> Backlog {
+        let (batches, recipients) = &self.last_delivery;
+        Backlog {
+            recipients: *recipients,
+            unserved: batches.iter().map(|b| Arc::strong_count(b) - 1).sum(),
+        }
+    }
+
+    /// Remember a delivery of `batches` to `recipients` members, for the next push's
+    /// [`Backlog`] (an adaptive room only: a fixed window does not look).
+    fn delivered(&mut self, batches: Vec<Option<Arc<Packets>>>, recipients: usize) {
+        if self.adaptive.is_none() || recipients == 0 {
+            return;
+        }
+        let (kept, count) = &mut self.last_delivery;
+        kept.clear();
+        // Groups that had the same pushes share a batch: keep each once.
+        for batch in batches.into_iter().flatten() {
+            if !kept.iter().any(|k| Arc::ptr_eq(k, &batch)) {
+                kept.push(batch);
+            }
+        }
+        *count = recipients;
     }
 
     /// The groups of this room that hold some member of `other` (on this thread).
@@ -165,11 +198,14 @@ impl RoomState {
         }
         let (batches, delivered) = self.coalescer.take(groups);
         if batches.iter().any(Option::is_some) {
+            let mut recipients = 0;
             for (inbox, g) in self.members.values() {
                 if let Some(packets) = &batches[*g] {
                     inbox.push(packets.clone());
+                    recipients += 1;
                 }
             }
+            self.delivered(batches, recipients);
         }
         let now = Instant::now();
         for accepted_at in delivered {
@@ -186,11 +222,14 @@ impl RoomState {
     fn deliver_now(&mut self, msg: Fanout) {
         self.flush();
         let packets = Arc::new(Packets::from_iter([(msg.packet, msg.stamp)]));
+        let mut recipients = 0;
         for (session, (inbox, _)) in &self.members {
             if !msg.except.contains(session) {
                 inbox.push(packets.clone());
+                recipients += 1;
             }
         }
+        self.delivered(vec![Some(packets)], recipients);
         self.metrics
             .push_fanout_seconds
             .observe(msg.stamp.accepted.at.elapsed().as_secs_f64());

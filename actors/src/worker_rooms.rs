@@ -185,6 +185,7 @@ mod tests {
     use super::*;
     use crate::adaptive_window::AdaptiveLimits;
     use crate::coalescer::MAX_BATCH;
+    use crate::inbox::Inbox;
     use crate::messages::{Accepted, PushEvent, PushSource, PushStamp, SessionId};
     use crate::testing::{ProbeSession, Received};
     use bytestring::ByteString;
@@ -403,21 +404,55 @@ mod tests {
         assert_eq!(batches(&a).len(), 5);
     }
 
-    #[actix::test]
-    async fn a_busy_adaptive_room_batches_never_holds_an_alert_and_calms_down() {
-        // A push every 5 ms to one member is far over 20 writes a second: the window grows
-        // every period.
-        let room = adaptive_room(AdaptiveLimits {
-            cap: Duration::from_millis(1_000),
-            writes_per_sec: 20,
+    /// Limits that consider batching from 100 writes a second and never force it.
+    fn low_floor(cap_ms: u64) -> AdaptiveLimits {
+        AdaptiveLimits {
+            cap: Duration::from_millis(cap_ms),
+            floor: 100,
+            ceiling: u64::MAX,
+        }
+    }
+
+    /// A member whose transport never writes: every delivery stays in its inbox.
+    fn stalled_member(room: &Addr<WorkerRooms>, session: SessionId) -> Inbox {
+        let inbox = Inbox::new();
+        room.do_send(AddMember {
+            room: "r".into(),
+            session,
+            inbox: inbox.open(),
         });
-        let a = member(&room, 1);
+        inbox
+    }
+
+    /// Push "0" to "39" to room `r`, one every 5 ms (200 a second).
+    async fn push_every_5_ms(room: &Addr<WorkerRooms>) -> Vec<String> {
         let mut sent = Vec::new();
         for k in 0..40 {
             sent.push(k.to_string());
             room.do_send(fanout(&k.to_string()));
             sleep_ms(5).await;
         }
+        sent
+    }
+
+    #[actix::test]
+    async fn an_adaptive_room_whose_members_keep_up_does_not_batch() {
+        let room = adaptive_room(low_floor(1_000));
+        let a = member(&room, 1);
+        let sent = push_every_5_ms(&room).await;
+        sleep_ms(30).await;
+        let got = batches(&a);
+        assert_eq!(got.concat(), sent);
+        assert_eq!(got.len(), 40, "every push its own delivery: {got:?}");
+    }
+
+    #[actix::test]
+    async fn a_busy_adaptive_room_batches_when_members_fall_behind_and_calms_down() {
+        let room = adaptive_room(low_floor(1_000));
+        let a = member(&room, 1);
+        // One of the two members does not write: half the recipients are behind.
+        let stalled = stalled_member(&room, 2);
+        let mut sent = push_every_5_ms(&room).await;
         let got = batches(&a).len();
         assert!(got < 20, "{got} deliveries of 40 pushes: batched");
         // Whatever is held goes out before the alert, and the alert goes out at once.
@@ -430,8 +465,8 @@ mod tests {
         sleep_ms(50).await;
         assert_eq!(batches(&a).concat(), sent, "long before the window's end");
         assert_eq!(batches(&a).last().unwrap(), &strings(&["alert"]));
-        // Quiet for a while (the last period's few pushes over 600 ms: under half the limit):
-        // back to zero, two pushes back to back go out at once, apart.
+        // Quiet for a while (a few pushes over 600 ms: under the floor): back to zero, two
+        // pushes back to back go out at once, apart, the stalled member notwithstanding.
         sleep_ms(600).await;
         let before = batches(&a).len();
         room.do_send(fanout("x"));
@@ -442,6 +477,22 @@ mod tests {
             [strings(&["x"]), strings(&["y"])],
             "no window left"
         );
+        drop(stalled);
+    }
+
+    #[actix::test]
+    async fn over_the_ceiling_an_adaptive_room_batches_members_that_keep_up() {
+        let room = adaptive_room(AdaptiveLimits {
+            cap: Duration::from_millis(1_000),
+            floor: 0,
+            ceiling: 100,
+        });
+        let a = member(&room, 1);
+        let sent = push_every_5_ms(&room).await;
+        sleep_ms(1_100).await;
+        let got = batches(&a);
+        assert_eq!(got.concat(), sent);
+        assert!(got.len() < 20, "{} deliveries of 40 pushes", got.len());
     }
 
     /// Pushes numbered in the supervisor's order, alternating between rooms `a` and `b`.
@@ -489,7 +540,8 @@ mod tests {
     async fn with_an_adaptive_window_a_member_of_two_rooms_gets_every_push_in_order() {
         let window = CoalesceWindow::Adaptive(AdaptiveLimits {
             cap: Duration::from_millis(200),
-            writes_per_sec: 20,
+            floor: 0,
+            ceiling: 20,
         });
         a_member_of_two_rooms_gets_every_push_in_order(window).await;
     }
