@@ -117,24 +117,13 @@ impl RoomState {
             return;
         }
         let now = Instant::now();
-        if self.adaptive.is_some() {
-            let backlog = self.backlog();
-            let adaptive = self.adaptive.as_mut().expect("checked");
+        if let Some(adaptive) = &mut self.adaptive {
+            let backlog = backlog(&self.last_delivery);
             let window = adaptive.push(self.members.len(), backlog, now);
             self.coalescer.set_window(window);
         }
         let groups = self.coalescer.push(msg.packet, msg.stamp, now);
         self.deliver(&groups);
-    }
-
-    /// How many of the last delivery's recipients have not written it yet: each holds a
-    /// reference to its batch until then (the room holds one more).
-    fn backlog(&self) -> Backlog {
-        let (batches, recipients) = &self.last_delivery;
-        Backlog {
-            recipients: *recipients,
-            unserved: batches.iter().map(|b| Arc::strong_count(b) - 1).sum(),
-        }
     }
 
     /// Remember a delivery of `batches` to `recipients` members, for the next push's
@@ -233,5 +222,15 @@ impl RoomState {
         self.metrics
             .push_fanout_seconds
             .observe(msg.stamp.accepted.at.elapsed().as_secs_f64());
+    }
+}
+
+/// How many recipients of a delivery (its distinct batches, and how many members it went to)
+/// have not written it yet: each holds a reference to its batch until then (the room holds
+/// one more).
+fn backlog((batches, recipients): &(Vec<Arc<Packets>>, usize)) -> Backlog {
+    Backlog {
+        recipients: *recipients,
+        unserved: batches.iter().map(|b| Arc::strong_count(b) - 1).sum(),
     }
 }
