@@ -169,6 +169,9 @@ mod tests {
         assert!(decode(&[0xff, 0xfe, b'{']).is_err(), "not UTF-8");
     }
 
+    /// A change made to a sample's JSON.
+    type Change = &'static dyn Fn(&mut serde_json::Value);
+
     #[test]
     fn unbelievable_figures_are_refused() {
         let base = |change: &dyn Fn(&mut serde_json::Value)| {
@@ -176,7 +179,7 @@ mod tests {
             change(&mut value);
             decode(value.to_string().as_bytes())
         };
-        let cases: [(&str, &dyn Fn(&mut serde_json::Value)); 7] = [
+        let cases: [(&str, Change); 7] = [
             ("version 0", &|v| v["v"] = json!(0)),
             ("empty node id", &|v| v["node_id"] = json!("")),
             ("long node id", &|v| {
