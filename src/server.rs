@@ -100,7 +100,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::new());
-    let cluster =
+    let mut cluster =
         (config.cluster.mode == ClusterMode::RabbitMq && mode == Mode::Gateway).then(|| {
             // A silent node's figures leave the counts when its clients' heartbeat would
             // have told them it is gone.
@@ -118,12 +118,21 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
         .as_ref()
         .filter(|_| mode == Mode::Gateway)
         .map(|_| {
-            AdminView::new(NodeIdentity {
+            let view = AdminView::new(NodeIdentity {
                 server_id: config.amqp.node_id.clone(),
                 hostname: crate::config::host_name(),
-            })
+            });
+            // In a cluster, the UI lists every live node, and this node's figures carry
+            // what the other nodes' UIs show of it.
+            match &cluster {
+                Some(parts) => view.in_cluster(parts.presence.clone()),
+                None => view,
+            }
             .start()
         });
+    if let (Some(parts), Some(view)) = (&mut cluster, &admin_view) {
+        parts.server_figures = Some(view.clone().recipient());
+    }
     let supervisor = RoomSupervisor::new(encode_push_message, metrics.clone())
         .with_coalesce_window(config.push_coalesce);
     let mut supervisor = match &cluster {

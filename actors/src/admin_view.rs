@@ -9,7 +9,10 @@
 //! the view. A watcher ([`Watch`]) is sent the list of sockets at once (`all_sockets`), every
 //! change as it happens (`socket_connected`, `socket_updated`, `socket_disconnected`,
 //! `room_joined`, `room_left`) and this node's statistics every
-//! [`STATS_INTERVAL`] (`server_stats`). An operator's action ([`Operate`]) is handed to the
+//! [`STATS_INTERVAL`] (`server_stats`). In cluster mode ([`AdminView::in_cluster`]) the other
+//! live nodes' statistics go with it, one `server_stats` per node from its presence figures
+//! ([`crate::cluster::node_server_stats`]), and the view gives this node's to the presence
+//! beacon ([`GetServerFigures`]); their sockets are not listed. An operator's action ([`Operate`]) is handed to the
 //! target sockets' own sessions, which apply it as they apply their client's requests.
 //!
 //! Events leave the view as the JSON array of a Socket.IO event (name first, then its
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use serde_json::{json, Value};
 
+use crate::cluster::node_server_stats;
+use crate::cluster::{GetServerFigures, PresenceBoard, ServerFigures};
 use crate::messages::SessionId;
 
 /// How often watchers are sent `server_stats`.
@@ -176,6 +181,7 @@ pub struct AdminView {
     by_sid: HashMap<String, SessionId>,
     watchers: HashMap<SessionId, Feed>,
     stats_timer: Option<SpawnHandle>,
+    presence: Option<Arc<PresenceBoard>>,
 }
 
 impl AdminView {
@@ -188,7 +194,15 @@ impl AdminView {
             by_sid: HashMap::new(),
             watchers: HashMap::new(),
             stats_timer: None,
+            presence: None,
         }
+    }
+
+    /// A view of a cluster node: the other nodes' figures on `presence` are listed as servers
+    /// too.
+    pub fn in_cluster(mut self, presence: Arc<PresenceBoard>) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Send an event to every watcher, forgetting those that are gone.
@@ -200,21 +214,37 @@ impl AdminView {
         self.watchers.retain(|_, feed| feed(text.clone()));
     }
 
-    fn server_stats(&self) -> Value {
-        let polling = self
-            .sockets
+    fn polling_sockets(&self) -> usize {
+        self.sockets
             .values()
             .filter(|s| s.transport == "polling")
-            .count();
-        json!(["server_stats", {
+            .count()
+    }
+
+    /// This node's `server_stats`, then (in cluster mode) one per other live node.
+    fn server_stats(&self) -> Vec<Value> {
+        let own = json!(["server_stats", {
             "serverId": self.node.server_id,
             "hostname": self.node.hostname,
             "pid": std::process::id(),
             "uptime": self.started.elapsed().as_secs_f64(),
             "clientsCount": self.sockets.len(),
-            "pollingClientsCount": polling,
+            "pollingClientsCount": self.polling_sockets(),
             "namespaces": [{"name": ROOT, "socketsCount": self.sockets.len()}],
-        }])
+        }]);
+        let others = self.presence.iter().flat_map(|board| {
+            node_server_stats::other_nodes(board, &self.node.server_id, Instant::now())
+        });
+        std::iter::once(own)
+            .chain(others.map(|stats| json!(["server_stats", stats])))
+            .collect()
+    }
+
+    /// Send every watcher the `server_stats`.
+    fn broadcast_stats(&mut self) {
+        for stats in self.server_stats() {
+            self.broadcast(stats);
+        }
     }
 
     fn all_sockets(&self) -> Value {
@@ -337,14 +367,18 @@ impl Handler<Watch> for AdminView {
 
     fn handle(&mut self, msg: Watch, ctx: &mut Self::Context) {
         let all = Arc::<str>::from(self.all_sockets().to_string());
-        let stats = Arc::<str>::from(self.server_stats().to_string());
-        if !((msg.feed)(all) && (msg.feed)(stats)) {
+        if !(msg.feed)(all) {
             return;
+        }
+        for stats in self.server_stats() {
+            if !(msg.feed)(stats.to_string().into()) {
+                return;
+            }
         }
         self.watchers.insert(msg.watcher, msg.feed);
         if self.stats_timer.is_none() {
             let timer = ctx.run_interval(STATS_INTERVAL, |view, ctx| {
-                view.broadcast(view.server_stats());
+                view.broadcast_stats();
                 if view.watchers.is_empty() {
                     if let Some(timer) = view.stats_timer.take() {
                         ctx.cancel_future(timer);
@@ -378,6 +412,19 @@ impl Handler<Operate> for AdminView {
                 (socket.commands)(msg.command.clone());
             }
         }
+    }
+}
+
+impl Handler<GetServerFigures> for AdminView {
+    type Result = MessageResult<GetServerFigures>;
+
+    fn handle(&mut self, _msg: GetServerFigures, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(ServerFigures {
+            hostname: self.node.hostname.clone(),
+            pid: std::process::id(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            polling_connections: self.polling_sockets(),
+        })
     }
 }
 

@@ -5,6 +5,10 @@
 //! The [`BrokerLink`](crate::consumers::BrokerLink) attaches it after each (re)connection,
 //! as it does the consumers: it opens a channel, declares the fanout exchange and a queue of
 //! its own (server-named, exclusive, auto-deleted), binds it, and consumes without acks.
+//!
+//! Figures go out and come in through [`super::figures_codec`]: unreadable or unbelievable
+//! ones are skipped (logged at debug level). When the node runs the Admin UI, the beacon asks
+//! its view for the [`ServerFigures`](super::presence::ServerFigures) to send with them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +21,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, ExchangeKind};
 
-use super::presence::{GetNodeFigures, NodeFigures, PresenceBoard, HEARTBEAT_INTERVAL};
+use super::figures_codec::{self, MAX_FIGURES_BYTES};
+use super::presence::{GetNodeFigures, GetServerFigures, PresenceBoard, HEARTBEAT_INTERVAL};
 use super::ClusterSettings;
 use crate::consumers::delivery_stream::{self, StreamItem};
 use crate::consumers::event_consumer::ConsumeError;
@@ -39,6 +44,7 @@ pub struct PresenceBeacon {
     node_id: String,
     supervisor: Addr<RoomSupervisor>,
     board: Arc<PresenceBoard>,
+    server_figures: Option<Recipient<GetServerFigures>>,
     link: Recipient<ConsumerStopped>,
     active: Option<Active>,
     retired: bool,
@@ -59,10 +65,18 @@ impl PresenceBeacon {
             node_id: node_id.to_owned(),
             supervisor,
             board,
+            server_figures: None,
             link,
             active: None,
             retired: false,
         }
+    }
+
+    /// Send the [`ServerFigures`](super::presence::ServerFigures) `view` gives with this node's figures (the Admin UI's view,
+    /// when the node runs it).
+    pub fn with_server_figures(mut self, view: Option<Recipient<GetServerFigures>>) -> Self {
+        self.server_figures = view;
+        self
     }
 
     /// Send this node's figures, if attached.
@@ -74,13 +88,26 @@ impl PresenceBeacon {
         let exchange = self.cluster.presence_name();
         let (node_id, origin) = (self.node_id.clone(), self.cluster.origin.clone());
         let supervisor = self.supervisor.clone();
+        let view = self.server_figures.clone();
         let send = async move {
             let Ok(mut figures) = supervisor.send(GetNodeFigures).await else {
                 return;
             };
             figures.node_id = node_id;
             figures.origin = origin;
-            let body = serde_json::to_vec(&figures).expect("figures serialize");
+            if let Some(view) = view {
+                figures.server = view.send(GetServerFigures).await.ok();
+            }
+            let body = figures_codec::encode(&figures);
+            if body.len() > MAX_FIGURES_BYTES {
+                log::warn!(
+                    "this node's figures ({} bytes, {} rooms) exceed what the other nodes \
+                     read ({MAX_FIGURES_BYTES} bytes): they count without this node",
+                    body.len(),
+                    figures.rooms.len()
+                );
+                return;
+            }
             let sent = channel
                 .basic_publish(
                     exchange.as_str().into(),
@@ -199,9 +226,9 @@ impl StreamHandler<StreamItem> for PresenceBeacon {
             return;
         }
         match msg.item {
-            Some(Ok(delivery)) => match serde_json::from_slice::<NodeFigures>(&delivery.data) {
+            Some(Ok(delivery)) => match figures_codec::decode(&delivery.data) {
                 Ok(figures) => self.board.record(figures, Instant::now()),
-                Err(e) => log::debug!("unreadable node figures skipped: {e}"),
+                Err(e) => log::debug!("node figures skipped: {e}"),
             },
             Some(Err(e)) => log::debug!("presence consumer: {e}"),
             None => {

@@ -28,7 +28,9 @@
 //!   so whichever node becomes the active consumer knows the latest statuses.
 //!
 //! - **Counts are cluster-wide** ([`presence`]): every node sends its figures every second
-//!   ([`beacon::PresenceBeacon`]) and keeps the others'; a silent node's figures expire.
+//!   ([`beacon::PresenceBeacon`], in the versioned form of [`figures_codec`]) and keeps the
+//!   others'; a silent node's figures expire. The Admin UI lists every live node from them
+//!   ([`node_server_stats`]).
 //!
 //! The broker connection is the [`BrokerLink`](crate::consumers::BrokerLink)'s: in cluster
 //! mode it declares the cluster's topology instead of the node's, opens the appender's
@@ -38,12 +40,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix::Recipient;
+
 use crate::device_status_cache::DeviceStatusCache;
 use crate::routing::EventFamily;
 
 pub mod appender;
 pub mod beacon;
+pub mod figures_codec;
 pub mod logged_push;
+pub mod node_server_stats;
 pub mod position;
 pub mod presence;
 pub mod reader;
@@ -55,7 +61,7 @@ pub mod stream;
 pub use appender::{AppendError, LogAppender};
 pub use beacon::PresenceBeacon;
 pub use logged_push::LoggedPush;
-pub use presence::{NodeFigures, PresenceBoard};
+pub use presence::{GetServerFigures, NodeFigures, PresenceBoard, ServerFigures};
 pub use reader::LogReader;
 pub use record::{DeviceChange, LogRecord, RecordedPush};
 pub use session_log::{LoggedSession, SessionLog};
@@ -75,6 +81,9 @@ pub struct ClusterParts {
     pub appender: LogAppender,
     /// The other nodes' figures, for cluster-wide counts.
     pub presence: Arc<PresenceBoard>,
+    /// Where this node's [`ServerFigures`] come from when it runs the Admin UI (its view):
+    /// they are sent with its figures.
+    pub server_figures: Option<Recipient<GetServerFigures>>,
 }
 
 impl ClusterParts {
@@ -87,6 +96,7 @@ impl ClusterParts {
             settings,
             appender,
             presence,
+            server_figures: None,
         }
     }
 }

@@ -5,8 +5,12 @@
 //! A node's figures are at most one interval old when it is alive; a node that stops sending
 //! (killed, cut from the broker) leaves the counts once its last figures are older than the
 //! board's expiry (`PING_INTERVAL_MS + PING_TIMEOUT_MS`: by then its clients have noticed it
-//! is gone too). Figures are JSON, one message per heartbeat, never stored by the broker (each
-//! node reads through an exclusive, auto-deleted queue of its own, without acks).
+//! is gone too). Figures are JSON ([`super::figures_codec`]: versioned, read tolerantly, checked),
+//! one message per heartbeat, never stored by the broker (each node reads through an
+//! exclusive, auto-deleted queue of its own, without acks).
+//!
+//! A node running the Socket.IO Admin UI adds what the UI's `server_stats` shows of it
+//! ([`ServerFigures`]), so that every node's Admin UI lists every live node.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +24,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// One node's figures, as it sends them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeFigures {
+    /// The version of the figures' codec the sender wrote (`v`; figures without one are
+    /// version 1, see [`super::figures_codec`]).
+    #[serde(rename = "v", default = "first_version")]
+    pub version: u32,
     /// The node's `NODE_ID`.
     pub node_id: String,
     /// The node process (`<NODE_ID>/<run>`): a restarted node is another process.
@@ -28,7 +36,34 @@ pub struct NodeFigures {
     pub connections: usize,
     /// Its non-empty rooms and how many of its sessions each holds.
     pub rooms: HashMap<String, usize>,
+    /// What the Admin UI shows of the node besides its connections, when the node runs the
+    /// Admin UI (since version 2; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFigures>,
 }
+
+/// The version of figures that had no `v` yet.
+fn first_version() -> u32 {
+    1
+}
+
+/// What a node's Admin UI `server_stats` carries besides its connections (and its node id).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerFigures {
+    /// The node's host name.
+    pub hostname: String,
+    /// The node's process id.
+    pub pid: u32,
+    /// How long the node has been running when it sent the figures, in milliseconds.
+    pub uptime_ms: u64,
+    /// Its root-namespace sockets on long-polling.
+    pub polling_connections: usize,
+}
+
+/// Ask the Admin UI's view for this node's [`ServerFigures`].
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "ServerFigures")]
+pub struct GetServerFigures;
 
 /// Ask the room supervisor for this node's figures (without its node id and origin).
 #[derive(Message, Debug, Clone, Copy)]
@@ -108,10 +143,12 @@ mod tests {
 
     fn figures(origin: &str, connections: usize, rooms: &[(&str, usize)]) -> NodeFigures {
         NodeFigures {
+            version: 1,
             node_id: origin.split('/').next().unwrap().into(),
             origin: origin.into(),
             connections,
             rooms: rooms.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            server: None,
         }
     }
 

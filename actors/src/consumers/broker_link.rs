@@ -445,6 +445,7 @@ impl Actor for BrokerLink {
                 cluster.presence.clone(),
                 ctx.address().recipient(),
             )
+            .with_server_figures(cluster.server_figures.clone())
             .start();
             self.consumers.push(ConsumerHandle {
                 name: cluster::beacon::NAME,
