@@ -25,7 +25,9 @@
 //!   time. That node routes the event as a lone node would, appends its pushes as one record
 //!   (with the device status change behind `oldStatus`), waits for the confirm, then acks.
 //!   Every node applies the status changes it reads from the log to its device status cache,
-//!   so whichever node becomes the active consumer knows the latest statuses.
+//!   so whichever node becomes the active consumer knows the latest statuses: before it
+//!   routes its first device event, it appends a fence and waits until its reader has read
+//!   it back ([`fence`]).
 //!
 //! - **Counts are cluster-wide** ([`presence`]): every node sends its figures every second
 //!   ([`beacon::PresenceBeacon`]) and keeps the others'; a silent node's figures expire.
@@ -43,6 +45,7 @@ use crate::routing::EventFamily;
 
 pub mod appender;
 pub mod beacon;
+pub mod fence;
 pub mod logged_push;
 pub mod position;
 pub mod presence;
@@ -54,6 +57,7 @@ pub mod stream;
 
 pub use appender::{AppendError, LogAppender};
 pub use beacon::PresenceBeacon;
+pub use fence::Fences;
 pub use logged_push::LoggedPush;
 pub use presence::{NodeFigures, PresenceBoard};
 pub use reader::LogReader;
@@ -75,6 +79,8 @@ pub struct ClusterParts {
     pub appender: LogAppender,
     /// The other nodes' figures, for cluster-wide counts.
     pub presence: Arc<PresenceBoard>,
+    /// This process's fences: the device consumer waits on them, the log reader passes them.
+    pub fences: Arc<Fences>,
 }
 
 impl ClusterParts {
@@ -87,6 +93,7 @@ impl ClusterParts {
             settings,
             appender,
             presence,
+            fences: Arc::default(),
         }
     }
 }
