@@ -7,6 +7,8 @@
 //! - A publisher's event is routed once for the cluster (delivered once per client, not once
 //!   per node), `oldStatus` stays right after the node that routed the last one was killed
 //!   (SIGKILL), and a poison event is dead-lettered once.
+//! - A node that becomes the active consumer while its reader still catches up routes only
+//!   once its reader read its fence: `oldStatus` is the status the killed node set last.
 //! - A node cut from the broker answers `503 unavailable`, then recovers: its pushes are
 //!   accepted again and its clients get what was pushed meanwhile, nothing twice.
 //! - A kept session is recovered on any node (same ids, rooms, every missed push once, in
@@ -346,6 +348,111 @@ async fn publisher_events_are_routed_once_and_old_status_survives_the_routing_no
             Vec::<String>::new()
         );
     }
+}
+
+/// How many records the log holds before the device change in the fence test, so that a
+/// starting node's reader takes a while to reach it.
+const BACKLOG_RECORDS: usize = 30_000;
+
+/// Append `count` start marks of a node that never reads to the cluster `name`'s log, the way
+/// the nodes append (confirmed), as a backlog every starting node must read through.
+async fn append_backlog(channel: &lapin::Channel, name: &str, count: usize) {
+    let record = pushgate_actors::cluster::LogRecord::Mark {
+        origin: "backlog/0".into(),
+    }
+    .encode()
+    .expect("a mark");
+    let stream = format!("pushgate.{name}.log");
+    let mut confirms = Vec::with_capacity(count);
+    for _ in 0..count {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                stream.as_str().into(),
+                BasicPublishOptions::default(),
+                &record,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+}
+
+/// The pushes `client` gets, waiting up to 60 s for the first (behind a backlog), then until
+/// quiet.
+async fn first_pushes(client: &mut RawClient) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = pushes_until_quiet(client, QUIET).await;
+        if !got.is_empty() || Instant::now() > deadline {
+            return got;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_new_active_consumer_routes_only_once_its_reader_read_the_last_status_change() {
+    let vhost = Vhost::create();
+    let url = vhost.user_url();
+    let first = ClusterNode::start(&url, "fence");
+    let (_connection, channel) = publisher(&vhost).await;
+    // The log's backlog lies before the status change: a node that starts now reads it all
+    // before it reads the change.
+    append_backlog(&channel, "fence", BACKLOG_RECORDS).await;
+    let mut owner = cluster_client(first.addr(), "owner", false).await;
+    publish(
+        &channel,
+        "device.started",
+        br#"{"userId":"owner","deviceId":"d-1","startedAt":"2024-01-01T00:00:00Z"}"#,
+    )
+    .await;
+    let got = first_pushes(&mut owner).await;
+    assert_eq!(
+        status_changes(&got),
+        [("stopped".to_owned(), "running".to_owned())],
+        "{got:?}"
+    );
+    // The node that routed it (and appended the change, confirmed) dies at once.
+    first.process.kill();
+
+    // The next node becomes the active consumer as soon as it consumes, while its reader
+    // still reads the backlog (prefetch 1: one record per round trip).
+    let started = Instant::now();
+    let next = ClusterNode::launch(&url, "fence", &[("RABBITMQ_PREFETCH", "1")]);
+    next.wait_for_lines(
+        &[
+            "consuming queue `pushgate.fence.device`",
+            "reading the cluster's log",
+        ],
+        Duration::from_secs(30),
+    );
+    let mut owner = cluster_client(next.addr(), "owner", false).await;
+    publish(
+        &channel,
+        "device.stopped",
+        br#"{"userId":"owner","deviceId":"d-1","stoppedAt":"2024-01-01T00:05:00Z"}"#,
+    )
+    .await;
+    assert_eq!(
+        log_state(&next).await,
+        (503, "catching_up".to_owned()),
+        "the event must come while the reader still reads the backlog (make it larger)"
+    );
+    next.wait_for_line("delivering from here", Duration::from_secs(60));
+    println!(
+        "a starting node read {BACKLOG_RECORDS} records of backlog in {:?}",
+        started.elapsed()
+    );
+    let got = first_pushes(&mut owner).await;
+    assert_eq!(
+        status_changes(&got),
+        [("running".to_owned(), "stopped".to_owned())],
+        "oldStatus is the status the dead node set: {got:?}"
+    );
 }
 
 #[actix_web::test]

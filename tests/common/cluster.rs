@@ -29,6 +29,14 @@ impl ClusterNode {
     /// [`ClusterNode::start`] with more variables (e.g. its `NODE_ID`, to restart a node as
     /// itself).
     pub fn start_with(url: &str, name: &str, vars: &[(&str, &str)]) -> ClusterNode {
+        let node = ClusterNode::launch(url, name, vars);
+        node.wait_for_line(LIVE_LINE, Duration::from_secs(30));
+        node
+    }
+
+    /// [`ClusterNode::start_with`] without waiting until it delivers: it answers, and its
+    /// reader may still be catching up.
+    pub fn launch(url: &str, name: &str, vars: &[(&str, &str)]) -> ClusterNode {
         let mut all = vec![
             ("CLUSTER", "rabbitmq"),
             ("CLUSTER_NAME", name),
@@ -38,10 +46,9 @@ impl ClusterNode {
             ("RUST_LOG", "info,tracing::span=warn,lapin=warn"),
         ];
         all.extend_from_slice(vars);
-        let process = ServerProcess::start(&all);
-        let node = ClusterNode { process };
-        node.wait_for_line(LIVE_LINE, Duration::from_secs(30));
-        node
+        ClusterNode {
+            process: ServerProcess::start(&all),
+        }
     }
 
     /// Start `n` nodes side by side (their start-up overlaps).
@@ -83,6 +90,20 @@ impl ClusterNode {
                 Ok(line) if line.contains(text) => return line,
                 Ok(_) => {}
                 Err(e) => panic!("node {} never logged {text:?}: {e}", self.addr()),
+            }
+        }
+    }
+
+    /// Read its log until it logged a line containing each of `texts`, in any order; panics
+    /// after `timeout`.
+    pub fn wait_for_lines(&self, texts: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut missing: Vec<&str> = texts.to_vec();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.process.log.recv_timeout(left) {
+                Ok(line) => missing.retain(|text| !line.contains(text)),
+                Err(e) => panic!("node {} never logged {missing:?}: {e}", self.addr()),
             }
         }
     }

@@ -25,7 +25,9 @@
 //!   time. That node routes the event as a lone node would, appends its pushes as one record
 //!   (with the device status change behind `oldStatus`), waits for the confirm, then acks.
 //!   Every node applies the status changes it reads from the log to its device status cache,
-//!   so whichever node becomes the active consumer knows the latest statuses.
+//!   so whichever node becomes the active consumer knows the latest statuses: before it
+//!   routes its first device event, it appends a fence and waits until its reader has read
+//!   it back ([`fence`]).
 //!
 //! - **Counts are cluster-wide** ([`presence`]): every node sends its figures every second
 //!   ([`beacon::PresenceBeacon`], in the versioned form of [`figures_codec`]) and keeps the
@@ -47,6 +49,7 @@ use crate::routing::EventFamily;
 
 pub mod appender;
 pub mod beacon;
+pub mod fence;
 pub mod figures_codec;
 pub mod logged_push;
 pub mod node_server_stats;
@@ -60,6 +63,7 @@ pub mod stream;
 
 pub use appender::{AppendError, LogAppender};
 pub use beacon::PresenceBeacon;
+pub use fence::Fences;
 pub use logged_push::LoggedPush;
 pub use presence::{GetServerFigures, NodeFigures, PresenceBoard, ServerFigures};
 pub use reader::LogReader;
@@ -84,6 +88,8 @@ pub struct ClusterParts {
     /// Where this node's [`ServerFigures`] come from when it runs the Admin UI (its view):
     /// they are sent with its figures.
     pub server_figures: Option<Recipient<GetServerFigures>>,
+    /// This process's fences: the device consumer waits on them, the log reader passes them.
+    pub fences: Arc<Fences>,
 }
 
 impl ClusterParts {
@@ -97,6 +103,7 @@ impl ClusterParts {
             appender,
             presence,
             server_figures: None,
+            fences: Arc::default(),
         }
     }
 }

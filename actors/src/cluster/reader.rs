@@ -18,7 +18,8 @@
 //! with a warning and counted (`pushgate_cluster_log_records_skipped_total`); a reader never
 //! stops on a bad record. The device status changes that come with records from other node
 //! processes are applied to the shared device status cache (this process's own were applied
-//! when it routed them).
+//! when it routed them). Reading a fence of its own process passes it
+//! ([`Fences::read`]): the device consumer that appended it may route from then on.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Channel;
 
 use super::appender::LogAppender;
+use super::fence::Fences;
 use super::logged_push::LoggedPush;
 use super::record::LogRecord;
 use super::session_log::LoggedSession;
@@ -60,6 +62,7 @@ pub struct LogReader {
     supervisor: Addr<RoomSupervisor>,
     appender: LogAppender,
     devices: SharedDeviceStatus,
+    fences: Arc<Fences>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
@@ -90,6 +93,7 @@ impl LogReader {
             supervisor,
             appender: cluster.appender.clone(),
             devices,
+            fences: cluster.fences.clone(),
             metrics,
             readiness,
             link,
@@ -146,6 +150,11 @@ impl LogReader {
                         "read the cluster's log up to this node's start (record {offset}); \
                          delivering from here"
                     );
+                }
+            }
+            Ok(LogRecord::Fence { origin, number }) => {
+                if origin == self.cluster.origin {
+                    self.fences.read(number);
                 }
             }
             Ok(LogRecord::Session { origin, event }) => {

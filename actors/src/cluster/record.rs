@@ -12,11 +12,14 @@
 //!   everything it reads before its own mark is history, everything after it is live.
 //! - [`LogRecord::Session`]: what recovery needs of a session, so that any node can recover
 //!   it ([`SessionEvent`](super::session_record::SessionEvent), its own file).
+//! - [`LogRecord::Fence`]: a node that became the active device consumer waits until its
+//!   reader has read this record back before it routes ([`fence`](super::fence)).
 //!
 //! # Wire format (version 1)
 //!
 //! Big-endian, length-prefixed, no padding: `"PGL"`, version `1`, kind (`0` pushes, `1`
-//! mark, `2` session), origin (string); for a session, the event as
+//! mark, `2` session, `3` fence), origin (string); for a fence, its number (`u64`); for a
+//! session, the event as
 //! [`session_record`](super::session_record) writes it; for pushes: the device change (`0` none, `1` set: id string and
 //! status `1` running / `2` stopped, `2` removed: id string), the push count (1 to
 //! [`MAX_PUSHES`]), then each push: target (`0` everyone, `1` room: name, `2` room except the
@@ -28,7 +31,8 @@
 //! never fatal; a newer version is one such record, so nodes of different versions can share
 //! a log during an upgrade (the old ones skip what they cannot read). Session records are a
 //! kind added within version 1: a node that predates them skips them (`invalid kind tag`)
-//! and reads pushes on.
+//! and reads pushes on. Fences are such a kind too: a node that predates them skips them
+//! (with a warning, counted), and needs none (it routes at once, as it always did).
 
 use std::sync::Arc;
 
@@ -134,6 +138,13 @@ pub enum LogRecord {
         /// What happened to the session.
         event: SessionEvent,
     },
+    /// A fence of the node process that appended it (see [`fence`](super::fence)).
+    Fence {
+        /// The node process that appended it.
+        origin: String,
+        /// Its number, growing per process.
+        number: u64,
+    },
 }
 
 /// Why bytes are not a record.
@@ -220,6 +231,11 @@ impl LogRecord {
                 put_str(&mut out, origin, "origin")?;
                 event.encode(&mut out)?;
             }
+            LogRecord::Fence { origin, number } => {
+                out.push(3);
+                put_str(&mut out, origin, "origin")?;
+                out.extend_from_slice(&number.to_be_bytes());
+            }
         }
         if out.len() > MAX_RECORD_BYTES {
             return Err(RecordError::Oversized(out.len()));
@@ -289,6 +305,10 @@ impl LogRecord {
                 origin: r.string("origin")?,
                 event: SessionEvent::decode(&mut r)?,
             },
+            3 => LogRecord::Fence {
+                origin: r.string("origin")?,
+                number: r.u64()?,
+            },
             tag => return Err(RecordError::BadTag { field: "kind", tag }),
         };
         match r.bytes.len() {
@@ -355,6 +375,12 @@ impl<'a> Reader<'a> {
 
     pub(super) fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
+    }
+
+    pub(super) fn u64(&mut self) -> Result<u64, RecordError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn text(&mut self, len: usize, what: &'static str) -> Result<&'a str, RecordError> {
@@ -503,6 +529,14 @@ mod tests {
             LogRecord::Mark {
                 origin: "node-2/1".into(),
             },
+            LogRecord::Fence {
+                origin: "node-2/1".into(),
+                number: u64::MAX,
+            },
+            LogRecord::Fence {
+                origin: String::new(),
+                number: 0,
+            },
         ];
         for record in records {
             let bytes = record.encode().unwrap();
@@ -588,6 +622,65 @@ mod tests {
             LogRecord::decode(&bytes),
             Err(RecordError::NotUtf8("payload"))
         );
+    }
+
+    fn fence() -> LogRecord {
+        LogRecord::Fence {
+            origin: "node-3/9".into(),
+            number: 0x0102_0304_0506_0708,
+        }
+    }
+
+    #[test]
+    fn a_fence_is_its_origin_and_its_big_endian_number() {
+        let bytes = fence().encode().unwrap();
+        assert_eq!(&bytes[..5], b"PGL\x01\x03");
+        assert_eq!(&bytes[5..7], &[0, 8]);
+        assert_eq!(&bytes[7..15], b"node-3/9");
+        assert_eq!(&bytes[15..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn truncated_or_malformed_fences_are_refused() {
+        let bytes = fence().encode().unwrap();
+        for len in 3..bytes.len() {
+            assert_eq!(
+                LogRecord::decode(&bytes[..len]),
+                Err(RecordError::Truncated),
+                "cut at {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 8]);
+        assert_eq!(LogRecord::decode(&longer), Err(RecordError::Trailing(8)));
+        let mut bad_origin = bytes.clone();
+        bad_origin[7] = 0xff;
+        assert_eq!(
+            LogRecord::decode(&bad_origin),
+            Err(RecordError::NotUtf8("origin"))
+        );
+        // An origin length running past the end eats the number: truncated, not misread.
+        let mut long_origin = bytes.clone();
+        long_origin[5..7].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(LogRecord::decode(&long_origin), Err(RecordError::Truncated));
+        // A kind after the fence's is still refused, as fences are by the nodes before them.
+        let mut unknown = bytes;
+        unknown[4] = 4;
+        assert_eq!(
+            LogRecord::decode(&unknown),
+            Err(RecordError::BadTag {
+                field: "kind",
+                tag: 4
+            })
+        );
+        // The longest origin, then a number cut short.
+        let hostile = [b"PGL\x01\x03\xff\xff".as_slice(), &[b'a'; 65_535], &[0; 7]].concat();
+        assert_eq!(LogRecord::decode(&hostile), Err(RecordError::Truncated));
+        let too_long = LogRecord::Fence {
+            origin: "o".repeat(70_000),
+            number: 1,
+        };
+        assert_eq!(too_long.encode(), Err(RecordError::TooLong("origin")));
     }
 
     #[test]

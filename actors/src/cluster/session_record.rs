@@ -141,7 +141,7 @@ impl SessionEvent {
     /// Read one written by [`SessionEvent::encode`].
     pub(super) fn decode(r: &mut Reader<'_>) -> Result<SessionEvent, RecordError> {
         let tag = r.u8()?;
-        let life = u64_of(r)?;
+        let life = r.u64()?;
         let pid: PidHash = r.take(16)?.try_into().expect("16 bytes");
         Ok(match tag {
             0 => {
@@ -162,7 +162,7 @@ impl SessionEvent {
                     sid,
                     user_id,
                     rooms,
-                    registered_at: u64_of(r)?,
+                    registered_at: r.u64()?,
                 }
             }
             1 => {
@@ -175,7 +175,7 @@ impl SessionEvent {
                     life,
                     pid,
                     kept,
-                    at_ms: u64_of(r)?,
+                    at_ms: r.u64()?,
                 }
             }
             2 => SessionEvent::Taken {
@@ -191,10 +191,6 @@ impl SessionEvent {
             }
         })
     }
-}
-
-fn u64_of(r: &mut Reader<'_>) -> Result<u64, RecordError> {
-    Ok(u64::from_be_bytes(r.take(8)?.try_into().expect("8 bytes")))
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub enum DeviceEvents {}
 impl Family for DeviceEvents {
     const FAMILY: EventFamily = EventFamily::Device;
     const DEVICE_CACHE_LIMIT: usize = DEFAULT_DEVICE_CACHE_LIMIT;
+    /// `oldStatus` comes from the status changes the log carries.
+    const FENCED: bool = true;
 }
 
 /// The actor consuming `pushgate.<node>.device`.

@@ -25,6 +25,17 @@
 //! channel; a lost channel leaves the held deliveries unacked, and the broker redelivers them.
 //! Alerts carry [`Push::priority`], so no room holds them either.
 //!
+//! **Fences** (cluster mode, device events): the first delivery of a consumer on the shared
+//! single-active-consumer queue is the sign that this node became the active consumer. Before
+//! routing it, the consumer appends a fence to the cluster's log and waits, under `ctx.wait`,
+//! until its log reader has read it back ([`crate::cluster::fence`]): the status changes the
+//! previous active node appended are then in the device status cache, and `oldStatus` is
+//! right. Meanwhile the deliveries after it stay in the stream, unacked (at most the
+//! prefetch). A fence that cannot be appended (no broker connection) or is not read back
+//! within [`FENCE_WAIT`] requeues the delivery after a pause, as a failed append does; the
+//! next delivery waits for the same fence again (or appends one, if none went in). A new
+//! consumer (after a reconnect or a cancel) starts with a new fence.
+//!
 //! When the stream ends on its own (the broker cancelled the consumer, e.g. its queue was
 //! deleted; the channel or the connection died) the consumer tells the link
 //! ([`ConsumerStopped`]), which restores it.
@@ -47,7 +58,9 @@ use super::settler::{Settler, Verdict};
 use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
-use crate::cluster::{ClusterParts, DeviceChange, LogAppender, LogRecord, SharedDeviceStatus};
+use crate::cluster::{
+    ClusterParts, DeviceChange, Fences, LogAppender, LogRecord, SharedDeviceStatus,
+};
 use crate::device_status_cache::DeviceStatusCache;
 use crate::messages::{Accepted, Push, PushSource, PushTarget};
 use crate::metrics::{AmqpOutcome, Metrics};
@@ -62,6 +75,10 @@ const LOGGED_BODY_BYTES: usize = 256;
 /// does not turn into a redelivery loop.
 const REQUEUE_PAUSE: Duration = Duration::from_millis(500);
 
+/// How long a new active consumer waits for its log reader to read its fence back before it
+/// requeues the delivery it holds (and tries again with the next one).
+pub const FENCE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a graceful detach waits for the verdicts already handed to the settler.
 const UNSETTLED_WAIT: Duration = Duration::from_secs(2);
 
@@ -73,6 +90,9 @@ pub trait Family: Unpin + 'static {
     const FAMILY: EventFamily;
     /// How many devices the status cache remembers (0: none; only device events use it).
     const DEVICE_CACHE_LIMIT: usize;
+    /// Cluster mode: whether routing depends on what the log carries, so that a new active
+    /// consumer must wait until its reader has read the log up to a fence of its own.
+    const FENCED: bool;
 
     /// The readiness and metrics identity of this family's consumer.
     fn kind() -> ConsumerKind {
@@ -148,12 +168,31 @@ enum PushSink {
     },
 }
 
+/// Cluster mode, fenced families: what a consumer needs to append a fence and see it read.
+#[derive(Clone)]
+struct Fencing {
+    fences: Arc<Fences>,
+    appender: LogAppender,
+    origin: Arc<str>,
+}
+
+/// Where a consumer stands with its fence.
+#[derive(Debug, Clone, Copy)]
+enum FenceState {
+    /// It routes: no fence is needed, or its fence was read back.
+    Passed,
+    /// It holds its deliveries: no fence is in the log yet (`None`), or this one is and was
+    /// not read back yet.
+    Pending(Option<u64>),
+}
+
 struct Active {
     generation: u64,
     channel: Channel,
     tag: ShortString,
     stream: SpawnHandle,
     settler: Rc<Settler>,
+    fence: FenceState,
 }
 
 /// The consumer actor of one [`Family`]; see the module doc.
@@ -165,6 +204,8 @@ pub struct EventConsumer<F: Family> {
     /// the broker's single active consumer decides).
     exclusive: bool,
     sink: PushSink,
+    /// Cluster mode, fenced families only.
+    fencing: Option<Fencing>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     link: Recipient<ConsumerStopped>,
@@ -195,6 +236,7 @@ impl<F: Family> EventConsumer<F> {
             max_event_bytes: settings.max_event_bytes,
             exclusive: true,
             sink: PushSink::Supervisor(supervisor),
+            fencing: None,
             metrics,
             readiness,
             link,
@@ -220,6 +262,11 @@ impl<F: Family> EventConsumer<F> {
             appender: cluster.appender.clone(),
             origin: Arc::from(cluster.settings.origin.as_str()),
         };
+        self.fencing = F::FENCED.then(|| Fencing {
+            fences: cluster.fences.clone(),
+            appender: cluster.appender.clone(),
+            origin: Arc::from(cluster.settings.origin.as_str()),
+        });
         {
             let mut cache = devices.lock().expect("device status lock");
             *cache = std::mem::take(&mut *cache).journaled();
@@ -255,6 +302,46 @@ impl<F: Family> EventConsumer<F> {
         if let Some((timer, _)) = self.storm_timer.take() {
             ctx.cancel_future(timer);
         }
+    }
+
+    /// Route `delivery`, or, while the fence is pending, pass the fence first (under
+    /// `ctx.wait`: the deliveries after it wait in the stream, unacked).
+    fn take_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(active) = &self.active else {
+            return; // not consuming: the broker redelivers it
+        };
+        let (FenceState::Pending(appended), Some(fencing)) = (active.fence, self.fencing.clone())
+        else {
+            return self.handle_delivery(delivery, ctx);
+        };
+        let generation = active.generation;
+        let settler = active.settler.clone();
+        let pass = pass_fence(fencing, appended, self.metrics.clone());
+        ctx.wait(pass.into_actor(self).map(move |outcome, act, ctx| {
+            let Some(active) = act.active.as_mut().filter(|a| a.generation == generation) else {
+                return; // its consumer is gone: the broker redelivers it
+            };
+            match outcome {
+                Ok(number) => {
+                    active.fence = FenceState::Passed;
+                    log::info!(
+                        "read the cluster's log up to this node's fence {number}; routing from \
+                         `{}`",
+                        act.queue
+                    );
+                    act.handle_delivery(delivery, ctx);
+                }
+                Err((appended, reason)) => {
+                    active.fence = FenceState::Pending(appended);
+                    log::warn!("not routing from `{}` yet: {reason}; requeueing", act.queue);
+                    let tag = delivery.delivery_tag;
+                    let requeue = actix::clock::sleep(REQUEUE_PAUSE);
+                    ctx.wait(requeue.into_actor(act).map(move |(), _, _| {
+                        settler.settle(tag, Verdict::Requeue);
+                    }));
+                }
+            }
+        }));
     }
 
     fn handle_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
@@ -369,6 +456,37 @@ fn max_held(prefetch: u16) -> usize {
     match prefetch {
         0 => 128,
         n => usize::from(n / 2).max(1),
+    }
+}
+
+/// Append a fence (unless `appended` already is in the log) and wait until the log reader has
+/// read it back: `Ok` with its number, or why not and the fence that is in the log, if any.
+async fn pass_fence(
+    fencing: Fencing,
+    appended: Option<u64>,
+    metrics: Arc<Metrics>,
+) -> Result<u64, (Option<u64>, String)> {
+    let number = match appended {
+        Some(number) => number,
+        None => {
+            let number = fencing.fences.next();
+            let record = LogRecord::Fence {
+                origin: fencing.origin.to_string(),
+                number,
+            };
+            if let Err(e) = fencing.appender.append(&record).await {
+                metrics.cluster_log_append_failures.inc();
+                return Err((None, format!("appending a fence: {e}")));
+            }
+            number
+        }
+    };
+    match actix::clock::timeout(FENCE_WAIT, fencing.fences.passed(number)).await {
+        Ok(Ok(())) => Ok(number),
+        _ => Err((
+            Some(number),
+            format!("this node's log reader did not read its fence {number} within {FENCE_WAIT:?}"),
+        )),
     }
 }
 
@@ -545,6 +663,10 @@ impl<F: Family> Handler<Attach> for EventConsumer<F> {
                     tag,
                     stream,
                     settler,
+                    fence: match act.fencing {
+                        Some(_) => FenceState::Pending(None),
+                        None => FenceState::Passed,
+                    },
                 });
                 act.set_up(true);
                 log::info!("consuming queue `{}`", act.queue);
@@ -565,7 +687,7 @@ impl<F: Family> StreamHandler<StreamItem> for EventConsumer<F> {
             return;
         }
         match msg.item {
-            Some(Ok(delivery)) => self.handle_delivery(delivery, ctx),
+            Some(Ok(delivery)) => self.take_delivery(delivery, ctx),
             Some(Err(e)) => log::warn!("consumer of queue `{}` failed: {e}", self.queue),
             None => {
                 log::warn!(

@@ -13,6 +13,9 @@ impl Family for QuotaEvents {
     const FAMILY: EventFamily = EventFamily::Quota;
     /// Quota events never touch the device status cache.
     const DEVICE_CACHE_LIMIT: usize = 0;
+    /// Quota routing keeps nothing the log carries (storms are held unacked, so the broker
+    /// hands them to the next active consumer).
+    const FENCED: bool = false;
 }
 
 /// The actor consuming `pushgate.<node>.quota`.
