@@ -44,8 +44,8 @@
 //! events in `session/client_request.rs`, checked by `acl.rs`) → `RegisterSession` carrying the
 //! session's [`OpenedInbox`](pushgate_actors::OpenedInbox) → `JoinRoom`. A CONNECT asking for
 //! its kept session back (`session/recovery.rs`) waits for the supervisor's `Registration`
-//! instead (the transport awaits it with `ctx.wait`), writes the pushes it missed, then reads
-//! its inbox. How a session ends, and what the client then does, is the table in
+//! instead (the transport awaits it with `ctx.wait`), writes the pushes it missed a bounded
+//! slice at a time (`session/replay.rs`), and reads its inbox behind them. How a session ends, and what the client then does, is the table in
 //! [`disconnect`].
 //!
 //! In cluster mode (`CLUSTER=rabbitmq`) an HTTP push and a routed event do not enter at

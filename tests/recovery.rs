@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pushgate::session::replay::REPLAY_SLICE_BYTES;
 use serde_json::{json, Value};
 
 /// A connected session's socket id and private session id.
@@ -378,4 +379,118 @@ async fn a_member_of_two_rooms_cut_mid_stream_misses_nothing_without_a_window() 
 #[actix_web::test]
 async fn a_member_of_two_rooms_cut_mid_stream_misses_nothing_with_a_window() {
     a_member_of_two_rooms_cut_mid_stream_misses_nothing(40).await;
+}
+
+/// Missed pushes enough for a replay many times [`REPLAY_SLICE_BYTES`] long.
+const MANY: u64 = 2_000;
+
+/// Have user 42's session miss pushes `2..=MANY + 1` (its client is gone).
+async fn miss_many(srv: &TestServer) {
+    push_meanwhile(srv, 2, MANY + 1).await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_websocket_replay_many_slices_long_arrives_whole_in_order_then_live_pushes() {
+    let srv = start_with(recovery_config());
+    let (mut c, ids, offset) = ws_session_with_one_push(&srv).await;
+    c.close().await;
+    c.expect_closed(Duration::from_secs(2)).await;
+    miss_many(&srv).await;
+    let token = srv.token("42", false);
+    let mut c = RawClient::connect(&srv.ws_url(""), &[]).await.unwrap();
+    let reply = c.handshake(Some(&auth(&token, &ids, Some(&offset)))).await;
+    assert_eq!(ids_of(&reply).sid, ids.sid);
+    // A live push while the client has read nothing of its replay: it waits behind it.
+    assert_eq!(srv.push_to_user("42", &notification(MANY + 2)).await, 1);
+    let (mut got, mut offsets, mut replayed_bytes) = (Vec::new(), Vec::new(), 0);
+    loop {
+        let packet = c.expect_text().await;
+        if packet.starts_with("42[\"welcome\"") {
+            assert!(welcome_recovered(&packet, &ids.sid));
+            break;
+        }
+        replayed_bytes += packet.len();
+        let (n, offset) = push_of(&packet);
+        got.push(n);
+        offsets.push(offset);
+    }
+    assert_eq!(
+        got,
+        (2..=MANY + 1).collect::<Vec<_>>(),
+        "every missed push once, in order"
+    );
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        replayed_bytes > 10 * REPLAY_SLICE_BYTES,
+        "{replayed_bytes} bytes"
+    );
+    assert_eq!(push_of(&c.expect_text().await).0, MANY + 2);
+    assert_eq!(srv.push_to_user("42", &notification(MANY + 3)).await, 1);
+    assert_eq!(push_of(&c.expect_text().await).0, MANY + 3);
+    assert!(c.idle(Duration::from_millis(200)).await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_polling_replay_many_slices_long_comes_a_slice_per_get_in_order_then_live_pushes() {
+    let srv = start_with(recovery_config());
+    let token = srv.token("42", false);
+    let mut c = PollingClient::open(&srv).await;
+    let ids = ids_of(
+        &c.connect(Some(&json!({ "token": token }).to_string()))
+            .await,
+    );
+    assert!(!welcome_recovered(
+        &c.next_packet().await.unwrap(),
+        &ids.sid
+    ));
+    srv.push_to_user("42", &notification(1)).await;
+    let (_, offset) = push_of(&c.next_packet().await.unwrap());
+    c.send("1").await; // the client closes its transport, without `41`
+    miss_many(&srv).await;
+    let c = PollingClient::open(&srv).await;
+    c.send(&format!("40{}", auth(&token, &ids, Some(&offset))))
+        .await;
+    let (mut got, mut later, mut gets) = (Vec::new(), Vec::new(), 0);
+    let (mut welcomed, mut live) = (false, false);
+    while !welcomed {
+        let mut replayed_bytes = 0;
+        for packet in c.poll().await {
+            match packet.as_str() {
+                "2" => c.send("3").await,
+                p if p.starts_with("40") => assert_eq!(ids_of(p).sid, ids.sid),
+                p if p.starts_with("42[\"welcome\"") => {
+                    assert!(welcome_recovered(p, &ids.sid));
+                    welcomed = true;
+                }
+                p if welcomed => later.push(push_of(p).0),
+                p => {
+                    replayed_bytes += p.len();
+                    got.push(push_of(p).0);
+                }
+            }
+        }
+        assert!(
+            replayed_bytes <= REPLAY_SLICE_BYTES,
+            "one slice a GET: {replayed_bytes}"
+        );
+        gets += 1;
+        if !live {
+            // Pushed while the replay is being fetched: it waits behind it.
+            assert_eq!(srv.push_to_user("42", &notification(MANY + 2)).await, 1);
+            live = true;
+        }
+    }
+    assert_eq!(
+        got,
+        (2..=MANY + 1).collect::<Vec<_>>(),
+        "every missed push once, in order"
+    );
+    assert!(gets > 10, "{gets} GETs");
+    let mut c = c;
+    if later.is_empty() {
+        later.push(push_of(&c.next_packet().await.unwrap()).0);
+    }
+    assert_eq!(later, [MANY + 2]);
+    srv.push_to_user("42", &notification(MANY + 3)).await;
+    assert_eq!(push_of(&c.next_packet().await.unwrap()).0, MANY + 3);
 }

@@ -14,6 +14,7 @@ mod context;
 pub mod limits;
 pub mod protocol_suite;
 pub mod recovery;
+pub mod replay;
 mod service_health;
 
 pub use admin_ui::{AdminUiNotice, Notice, ADMIN_NAMESPACE};
@@ -47,6 +48,7 @@ use crate::protocol::ProtocolError;
 use crate::refusal_log;
 use limits::SessionLimits;
 use recovery::{AwaitingRegistration, HeldInput, RegistrationWait};
+use replay::{Replay, ReplayAt};
 
 /// An Engine.IO packet for the transport to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +113,8 @@ pub struct SocketSession {
     awaiting: Option<AwaitingRegistration>,
     /// What the client sent while its CONNECT waited.
     held: VecDeque<HeldInput>,
+    /// A recovered session's missed pushes, until its transport takes them.
+    replay: Option<ReplayAt>,
     /// Its place under `MAX_PENDING_SESSIONS` (set by the handshake), until a CONNECT is
     /// accepted.
     pub(crate) pending_slot: Option<PendingSlot>,
@@ -142,6 +146,7 @@ impl SocketSession {
             ended: false,
             awaiting: None,
             held: VecDeque::new(),
+            replay: None,
             pending_slot: None,
         }
     }
@@ -225,8 +230,10 @@ impl SocketSession {
         self.awaiting.as_mut().and_then(|a| a.answer.take())
     }
 
-    /// The supervisor answered the waiting CONNECT: write its reply (and, when recovered, the
-    /// pushes it missed), `welcome`, then handle what the client sent meanwhile.
+    /// The supervisor answered the waiting CONNECT: write its reply, `welcome`, then handle
+    /// what the client sent meanwhile. A recovered session's missed pushes go between the
+    /// reply and `welcome`: the transport takes them right after this
+    /// ([`SocketSession::take_replay`]) and writes them a slice at a time.
     pub fn on_registration(
         &mut self,
         answer: Result<Registration, actix::MailboxError>,
@@ -263,6 +270,14 @@ impl SocketSession {
             }
         }
         Ok(())
+    }
+
+    /// A recovered session's missed pushes, once, right after
+    /// [`SocketSession::on_registration`] (then nothing): the transport writes the packets it
+    /// was given before [`ReplayAt::at`], then the replay in slices, then the rest, and
+    /// everything after (its inbox included) behind the replay.
+    pub fn take_replay(&mut self) -> Option<ReplayAt> {
+        self.replay.take()
     }
 
     /// Handle one Engine.IO text packet.
@@ -475,10 +490,10 @@ impl SocketSession {
     }
 
     /// The CONNECT is accepted as `socket_id`: write its reply (with the `pid` when recovery
-    /// is on), the pushes it missed when it was recovered (`missed` is `None` for a new
-    /// session), then `welcome`.
+    /// is on), then `welcome`; the pushes it missed when it was recovered (`missed` is `None`
+    /// for a new session) go between the two, as the replay the transport takes.
     fn connected(
-        &self,
+        &mut self,
         out: &mut Vec<Outbound>,
         nsp: &str,
         socket_id: &str,
@@ -495,7 +510,12 @@ impl SocketSession {
         }
         out.push(socket_packet(reply));
         let recovered = missed.is_some();
-        out.extend(missed.into_iter().flatten().map(Outbound::Text));
+        if let Some(missed) = missed.filter(|m| !m.is_empty()) {
+            self.replay = Some(ReplayAt {
+                at: out.len(),
+                replay: Replay::new(missed),
+            });
+        }
         let Some(Connection { identity }) = &self.connection else {
             return;
         };

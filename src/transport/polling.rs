@@ -4,6 +4,9 @@
 //! the queued packets (or wait for the next ones); POSTs carry the client's packets. When the
 //! client upgrades, a WebSocket carrier (see [`super::websocket`]) probes, then takes over the
 //! sink: the session actor stays the one recipient of pushes, so their order never changes.
+//!
+//! A recovered session's missed pushes go a slice at a time: each GET's answer carries at
+//! most one slice of them, and what the session writes meanwhile waits behind the replay.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,7 @@ use pushgate_actors::{Deliver, GoingAway, Packets};
 use crate::disconnect::{CloseReason, PollingAnswer};
 use crate::heartbeat::Beat;
 use crate::protocol::engineio::{self, EioError};
+use crate::session::replay::{Replay, ReplayAt};
 use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::upgraded::MAX_UNWRITTEN;
@@ -103,6 +107,9 @@ pub enum CarrierCommand {
     /// Write a delivery's room pushes, as every WebSocket writes them (encoded once for all
     /// their receivers).
     Pushes(Arc<Packets>),
+    /// Write what is left of a recovered session's missed pushes, a slice at a time, with
+    /// everything after them behind them.
+    Replay(Replay),
     /// The session ended: close the WebSocket for this reason.
     Close(CloseReason),
     /// Handle what the client has sent (read the socket now, whatever its readiness says),
@@ -140,11 +147,20 @@ pub struct PollingSession {
     /// WebSocket has handled what its client sent before it ([`SettleInput`]).
     held: Option<oneshot::Sender<Result<PollAnswer, EioError>>>,
     out: Vec<Outbound>,
+    /// A recovered session's missed pushes while they are fetched a slice at a time.
+    replay: Option<PollingReplay>,
     /// The client closed while no GET was waiting: the session is over, but a GET already on
     /// its way still gets its noop (instead of an unknown-sid error) for [`LAST_GET_GRACE`].
     closing: bool,
     /// Why the session ended, once it did.
     ended: Option<CloseReason>,
+}
+
+/// A replay being fetched: the missed pushes not queued yet, and the packets the session wrote
+/// meanwhile, queued once the last slice is.
+struct PollingReplay {
+    missed: Replay,
+    behind: Vec<Outbound>,
 }
 
 /// How long a session closed by the client still answers a last GET (one sent just before
@@ -166,6 +182,7 @@ impl PollingSession {
             waiting: None,
             held: None,
             out: Vec::new(),
+            replay: None,
             closing: false,
             ended: None,
         }
@@ -189,6 +206,9 @@ impl PollingSession {
             let answer = answer.into_actor(self);
             ctx.wait(answer.map(|answer, act, ctx| {
                 let r = act.session.on_registration(answer, &mut act.out);
+                if let Some(replay) = act.session.take_replay() {
+                    act.start_replay(replay);
+                }
                 act.on_result(ctx, r);
             }));
         }
@@ -199,7 +219,10 @@ impl PollingSession {
             Sink::WebSocket(ws) => ws.do_send(CarrierCommand::Write(std::mem::take(&mut self.out))),
             _ => {
                 self.queued_bytes += packet_bytes(&self.out);
-                self.queue.append(&mut self.out);
+                match &mut self.replay {
+                    Some(replay) => replay.behind.append(&mut self.out),
+                    None => self.queue.append(&mut self.out),
+                }
                 self.answer_poll();
                 if self.queued_bytes > MAX_UNWRITTEN {
                     log::info!(
@@ -213,11 +236,54 @@ impl PollingSession {
         }
     }
 
-    /// The queue, emptied: it is the answer to a GET, so its pushes count as written.
+    /// The queue, emptied: it is the answer to a GET, so its pushes count as written (once no
+    /// replay holds them back).
     fn take_queue(&mut self) -> Vec<Outbound> {
-        self.record_written();
-        self.queued_bytes = 0;
-        std::mem::take(&mut self.queue)
+        if self.replay.is_none() {
+            self.record_written();
+        }
+        let taken = std::mem::take(&mut self.queue);
+        self.queued_bytes -= packet_bytes(&taken);
+        taken
+    }
+
+    /// Queue the CONNECT reply (the packets of `out` before the replay's place), then the
+    /// first slice of the missed pushes; the rest of `out`, and all that follows, waits
+    /// behind the replay.
+    fn start_replay(&mut self, ReplayAt { at, replay }: ReplayAt) {
+        let after = self.out.split_off(at);
+        self.queued_bytes += packet_bytes(&self.out);
+        self.queue.append(&mut self.out);
+        self.out = after;
+        self.replay = Some(PollingReplay {
+            missed: replay,
+            behind: Vec::new(),
+        });
+        self.next_replay_slice();
+    }
+
+    /// Queue the replay's next slice, or, after the last, what waited behind it.
+    fn next_replay_slice(&mut self) {
+        let Some(replaying) = &mut self.replay else {
+            return;
+        };
+        let slice = replaying.missed.next_slice();
+        if slice.is_empty() {
+            let behind = self.replay.take().expect("matched above").behind;
+            self.queue.extend(behind); // counted in `queued_bytes` already
+        } else {
+            let slice: Vec<_> = slice.into_iter().map(Outbound::Text).collect();
+            self.queued_bytes += packet_bytes(&slice);
+            self.queue.extend(slice);
+        }
+    }
+
+    /// Queue the replay's next slice once the last was fetched: a GET's answer carries at
+    /// most one.
+    fn refill(&mut self) {
+        if self.queue.is_empty() {
+            self.next_replay_slice();
+        }
     }
 
     /// Record the latency of the queued pushes: they are written now.
@@ -233,15 +299,16 @@ impl PollingSession {
 
     /// Hand the queue to a waiting GET.
     fn answer_poll(&mut self) {
+        self.refill();
         if self.queue.is_empty() {
             return;
         }
         if let Some(tx) = self.waiting.take() {
             if let Err(mut back) = tx.send(self.take_queue()) {
                 // The client gave up on that GET: keep the packets for the next one.
+                self.queued_bytes += packet_bytes(&back);
                 back.append(&mut self.queue);
                 self.queue = back;
-                self.queued_bytes = packet_bytes(&self.queue);
             }
         }
     }
@@ -263,6 +330,7 @@ impl PollingSession {
 
     /// Answer a GET as the session now stands.
     fn long_poll(&mut self, ctx: &mut Context<Self>) -> Result<PollAnswer, EioError> {
+        self.refill();
         if self.session.pong_deadline_passed(Instant::now()) {
             self.end(ctx, CloseReason::PingTimeout);
             return Err(EioError::UnknownSid);
@@ -345,7 +413,16 @@ impl HeartbeatTimer for PollingSession {
     }
 
     fn ping(&mut self, ctx: &mut Self::Context) {
-        self.out.push(Outbound::Text(engineio::PING.into()));
+        let ping = Outbound::Text(engineio::PING.into());
+        if self.replay.is_some() {
+            // Ahead of what waits behind the replay: the client answers it in time, however
+            // many GETs its replay takes.
+            self.queued_bytes += engineio::PING.len();
+            self.queue.push(ping);
+            self.answer_poll();
+            return;
+        }
+        self.out.push(ping);
         self.flush(ctx);
     }
 
@@ -435,6 +512,7 @@ impl Handler<LongPoll> for PollingSession {
     type Result = Response<Result<PollAnswer, EioError>>;
 
     fn handle(&mut self, _msg: LongPoll, ctx: &mut Self::Context) -> Self::Result {
+        self.refill();
         // A GET during an upgrade is answered as one during the upgrade (a noop, or a wait)
         // only once the WebSocket has handled what its client sent before the GET: a client
         // that sent `5` and then a GET (on another connection, maybe served by another
@@ -587,6 +665,7 @@ impl Handler<Probed> for PollingSession {
     fn handle(&mut self, _msg: Probed, _ctx: &mut Self::Context) {
         if let Sink::Upgrading { probed, .. } = &mut self.sink {
             *probed = true;
+            self.refill();
             if self.queue.is_empty() {
                 self.release_poll(engineio::NOOP);
             } else {
@@ -612,6 +691,16 @@ impl Handler<UpgradeCompleted> for PollingSession {
         self.session.upgraded();
         self.release_poll(engineio::NOOP);
         let mut pending = self.take_queue();
+        if let Some(PollingReplay { missed, behind }) = self.replay.take() {
+            // The rest of the replay goes on over the WebSocket, a slice at a time.
+            self.record_written();
+            self.queued_bytes = 0;
+            if !pending.is_empty() {
+                msg.carrier.do_send(CarrierCommand::Write(pending));
+            }
+            msg.carrier.do_send(CarrierCommand::Replay(missed));
+            pending = behind;
+        }
         pending.append(&mut self.out);
         if !pending.is_empty() {
             msg.carrier.do_send(CarrierCommand::Write(pending));

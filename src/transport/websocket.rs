@@ -29,6 +29,7 @@ use pushgate_actors::{GoingAway, Registration};
 use crate::disconnect::CloseReason;
 use crate::heartbeat::Beat;
 use crate::protocol::engineio;
+use crate::session::replay::ReplayAt;
 use crate::session::{AdminUiNotice, Outbound, SocketSession};
 use crate::transport::heartbeat_timer::{self, HeartbeatTimer};
 use crate::transport::input_violation;
@@ -231,6 +232,14 @@ impl WsTransport {
             return;
         };
         let r = session.on_registration(answer, &mut self.out);
+        if let Some(ReplayAt { at, replay }) = session.take_replay() {
+            // The CONNECT reply, then the missed pushes a slice at a time; `welcome` and all
+            // that follows wait behind them.
+            let after = self.out.split_off(at);
+            write(&self.wire, self.out.drain(..));
+            self.wire.replay(replay);
+            self.out = after;
+        }
         let metrics = session.context().metrics.clone();
         self.wire.read_inbox(session.inbox().clone(), metrics);
         self.after_input(ctx, r);
@@ -328,7 +337,10 @@ impl HeartbeatTimer for WsTransport {
     }
 
     fn ping(&mut self, _ctx: &mut Self::Context) {
-        write(&self.wire, [Outbound::Text(engineio::PING.into())]);
+        // Ahead of a replay's rest: the client answers it in time, however long its replay.
+        let mut buf = BytesMut::new();
+        wire_frames::put_frame(&mut buf, wire_frames::TEXT, engineio::PING.as_bytes());
+        self.wire.push_ahead(buf.freeze());
     }
 
     fn timed_out(&mut self, ctx: &mut Self::Context, reason: CloseReason) {
@@ -362,6 +374,7 @@ impl Handler<CarrierCommand> for WsTransport {
         match msg {
             CarrierCommand::Write(frames) => write(&self.wire, frames),
             CarrierCommand::Pushes(frames) => self.wire.push_delivery(&frames),
+            CarrierCommand::Replay(replay) => self.wire.replay(replay),
             CarrierCommand::Close(reason) => self.shut(ctx, reason),
             CarrierCommand::SettleInput => {
                 // The input reads the socket when the context polls it next, which it does

@@ -223,3 +223,30 @@ describe("not recovered: a new session, welcome.recovered false", { timeout: TES
     );
   });
 });
+
+/** How many pushes the long-replay case misses: a replay many times the server's 16 KiB slice. */
+const MANY_MISSED = 1500;
+
+describe("a long replay", { timeout: 60_000 }, () => {
+  for (const t of TRANSPORTS) {
+    test(`${t.name}: ${MANY_MISSED} missed pushes, in order and once, then live ones`, async () => {
+      const sub = uid("u");
+      // Reconnected by hand once every push was missed.
+      const [s] = await connected({ token: token(sub), ...t.opts, reconnection: false });
+      await until(() => s.io.engine.transport.name === t.last, `on ${t.last}`);
+      await pushToUser(sub, { type: "t", data: { n: 0 } });
+      assert.deepEqual(await ns(s, "notification", 1), [0]);
+      const id = s.id;
+      await drop(s);
+      const pad = "x".repeat(64);
+      for (const n of range(1, MANY_MISSED)) await pushToUser(sub, { type: "t", data: { n, pad } });
+      s.connect();
+      const again = await reconnected(s);
+      assert.deepEqual([again.recovered, s.recovered, s.id], [true, true, id]);
+      assert.deepEqual(await ns(s, "notification", MANY_MISSED), range(1, MANY_MISSED));
+      await pushToUser(sub, { type: "t", data: { n: MANY_MISSED + 1 } });
+      assert.deepEqual(await ns(s, "notification", 1), [MANY_MISSED + 1]);
+      await s.inbox.assertQuiet(undefined, "no push repeated");
+    });
+  }
+});

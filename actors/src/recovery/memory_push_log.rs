@@ -9,29 +9,18 @@ use std::collections::VecDeque;
 
 use bytestring::ByteString;
 
-use super::filter::receives;
+use super::filter::{received, KeptPush};
 use super::offset::{LogPosition, OffsetClock};
-use super::push_log::{entry_bytes, Appended, OffsetTooOld, PushLog};
+use super::push_log::{Appended, OffsetTooOld, PushLog};
 use crate::messages::PushTarget;
 
 pub use super::push_log::ENTRY_OVERHEAD_BYTES;
-
-struct Entry {
-    target: PushTarget,
-    packet: ByteString,
-}
-
-impl Entry {
-    fn bytes(&self) -> usize {
-        entry_bytes(&self.target, &self.packet)
-    }
-}
 
 /// The pushes of this process, within `capacity` bytes.
 pub struct MemoryPushLog {
     clock: OffsetClock,
     /// The entries, oldest first; the first has sequence number `first`.
-    entries: VecDeque<Entry>,
+    entries: VecDeque<KeptPush>,
     first: u64,
     bytes: usize,
     capacity: usize,
@@ -64,7 +53,7 @@ impl PushLog for MemoryPushLog {
     fn append(&mut self, target: PushTarget, encode: &mut dyn FnMut(&str) -> String) -> Appended {
         let position = LogPosition(self.head().0 + 1);
         let packet = ByteString::from(encode(&self.clock.offset(position)));
-        let entry = Entry {
+        let entry = KeptPush {
             target,
             packet: packet.clone(),
         };
@@ -101,12 +90,7 @@ impl PushLog for MemoryPushLog {
             return Err(OffsetTooOld);
         }
         let skip = (after.0 + 1 - self.first) as usize;
-        Ok(self
-            .entries
-            .range(skip..)
-            .filter(|entry| receives(&entry.target, is_member))
-            .map(|entry| entry.packet.clone())
-            .collect())
+        Ok(received(self.entries.range(skip..), is_member))
     }
 
     fn bytes(&self) -> usize {

@@ -14,7 +14,8 @@
 //!   [`MemorySessionRecords`]: kept for the window, then remembered as expired for a while.
 //! - [`LogSessionRecords`]: the cluster's kept sessions, every node's, fed by the session
 //!   records of the cluster's log, each taken once cluster-wide by a claim read back.
-//! - [`filter::receives`]: which logged pushes a recovering session gets.
+//! - [`filter::receives`]: which logged pushes a recovering session gets; both logs keep their
+//!   pushes as [`filter::KeptPush`]es and answer with [`filter::received`].
 //! - [`RecoveryStore`]: both seams together and the recovery decision. A cluster mode replaces
 //!   the two boxes with broker-backed ones; nothing else changes.
 //!

@@ -15,21 +15,14 @@ use std::collections::VecDeque;
 
 use bytestring::ByteString;
 
-use super::filter::receives;
+use super::filter::{received, KeptPush};
 use super::offset::LogPosition;
-use super::push_log::{entry_bytes, Appended, OffsetTooOld, PushLog};
+use super::push_log::{Appended, OffsetTooOld, PushLog};
 use crate::messages::PushTarget;
 
 struct Entry {
     position: LogPosition,
-    target: PushTarget,
-    packet: ByteString,
-}
-
-impl Entry {
-    fn bytes(&self) -> usize {
-        entry_bytes(&self.target, &self.packet)
-    }
+    push: KeptPush,
 }
 
 /// The pushes read from the cluster's log, at the positions it gave them; see the module doc.
@@ -89,17 +82,19 @@ impl PushLog for PositionedPushLog {
         let packet = ByteString::from(encode(&Self::offset(position)));
         let entry = Entry {
             position,
-            target,
-            packet: packet.clone(),
+            push: KeptPush {
+                target,
+                packet: packet.clone(),
+            },
         };
-        self.bytes += entry.bytes();
+        self.bytes += entry.push.bytes();
         self.entries.push_back(entry);
         let mut evicted = 0;
         while self.bytes > self.capacity {
             let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.bytes();
+            self.bytes -= oldest.push.bytes();
             self.floor = Some(oldest.position);
             evicted += 1;
         }
@@ -130,12 +125,10 @@ impl PushLog for PositionedPushLog {
             return Err(OffsetTooOld);
         }
         let first = self.entries.partition_point(|e| e.position <= after);
-        Ok(self
-            .entries
-            .range(first..)
-            .filter(|entry| receives(&entry.target, is_member))
-            .map(|entry| entry.packet.clone())
-            .collect())
+        Ok(received(
+            self.entries.range(first..).map(|entry| &entry.push),
+            is_member,
+        ))
     }
 
     fn bytes(&self) -> usize {

@@ -1,5 +1,6 @@
 //! The task of one accepted upgraded connection: it writes the connection's [`Wire`] to the
-//! socket and polls the WebSocket context (its actor's mailbox, timers and input) only when
+//! socket (a recovered session's replay a slice at a time, each once the last is written) and
+//! polls the WebSocket context (its actor's mailbox, timers and input) only when
 //! the context itself was woken, until the context ends and its last frames are out.
 
 use std::future::Future;
@@ -116,6 +117,10 @@ impl Future for Driver {
             }
             let written = match this.queue.poll_write_to(&this.io, cx) {
                 Poll::Ready(Ok(())) => {
+                    // A replay's next slice is framed only now that the last one is written.
+                    if this.queue.next_replay_slice() {
+                        continue;
+                    }
                     this.queue.written();
                     true
                 }

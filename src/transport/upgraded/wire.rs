@@ -1,5 +1,6 @@
 //! The write side of an upgraded connection: one queue of encoded bytes, in the order they
-//! must reach the socket, and the session's inbox whose pushes the connection writes itself.
+//! must reach the socket, the session's inbox whose pushes the connection writes itself, and
+//! a recovered session's replay, framed a slice at a time as the socket takes it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -14,6 +15,7 @@ use actix_web::web::Bytes;
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::{Inbox, Packets};
 
+use crate::session::replay::Replay;
 use crate::transport::wire_frames;
 
 /// A client this many bytes behind (frames encoded for it that its socket has not taken, on
@@ -69,6 +71,11 @@ impl Queue {
 /// connection's task then takes the room pushes from it and writes them without running the
 /// actor (encoded once per push for every receiver on the thread), until the actor stops it
 /// ([`Wire::stop_inbox`]) before its close frame.
+///
+/// A recovered session's missed pushes go through [`Wire::replay`]: the connection frames the
+/// next [`REPLAY_SLICE_BYTES`](crate::session::replay::REPLAY_SLICE_BYTES) of them only once
+/// everything queued before is written, and whatever is queued meanwhile (the actor's frames,
+/// the inbox's pushes) waits behind the replay, counted against [`MAX_UNWRITTEN`] as usual.
 #[derive(Clone, Default)]
 pub struct Wire(Rc<WireState>);
 
@@ -82,6 +89,15 @@ struct WireState {
     fell_behind: Cell<bool>,
     /// What to run once everything queued until then is written (see [`Wire::when_written`]).
     when_written: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// A replay being written, and what was queued behind it meanwhile.
+    replay: RefCell<Option<Replaying>>,
+}
+
+/// A replay in progress: the missed pushes not framed yet, and the bytes queued meanwhile,
+/// to be written once the last slice is.
+struct Replaying {
+    missed: Replay,
+    behind: Queue,
 }
 
 /// The inbox's deliveries queued but not written yet, and the metrics whose push statistics
@@ -92,15 +108,85 @@ struct Unwritten {
 }
 
 impl Wire {
-    /// Queue encoded frames for the socket.
+    /// Queue encoded frames for the socket (behind the replay, while one is written).
     #[inline]
     pub fn push(&self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut replay = self.0.replay.borrow_mut();
+        let mut queue = self.0.queue.borrow_mut();
+        let queue = match &mut *replay {
+            Some(replaying) => &mut replaying.behind,
+            None => &mut *queue,
+        };
+        queue.len += bytes.len();
+        queue.chunks.push_back(bytes);
+    }
+
+    /// Queue encoded frames ahead of what waits behind a replay, if one is written (right
+    /// after its current slice): an Engine.IO ping, which the client must answer in time
+    /// however long its replay, and which the Socket.IO packets' order does not concern.
+    pub fn push_ahead(&self, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
         let mut queue = self.0.queue.borrow_mut();
         queue.len += bytes.len();
         queue.chunks.push_back(bytes);
+    }
+
+    /// Write a recovered session's missed pushes after what is queued so far, a slice at a
+    /// time, and everything queued from now on after them.
+    pub fn replay(&self, missed: Replay) {
+        if missed.is_done() {
+            return;
+        }
+        let mut replay = self.0.replay.borrow_mut();
+        debug_assert!(replay.is_none(), "one replay per session");
+        *replay = Some(Replaying {
+            missed,
+            behind: Queue::default(),
+        });
+        drop(replay);
+        self.next_replay_slice();
+    }
+
+    /// Whether a replay is being written.
+    pub fn replaying(&self) -> bool {
+        self.0.replay.borrow().is_some()
+    }
+
+    /// Frame the replay's next slice into the queue, if one is being written: when the queue
+    /// was written (or at its start). After the last slice, what waited behind it is queued
+    /// and the replay is over. Returns whether anything was queued.
+    pub(super) fn next_replay_slice(&self) -> bool {
+        let mut replay = self.0.replay.borrow_mut();
+        let Some(replaying) = &mut *replay else {
+            return false;
+        };
+        let mut queue = self.0.queue.borrow_mut();
+        let slice = replaying.missed.next_slice();
+        if !slice.is_empty() {
+            let frames = wire_frames::text_frames(&slice);
+            queue.len += frames.len();
+            queue.chunks.push_back(frames);
+            return true;
+        }
+        let behind = replay.take().expect("matched above").behind;
+        queue.len += behind.len;
+        queue.chunks.extend(behind.chunks);
+        queue.len > 0
+    }
+
+    /// Drop what is left of the replay, if one is being written; what waited behind it is
+    /// queued (the session is closing: its last frames go, the missed pushes no longer).
+    fn end_replay(&self) {
+        if let Some(replaying) = self.0.replay.borrow_mut().take() {
+            let mut queue = self.0.queue.borrow_mut();
+            queue.len += replaying.behind.len;
+            queue.chunks.extend(replaying.behind.chunks);
+        }
     }
 
     /// Queue a delivery's room pushes, encoded by their first receiver on any WebSocket and
@@ -123,10 +209,12 @@ impl Wire {
         }
     }
 
-    /// Write nothing more from the inbox (what it still holds is dropped): the session is
-    /// closing, and nothing may follow its close frame.
+    /// Write nothing more from the inbox (what it still holds is dropped) nor from the replay:
+    /// the session is closing (or waits for its registration, when no replay has begun), and
+    /// nothing may follow its close frame.
     pub fn stop_inbox(&self) {
         self.0.inbox.borrow_mut().take();
+        self.end_replay();
     }
 
     /// Run `f` once the connection's task has written everything queued so far (and
@@ -136,9 +224,12 @@ impl Wire {
     }
 
     /// Run what waited for the queue to be written (it is), and record the latency of the
-    /// pushes written.
+    /// pushes written; while a replay is written, what was queued behind it is not yet.
     #[inline]
     pub(super) fn written(&self) {
+        if self.replaying() {
+            return;
+        }
         if let Some(Unwritten { metrics, pushes }) = &mut *self.0.stats.borrow_mut() {
             if !pushes.is_empty() {
                 let now = Instant::now();
@@ -190,16 +281,24 @@ impl Wire {
         }
     }
 
-    /// How many bytes are queued.
+    /// How many bytes are queued (behind the replay too); the replay's missed pushes not
+    /// framed yet are not.
     #[inline]
     pub(super) fn len(&self) -> usize {
-        self.0.queue.borrow().len
+        let behind = self.0.replay.borrow().as_ref().map_or(0, |r| r.behind.len);
+        self.0.queue.borrow().len + behind
     }
 
-    /// How many chunks are queued.
+    /// How many chunks are queued (behind the replay too).
     #[inline]
     pub(super) fn chunks(&self) -> usize {
-        self.0.queue.borrow().chunks.len()
+        let behind = self
+            .0
+            .replay
+            .borrow()
+            .as_ref()
+            .map_or(0, |r| r.behind.chunks.len());
+        self.0.queue.borrow().chunks.len() + behind
     }
 
     /// Write what is queued to `io`; `Ready(Ok)` once all is written.
@@ -271,6 +370,96 @@ mod tests {
                 "no empty chunk left"
             );
         }
+    }
+
+    /// What the socket would get if it took everything queued now.
+    fn take_queued(wire: &Wire) -> Vec<u8> {
+        let mut queue = wire.0.queue.borrow_mut();
+        let bytes = queue
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        let len = queue.len;
+        queue.advance(len);
+        bytes
+    }
+
+    fn missed(count: usize) -> Vec<bytestring::ByteString> {
+        (0..count)
+            .map(|i| format!("42[\"notification\",{{\"n\":{i:06}}},\"1-{i:06}\"]").into())
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_is_framed_a_slice_at_a_time_and_what_follows_waits_behind_it() {
+        use crate::session::replay::{Replay, REPLAY_SLICE_BYTES};
+        let missed = missed(5_000);
+        let packet = missed[0].len();
+        let slice = wire_frames::frame_len(packet) * (REPLAY_SLICE_BYTES / packet);
+        let wire = Wire::default();
+        wire.push(Bytes::from_static(b"reply"));
+        wire.replay(Replay::new(missed.clone()));
+        wire.push(Bytes::from_static(b"welcome"));
+        assert!(wire.replaying());
+        // The peer reads nothing: however many pushes wait, one slice is framed.
+        for _ in 0..100 {
+            wire.push(Bytes::from_static(b"live"));
+        }
+        assert_eq!(wire.0.queue.borrow().len, "reply".len() + slice);
+        assert_eq!(wire.len(), "reply".len() + slice + "welcome".len() + 400);
+        let mut got = take_queued(&wire);
+        let mut slices = 1;
+        // Each time the queue is written, the next slice, and never more than one.
+        while wire.next_replay_slice() {
+            assert!(wire.0.queue.borrow().len <= slice.max(7 + 400));
+            got.extend(take_queued(&wire));
+            slices += 1;
+        }
+        assert!(!wire.replaying());
+        assert_eq!(
+            slices,
+            5_000_usize.div_ceil(REPLAY_SLICE_BYTES / packet) + 1
+        );
+        let mut expected = b"reply".to_vec();
+        expected.extend_from_slice(&wire_frames::text_frames(&missed));
+        expected.extend_from_slice(b"welcome");
+        expected.extend_from_slice(&b"live".repeat(100));
+        assert_eq!(
+            got, expected,
+            "every missed push once, in order, then the rest"
+        );
+        // Done: frames go straight to the queue again.
+        wire.push(Bytes::from_static(b"after"));
+        assert_eq!(take_queued(&wire), b"after");
+    }
+
+    #[test]
+    fn behind_a_replay_the_slow_reader_bound_still_holds_and_a_close_ends_it() {
+        use crate::session::replay::Replay;
+        let wire = Wire::default();
+        wire.replay(Replay::new(missed(5_000)));
+        let ping = Bytes::from_static(b"ping");
+        wire.push_ahead(ping.clone());
+        let live = Bytes::from(vec![b'x'; 64 * 1024]);
+        for _ in 0..=MAX_UNWRITTEN / live.len() {
+            wire.push(live.clone());
+        }
+        assert!(
+            wire.len() > MAX_UNWRITTEN && wire.chunks() > 1,
+            "dropped as a slow reader, as without a replay"
+        );
+        let framed = take_queued(&wire);
+        assert!(framed.ends_with(b"ping"), "a ping goes ahead of what waits");
+        // The session closes: what waited goes (its close frame after it), the replay's rest
+        // not.
+        wire.stop_inbox();
+        assert!(!wire.replaying());
+        assert_eq!(
+            wire.0.queue.borrow().len,
+            live.len() * (MAX_UNWRITTEN / live.len() + 1)
+        );
+        assert!(!wire.next_replay_slice());
     }
 
     #[test]
