@@ -49,6 +49,11 @@ pub struct Common {
     /// Server port.
     #[arg(long, global = true, default_value_t = 30006)]
     pub port: u16,
+    /// Several servers, `host:port,host:port,...` (the nodes of a cluster, loopback only):
+    /// client i connects to the (i mod n)-th, HTTP push connection j to the (j mod n)-th.
+    /// Replaces --host and --port.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub targets: Vec<String>,
     /// Socket.IO path.
     #[arg(long, global = true, default_value = "/socket.io/")]
     pub path: String,
@@ -81,9 +86,10 @@ pub struct Common {
     /// Publish transient messages (default: persistent, as the real publishers do).
     #[arg(long, global = true)]
     pub transient: bool,
-    /// Server process id: its CPU time and RSS are read from /proc.
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// Server process id: its CPU time and RSS are read from /proc. Several, comma-separated
+    /// (the nodes of a cluster): the figures are their sums (recover reads the first only).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// RabbitMQ's process id (beam.smp): its CPU time during AMQP runs is reported too.
     #[arg(long, global = true)]
     pub broker_pid: Option<u32>,
@@ -185,6 +191,20 @@ pub enum Command {
         #[arg(long)]
         hold: bool,
     },
+    /// N idle, subscribed clients (spread over --targets) and one broadcast per 1/--rate
+    /// seconds through `POST /api/v1/broadcast`: every client must get every broadcast exactly
+    /// once; delivery latency over all clients, push-to-202 latency, server RSS per connection.
+    IdleBroadcast {
+        /// Clients (one user each).
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Broadcasts per second.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Keep-alive HTTP connections the pusher uses (requests in flight at once).
+        #[arg(long, default_value_t = 1)]
+        http_conns: usize,
+    },
     /// Connection-state recovery: N clients in their user room and one of R shared rooms, all
     /// their connections cut at once while pushes go on, then all reconnect with their `pid`
     /// and last offset: recovered clients, pushes missing and duplicated, reconnect time, RSS.
@@ -264,7 +284,8 @@ mod tests {
         .unwrap();
         assert_eq!(cli.common.target, Target::Node);
         assert_eq!(cli.common.port, 39000);
-        assert_eq!(cli.common.server_pid, Some(42));
+        assert_eq!(cli.common.server_pid, [42]);
+        assert!(cli.common.targets.is_empty());
         assert_eq!(cli.common.deadline_secs(), 65.0);
         match cli.command {
             Command::Fanout {
@@ -285,6 +306,32 @@ mod tests {
         assert!(matches!(cli.command, Command::ConnectStorm { rates, .. } if rates == [100, 200]));
         assert!(Cli::try_parse_from(["pushgate-loadgen", "idle", "--sources", "0"]).is_err());
         assert!(Cli::try_parse_from(["pushgate-loadgen", "bogus"]).is_err());
+    }
+
+    #[test]
+    fn parses_targets_and_server_pids_of_a_cluster() {
+        let cli = Cli::try_parse_from([
+            "pushgate-loadgen",
+            "idle-broadcast",
+            "--clients",
+            "90000",
+            "--targets",
+            "127.0.0.1:29101,127.0.0.1:29102",
+            "--server-pid",
+            "7,8",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.targets, ["127.0.0.1:29101", "127.0.0.1:29102"]);
+        assert_eq!(cli.common.server_pid, [7, 8]);
+        match cli.command {
+            Command::IdleBroadcast {
+                clients,
+                rate,
+                http_conns,
+            } => assert_eq!((clients, rate, http_conns), (90_000, 1.0, 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["pushgate-loadgen", "idle", "--server-pid", "7,x"]).is_err());
     }
 
     #[test]

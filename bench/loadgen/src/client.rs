@@ -19,6 +19,10 @@ use crate::ws::WsError;
 pub struct Endpoint {
     /// Server address (loopback).
     pub addr: SocketAddr,
+    /// Several servers (the nodes of a cluster): client `index` connects to
+    /// `servers[index % len]`; empty: every client connects to `addr`.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
     /// Socket.IO path, e.g. `/socket.io/`.
     pub path: String,
     /// Client sockets are bound to 127.0.0.1 ..= 127.0.0.<sources>, by client index.
@@ -29,6 +33,15 @@ impl Endpoint {
     /// The Engine.IO endpoint's WebSocket resource (path and query).
     pub fn resource(&self) -> String {
         format!("{}?EIO=4&transport=websocket", self.path)
+    }
+
+    /// The server client `index` connects to (round-robin over `servers`).
+    pub fn server(&self, index: usize) -> SocketAddr {
+        if self.servers.is_empty() {
+            self.addr
+        } else {
+            self.servers[index % self.servers.len()]
+        }
     }
 
     /// Source address for client `index`.
@@ -64,8 +77,9 @@ impl ClientError {
 /// ephemeral port per bound socket.
 const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
 
-/// A TCP connection to `ep` from source address `src`.
-pub async fn tcp_connect(ep: &Endpoint, src: IpAddr) -> Result<TcpStream, ClientError> {
+/// The TCP connection of client `index`: to its server of `ep`, from its source address.
+pub async fn tcp_connect(ep: &Endpoint, index: usize) -> Result<TcpStream, ClientError> {
+    let src = ep.source(index);
     let socket = TcpSocket::new_v4().map_err(|e| ClientError::new("socket", e))?;
     let one: libc::c_int = 1;
     // SAFETY: a valid fd and a c_int option value of the right size.
@@ -82,7 +96,7 @@ pub async fn tcp_connect(ep: &Endpoint, src: IpAddr) -> Result<TcpStream, Client
         .bind(SocketAddr::new(src, 0))
         .map_err(|e| ClientError::new("bind", e))?;
     let stream = socket
-        .connect(ep.addr)
+        .connect(ep.server(index))
         .await
         .map_err(|e| ClientError::new("tcp_connect", e))?;
     let _ = stream.set_nodelay(true);
@@ -119,8 +133,8 @@ pub async fn connect(
     user: &str,
     join: &Join,
 ) -> Result<Ws, ClientError> {
-    let stream = tcp_connect(ep, ep.source(index)).await?;
-    let mut ws = Ws::connect(stream, &ep.addr.to_string(), &ep.resource())
+    let stream = tcp_connect(ep, index).await?;
+    let mut ws = Ws::connect(stream, &ep.server(index).to_string(), &ep.resource())
         .await
         .map_err(|e| ClientError::new("ws_handshake", e))?;
     let open = next_text(&mut ws).await?;
@@ -208,8 +222,9 @@ mod tests {
 
     #[test]
     fn sources_cycle_over_loopback_addresses() {
-        let ep = Endpoint {
+        let mut ep = Endpoint {
             addr: "127.0.0.1:30006".parse().unwrap(),
+            servers: Vec::new(),
             path: "/socket.io/".into(),
             sources: 4,
         };
@@ -226,5 +241,13 @@ mod tests {
             ]
         );
         assert_eq!(ep.resource(), "/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(ep.server(5), ep.addr);
+        ep.servers = vec![
+            "127.0.0.1:29101".parse().unwrap(),
+            "127.0.0.1:29102".parse().unwrap(),
+            "127.0.0.1:29103".parse().unwrap(),
+        ];
+        let ports: Vec<u16> = (0..5).map(|i| ep.server(i).port()).collect();
+        assert_eq!(ports, [29101, 29102, 29103, 29101, 29102]);
     }
 }

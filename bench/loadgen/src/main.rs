@@ -138,6 +138,7 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
         Command::Idle { .. } => "idle",
         Command::Fanout { .. } => "fanout",
         Command::Unicast { .. } => "unicast",
+        Command::IdleBroadcast { .. } => "idle-broadcast",
         Command::ConnectStorm { .. } => "connect-storm",
         Command::Recover { .. } => "recover",
         Command::Compare { .. } | Command::Worker { .. } | Command::Probe => {
@@ -164,6 +165,11 @@ fn run_scenario(common: args::Common, command: Command, nofile: u64) -> ExitCode
                     via,
                     http_conns,
                 } => scenarios::unicast(c, *users, *rate, *via, *http_conns).await,
+                Command::IdleBroadcast {
+                    clients,
+                    rate,
+                    http_conns,
+                } => scenarios::idle_broadcast(c, *clients, *rate, *http_conns).await,
                 Command::ConnectStorm {
                     rates,
                     step_secs,

@@ -3,7 +3,9 @@
 //!
 //! Push `k` is due at `start + k / rate` (open loop). Each push is stamped when it is really
 //! sent; when the pusher falls behind its schedule the run says so (`late`), so a saturated
-//! pusher is never mistaken for a fast server.
+//! pusher is never mistaken for a fast server. HTTP pushes also time each request from its
+//! write to its `2xx` answer (`accept_latency`: in cluster mode the `202` waits for the push to
+//! be confirmed in the cluster's log).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::hist::{new_hist, record, summary, Hist};
 use crate::stamp;
 
 /// Where push `k` goes, and with which sequence number.
@@ -24,6 +27,8 @@ use crate::stamp;
 pub enum Route {
     /// Every push to one room (`message` event): seq = k.
     Room(String),
+    /// Every push to every client (`POST /api/v1/broadcast`, `notification` event): seq = k.
+    Broadcast,
     /// Push k to user `<prefix><k % users>`: seq = k / users.
     Users {
         /// User id prefix.
@@ -37,7 +42,7 @@ impl Route {
     /// (user index, seq) of push `k`; user index 0 for a room.
     pub fn target(&self, k: u64) -> (usize, u64) {
         match self {
-            Route::Room(_) => (0, k),
+            Route::Room(_) | Route::Broadcast => (0, k),
             Route::Users { users, .. } => ((k % *users as u64) as usize, k / *users as u64),
         }
     }
@@ -91,6 +96,10 @@ pub struct PushReport {
     pub first_us: u64,
     /// One failure, for the log.
     pub first_error: Option<String>,
+    /// HTTP pushes only: time from writing a request to reading its `2xx` answer, as
+    /// `{count, p50_ms, ...}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_latency: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -100,6 +109,7 @@ struct Tally {
     late: AtomicU64,
     max_behind_us: AtomicU64,
     failed: Mutex<(Vec<u64>, Option<String>)>,
+    accept_latency: Mutex<Option<Hist>>,
 }
 
 impl Tally {
@@ -111,6 +121,15 @@ impl Tally {
         }
         self.max_behind_us
             .fetch_max(behind.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn on_accept_after(&self, sent: Instant) {
+        let us = sent.elapsed().as_micros() as u64;
+        let mut h = self
+            .accept_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        record(h.get_or_insert_with(new_hist), us);
     }
 
     fn on_fail(&self, k: u64, why: String) {
@@ -126,6 +145,11 @@ impl Tally {
         let sent = self.sent.into_inner();
         let (failed_k, first_error) = self.failed.into_inner().unwrap_or_else(|p| p.into_inner());
         let accepted = self.accepted.into_inner();
+        let accept_latency = self
+            .accept_latency
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|h| summary(&h));
         PushReport {
             sent,
             accepted,
@@ -137,6 +161,7 @@ impl Tally {
             achieved_rate: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
             first_us,
             first_error,
+            accept_latency,
         }
     }
 }
@@ -149,6 +174,9 @@ impl Tally {
 pub struct HttpApi {
     /// Server address.
     pub addr: SocketAddr,
+    /// Several servers (the nodes of a cluster): connection j goes to `servers[j % len]`;
+    /// empty: every connection goes to `addr`.
+    pub servers: Vec<SocketAddr>,
     /// `X-API-Key`.
     pub api_key: String,
 }
@@ -167,6 +195,15 @@ fn encode_segment(s: &str) -> String {
 }
 
 impl HttpApi {
+    /// The server of connection `j`.
+    fn server(&self, j: usize) -> SocketAddr {
+        if self.servers.is_empty() {
+            self.addr
+        } else {
+            self.servers[j % self.servers.len()]
+        }
+    }
+
     fn request(&self, route: &Route, k: u64, t_us: u64) -> Vec<u8> {
         let (user, seq) = route.target(k);
         let (path, body) = match route {
@@ -174,6 +211,7 @@ impl HttpApi {
                 format!("/api/v1/rooms/{}/messages", encode_segment(room)),
                 stamp::http_body(t_us, seq),
             ),
+            Route::Broadcast => ("/api/v1/broadcast".to_owned(), stamp::http_body(t_us, seq)),
             Route::Users { prefix, .. } => (
                 format!(
                     "/api/v1/users/{}/notifications",
@@ -259,9 +297,10 @@ pub async fn push_http(api: HttpApi, route: Route, schedule: Schedule, conns: us
     let start = Instant::now();
     let first_us = stamp::now_us();
     let tasks: Vec<_> = (0..conns.max(1))
-        .map(|_| {
+        .map(|j| {
             let (api, route, tally, next) =
                 (api.clone(), route.clone(), tally.clone(), next.clone());
+            let server = api.server(j);
             tokio::spawn(async move {
                 let mut conn: Option<HttpConn> = None;
                 loop {
@@ -272,7 +311,7 @@ pub async fn push_http(api: HttpApi, route: Route, schedule: Schedule, conns: us
                     let due = schedule.due(start, k);
                     tokio::time::sleep_until(due.into()).await;
                     if conn.is_none() {
-                        match HttpConn::open(api.addr).await {
+                        match HttpConn::open(server).await {
                             Ok(c) => conn = Some(c),
                             Err(e) => {
                                 tally.sent.fetch_add(1, Ordering::Relaxed);
@@ -284,8 +323,10 @@ pub async fn push_http(api: HttpApi, route: Route, schedule: Schedule, conns: us
                     let c = conn.as_mut().expect("opened above");
                     let request = api.request(&route, k, stamp::now_us());
                     tally.on_send(due);
+                    let sent = Instant::now();
                     match c.call(&request).await {
                         Ok(status) if (200..300).contains(&status) => {
+                            tally.on_accept_after(sent);
                             tally.accepted.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(status) => tally.on_fail(k, format!("HTTP {status}")),
@@ -383,7 +424,7 @@ pub async fn push_amqp(amqp: Amqp, route: Route, schedule: Schedule) -> PushRepo
             }
             let (user, seq) = route.target(k);
             let user = match &route {
-                Route::Room(_) => "bench-nobody".to_owned(),
+                Route::Room(_) | Route::Broadcast => "bench-nobody".to_owned(),
                 Route::Users { prefix, .. } => format!("{prefix}{user}"),
             };
             let body = stamp::quota_event(&user, stamp::now_us(), seq);
@@ -428,8 +469,9 @@ mod tests {
         };
         assert_eq!(users.target(7), (1, 2));
         assert_eq!(Route::Room("r".into()).target(7), (0, 7));
-        let api = HttpApi {
+        let mut api = HttpApi {
             addr: "127.0.0.1:9".parse().unwrap(),
+            servers: Vec::new(),
             api_key: "k".into(),
         };
         let req = String::from_utf8(api.request(&Route::Room("user:1".into()), 4, 99)).unwrap();
@@ -437,6 +479,19 @@ mod tests {
         let body = req.split("\r\n\r\n").nth(1).unwrap();
         assert_eq!(stamp::parse(body), Some((99, 4)));
         assert!(req.contains(&format!("Content-Length: {}\r\n", body.len())));
+        let req = String::from_utf8(api.request(&Route::Broadcast, 3, 98)).unwrap();
+        assert!(req.starts_with("POST /api/v1/broadcast HTTP/1.1\r\n"));
+        assert_eq!(
+            stamp::parse(req.split("\r\n\r\n").nth(1).unwrap()),
+            Some((98, 3))
+        );
+        assert_eq!(Route::Broadcast.target(5), (0, 5));
+        assert_eq!(api.server(3), api.addr);
+        api.servers = vec![
+            "127.0.0.1:7".parse().unwrap(),
+            "127.0.0.1:8".parse().unwrap(),
+        ];
+        assert_eq!((api.server(2).port(), api.server(3).port()), (7, 8));
     }
 
     #[test]

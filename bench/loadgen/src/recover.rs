@@ -200,7 +200,11 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
         connect_timeout: Duration::from_millis(c.connect_timeout_ms),
         received: AtomicU64::new(0),
     });
-    let server = || c.server_pid.and_then(|p| procstat::sample(Some(p)));
+    let server = || {
+        c.server_pid
+            .first()
+            .and_then(|p| procstat::sample(Some(*p)))
+    };
     let before = server();
     let (phase, phase_rx) = watch::channel(Phase::Live);
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -229,9 +233,10 @@ pub async fn recover(c: &Common, plan: RecoverPlan) -> Result<Outcome, String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let at_connect = server();
     let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampler = rss_sampler(c.server_pid, stop_sampler.clone());
+    let sampler = rss_sampler(c.server_pid.first().copied(), stop_sampler.clone());
     let api = HttpApi {
         addr: server_addr(c)?,
+        servers: Vec::new(),
         api_key: c.api_key.clone(),
     };
     let pushing = push_all(api, &plan, c.duration);

@@ -191,8 +191,8 @@ impl Client<'_> {
         join: bool,
     ) -> Result<(Ws, SessionIds, bool), ClientError> {
         let ep = &self.shared.endpoint;
-        let tcp = tcp_connect(ep, ep.source(self.id.index)).await?;
-        let mut ws = Ws::connect(tcp, &ep.addr.to_string(), &ep.resource())
+        let tcp = tcp_connect(ep, self.id.index).await?;
+        let mut ws = Ws::connect(tcp, &ep.server(self.id.index).to_string(), &ep.resource())
             .await
             .map_err(|e| ClientError("ws_handshake", e.to_string()))?;
         let open = self.next(&mut ws).await?;

@@ -1,4 +1,4 @@
-//! The scenarios: idle, fanout, unicast, connect-storm. Each returns an [`Outcome`]: its
+//! The scenarios: idle, fanout, unicast, idle-broadcast, connect-storm. Each returns an [`Outcome`]: its
 //! parameters, its figures, whether it was clean (no failure, no loss), and a human summary.
 
 use std::fmt::Write as _;
@@ -33,12 +33,13 @@ pub struct Outcome {
 
 type Res<T> = Result<T, String>;
 
-pub(crate) fn server_addr(c: &Common) -> Res<SocketAddr> {
-    let addr = (c.host.as_str(), c.port)
+/// The loopback IPv4 address of `host:port`.
+fn loopback(host: &str, port: u16) -> Res<SocketAddr> {
+    let addr = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", c.host))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| format!("{} has no IPv4 address", c.host))?;
+        .ok_or_else(|| format!("{host} has no IPv4 address"))?;
     if !addr.ip().is_loopback() {
         return Err(format!(
             "{addr} is not a loopback address: the load generator only targets 127.0.0.0/8"
@@ -47,9 +48,39 @@ pub(crate) fn server_addr(c: &Common) -> Res<SocketAddr> {
     Ok(addr)
 }
 
+/// Every server of the run: each of `--targets`, or `--host`:`--port`.
+pub(crate) fn server_addrs(c: &Common) -> Res<Vec<SocketAddr>> {
+    if c.targets.is_empty() {
+        return Ok(vec![loopback(&c.host, c.port)?]);
+    }
+    c.targets
+        .iter()
+        .map(|t| {
+            let (host, port) = t
+                .rsplit_once(':')
+                .ok_or_else(|| format!("target {t:?} is not host:port"))?;
+            let port = port
+                .parse()
+                .map_err(|_| format!("target {t:?} has no valid port"))?;
+            loopback(host, port)
+        })
+        .collect()
+}
+
+/// The first server of the run.
+pub(crate) fn server_addr(c: &Common) -> Res<SocketAddr> {
+    Ok(server_addrs(c)?[0])
+}
+
 fn endpoint(c: &Common) -> Res<Endpoint> {
+    let servers = server_addrs(c)?;
     Ok(Endpoint {
-        addr: server_addr(c)?,
+        addr: servers[0],
+        servers: if servers.len() > 1 {
+            servers
+        } else {
+            Vec::new()
+        },
         path: c.path.clone(),
         sources: c.sources,
     })
@@ -89,12 +120,22 @@ pub(crate) fn specs(
         .collect())
 }
 
-/// The server's CPU and memory, when its pid is known.
-struct Probe(Option<u32>);
+/// The servers' CPU and memory (summed over every pid), when their pids are known.
+struct Probe(Vec<u32>);
 
 impl Probe {
+    /// `None` when no pid is known or one of the processes is gone.
     fn sample(&self) -> Option<Sample> {
-        self.0.and_then(|pid| procstat::sample(Some(pid)))
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut sum = Sample::default();
+        for pid in &self.0 {
+            let s = procstat::sample(Some(*pid))?;
+            sum.cpu_secs += s.cpu_secs;
+            sum.rss_kib += s.rss_kib;
+        }
+        Some(sum)
     }
 }
 
@@ -129,7 +170,7 @@ fn self_cpu() -> f64 {
 
 /// `idle`: connect N subscribed clients, hold them for the duration.
 pub async fn idle(c: &Common, clients: usize) -> Res<Outcome> {
-    let probe = Probe(c.server_pid);
+    let probe = Probe(c.server_pid.clone());
     let before = probe.sample();
     let fleet = Fleet::start(specs(c, clients, "idle", false, Join::Subscribe)?)
         .await
@@ -191,7 +232,7 @@ pub async fn idle(c: &Common, clients: usize) -> Res<Outcome> {
 /// Expected pushes for client `i` (user index), given the pusher's report.
 fn expected_for(route: &Route, push: &PushReport, i: usize) -> u64 {
     match route {
-        Route::Room(_) => push.accepted,
+        Route::Room(_) | Route::Broadcast => push.accepted,
         Route::Users { users, .. } => {
             let users = *users as u64;
             let i = i as u64;
@@ -296,11 +337,11 @@ async fn push_and_measure(
     rate: f64,
     http_conns: usize,
 ) -> Res<(Value, bool)> {
-    let probe = Probe(c.server_pid);
+    let probe = Probe(c.server_pid.clone());
     let schedule = Schedule::new(rate, c.duration);
     let connected = fleet.connected.connected;
     let conn = connect_json(&fleet);
-    let broker = Probe(c.broker_pid);
+    let broker = Probe(c.broker_pid.into_iter().collect());
     let before = probe.sample();
     let broker_before = broker.sample();
     let self_before = fleet
@@ -309,8 +350,10 @@ async fn push_and_measure(
         .map_err(|e| format!("client processes: {e}"))?;
     let push = match via {
         Via::Http => {
+            let servers = server_addrs(c)?;
             let api = HttpApi {
-                addr: server_addr(c)?,
+                addr: servers[0],
+                servers,
                 api_key: c.api_key.clone(),
             };
             pusher::push_http(api, route.clone(), schedule, http_conns).await
@@ -325,7 +368,7 @@ async fn push_and_measure(
         }
     };
     let expected: u64 = match &route {
-        Route::Room(_) => push.accepted * connected,
+        Route::Room(_) | Route::Broadcast => push.accepted * connected,
         Route::Users { .. } => push.accepted,
     };
     let reached = fleet
@@ -426,6 +469,58 @@ pub async fn unicast(
 
 // ---------------------------------------------------------------------------------------------
 
+/// `idle-broadcast`: N idle subscribed clients (spread over every server), one broadcast per
+/// 1/rate seconds through the HTTP API; every client must receive each broadcast once.
+pub async fn idle_broadcast(
+    c: &Common,
+    clients: usize,
+    rate: f64,
+    http_conns: usize,
+) -> Res<Outcome> {
+    let probe = Probe(c.server_pid.clone());
+    let before = probe.sample();
+    let fleet = Fleet::start(specs(c, clients, "bcast", false, Join::Subscribe)?)
+        .await
+        .map_err(|e| format!("client processes: {e}"))?;
+    let n = fleet.connected.connected;
+    // Let the servers settle (deferred frees, buffers) before reading their memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let connected = probe.sample();
+    let (mut results, ok) =
+        push_and_measure(c, fleet, Route::Broadcast, Via::Http, rate, http_conns).await?;
+    let rss_per_conn = match (before, connected) {
+        (Some(b), Some(e)) if n > 0 => {
+            Some(round((e.rss_kib as f64 - b.rss_kib as f64) / n as f64, 2))
+        }
+        _ => None,
+    };
+    results["servers"] = json!(server_addrs(c)?.len());
+    results["server_rss_before_kib"] = json!(before.map(|s| s.rss_kib));
+    results["server_rss_connected_kib"] = json!(connected.map(|s| s.rss_kib));
+    results["rss_per_conn_kib"] = json!(rss_per_conn);
+    let mut text = delivery_summary("idle-broadcast", &results);
+    let _ = write!(
+        text,
+        "\n  {n}/{clients} connected to {} server(s); push->202 p50 {} p99 {} ms; server RSS \
+         {} -> {} KiB = {} KiB per connection",
+        results["servers"],
+        results["pushes"]["accept_latency"]["p50_ms"],
+        results["pushes"]["accept_latency"]["p99_ms"],
+        results["server_rss_before_kib"],
+        results["server_rss_connected_kib"],
+        results["rss_per_conn_kib"],
+    );
+    Ok(Outcome {
+        params: json!({"clients": clients, "rate": rate, "via": Via::Http, "route": "broadcast",
+                       "duration_secs": c.duration, "http_conns": http_conns}),
+        ok: ok && n == clients as u64,
+        results,
+        summary: text,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /// `connect-storm`: open-loop connects at each rate for `step_secs`; stop at the first step
 /// with failures, or once the achieved rate falls well short of the target.
 pub async fn connect_storm(
@@ -436,7 +531,7 @@ pub async fn connect_storm(
     hold: bool,
 ) -> Res<Outcome> {
     let ep = Arc::new(endpoint(c)?);
-    let probe = Probe(c.server_pid);
+    let probe = Probe(c.server_pid.clone());
     let spec = specs(c, 1, "storm", false, Join::Nothing)?.remove(0);
     let deadline = Instant::now() + Duration::from_secs_f64(c.deadline_secs() - 10.0);
     let mut steps = Vec::new();
@@ -612,5 +707,6 @@ mod tests {
         // k = 0..10 → users 0,1 get 3 each, 2,3 get 2; k = 5 (user 1) failed.
         assert_eq!(got, vec![3, 2, 2, 2]);
         assert_eq!(expected_for(&Route::Room("r".into()), &push, 3), 9);
+        assert_eq!(expected_for(&Route::Broadcast, &push, 3), 9);
     }
 }
