@@ -61,18 +61,7 @@ impl AdminClient {
 
     /// The next `/admin` event, as its JSON array.
     async fn next_event(&mut self) -> Value {
-        let text = loop {
-            // Longer than the stats' period: the next one always comes within it.
-            match self.ws.next(Duration::from_secs(5)).await {
-                Some(Frame::Text(t)) if t == "2" => self.ws.send("3").await,
-                Some(Frame::Text(t)) => break t,
-                other => panic!("expected an /admin event, got {other:?}"),
-            }
-        };
-        let array = text
-            .strip_prefix("42/admin,")
-            .unwrap_or_else(|| panic!("an /admin event, got {text}"));
-        serde_json::from_str(array).unwrap()
+        self.ws.next_admin_event().await
     }
 
     /// The next event named `name`, skipping others (`server_stats` come every 2 s).

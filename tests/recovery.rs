@@ -88,6 +88,26 @@ async fn ws_session_with_one_push(srv: &TestServer) -> (RawClient, Ids, String) 
     (c, ids, offset)
 }
 
+/// Connect user 42 over long-polling, have it receive push 1, then close its transport without
+/// `41`: its ids and that push's offset.
+async fn polling_session_with_one_push(srv: &TestServer) -> (Ids, String) {
+    let token = srv.token("42", false);
+    let mut c = PollingClient::open(srv).await;
+    let ids = ids_of(
+        &c.connect(Some(&json!({ "token": token }).to_string()))
+            .await,
+    );
+    assert!(!welcome_recovered(
+        &c.next_packet().await.unwrap(),
+        &ids.sid
+    ));
+    srv.push_to_user("42", &notification(1)).await;
+    let (n, offset) = push_of(&c.next_packet().await.unwrap());
+    assert_eq!(n, 1);
+    c.send("1").await; // the client closes its transport, without `41`
+    (ids, offset)
+}
+
 #[actix_web::test]
 async fn a_dropped_websocket_gets_its_missed_pushes_then_welcome_then_live_ones() {
     let srv = start_with(recovery_config());
@@ -182,18 +202,7 @@ async fn another_users_or_an_unknown_pid_gets_a_new_session_and_a_bad_token_is_r
 async fn a_polling_session_is_recovered_and_what_followed_its_connect_waits_for_it() {
     let srv = start_with(recovery_config());
     let token = srv.token("42", false);
-    let mut c = PollingClient::open(&srv).await;
-    let ids = ids_of(
-        &c.connect(Some(&json!({ "token": token }).to_string()))
-            .await,
-    );
-    assert!(!welcome_recovered(
-        &c.next_packet().await.unwrap(),
-        &ids.sid
-    ));
-    srv.push_to_user("42", &notification(1)).await;
-    let (_, offset) = push_of(&c.next_packet().await.unwrap());
-    c.send("1").await; // the client closes its transport, without `41`
+    let (ids, offset) = polling_session_with_one_push(&srv).await;
     srv.push_to_user("42", &notification(2)).await;
     // One POST: the CONNECT asking for recovery, then an event, answered after `welcome`.
     let mut c = PollingClient::open(&srv).await;
@@ -440,18 +449,7 @@ async fn a_websocket_replay_many_slices_long_arrives_whole_in_order_then_live_pu
 async fn a_polling_replay_many_slices_long_comes_a_slice_per_get_in_order_then_live_pushes() {
     let srv = start_with(recovery_config());
     let token = srv.token("42", false);
-    let mut c = PollingClient::open(&srv).await;
-    let ids = ids_of(
-        &c.connect(Some(&json!({ "token": token }).to_string()))
-            .await,
-    );
-    assert!(!welcome_recovered(
-        &c.next_packet().await.unwrap(),
-        &ids.sid
-    ));
-    srv.push_to_user("42", &notification(1)).await;
-    let (_, offset) = push_of(&c.next_packet().await.unwrap());
-    c.send("1").await; // the client closes its transport, without `41`
+    let (ids, offset) = polling_session_with_one_push(&srv).await;
     miss_many(&srv).await;
     let c = PollingClient::open(&srv).await;
     c.send(&format!("40{}", auth(&token, &ids, Some(&offset))))

@@ -169,4 +169,21 @@ impl RawClient {
     pub async fn close(&mut self) {
         let _ = self.framed.send(ws::Message::Close(None)).await;
     }
+
+    /// The next event of the Admin UI's `/admin` namespace, as its JSON array (Engine.IO pings
+    /// answered on the way).
+    pub async fn next_admin_event(&mut self) -> serde_json::Value {
+        let text = loop {
+            // Longer than the stats' period: the next one always comes within it.
+            match self.next(Duration::from_secs(5)).await {
+                Some(Frame::Text(t)) if t == "2" => self.send("3").await,
+                Some(Frame::Text(t)) => break t,
+                other => panic!("expected an /admin event, got {other:?}"),
+            }
+        };
+        let array = text
+            .strip_prefix("42/admin,")
+            .unwrap_or_else(|| panic!("an /admin event, got {text}"));
+        serde_json::from_str(array).expect("JSON")
+    }
 }
