@@ -1,6 +1,8 @@
 //! Appends records to the cluster's log with publisher confirms: [`LogAppender::append`]
 //! answers once the broker confirmed the record (it is then durable in the stream), or says
-//! why it cannot be.
+//! why it cannot be. [`LogAppender::publish`] splits the two steps for callers that append
+//! one record after another without waiting for each confirm (the event consumers): the
+//! records keep their order, and each one's [`PendingAppend`] says when it is in.
 //!
 //! A cheap, cloneable handle shared by the HTTP routes (on every worker thread) and the event
 //! consumers. The [`BrokerLink`](crate::consumers::BrokerLink) gives it a channel in confirm
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
 use super::record::{LogRecord, RecordError};
 
@@ -82,33 +84,58 @@ impl LogAppender {
 
     /// Append `record`; `Ok` once the broker confirmed it.
     pub async fn append(&self, record: &LogRecord) -> Result<(), AppendError> {
-        let bytes = record.encode()?;
-        let channel = self.current().ok_or(AppendError::Unavailable)?;
-        let publish = async {
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    self.stream.as_ref().into(),
-                    // A record the stream cannot take (e.g. deleted meanwhile) comes back
-                    // instead of being confirmed and lost.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &bytes,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await
-                .map_err(AppendError::Publish)?;
-            match confirm.await.map_err(AppendError::Publish)? {
-                Confirmation::Ack(None) => Ok(()),
-                Confirmation::Ack(Some(_)) | Confirmation::Nack(_) | Confirmation::NotRequested => {
-                    Err(AppendError::Nacked)
-                }
-            }
-        };
-        actix::clock::timeout(CONFIRM_TIMEOUT, publish)
+        let append = async { self.publish(record).await?.confirmed().await };
+        actix::clock::timeout(CONFIRM_TIMEOUT, append)
             .await
             .map_err(|_| AppendError::TimedOut)?
+    }
+
+    /// Publish `record` without waiting for its confirm: `Ok` once its frames are queued on
+    /// the channel, ahead of every record published after it (the stream keeps a channel's
+    /// order). The record is in the log once [`PendingAppend::confirmed`] says so; until
+    /// then it may not be.
+    pub async fn publish(&self, record: &LogRecord) -> Result<PendingAppend, AppendError> {
+        let bytes = record.encode()?;
+        let channel = self.current().ok_or(AppendError::Unavailable)?;
+        let publish = channel.basic_publish(
+            "".into(),
+            self.stream.as_ref().into(),
+            // A record the stream cannot take (e.g. deleted meanwhile) comes back instead of
+            // being confirmed and lost.
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &bytes,
+            BasicProperties::default().with_delivery_mode(2),
+        );
+        let confirm = actix::clock::timeout(CONFIRM_TIMEOUT, publish)
+            .await
+            .map_err(|_| AppendError::TimedOut)?
+            .map_err(AppendError::Publish)?;
+        Ok(PendingAppend { confirm })
+    }
+}
+
+/// A published record whose confirm has not come yet ([`LogAppender::publish`]).
+#[must_use = "a record is in the log only once confirmed"]
+pub struct PendingAppend {
+    confirm: PublisherConfirm,
+}
+
+impl PendingAppend {
+    /// `Ok` once the broker confirmed the record (it is then durable in the stream); the
+    /// reason otherwise, at the latest after [`CONFIRM_TIMEOUT`].
+    pub async fn confirmed(self) -> Result<(), AppendError> {
+        let confirmation = actix::clock::timeout(CONFIRM_TIMEOUT, self.confirm)
+            .await
+            .map_err(|_| AppendError::TimedOut)?
+            .map_err(AppendError::Publish)?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(_) | Confirmation::NotRequested => {
+                Err(AppendError::Nacked)
+            }
+        }
     }
 }

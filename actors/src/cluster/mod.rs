@@ -23,7 +23,8 @@
 //!   / `.device` (same bindings and dead-lettering as the per-node ones, plus
 //!   `x-single-active-consumer`) are consumed by every node; the broker delivers to one at a
 //!   time. That node routes the event as a lone node would, appends its pushes as one record
-//!   (with the device status change behind `oldStatus`), waits for the confirm, then acks.
+//!   (with the device status change behind `oldStatus`), and acks it once the record is
+//!   confirmed; it appends the next events meanwhile (the settler keeps the acks in order).
 //!   Every node applies the status changes it reads from the log to its device status cache,
 //!   so whichever node becomes the active consumer knows the latest statuses: before it
 //!   routes its first device event, it appends a fence and waits until its reader has read
@@ -61,7 +62,7 @@ pub mod session_log;
 pub mod session_record;
 pub mod stream;
 
-pub use appender::{AppendError, LogAppender};
+pub use appender::{AppendError, LogAppender, PendingAppend};
 pub use beacon::PresenceBeacon;
 pub use fence::Fences;
 pub use logged_push::LoggedPush;

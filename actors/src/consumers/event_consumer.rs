@@ -4,8 +4,11 @@
 //! The [`BrokerLink`](super::BrokerLink) hands it a connection ([`Attach`]); it opens its own
 //! channel, sets `basic_qos(prefetch)` and starts an exclusive, manually acked consumer. The
 //! deliveries arrive as an actor stream and each one is handled under `ctx.wait`, so the next
-//! delivery (and any message) waits until this one is acked: per-consumer order holds, and the
-//! device status cache sees the events in queue order.
+//! delivery (and any message) waits until this one's pushes are handed on: per-consumer order
+//! holds, and the device status cache sees the events in queue order. In cluster mode they are
+//! handed on by publishing their record to the cluster's log; its ack waits for the broker's
+//! confirm in the [`Settler`] (which keeps every verdict after it waiting too), while the
+//! consumer goes on with the next delivery.
 //!
 //! Per delivery: [`route`] (with the settings' `max_event_bytes`: a larger body is poison);
 //! `Routed` → each push (its payload already JSON text) is `send` to
@@ -59,7 +62,7 @@ use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::cluster::{
-    ClusterParts, DeviceChange, Fences, LogAppender, LogRecord, SharedDeviceStatus,
+    ClusterParts, DeviceChange, Fences, LogAppender, LogRecord, PendingAppend, SharedDeviceStatus,
 };
 use crate::device_status_cache::DeviceStatusCache;
 use crate::messages::{Accepted, Push, PushSource, PushTarget};
@@ -512,14 +515,15 @@ fn to_push(push: RoutedPush, taken_at: Instant) -> Push {
 }
 
 /// Hand a delivery's pushes on: to the supervisor, in order, or (cluster mode) into the
-/// cluster's log as one record, confirmed. `Err`: why they were not taken.
+/// cluster's log as one record, published (its confirm comes later). `Err`: why they were not
+/// taken.
 async fn hand_over(
     sink: &PushSink,
     pushes: Vec<RoutedPush>,
     device: Option<DeviceChange>,
     taken_at: Instant,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<HandedOver, String> {
     match sink {
         PushSink::Supervisor(supervisor) => {
             // The payload text is shared by the pushes that carry it (a user's push and its
@@ -530,7 +534,7 @@ async fn hand_over(
                     .await
                     .map_err(|e| format!("room supervisor refused a push ({e})"))?;
             }
-            Ok(())
+            Ok(HandedOver::Taken)
         }
         PushSink::Log { appender, origin } => {
             let record = LogRecord::Pushes {
@@ -541,17 +545,29 @@ async fn hand_over(
                     .map(|p| to_push(p, taken_at).into())
                     .collect(),
             };
-            appender.append(&record).await.map_err(|e| {
-                metrics.cluster_log_append_failures.inc();
-                e.to_string()
-            })
+            match appender.publish(&record).await {
+                Ok(pending) => Ok(HandedOver::Published(pending)),
+                Err(e) => {
+                    metrics.cluster_log_append_failures.inc();
+                    Err(e.to_string())
+                }
+            }
         }
     }
 }
 
+/// Where a delivery's pushes went.
+enum HandedOver {
+    /// The supervisor took them.
+    Taken,
+    /// Their record is published to the cluster's log; it is in once confirmed.
+    Published(PendingAppend),
+}
+
 /// Hands the pushes of each delivery on ([`hand_over`]), in order, and each delivery's verdict
-/// to the channel's [`Settler`] once they were taken (ack), or requeue it and the ones after
-/// it when they were not.
+/// to the channel's [`Settler`]: ack once they were taken (for the log: once the record is
+/// confirmed, which the settler waits for while this consumer goes on), or requeue it and the
+/// ones after it when they were not.
 async fn settle(
     deliveries: Vec<RoutedDelivery>,
     sink: PushSink,
@@ -560,26 +576,47 @@ async fn settle(
 ) {
     let mut deliveries = deliveries.into_iter();
     while let Some(delivery) = deliveries.next() {
-        let key = delivery.routing_key.as_str();
-        if let Err(e) = hand_over(
+        let key = delivery.routing_key;
+        let handed = hand_over(
             &sink,
             delivery.pushes,
             delivery.device,
             delivery.taken_at,
             &metrics,
         )
-        .await
-        {
-            log::error!("{e} for `{key}`; requeueing");
-            actix::clock::sleep(REQUEUE_PAUSE).await;
-            settler.settle(delivery.tag, Verdict::Requeue);
-            for rest in deliveries {
-                settler.settle(rest.tag, Verdict::Requeue);
+        .await;
+        match handed {
+            Ok(HandedOver::Taken) => {
+                metrics.amqp_message(key.as_str(), AmqpOutcome::Routed);
+                settler.settle(delivery.tag, Verdict::Ack);
             }
-            return;
+            Ok(HandedOver::Published(pending)) => {
+                let metrics = metrics.clone();
+                settler.settle_when(delivery.tag, async move {
+                    match pending.confirmed().await {
+                        Ok(()) => {
+                            metrics.amqp_message(key.as_str(), AmqpOutcome::Routed);
+                            Verdict::Ack
+                        }
+                        Err(e) => {
+                            metrics.cluster_log_append_failures.inc();
+                            log::error!("{e} for `{key}`; requeueing");
+                            actix::clock::sleep(REQUEUE_PAUSE).await;
+                            Verdict::Requeue
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                log::error!("{e} for `{key}`; requeueing");
+                actix::clock::sleep(REQUEUE_PAUSE).await;
+                settler.settle(delivery.tag, Verdict::Requeue);
+                for rest in deliveries {
+                    settler.settle(rest.tag, Verdict::Requeue);
+                }
+                return;
+            }
         }
-        metrics.amqp_message(key, AmqpOutcome::Routed);
-        settler.settle(delivery.tag, Verdict::Ack);
     }
 }
 

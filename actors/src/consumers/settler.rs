@@ -17,6 +17,13 @@
 //! it too, before it was pushed, and its own ack later would be an unknown tag, which closes
 //! the channel).
 //!
+//! **Verdicts that wait** (cluster mode): a delivery whose record was published to the
+//! cluster's log but not confirmed yet is [`settle_when`](Settler::settle_when)d: its verdict
+//! is whatever its confirm decides (ack once in the log, requeue if not), and it takes its
+//! place in the same ordered queue, so no verdict after it, merged ack or not, is written
+//! before it. The consumer goes on publishing the next deliveries meanwhile: the confirms
+//! of a run of records come back together instead of one round trip per delivery.
+//!
 //! One settler belongs to one channel: delivery tags are per channel, and a new channel (after
 //! a reconnect) gets a new settler. A settler whose channel died fails its remaining verdicts;
 //! the broker redelivers those messages.
@@ -35,7 +42,8 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::Channel;
 
@@ -50,9 +58,15 @@ pub enum Verdict {
     Requeue,
 }
 
+/// A verdict handed to the settler: decided, or decided by a future (see the module doc).
+enum Pending {
+    Now(Verdict),
+    When(LocalBoxFuture<'static, Verdict>),
+}
+
 /// The settling side of one channel; see the module doc.
 pub struct Settler {
-    verdicts: mpsc::UnboundedSender<(u64, Verdict)>,
+    verdicts: mpsc::UnboundedSender<(u64, Pending)>,
     unsettled: Rc<Cell<usize>>,
     deferred: Deferred,
 }
@@ -84,10 +98,24 @@ impl Settler {
     /// Settle the delivery with this tag (on this settler's channel), after every delivery
     /// settled before it.
     pub fn settle(&self, delivery_tag: u64, verdict: Verdict) {
+        self.hand_over(delivery_tag, Pending::Now(verdict));
+    }
+
+    /// Settle the delivery with this tag with the verdict `decided` gives, after every
+    /// delivery settled before it and before every one settled after it (they wait for it).
+    pub fn settle_when(
+        &self,
+        delivery_tag: u64,
+        decided: impl std::future::Future<Output = Verdict> + 'static,
+    ) {
+        self.hand_over(delivery_tag, Pending::When(decided.boxed_local()));
+    }
+
+    fn hand_over(&self, delivery_tag: u64, pending: Pending) {
         self.unsettled.set(self.unsettled.get() + 1);
         if self
             .verdicts
-            .unbounded_send((delivery_tag, verdict))
+            .unbounded_send((delivery_tag, pending))
             .is_err()
         {
             // Unreachable while `self` lives (the task ends only when the sender is dropped).
@@ -103,43 +131,76 @@ impl Settler {
 
 async fn run(
     channel: Channel,
-    mut queue: mpsc::UnboundedReceiver<(u64, Verdict)>,
+    mut queue: mpsc::UnboundedReceiver<(u64, Pending)>,
     unsettled: Rc<Cell<usize>>,
     deferred: Deferred,
 ) {
     let mut batch = Vec::new();
-    while let Some(first) = queue.next().await {
-        batch.push(first);
-        while let Ok(next) = queue.try_recv() {
-            batch.push(next);
+    let mut next = queue.next().await;
+    while let Some((tag, pending)) = next.take() {
+        batch.push((tag, decided(pending).await));
+        // Take what is queued and decided already; a verdict still waiting ends the batch
+        // (those before it are written first, it starts the next one).
+        while let Ok((tag, pending)) = queue.try_recv() {
+            match pending {
+                Pending::Now(verdict) => batch.push((tag, verdict)),
+                Pending::When(mut future) => match (&mut future).now_or_never() {
+                    Some(verdict) => batch.push((tag, verdict)),
+                    None => {
+                        next = Some((tag, Pending::When(future)));
+                        break;
+                    }
+                },
+            }
         }
-        let floor = deferred.borrow().first().copied().unwrap_or(u64::MAX);
-        for (tag, verdict, covers) in merge(&mut batch, floor) {
-            let result = match verdict {
-                Verdict::Ack => {
-                    let multiple = covers > 1;
-                    channel.basic_ack(tag, BasicAckOptions { multiple }).await
-                }
-                Verdict::DeadLetter => {
-                    let dead_letter = BasicRejectOptions { requeue: false };
-                    channel.basic_reject(tag, dead_letter).await
-                }
-                Verdict::Requeue => {
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    };
-                    channel.basic_nack(tag, requeue).await
-                }
-            };
-            unsettled.set(unsettled.get() - covers);
-            if tag >= floor {
-                deferred.borrow_mut().remove(&tag);
+        write(&channel, &mut batch, &unsettled, &deferred).await;
+        if next.is_none() {
+            next = queue.next().await;
+        }
+    }
+}
+
+/// The verdict, once decided.
+async fn decided(pending: Pending) -> Verdict {
+    match pending {
+        Pending::Now(verdict) => verdict,
+        Pending::When(future) => future.await,
+    }
+}
+
+/// Write the verdicts of `batch` to `channel`, runs of acks merged.
+async fn write(
+    channel: &Channel,
+    batch: &mut Vec<(u64, Verdict)>,
+    unsettled: &Cell<usize>,
+    deferred: &Deferred,
+) {
+    let floor = deferred.borrow().first().copied().unwrap_or(u64::MAX);
+    for (tag, verdict, covers) in merge(batch, floor) {
+        let result = match verdict {
+            Verdict::Ack => {
+                let multiple = covers > 1;
+                channel.basic_ack(tag, BasicAckOptions { multiple }).await
             }
-            if let Err(e) = result {
-                // The channel is gone: the broker redelivers these messages on the next one.
-                log::warn!("settling {covers} deliveries ({verdict:?}) failed: {e}");
+            Verdict::DeadLetter => {
+                let dead_letter = BasicRejectOptions { requeue: false };
+                channel.basic_reject(tag, dead_letter).await
             }
+            Verdict::Requeue => {
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                channel.basic_nack(tag, requeue).await
+            }
+        };
+        unsettled.set(unsettled.get() - covers);
+        if tag >= floor {
+            deferred.borrow_mut().remove(&tag);
+        }
+        if let Err(e) = result {
+            // The channel is gone: the broker redelivers these messages on the next one.
+            log::warn!("settling {covers} deliveries ({verdict:?}) failed: {e}");
         }
     }
 }
