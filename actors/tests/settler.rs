@@ -92,13 +92,18 @@ async fn a_waiting_verdict_holds_back_the_ones_after_it() {
     let (channel, tags) = consume(&connection, 3).await;
     let settler = Settler::start(channel.clone());
     let (decide, decided) = futures::channel::oneshot::channel::<Verdict>();
-    settler.settle_when(tags[0], async move {
-        decided.await.unwrap_or(Verdict::Requeue)
-    });
+    settler.settle_when(
+        tags[0],
+        async move { decided.await.unwrap_or(Verdict::Requeue) },
+    );
     settler.settle(tags[1], Verdict::Ack);
     settler.settle(tags[2], Verdict::Ack);
     actix::clock::sleep(Duration::from_millis(300)).await;
-    assert_eq!(settler.unsettled(), 3, "nothing written before the first is decided");
+    assert_eq!(
+        settler.unsettled(),
+        3,
+        "nothing written before the first is decided"
+    );
 
     // The first is decided: requeue. The acks after it go out then, and only they.
     decide.send(Verdict::Requeue).expect("the settler waits");
