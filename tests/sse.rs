@@ -163,6 +163,36 @@ async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeate
 }
 
 #[actix_web::test]
+async fn a_resume_longer_than_the_slow_reader_bound_arrives_whole_then_live_pushes() {
+    let srv = start_recovering();
+    let mut stream = opened(open(&srv, "9", false, &[]).await).await;
+    srv.wait_for_connections(1).await;
+    srv.push_to_user("9", r#"{"n":0}"#).await;
+    let last = stream.next_event(WAIT).await.unwrap();
+    stream.close();
+    srv.wait_for_connections(0).await;
+    // More missed bytes than a stream may hold unread: written all at once, they would end
+    // it as a slow reader, and its client would resume from the same id again and again.
+    let filler = "x".repeat(32 * 1024);
+    let missed = MAX_UNWRITTEN / filler.len() + 8;
+    for n in 1..=missed {
+        srv.push_to_user("9", &json!({ "n": n, "filler": filler }).to_string())
+            .await;
+    }
+    let id = last.id.clone().unwrap();
+    let mut resumed = opened(open(&srv, "9", false, &[("Last-Event-ID", &id)]).await).await;
+    srv.wait_for_connections(1).await;
+    // A live push while the replay is still being written: it comes after it.
+    srv.push_to_user("9", &json!({ "n": missed + 1 }).to_string())
+        .await;
+    for n in 1..=missed + 1 {
+        let event = resumed.next_event(WAIT).await.expect("every missed push");
+        assert_eq!(event.json()["n"], json!(n), "in order, once each");
+    }
+    assert!(resumed.no_event_within(Duration::from_millis(300)).await);
+}
+
+#[actix_web::test]
 async fn an_unknown_or_too_old_last_event_id_starts_live_with_a_reset_event() {
     let mut config = recovery_config();
     config.recovery.history_bytes = 4096;

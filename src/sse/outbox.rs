@@ -5,7 +5,8 @@
 //! the queue to actix-web when it can send more, which is only while the client reads. So the
 //! bytes in the outbox are how far the client is behind, and the actor ends a client that falls
 //! too far behind. When the body is dropped (the client went away, or the connection failed)
-//! it tells the actor.
+//! it tells the actor; and when the actor asked ([`Outbox::tell_when_taken`]), the body tells
+//! it once it has taken everything queued, so that a long resume is written a slice at a time.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -24,6 +25,8 @@ struct Queue {
     bytes: usize,
     waker: Option<Waker>,
     closed: bool,
+    /// Tell the actor ([`OutboxTaken`]) once the queue is empty.
+    tell_when_taken: bool,
 }
 
 /// The writing end (the stream's actor).
@@ -35,6 +38,8 @@ pub struct OutboxBody {
     queue: Rc<RefCell<Queue>>,
     /// Told once when the body is dropped.
     gone: Option<Recipient<BodyGone>>,
+    /// Told when the body took everything queued, if the actor asked.
+    taken: Recipient<OutboxTaken>,
 }
 
 /// The response body was dropped: the client went away (or its connection failed).
@@ -42,18 +47,36 @@ pub struct OutboxBody {
 #[rtype(result = "()")]
 pub struct BodyGone;
 
+/// The body took everything the outbox held (sent only when asked for, once per asking).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct OutboxTaken;
+
 impl Outbox {
     /// An empty outbox.
     pub fn new() -> Self {
         Outbox::default()
     }
 
-    /// Its body, which tells `gone` when it is dropped.
-    pub fn body(&self, gone: Recipient<BodyGone>) -> OutboxBody {
+    /// Its body, which tells `gone` when it is dropped and `taken` when it took everything
+    /// queued after [`Outbox::tell_when_taken`].
+    pub fn body(&self, gone: Recipient<BodyGone>, taken: Recipient<OutboxTaken>) -> OutboxBody {
         OutboxBody {
             queue: self.0.clone(),
             gone: Some(gone),
+            taken,
         }
+    }
+
+    /// Have the body send [`OutboxTaken`] once it has taken everything queued; `false` (and
+    /// nothing will be sent) when nothing is queued.
+    pub fn tell_when_taken(&self) -> bool {
+        let mut queue = self.0.borrow_mut();
+        if queue.chunks.is_empty() {
+            return false;
+        }
+        queue.tell_when_taken = true;
+        true
     }
 
     /// Queue `chunk` (ignored once closed).
@@ -107,6 +130,10 @@ impl Stream for OutboxBody {
             }
         };
         queue.bytes -= chunk.len();
+        if queue.tell_when_taken {
+            queue.tell_when_taken = false;
+            self.taken.do_send(OutboxTaken);
+        }
         Poll::Ready(Some(Ok(chunk)))
     }
 }
@@ -137,12 +164,51 @@ mod tests {
         }
     }
 
+    /// Counts the `OutboxTaken` it is told.
+    struct Taken(std::rc::Rc<std::cell::Cell<usize>>);
+
+    impl Actor for Taken {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<OutboxTaken> for Taken {
+        type Result = ();
+        fn handle(&mut self, _: OutboxTaken, _: &mut Self::Context) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    #[actix::test]
+    async fn the_body_tells_once_it_took_everything_only_when_asked() {
+        let told = std::rc::Rc::new(std::cell::Cell::new(0));
+        let taken = Taken(told.clone()).start();
+        let gone = Watcher(Default::default()).start();
+        let outbox = Outbox::new();
+        let mut body = outbox.body(gone.recipient(), taken.recipient());
+        assert!(!outbox.tell_when_taken(), "nothing queued: nothing to tell");
+        outbox.write(Bytes::from_static(b"a"));
+        body.next().await.unwrap().unwrap();
+        outbox.write(Bytes::from_static(b"b"));
+        assert!(outbox.tell_when_taken());
+        outbox.write(Bytes::from_static(b"c"));
+        actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(told.get(), 0, "not taken yet");
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"bc");
+        actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(told.get(), 1);
+        outbox.write(Bytes::from_static(b"d"));
+        body.next().await.unwrap().unwrap();
+        actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(told.get(), 1, "once per asking");
+    }
+
     #[actix::test]
     async fn the_body_takes_what_was_written_in_order_then_ends_and_tells_when_dropped() {
         let told = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watcher = Watcher(told.clone()).start();
+        let taken = Taken(Default::default()).start();
         let outbox = Outbox::new();
-        let mut body = outbox.body(watcher.recipient());
+        let mut body = outbox.body(watcher.recipient(), taken.recipient());
         outbox.write(Bytes::from_static(b"a"));
         outbox.write(Bytes::from_static(b"bc"));
         assert_eq!(outbox.unsent(), 3);

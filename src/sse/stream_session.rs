@@ -3,7 +3,10 @@
 //! push it receives as an event into its [`Outbox`].
 //!
 //! It starts with `retry:`, then (when its client asked to resume) the pushes it missed or a
-//! `reset` event, then live pushes, with a heartbeat comment every `PING_INTERVAL_MS`. It ends
+//! `reset` event, then live pushes. The missed pushes go out a slice of
+//! [`REPLAY_SLICE_BYTES`](crate::session::replay::REPLAY_SLICE_BYTES) at a time, the next once
+//! the response body took the last (a resume may be far longer than the slow-reader bound);
+//! live pushes that come meanwhile wait behind them. Then live pushes, with a heartbeat comment every `PING_INTERVAL_MS`. It ends
 //! (counted in `pushgate_disconnects_total` by reason, like a Socket.IO session) when its
 //! client goes away (`client_close`), falls more than [`MAX_UNWRITTEN`] bytes behind
 //! (`slow_reader`), its token expires (`token_expired`) or the server shuts down
@@ -13,16 +16,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
+use bytestring::ByteString;
 use pushgate_actors::routing::ADMIN_ROOM;
 use pushgate_actors::{
     Deliver, GoingAway, Inbox, RegisterStream, SessionId, StreamStart, UnregisterSession,
 };
 
 use super::event;
-use super::outbox::{BodyGone, Outbox, OutboxBody};
+use super::outbox::{BodyGone, Outbox, OutboxBody, OutboxTaken};
 use crate::acl;
 use crate::auth::Identity;
 use crate::disconnect::CloseReason;
+use crate::session::replay::Replay;
 use crate::session::{next_session_id, SessionContext};
 use crate::transport::upgraded::MAX_UNWRITTEN;
 
@@ -35,6 +40,10 @@ pub struct SseStream {
     resume_after: Option<String>,
     inbox: Inbox,
     outbox: Outbox,
+    /// The missed pushes not written yet, while it resumes.
+    replay: Option<Replay>,
+    /// The live pushes that came while it resumes, and their bytes.
+    held: (Vec<ByteString>, usize),
     /// Why it ends, once it does.
     ended: Option<CloseReason>,
 }
@@ -51,7 +60,8 @@ impl SseStream {
         outbox.write(event::retry());
         let mut body = None;
         SseStream::create(|actor_ctx| {
-            body = Some(outbox.body(actor_ctx.address().recipient()));
+            let addr = actor_ctx.address();
+            body = Some(outbox.body(addr.clone().recipient(), addr.recipient()));
             SseStream {
                 ctx,
                 id: next_session_id(),
@@ -59,6 +69,8 @@ impl SseStream {
                 resume_after,
                 inbox: Inbox::new(),
                 outbox,
+                replay: None,
+                held: (Vec::new(), 0),
                 ended: None,
             }
         });
@@ -81,14 +93,35 @@ impl SseStream {
         match start {
             StreamStart::Live => {}
             StreamStart::Resumed { missed } => {
-                for packet in &missed {
-                    self.write_push(packet);
-                }
+                self.replay = Some(Replay::new(missed));
+                self.write_replay();
             }
             StreamStart::HistoryLost => self.outbox.write(event::reset()),
         }
         ctx.add_message_stream(self.inbox.stream());
         self.check_backlog(ctx);
+    }
+
+    /// Write the next slices of the replay until one is queued for the body (which tells
+    /// when it took it: [`OutboxTaken`]); once the replay is done, the live pushes held
+    /// meanwhile.
+    fn write_replay(&mut self) {
+        while let Some(replay) = &mut self.replay {
+            let slice = replay.next_slice();
+            let done = replay.is_done();
+            for packet in &slice {
+                self.write_push(packet);
+            }
+            if done {
+                self.replay = None;
+                let (held, _) = std::mem::take(&mut self.held);
+                for packet in &held {
+                    self.write_push(packet);
+                }
+            } else if self.outbox.tell_when_taken() {
+                return;
+            }
+        }
     }
 
     /// Write one push packet as its event.
@@ -99,9 +132,10 @@ impl SseStream {
         }
     }
 
-    /// End a client more than [`MAX_UNWRITTEN`] bytes behind.
+    /// End a client more than [`MAX_UNWRITTEN`] bytes behind (written and not taken, or held
+    /// behind its replay).
     fn check_backlog(&mut self, ctx: &mut Context<Self>) {
-        let unsent = self.outbox.unsent();
+        let unsent = self.outbox.unsent() + self.held.1;
         if unsent > MAX_UNWRITTEN {
             log::info!(
                 "ending SSE stream {}: {unsent} bytes not read (slow reader)",
@@ -177,9 +211,25 @@ impl Handler<Deliver> for SseStream {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        for packet in msg.packets.iter() {
-            self.write_push(packet);
+        if self.replay.is_some() {
+            for packet in msg.packets.iter() {
+                self.held.1 += packet.len();
+                self.held.0.push(packet.clone());
+            }
+        } else {
+            for packet in msg.packets.iter() {
+                self.write_push(packet);
+            }
         }
+        self.check_backlog(ctx);
+    }
+}
+
+impl Handler<OutboxTaken> for SseStream {
+    type Result = ();
+
+    fn handle(&mut self, _msg: OutboxTaken, ctx: &mut Self::Context) {
+        self.write_replay();
         self.check_backlog(ctx);
     }
 }
