@@ -37,6 +37,17 @@ fn start_recovering() -> TestServer {
     start_with(recovery_config())
 }
 
+/// Open a stream of `user`'s, have it receive `body`, then close it: the event it got.
+async fn gone_after_one_push(srv: &TestServer, user: &str, body: &str) -> SseEvent {
+    let mut stream = opened(open(srv, user, false, &[]).await).await;
+    srv.wait_for_connections(1).await;
+    srv.push_to_user(user, body).await;
+    let event = stream.next_event(WAIT).await.expect("the push");
+    stream.close();
+    srv.wait_for_connections(0).await;
+    event
+}
+
 #[actix_web::test]
 async fn a_users_pushes_are_events_whose_id_is_the_offset_a_socketio_client_sees() {
     let srv = start_recovering();
@@ -119,13 +130,8 @@ async fn admins_get_the_admin_rooms_pushes_and_everyone_gets_broadcasts() {
 #[actix_web::test]
 async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeated() {
     let srv = start_recovering();
-    let mut stream = opened(open(&srv, "9", false, &[]).await).await;
-    srv.wait_for_connections(1).await;
-    srv.push_to_user("9", r#"{"n":1}"#).await;
-    let last = stream.next_event(WAIT).await.unwrap();
+    let last = gone_after_one_push(&srv, "9", r#"{"n":1}"#).await;
     assert_eq!(last.json(), json!({"n":1}));
-    stream.close();
-    srv.wait_for_connections(0).await;
     // While it is away: its own pushes, another user's, a broadcast.
     srv.push_to_user("9", r#"{"n":2}"#).await;
     srv.push_to_user("10", r#"{"other":true}"#).await;
@@ -165,12 +171,7 @@ async fn last_event_id_resumes_after_a_disconnect_with_nothing_missed_or_repeate
 #[actix_web::test]
 async fn a_resume_longer_than_the_slow_reader_bound_arrives_whole_then_live_pushes() {
     let srv = start_recovering();
-    let mut stream = opened(open(&srv, "9", false, &[]).await).await;
-    srv.wait_for_connections(1).await;
-    srv.push_to_user("9", r#"{"n":0}"#).await;
-    let last = stream.next_event(WAIT).await.unwrap();
-    stream.close();
-    srv.wait_for_connections(0).await;
+    let last = gone_after_one_push(&srv, "9", r#"{"n":0}"#).await;
     // More missed bytes than a stream may hold unread: written all at once, they would end
     // it as a slow reader, and its client would resume from the same id again and again.
     let filler = "x".repeat(32 * 1024);

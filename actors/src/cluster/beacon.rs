@@ -72,8 +72,8 @@ impl PresenceBeacon {
         }
     }
 
-    /// Send the [`ServerFigures`](super::presence::ServerFigures) `view` gives with this node's figures (the Admin UI's view,
-    /// when the node runs it).
+    /// Send the [`ServerFigures`](super::presence::ServerFigures) `view` gives with this
+    /// node's figures (`view`: the Admin UI's, when the node runs it).
     pub fn with_server_figures(mut self, view: Option<Recipient<GetServerFigures>>) -> Self {
         self.server_figures = view;
         self
