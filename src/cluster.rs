@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use actix::Addr;
 use pushgate_actors::cluster::presence::GetNodeFigures;
-use pushgate_actors::cluster::{LogAppender, LogRecord, PresenceBoard};
+use pushgate_actors::cluster::{LogAppender, PresenceBoard};
 use pushgate_actors::metrics::Metrics;
 use pushgate_actors::room_supervisor::CountReach;
 use pushgate_actors::{GetStats, Push, PushTarget, RoomSize, RoomSupervisor};
@@ -29,7 +29,7 @@ use crate::http::error::ApiError;
 pub struct ClusterEdge {
     /// Appends with publisher confirms (the broker link gives it its channel).
     pub appender: LogAppender,
-    /// This process among the nodes (`<NODE_ID>/<run>`), written into each record.
+    /// This process among the nodes (`<NODE_ID>/<run>`): its node id names it in the stats.
     pub origin: String,
     /// The other nodes' figures (their presence heartbeats).
     pub presence: Arc<PresenceBoard>,
@@ -45,12 +45,11 @@ impl ClusterEdge {
         metrics: &Metrics,
     ) -> Result<usize, ApiError> {
         let target = push.target.clone();
-        let record = LogRecord::Pushes {
-            origin: self.origin.clone(),
-            device: None,
-            pushes: vec![push.into()],
+        let appended = match self.appender.submit(&[push.into()], None) {
+            Ok(pending) => pending.confirmed().await,
+            Err(e) => Err(e),
         };
-        if let Err(e) = self.appender.append(&record).await {
+        if let Err(e) = appended {
             metrics.cluster_log_append_failures.inc();
             log::warn!("HTTP push refused with 503: {e}");
             return Err(ApiError::Unavailable(e.to_string()));

@@ -187,12 +187,20 @@ pub struct ClusterConfig {
     pub name: String,
     /// `CLUSTER_LOG_MAX_BYTES`: the size bound of the push log on the broker.
     pub log_max_bytes: u64,
+    /// `CLUSTER_APPEND_INTERVAL_MS`: the least time between two records a node appends to
+    /// the log (pushes accepted meanwhile share the next record); zero sends each record as
+    /// soon as there is room for it.
+    pub append_interval: Duration,
 }
 
 /// `CLUSTER_NAME` when unset.
 pub const DEFAULT_CLUSTER_NAME: &str = "pushgate";
 /// `CLUSTER_LOG_MAX_BYTES` when unset: 1 GiB.
 pub const DEFAULT_CLUSTER_LOG_MAX_BYTES: u64 = 1 << 30;
+/// `CLUSTER_APPEND_INTERVAL_MS` when unset.
+pub const DEFAULT_CLUSTER_APPEND_INTERVAL_MS: u64 = 1;
+/// The longest `CLUSTER_APPEND_INTERVAL_MS`: every push under load waits up to this long.
+pub const MAX_CLUSTER_APPEND_INTERVAL_MS: u64 = 100;
 
 /// Whether `name` may name broker queues: 1-100 characters of `A-Z a-z 0-9 . _ -` (what
 /// `NODE_ID` and `CLUSTER_NAME` allow).
@@ -234,6 +242,19 @@ fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
             reason: "CLUSTER=rabbitmq needs the broker every node shares: set RABBITMQ_URL".into(),
         });
     }
+    let append_interval = number(
+        src,
+        "CLUSTER_APPEND_INTERVAL_MS",
+        DEFAULT_CLUSTER_APPEND_INTERVAL_MS,
+        0,
+    )?;
+    if append_interval > MAX_CLUSTER_APPEND_INTERVAL_MS {
+        return Err(ConfigError::Invalid {
+            var: "CLUSTER_APPEND_INTERVAL_MS",
+            value: append_interval.to_string(),
+            reason: format!("must be at most {MAX_CLUSTER_APPEND_INTERVAL_MS}"),
+        });
+    }
     Ok(ClusterConfig {
         mode,
         name,
@@ -243,6 +264,7 @@ fn cluster(src: &Sources) -> Result<ClusterConfig, ConfigError> {
             DEFAULT_CLUSTER_LOG_MAX_BYTES,
             1,
         )?,
+        append_interval: Duration::from_millis(append_interval),
     })
 }
 
@@ -859,6 +881,7 @@ mod tests {
                 mode: ClusterMode::Off,
                 name: "pushgate".into(),
                 log_max_bytes: 1_073_741_824,
+                append_interval: Duration::from_millis(1),
             }
         );
         let base = [("JWT_SECRET", SECRET), ("NODE_ID", "n1")];
@@ -883,11 +906,14 @@ mod tests {
             ("RABBITMQ_URL", "amqp://u:p@broker:5672/v"),
             ("CLUSTER_NAME", "blue-1"),
             ("CLUSTER_LOG_MAX_BYTES", "1048576"),
+            ("CLUSTER_APPEND_INTERVAL_MS", "0"),
         ])
         .unwrap();
         assert_eq!(c.cluster.mode, ClusterMode::RabbitMq);
         assert_eq!(c.cluster.name, "blue-1");
         assert_eq!(c.cluster.log_max_bytes, 1 << 20);
+        assert_eq!(c.cluster.append_interval, Duration::ZERO);
+
         assert_eq!(
             with(&[("CLUSTER", "off")]).unwrap().cluster.mode,
             ClusterMode::Off
@@ -898,6 +924,10 @@ mod tests {
             ("CLUSTER_NAME", "a b"),
             ("CLUSTER_LOG_MAX_BYTES", "0"),
             ("CLUSTER_LOG_MAX_BYTES", "1GiB"),
+            ("CLUSTER_APPEND_INTERVAL_MS", "101"),
+            ("CLUSTER_APPEND_INTERVAL_MS", "-1"),
+            ("CLUSTER_APPEND_INTERVAL_MS", "0.5"),
+            ("CLUSTER_APPEND_INTERVAL_MS", "99999999999999999999999"),
         ] {
             match with(&[(var, value)]) {
                 Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var, "{value}"),

@@ -110,7 +110,8 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                 &config.amqp.node_id,
                 config.cluster.log_max_bytes,
                 config.recovery.window,
-            );
+            )
+            .with_append_interval(config.cluster.append_interval);
             ClusterParts::new(settings, presence_expiry)
         });
     let admin_view = config

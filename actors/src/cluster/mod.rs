@@ -22,9 +22,9 @@
 //! - **Publishers' events are routed once**: the shared queues `pushgate.<CLUSTER_NAME>.quota`
 //!   / `.device` (same bindings and dead-lettering as the per-node ones, plus
 //!   `x-single-active-consumer`) are consumed by every node; the broker delivers to one at a
-//!   time. That node routes the event as a lone node would, appends its pushes as one record
-//!   (with the device status change behind `oldStatus`), and acks it once the record is
-//!   confirmed; it appends the next events meanwhile (the settler keeps the acks in order).
+//!   time. That node routes the event as a lone node would, appends its pushes (with the device
+//!   status change behind `oldStatus`), and acks it once their record is confirmed; it
+//!   appends the next events meanwhile (the settler keeps the acks in order).
 //!   Every node applies the status changes it reads from the log to its device status cache,
 //!   so whichever node becomes the active consumer knows the latest statuses: before it
 //!   routes its first device event, it appends a fence and waits until its reader has read
@@ -49,6 +49,7 @@ use crate::device_status_cache::DeviceStatusCache;
 use crate::routing::EventFamily;
 
 pub mod appender;
+pub mod batch;
 pub mod beacon;
 pub mod fence;
 pub mod figures_codec;
@@ -97,7 +98,11 @@ impl ClusterParts {
     /// The parts for `settings`, with an appender not attached yet and a presence board that
     /// forgets a node silent for `presence_expiry` (`PING_INTERVAL_MS + PING_TIMEOUT_MS`).
     pub fn new(settings: ClusterSettings, presence_expiry: Duration) -> Self {
-        let appender = LogAppender::new(&settings.log_name());
+        let appender = LogAppender::new(
+            &settings.log_name(),
+            &settings.origin,
+            settings.append_interval,
+        );
         let presence = Arc::new(PresenceBoard::new(&settings.origin, presence_expiry));
         ClusterParts {
             settings,
@@ -108,6 +113,9 @@ impl ClusterParts {
         }
     }
 }
+
+/// `CLUSTER_APPEND_INTERVAL_MS` when unset: 1 ms.
+pub const DEFAULT_APPEND_INTERVAL: Duration = Duration::from_millis(1);
 
 /// What cluster mode needs besides the broker settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +130,9 @@ pub struct ClusterSettings {
     /// This process among the nodes: `<NODE_ID>/<random>`, new at every start, so that a node
     /// restarted under the same `NODE_ID` tells its records from its former life's.
     pub origin: String,
+    /// `CLUSTER_APPEND_INTERVAL_MS`: the least time between two records this node appends
+    /// (see [`appender`]).
+    pub append_interval: Duration,
 }
 
 impl ClusterSettings {
@@ -137,6 +148,15 @@ impl ClusterSettings {
             log_max_bytes,
             recovery_window,
             origin: format!("{node_id}/{:08x}", rand_u32()),
+            append_interval: DEFAULT_APPEND_INTERVAL,
+        }
+    }
+
+    /// The same settings, appending at most one record per `interval`.
+    pub fn with_append_interval(self, interval: Duration) -> Self {
+        ClusterSettings {
+            append_interval: interval,
+            ..self
         }
     }
 

@@ -163,14 +163,14 @@ impl LogReader {
             }
             Ok(LogRecord::Pushes {
                 origin,
-                device,
+                devices,
                 pushes,
             }) => {
-                if let Some(change) = device.filter(|_| origin != self.cluster.origin) {
-                    self.devices
-                        .lock()
-                        .expect("device status lock")
-                        .apply(change);
+                if origin != self.cluster.origin && !devices.is_empty() {
+                    let mut cache = self.devices.lock().expect("device status lock");
+                    for change in devices {
+                        cache.apply(change);
+                    }
                 }
                 for (index, push) in pushes.into_iter().enumerate() {
                     self.supervisor.do_send(LoggedPush {

@@ -20,8 +20,10 @@
 //! Big-endian, length-prefixed, no padding: `"PGL"`, version `1`, kind (`0` pushes, `1`
 //! mark, `2` session, `3` fence), origin (string); for a fence, its number (`u64`); for a
 //! session, the event as
-//! [`session_record`](super::session_record) writes it; for pushes: the device change (`0` none, `1` set: id string and
-//! status `1` running / `2` stopped, `2` removed: id string), the push count (1 to
+//! [`session_record`](super::session_record) writes it; for pushes: the device changes (`0`
+//! none; one change: `1` set: id string and status `1` running / `2` stopped, or `2` removed:
+//! id string; `3` a list: its count, 2 to [`MAX_PUSHES`], then each change as one is
+//! written), the push count (1 to
 //! [`MAX_PUSHES`]), then each push: target (`0` everyone, `1` room: name, `2` room except the
 //! members of another: two names), event (`0` notification, `1` message), priority (`0`/`1`),
 //! source (`0` amqp, `1` http, `2` consul), payload (`u32` length, UTF-8 bytes). A string is a `u16` length and UTF-8 bytes. Nothing
@@ -121,8 +123,9 @@ pub enum LogRecord {
     Pushes {
         /// The node process that appended them (`<NODE_ID>/<run>`).
         origin: String,
-        /// The device status change that comes with them (device events only).
-        device: Option<DeviceChange>,
+        /// The device status changes that come with them (device events only), in the order
+        /// they were made: one per routed device event in the record.
+        devices: Vec<DeviceChange>,
         /// The pushes, in delivery order; at least one.
         pushes: Vec<RecordedPush>,
     },
@@ -176,6 +179,10 @@ pub enum RecordError {
     /// No pushes, or more than [`MAX_PUSHES`].
     #[error("{0} pushes in one record (1 to {MAX_PUSHES} allowed)")]
     PushCount(usize),
+    /// A list of device changes shorter than 2 (one or none has its own tag) or longer than
+    /// [`MAX_PUSHES`].
+    #[error("a list of {0} device changes in one record (2 to {MAX_PUSHES} allowed)")]
+    DeviceCount(usize),
     /// A string longer than a `u16` length can say.
     #[error("{0} longer than 65535 bytes")]
     TooLong(&'static str),
@@ -191,36 +198,19 @@ impl LogRecord {
     /// The record's bytes; an error when it cannot be written (no pushes, too many, too
     /// large, a room name over 65535 bytes).
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        let mut out = start();
         match self {
             LogRecord::Pushes {
                 origin,
-                device,
+                devices,
                 pushes,
             } => {
-                out.push(0);
-                put_str(&mut out, origin, "origin")?;
-                match device {
-                    None => out.push(0),
-                    Some(DeviceChange::Set { device_id, status }) => {
-                        out.push(1);
-                        put_str(&mut out, device_id, "device id")?;
-                        out.push(if *status == "running" { 1 } else { 2 });
-                    }
-                    Some(DeviceChange::Removed { device_id }) => {
-                        out.push(2);
-                        put_str(&mut out, device_id, "device id")?;
-                    }
-                }
-                if pushes.is_empty() || pushes.len() > MAX_PUSHES {
-                    return Err(RecordError::PushCount(pushes.len()));
-                }
-                out.push(pushes.len() as u8);
+                let mut body = Vec::new();
                 for push in pushes {
-                    put_push(&mut out, push)?;
+                    put_push(&mut body, push)?;
                 }
+                let devices: Vec<&DeviceChange> = devices.iter().collect();
+                put_pushes(&mut out, origin, &devices, pushes.len(), [body.as_slice()])?;
             }
             LogRecord::Mark { origin } => {
                 out.push(1);
@@ -237,10 +227,7 @@ impl LogRecord {
                 out.extend_from_slice(&number.to_be_bytes());
             }
         }
-        if out.len() > MAX_RECORD_BYTES {
-            return Err(RecordError::Oversized(out.len()));
-        }
-        Ok(out)
+        finish(out)
     }
 
     /// Read a record; see [`RecordError`] for what is refused.
@@ -259,31 +246,21 @@ impl LogRecord {
         let record = match r.u8()? {
             0 => {
                 let origin = r.string("origin")?;
-                let device = match r.u8()? {
-                    0 => None,
-                    1 => {
-                        let device_id = r.string("device id")?;
-                        let status = match r.u8()? {
-                            1 => "running",
-                            2 => "stopped",
-                            tag => {
-                                return Err(RecordError::BadTag {
-                                    field: "status",
-                                    tag,
-                                })
-                            }
-                        };
-                        Some(DeviceChange::Set { device_id, status })
+                let devices = match r.u8()? {
+                    0 => Vec::new(),
+                    3 => {
+                        let count = usize::from(r.u8()?);
+                        if !(2..=MAX_PUSHES).contains(&count) {
+                            return Err(RecordError::DeviceCount(count));
+                        }
+                        (0..count)
+                            .map(|_| {
+                                let tag = r.u8()?;
+                                r.change(tag)
+                            })
+                            .collect::<Result<Vec<_>, _>>()?
                     }
-                    2 => Some(DeviceChange::Removed {
-                        device_id: r.string("device id")?,
-                    }),
-                    tag => {
-                        return Err(RecordError::BadTag {
-                            field: "device",
-                            tag,
-                        })
-                    }
+                    tag => vec![r.change(tag)?],
                 };
                 let count = usize::from(r.u8()?);
                 if count == 0 || count > MAX_PUSHES {
@@ -294,7 +271,7 @@ impl LogRecord {
                     .collect::<Result<Vec<_>, _>>()?;
                 LogRecord::Pushes {
                     origin,
-                    device,
+                    devices,
                     pushes,
                 }
             }
@@ -318,6 +295,73 @@ impl LogRecord {
     }
 }
 
+/// A record's first bytes: magic and version.
+pub(super) fn start() -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out
+}
+
+/// A record's bytes, unless they are too many.
+pub(super) fn finish(out: Vec<u8>) -> Result<Vec<u8>, RecordError> {
+    if out.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::Oversized(out.len()));
+    }
+    Ok(out)
+}
+
+/// The rest of a pushes record after [`start`]: kind, origin, the device changes, the push
+/// count, then `bodies`, the `count` pushes already written by [`put_push`], in order.
+pub(super) fn put_pushes<'a>(
+    out: &mut Vec<u8>,
+    origin: &str,
+    devices: &[&DeviceChange],
+    count: usize,
+    bodies: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), RecordError> {
+    out.push(0);
+    put_str(out, origin, "origin")?;
+    match devices {
+        [] => out.push(0),
+        [one] => put_change(out, one)?,
+        many => {
+            if many.len() > MAX_PUSHES {
+                return Err(RecordError::DeviceCount(many.len()));
+            }
+            out.push(3);
+            out.push(many.len() as u8);
+            for change in many {
+                put_change(out, change)?;
+            }
+        }
+    }
+    if count == 0 || count > MAX_PUSHES {
+        return Err(RecordError::PushCount(count));
+    }
+    out.push(count as u8);
+    for body in bodies {
+        out.extend_from_slice(body);
+    }
+    Ok(())
+}
+
+/// One device change: tag `1` set (id, status `1` running / `2` stopped) or `2` removed (id).
+pub(super) fn put_change(out: &mut Vec<u8>, change: &DeviceChange) -> Result<(), RecordError> {
+    match change {
+        DeviceChange::Set { device_id, status } => {
+            out.push(1);
+            put_str(out, device_id, "device id")?;
+            out.push(if *status == "running" { 1 } else { 2 });
+        }
+        DeviceChange::Removed { device_id } => {
+            out.push(2);
+            put_str(out, device_id, "device id")?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), RecordError> {
     let len = u16::try_from(s.len()).map_err(|_| RecordError::TooLong(what))?;
     out.extend_from_slice(&len.to_be_bytes());
@@ -325,7 +369,7 @@ pub(super) fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<
     Ok(())
 }
 
-fn put_push(out: &mut Vec<u8>, push: &RecordedPush) -> Result<(), RecordError> {
+pub(super) fn put_push(out: &mut Vec<u8>, push: &RecordedPush) -> Result<(), RecordError> {
     match &push.target {
         PushTarget::Everyone => out.push(0),
         PushTarget::Room(room) => {
@@ -390,6 +434,33 @@ impl<'a> Reader<'a> {
     pub(super) fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
         let len = u16::from_be_bytes(self.take(2)?.try_into().expect("two bytes"));
         self.text(usize::from(len), what).map(str::to_owned)
+    }
+
+    /// The device change after its tag `tag` (see [`put_change`]).
+    fn change(&mut self, tag: u8) -> Result<DeviceChange, RecordError> {
+        match tag {
+            1 => {
+                let device_id = self.string("device id")?;
+                let status = match self.u8()? {
+                    1 => "running",
+                    2 => "stopped",
+                    tag => {
+                        return Err(RecordError::BadTag {
+                            field: "status",
+                            tag,
+                        })
+                    }
+                };
+                Ok(DeviceChange::Set { device_id, status })
+            }
+            2 => Ok(DeviceChange::Removed {
+                device_id: self.string("device id")?,
+            }),
+            tag => Err(RecordError::BadTag {
+                field: "device",
+                tag,
+            }),
+        }
     }
 
     fn push(&mut self) -> Result<RecordedPush, RecordError> {
@@ -467,10 +538,10 @@ mod tests {
     fn sample() -> LogRecord {
         LogRecord::Pushes {
             origin: "node-1/3f2a".into(),
-            device: Some(DeviceChange::Set {
+            devices: vec![DeviceChange::Set {
                 device_id: "d-7".into(),
                 status: "running",
-            }),
+            }],
             pushes: vec![
                 push(
                     PushTarget::Room("user:42".into()),
@@ -503,22 +574,22 @@ mod tests {
             sample(),
             LogRecord::Pushes {
                 origin: "n".into(),
-                device: Some(DeviceChange::Set {
+                devices: vec![DeviceChange::Set {
                     device_id: "d".into(),
                     status: "stopped",
-                }),
+                }],
                 pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
             },
             LogRecord::Pushes {
                 origin: "n".into(),
-                device: Some(DeviceChange::Removed {
+                devices: vec![DeviceChange::Removed {
                     device_id: "d".into(),
-                }),
+                }],
                 pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
             },
             LogRecord::Pushes {
                 origin: String::new(),
-                device: None,
+                devices: vec![],
                 pushes: vec![push(
                     PushTarget::Room("r".into()),
                     PushEvent::Message,
@@ -542,6 +613,68 @@ mod tests {
             let bytes = record.encode().unwrap();
             assert_eq!(LogRecord::decode(&bytes), Ok(record));
         }
+    }
+
+    #[test]
+    fn a_record_of_several_routed_events_carries_their_device_changes_in_order() {
+        let changes = vec![
+            DeviceChange::Set {
+                device_id: "d-1".into(),
+                status: "running",
+            },
+            DeviceChange::Removed {
+                device_id: "d-2".into(),
+            },
+            DeviceChange::Set {
+                device_id: "d-1".into(),
+                status: "stopped",
+            },
+        ];
+        let record = LogRecord::Pushes {
+            origin: "n".into(),
+            devices: changes.clone(),
+            pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
+        };
+        let bytes = record.encode().unwrap();
+        // "PGL", version, kind at 0..5, origin "n" at 5..8, then the list tag and its count.
+        assert_eq!(&bytes[8..10], &[3, 3]);
+        assert_eq!(LogRecord::decode(&bytes), Ok(record));
+
+        let with = |at: usize, byte: u8| {
+            let mut changed = bytes.clone();
+            changed[at] = byte;
+            LogRecord::decode(&changed)
+        };
+        assert_eq!(with(9, 0), Err(RecordError::DeviceCount(0)));
+        assert_eq!(with(9, 1), Err(RecordError::DeviceCount(1)));
+        assert_eq!(with(9, 65), Err(RecordError::DeviceCount(65)));
+        assert_eq!(with(9, 255), Err(RecordError::DeviceCount(255)));
+        // A list inside the list, or no change at all, is no change.
+        for tag in [0, 3, 9] {
+            assert_eq!(
+                with(10, tag),
+                Err(RecordError::BadTag {
+                    field: "device",
+                    tag
+                })
+            );
+        }
+        for len in 9..bytes.len() {
+            assert_eq!(
+                LogRecord::decode(&bytes[..len]),
+                Err(RecordError::Truncated),
+                "cut at {len}"
+            );
+        }
+        let too_many = LogRecord::Pushes {
+            origin: "n".into(),
+            devices: vec![changes[1].clone(); MAX_PUSHES + 1],
+            pushes: vec![push(PushTarget::Everyone, PushEvent::Message, "{}", false)],
+        };
+        assert_eq!(
+            too_many.encode(),
+            Err(RecordError::DeviceCount(MAX_PUSHES + 1))
+        );
     }
 
     #[test]
@@ -585,12 +718,14 @@ mod tests {
         );
         // origin "node-1/3f2a" is 11 bytes at 5..18; the device tag follows.
         assert_eq!(
-            with(18, 3),
+            with(18, 4),
             Err(RecordError::BadTag {
                 field: "device",
-                tag: 3
+                tag: 4
             })
         );
+        // `3` makes the device id's length (0, then 3) a list count: 0 is no list.
+        assert_eq!(with(18, 3), Err(RecordError::DeviceCount(0)));
         assert_eq!(with(7, 0xff), Err(RecordError::NotUtf8("origin")));
         // the device id "d-7" at 19..24, its status at 24, the push count at 25.
         assert_eq!(
@@ -688,7 +823,7 @@ mod tests {
         let big = "x".repeat(MAX_RECORD_BYTES);
         let record = LogRecord::Pushes {
             origin: "n".into(),
-            device: None,
+            devices: vec![],
             pushes: vec![push(PushTarget::Everyone, PushEvent::Message, &big, false)],
         };
         assert!(matches!(record.encode(), Err(RecordError::Oversized(_))));
@@ -698,13 +833,13 @@ mod tests {
         );
         let none = LogRecord::Pushes {
             origin: "n".into(),
-            device: None,
+            devices: vec![],
             pushes: vec![],
         };
         assert_eq!(none.encode(), Err(RecordError::PushCount(0)));
         let long_room = LogRecord::Pushes {
             origin: "n".into(),
-            device: None,
+            devices: vec![],
             pushes: vec![push(
                 PushTarget::Room("r".repeat(70_000)),
                 PushEvent::Message,

@@ -6,8 +6,8 @@
 //! deliveries arrive as an actor stream and each one is handled under `ctx.wait`, so the next
 //! delivery (and any message) waits until this one's pushes are handed on: per-consumer order
 //! holds, and the device status cache sees the events in queue order. In cluster mode they are
-//! handed on by publishing their record to the cluster's log; its ack waits for the broker's
-//! confirm in the [`Settler`] (which keeps every verdict after it waiting too), while the
+//! handed on by queueing them for the cluster's log; its ack waits for the broker's confirm
+//! of their record in the [`Settler`] (which keeps every verdict after it waiting too), while the
 //! consumer goes on with the next delivery.
 //!
 //! Per delivery: [`route`] (with the settings' `max_event_bytes`: a larger body is poison);
@@ -62,7 +62,8 @@ use super::storm_coalescer::{Offered, StormCoalescer};
 use super::topology::queue_name;
 use super::{soft_error, AmqpSettings};
 use crate::cluster::{
-    ClusterParts, DeviceChange, Fences, LogAppender, LogRecord, PendingAppend, SharedDeviceStatus,
+    ClusterParts, DeviceChange, Fences, LogAppender, LogRecord, PendingAppend, RecordedPush,
+    SharedDeviceStatus,
 };
 use crate::device_status_cache::DeviceStatusCache;
 use crate::messages::{Accepted, Push, PushSource, PushTarget};
@@ -164,11 +165,9 @@ struct RoutedDelivery {
 enum PushSink {
     /// A node on its own: to its room supervisor.
     Supervisor(Addr<RoomSupervisor>),
-    /// Cluster mode: into the cluster's log, one record per delivery, as `origin`.
-    Log {
-        appender: LogAppender,
-        origin: Arc<str>,
-    },
+    /// Cluster mode: into the cluster's log (a delivery's pushes go into one record, with
+    /// whatever else the appender gathers meanwhile).
+    Log { appender: LogAppender },
 }
 
 /// Cluster mode, fenced families: what a consumer needs to append a fence and see it read.
@@ -263,7 +262,6 @@ impl<F: Family> EventConsumer<F> {
         self.exclusive = false;
         self.sink = PushSink::Log {
             appender: cluster.appender.clone(),
-            origin: Arc::from(cluster.settings.origin.as_str()),
         };
         self.fencing = F::FENCED.then(|| Fencing {
             fences: cluster.fences.clone(),
@@ -515,7 +513,7 @@ fn to_push(push: RoutedPush, taken_at: Instant) -> Push {
 }
 
 /// Hand a delivery's pushes on: to the supervisor, in order, or (cluster mode) into the
-/// cluster's log as one record, published (its confirm comes later). `Err`: why they were not
+/// cluster's log, queued for the next record (its confirm comes later). `Err`: why they were not
 /// taken.
 async fn hand_over(
     sink: &PushSink,
@@ -536,16 +534,12 @@ async fn hand_over(
             }
             Ok(HandedOver::Taken)
         }
-        PushSink::Log { appender, origin } => {
-            let record = LogRecord::Pushes {
-                origin: origin.to_string(),
-                device,
-                pushes: pushes
-                    .into_iter()
-                    .map(|p| to_push(p, taken_at).into())
-                    .collect(),
-            };
-            match appender.publish(&record).await {
+        PushSink::Log { appender } => {
+            let pushes: Vec<RecordedPush> = pushes
+                .into_iter()
+                .map(|p| to_push(p, taken_at).into())
+                .collect();
+            match appender.submit(&pushes, device) {
                 Ok(pending) => Ok(HandedOver::Published(pending)),
                 Err(e) => {
                     metrics.cluster_log_append_failures.inc();
