@@ -112,7 +112,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                 config.recovery.window,
             )
             .with_append_interval(config.cluster.append_interval);
-            ClusterParts::new(settings, presence_expiry)
+            ClusterParts::new(settings, presence_expiry, metrics.clone())
         });
     let admin_view = config
         .admin_ui

@@ -99,6 +99,12 @@ pub struct Metrics {
     /// `pushgate_cluster_log_append_failures_total`: records this node could not append to
     /// the cluster's log (no broker, no confirm): each a `503` or a requeued event.
     pub cluster_log_append_failures: IntCounter,
+    /// `pushgate_cluster_log_records_appended_total`: records this node appended to the
+    /// cluster's log (confirmed by the broker).
+    pub cluster_log_records_appended: IntCounter,
+    /// `pushgate_cluster_log_appends_total`: the appends those records carried (HTTP pushes,
+    /// routed events, marks, fences, session records); per record, how much appends shared.
+    pub cluster_log_appends: IntCounter,
     /// Pushes, deliveries and write latency by event and source:
     /// `pushgate_pushes_by_source_total{event,source}`,
     /// `pushgate_push_deliveries_total{event,source}` and the histogram
@@ -298,6 +304,16 @@ impl Metrics {
                 "Records this node could not append to the cluster's log",
             )
             .expect("valid metric"),
+            cluster_log_records_appended: IntCounter::new(
+                "pushgate_cluster_log_records_appended_total",
+                "Records this node appended to the cluster's log (confirmed)",
+            )
+            .expect("valid metric"),
+            cluster_log_appends: IntCounter::new(
+                "pushgate_cluster_log_appends_total",
+                "Appends carried by the records this node appended to the cluster's log",
+            )
+            .expect("valid metric"),
         }
         .with_recovery_metrics()
         .with_cluster_metrics()
@@ -308,6 +324,8 @@ impl Metrics {
         for c in [
             self.cluster_log_records_skipped.clone(),
             self.cluster_log_append_failures.clone(),
+            self.cluster_log_records_appended.clone(),
+            self.cluster_log_appends.clone(),
         ] {
             self.registry
                 .register(Box::new(c))

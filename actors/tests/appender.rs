@@ -3,6 +3,7 @@
 //! same order; an append after a quiet spell goes alone; an append that cannot be written
 //! fails at once and alone; without a broker connection every append fails at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,6 +13,7 @@ use lapin::{Connection, ConnectionProperties};
 use pushgate_actors::cluster::record::RecordError;
 use pushgate_actors::cluster::{AppendError, DeviceChange, LogAppender, LogRecord, RecordedPush};
 use pushgate_actors::messages::{PushEvent, PushSource, PushTarget};
+use pushgate_actors::metrics::Metrics;
 use pushgate_test_support::broker::Vhost;
 
 const STREAM: &str = "appender-test";
@@ -34,8 +36,12 @@ fn started(n: usize) -> DeviceChange {
 }
 
 /// A connection to a vhost of its own holding the stream, and an appender attached to it
-/// that appends at most one record per `interval`.
-async fn appender(vhost: &Vhost, interval: Duration) -> (Connection, LogAppender) {
+/// that appends at most one record per `interval`, counting into `metrics`.
+async fn appender(
+    vhost: &Vhost,
+    interval: Duration,
+    metrics: &Arc<Metrics>,
+) -> (Connection, LogAppender) {
     let connection = Connection::connect(&vhost.user_url(), ConnectionProperties::default())
         .await
         .expect("connects");
@@ -61,7 +67,7 @@ async fn appender(vhost: &Vhost, interval: Duration) -> (Connection, LogAppender
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm mode");
-    let appender = LogAppender::new(STREAM, "node-1/test", interval);
+    let appender = LogAppender::new(STREAM, "node-1/test", interval, metrics.clone());
     appender.attach(channel);
     (connection, appender)
 }
@@ -107,7 +113,8 @@ async fn records(connection: &Connection, pushes: usize) -> Vec<LogRecord> {
 async fn appends_made_while_a_record_is_on_its_way_share_the_next_one_in_order() {
     let vhost = Vhost::create();
     // A long interval, so that the appends made right after the first record surely wait.
-    let (connection, appender) = appender(&vhost, Duration::from_millis(300)).await;
+    let metrics = Arc::new(Metrics::new());
+    let (connection, appender) = appender(&vhost, Duration::from_millis(300), &metrics).await;
 
     // A quiet spell: the first append goes at once, alone.
     let first = appender
@@ -179,12 +186,18 @@ async fn appends_made_while_a_record_is_on_its_way_share_the_next_one_in_order()
         .map(started)
         .collect();
     assert_eq!(devices, expected_devices, "device changes in their order");
+    assert_eq!(
+        metrics.cluster_log_records_appended.get(),
+        records.len() as u64
+    );
+    assert_eq!(metrics.cluster_log_appends.get(), 61);
 }
 
 #[actix::test]
 async fn an_append_that_cannot_be_written_fails_alone_and_without_a_broker_all_fail_at_once() {
     let vhost = Vhost::create();
-    let (connection, appender) = appender(&vhost, Duration::from_millis(50)).await;
+    let metrics = Arc::new(Metrics::new());
+    let (connection, appender) = appender(&vhost, Duration::from_millis(50), &metrics).await;
     let before = appender.submit(&[push(1)], None).expect("queued");
     let unwritable = RecordedPush {
         target: PushTarget::Room("r".repeat(70_000)),
@@ -226,7 +239,7 @@ async fn an_append_that_cannot_be_written_fails_alone_and_without_a_broker_all_f
         appender.append(&mark).await,
         Err(AppendError::Unavailable)
     ));
-    let detached = LogAppender::new(STREAM, "node-2/test", Duration::ZERO);
+    let detached = LogAppender::new(STREAM, "node-2/test", Duration::ZERO, metrics);
     assert!(matches!(
         detached.submit(&[push(5)], None),
         Err(AppendError::Unavailable)

@@ -34,6 +34,7 @@ use lapin::{BasicProperties, Channel, Confirmation};
 
 use super::batch::{next_record, Append, EncodedPushes, NextRecord, Unwritable};
 use super::record::{DeviceChange, LogRecord, RecordError, RecordedPush};
+use crate::metrics::Metrics;
 
 /// The longest wait for the broker's confirm of one record, and for an append to be published.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +88,8 @@ struct Shared {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<Append<Waiter>>>>,
     /// The least time between two records (`CLUSTER_APPEND_INTERVAL_MS`).
     interval: Duration,
+    /// Counts the records and the appends they carried.
+    metrics: Arc<Metrics>,
 }
 
 /// See the module doc.
@@ -98,8 +101,8 @@ pub struct LogAppender {
 
 impl LogAppender {
     /// An appender to the stream `stream` for the node process `origin` that appends at most
-    /// one record per `interval`, without a channel yet.
-    pub fn new(stream: &str, origin: &str, interval: Duration) -> Self {
+    /// one record per `interval`, counting into `metrics`, without a channel yet.
+    pub fn new(stream: &str, origin: &str, interval: Duration, metrics: Arc<Metrics>) -> Self {
         let (queue, receiver) = mpsc::unbounded();
         LogAppender {
             shared: Arc::new(Shared {
@@ -108,6 +111,7 @@ impl LogAppender {
                 channel: Mutex::default(),
                 receiver: Mutex::new(Some(receiver)),
                 interval,
+                metrics,
             }),
             queue,
         }
@@ -289,6 +293,10 @@ async fn run(
         futures::select_biased! {
             confirmed = confirm.fuse() => {
                 if let Some((result, waiters)) = confirmed {
+                    if result.is_ok() {
+                        shared.metrics.cluster_log_records_appended.inc();
+                        shared.metrics.cluster_log_appends.inc_by(waiters.len() as u64);
+                    }
                     answer_all(waiters, &result);
                 }
             }

@@ -46,6 +46,7 @@ use std::time::Duration;
 use actix::Recipient;
 
 use crate::device_status_cache::DeviceStatusCache;
+use crate::metrics::Metrics;
 use crate::routing::EventFamily;
 
 pub mod appender;
@@ -95,13 +96,19 @@ pub struct ClusterParts {
 }
 
 impl ClusterParts {
-    /// The parts for `settings`, with an appender not attached yet and a presence board that
-    /// forgets a node silent for `presence_expiry` (`PING_INTERVAL_MS + PING_TIMEOUT_MS`).
-    pub fn new(settings: ClusterSettings, presence_expiry: Duration) -> Self {
+    /// The parts for `settings`, with an appender not attached yet (counting into `metrics`)
+    /// and a presence board that forgets a node silent for `presence_expiry`
+    /// (`PING_INTERVAL_MS + PING_TIMEOUT_MS`).
+    pub fn new(
+        settings: ClusterSettings,
+        presence_expiry: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let appender = LogAppender::new(
             &settings.log_name(),
             &settings.origin,
             settings.append_interval,
+            metrics,
         );
         let presence = Arc::new(PresenceBoard::new(&settings.origin, presence_expiry));
         ClusterParts {
