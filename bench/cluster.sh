@@ -201,6 +201,18 @@ node_stats() {
   printf ']'
 }
 
+log_records() { # how many appends the nodes' records to the log carried, from their /metrics
+  local port records=0 appends=0 r a
+  for port in "${PORTS[@]}"; do
+    r=$(curl -sS "http://127.0.0.1:$port/metrics" | awk '$1 == "pushgate_cluster_log_records_appended_total" {print $2}')
+    a=$(curl -sS "http://127.0.0.1:$port/metrics" | awk '$1 == "pushgate_cluster_log_appends_total" {print $2}')
+    records=$((records + ${r:-0}))
+    appends=$((appends + ${a:-0}))
+  done
+  echo "== log: the nodes appended $records records carrying $appends appends" \
+    "($(awk -v a="$appends" -v r="$records" 'BEGIN { printf "%.2f", r ? a / r : 0 }') per record)" >&2
+}
+
 run_config() { # mode nodes loadgen-args...
   local mode=$1 nodes=$2 label i port log
   shift 2
@@ -234,6 +246,7 @@ run_config() { # mode nodes loadgen-args...
   timeout --kill-after=10 "$LIMIT" "$LOADGEN" "$SCENARIO" "$@" --targets "${targets%,}" \
     --server-pid "${pids%,}" --amqp-url "$amqp" "${broker[@]}" >"$result" || rc=$?
   after=$(node_stats)
+  if [ "$mode" = rabbitmq ]; then log_records; fi
   printf '{"config":"%s","cluster":"%s","nodes":%s,"before":%s,"after":%s}\n' \
     "$label" "$mode" "$nodes" "$before" "$after" >"$OUT/cluster-$SCENARIO-$label.nodes.json"
   stop_nodes
