@@ -148,7 +148,7 @@ pub fn start(config: Config, listener: TcpListener, mode: Mode) -> io::Result<Ru
                     &origin,
                     parts.presence.clone(),
                 ))
-                .with_session_log(SessionLog::start(
+                .with_session_log(SessionLog::new(
                     parts.appender.clone(),
                     origin,
                     metrics.clone(),

@@ -137,13 +137,32 @@ impl LogAppender {
         self.shared.current().is_some()
     }
 
-    /// Append `record` as a record of its own, in its place among the appends; `Ok` once the
-    /// broker confirmed it.
+    /// Append `record` in its place among the appends; `Ok` once the broker confirmed the
+    /// record that carries it.
     pub async fn append(&self, record: &LogRecord) -> Result<(), AppendError> {
-        let bytes = record.encode()?;
-        self.enqueue(|waiter| Append::Whole(bytes, waiter))?
-            .confirmed()
-            .await
+        self.submit_record(record)?.confirmed().await
+    }
+
+    /// Queue `record` for the log, after every append queued before it (a mark, session
+    /// record or fence may share a record with the ones queued next to it, pushes with
+    /// pushes); `Err` at once when there is no broker connection or it cannot be written.
+    pub fn submit_record(&self, record: &LogRecord) -> Result<PendingAppend, AppendError> {
+        match record {
+            LogRecord::Pushes {
+                pushes, devices, ..
+            } => {
+                let part = EncodedPushes::new(pushes, devices.clone())?;
+                self.enqueue(|waiter| Append::Pushes(part, waiter))
+            }
+            LogRecord::Several(_) => {
+                let bytes = record.encode()?;
+                self.enqueue(|waiter| Append::Alone(bytes, waiter))
+            }
+            LogRecord::Mark { .. } | LogRecord::Session { .. } | LogRecord::Fence { .. } => {
+                let bytes = record.encode()?;
+                self.enqueue(|waiter| Append::Whole(bytes, waiter))
+            }
+        }
     }
 
     /// Queue `pushes`, with the device status change behind them, for the log: they go into
@@ -155,7 +174,7 @@ impl LogAppender {
         pushes: &[RecordedPush],
         device: Option<DeviceChange>,
     ) -> Result<PendingAppend, AppendError> {
-        let part = EncodedPushes::new(pushes, device)?;
+        let part = EncodedPushes::new(pushes, device.into_iter().collect())?;
         self.enqueue(|waiter| Append::Pushes(part, waiter))
     }
 
@@ -320,11 +339,13 @@ fn answer_all(waiters: Vec<Waiter>, result: &Result<(), AppendError>) {
 fn fail_expired(waiting: &mut VecDeque<Append<Waiter>>) {
     let now = Instant::now();
     let expired = |a: &Append<Waiter>| {
-        let (Append::Pushes(_, w) | Append::Whole(_, w)) = a;
+        let (Append::Pushes(_, w) | Append::Whole(_, w) | Append::Alone(_, w)) = a;
         now.duration_since(w.queued) >= CONFIRM_TIMEOUT
     };
     while waiting.front().is_some_and(expired) {
-        let (Some(Append::Pushes(_, w)) | Some(Append::Whole(_, w))) = waiting.pop_front() else {
+        let (Some(Append::Pushes(_, w)) | Some(Append::Whole(_, w)) | Some(Append::Alone(_, w))) =
+            waiting.pop_front()
+        else {
             unreachable!("the front was checked")
         };
         w.answer(Err(AppendError::TimedOut));

@@ -12,14 +12,16 @@
 //! (an HTTP worker, the event consumer), so an append that cannot be written fails alone and
 //! at once, never the record it would have shared. The pushes keep their order: the record
 //! lists each append's pushes after the previous append's, and their device changes in the
-//! same order ([`LogRecord::Pushes`](super::LogRecord::Pushes)). Records of other kinds
-//! (marks, fences, sessions) go alone, in their place among the appends.
+//! same order ([`LogRecord::Pushes`](super::LogRecord::Pushes)). Marks, session records and
+//! fences share a record of their own kind, [`LogRecord::Several`](super::LogRecord::Several),
+//! in their place among the appends: a record never mixes them with pushes, whose positions
+//! in the log are their record's offset and their index in it.
 
 use std::collections::VecDeque;
 
 use super::record::{
-    finish, put_change, put_push, put_pushes, start, DeviceChange, RecordError, RecordedPush,
-    MAX_PUSHES, MAX_RECORD_BYTES,
+    finish, put_change, put_push, put_pushes, put_several, start, DeviceChange, RecordError,
+    RecordedPush, MAX_PUSHES, MAX_RECORD_BYTES, MAX_SEVERAL,
 };
 
 /// The most bytes of pushes a record of several appends gathers: an append larger than this
@@ -32,20 +34,24 @@ pub const BATCH_BYTES: usize = 1 << 20;
 pub struct EncodedPushes {
     count: usize,
     bytes: Vec<u8>,
-    device: Option<DeviceChange>,
+    devices: Vec<DeviceChange>,
 }
 
 impl EncodedPushes {
-    /// Write `pushes` (1 to [`MAX_PUSHES`]); an error when they cannot be written (too many,
-    /// a room name over 65535 bytes, larger than a record may be).
+    /// Write `pushes` (1 to [`MAX_PUSHES`]) with the device changes behind them; an error
+    /// when they cannot be written (too many, a room name or device id over 65535 bytes,
+    /// larger than a record may be).
     pub fn new(
         pushes: &[RecordedPush],
-        device: Option<DeviceChange>,
+        devices: Vec<DeviceChange>,
     ) -> Result<EncodedPushes, RecordError> {
         if pushes.is_empty() || pushes.len() > MAX_PUSHES {
             return Err(RecordError::PushCount(pushes.len()));
         }
-        if let Some(change) = &device {
+        if devices.len() > MAX_PUSHES {
+            return Err(RecordError::DeviceCount(devices.len()));
+        }
+        for change in &devices {
             put_change(&mut Vec::new(), change)?;
         }
         let mut bytes = Vec::with_capacity(pushes.iter().map(|p| p.payload.len() + 32).sum());
@@ -58,7 +64,7 @@ impl EncodedPushes {
         Ok(EncodedPushes {
             count: pushes.len(),
             bytes,
-            device,
+            devices,
         })
     }
 
@@ -77,7 +83,7 @@ impl EncodedPushes {
 /// [`MAX_PUSHES`] pushes in all).
 pub fn write_record(origin: &str, parts: &[EncodedPushes]) -> Result<Vec<u8>, RecordError> {
     let count = parts.iter().map(|p| p.count).sum();
-    let devices: Vec<&DeviceChange> = parts.iter().filter_map(|p| p.device.as_ref()).collect();
+    let devices: Vec<&DeviceChange> = parts.iter().flat_map(|p| &p.devices).collect();
     let mut out = start();
     put_pushes(
         &mut out,
@@ -89,13 +95,15 @@ pub fn write_record(origin: &str, parts: &[EncodedPushes]) -> Result<Vec<u8>, Re
     finish(out)
 }
 
-/// One queued append: pushes that may share a record, or a whole record of another kind.
+/// One queued append, and who waits for it (`T`).
 #[derive(Debug)]
 pub enum Append<T> {
-    /// Pushes, and who waits for them (`T`).
+    /// Pushes: a run of them shares a pushes record.
     Pushes(EncodedPushes, T),
-    /// A record of its own (already written), and who waits for it.
+    /// A mark, session record or fence, written: a run of them shares a record of several.
     Whole(Vec<u8>, T),
+    /// A record that goes alone (a record of several, written).
+    Alone(Vec<u8>, T),
 }
 
 /// What the next record carries: its bytes, and the waiters it answers, in order.
@@ -124,40 +132,58 @@ pub fn next_record<T>(
     queue: &mut VecDeque<Append<T>>,
 ) -> Option<Result<NextRecord<T>, Unwritable<T>>> {
     let mut parts = Vec::new();
+    let mut wholes = Vec::new();
     let mut waiters = Vec::new();
     let (mut pushes, mut bytes) = (0, 0);
     while let Some(front) = queue.front() {
-        match front {
-            Append::Whole(..) if !parts.is_empty() => break,
-            Append::Whole(..) => {
-                let Some(Append::Whole(bytes, waiter)) = queue.pop_front() else {
-                    unreachable!("the front is a whole record")
-                };
+        let first = waiters.is_empty();
+        let fits = match front {
+            Append::Alone(..) => first,
+            Append::Whole(whole, _) => {
+                parts.is_empty()
+                    && (first
+                        || (wholes.len() < MAX_SEVERAL && bytes + 4 + whole.len() <= BATCH_BYTES))
+            }
+            Append::Pushes(part, _) => {
+                wholes.is_empty()
+                    && (first
+                        || (pushes + part.count <= MAX_PUSHES
+                            && bytes + part.byte_len() <= BATCH_BYTES))
+            }
+        };
+        if !fits {
+            break;
+        }
+        match queue.pop_front().expect("the front was looked at") {
+            Append::Alone(bytes, waiter) => {
                 return Some(Ok(NextRecord {
                     bytes,
                     waiters: vec![waiter],
-                }));
+                }))
             }
-            Append::Pushes(part, _) => {
-                let fits =
-                    pushes + part.count <= MAX_PUSHES && bytes + part.byte_len() <= BATCH_BYTES;
-                if !parts.is_empty() && !fits {
-                    break;
-                }
+            Append::Whole(whole, waiter) => {
+                bytes += 4 + whole.len();
+                wholes.push(whole);
+                waiters.push(waiter);
+            }
+            Append::Pushes(part, waiter) => {
                 pushes += part.count;
                 bytes += part.byte_len();
-                let Some(Append::Pushes(part, waiter)) = queue.pop_front() else {
-                    unreachable!("the front is pushes")
-                };
                 parts.push(part);
                 waiters.push(waiter);
             }
         }
     }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(match write_record(origin, &parts) {
+    let written = match (parts.is_empty(), wholes.len()) {
+        (true, 0) => return None,
+        (true, 1) => Ok(wholes.pop().expect("one record")),
+        (true, _) => {
+            let mut out = start();
+            put_several(&mut out, &wholes).and_then(|()| finish(out))
+        }
+        (false, _) => write_record(origin, &parts),
+    };
+    Some(match written {
         Ok(bytes) => Ok(NextRecord { bytes, waiters }),
         Err(error) => Err(Unwritable { error, waiters }),
     })
@@ -179,16 +205,16 @@ mod tests {
         }
     }
 
-    fn started(device: &str) -> Option<DeviceChange> {
-        Some(DeviceChange::Set {
+    fn started(device: &str) -> DeviceChange {
+        DeviceChange::Set {
             device_id: device.into(),
             status: "running",
-        })
+        }
     }
 
     fn pushes(n: usize, tag: &str) -> EncodedPushes {
         let all: Vec<_> = (0..n).map(|i| push(tag, &format!("{i}"))).collect();
-        EncodedPushes::new(&all, None).unwrap()
+        EncodedPushes::new(&all, vec![]).unwrap()
     }
 
     #[test]
@@ -197,21 +223,21 @@ mod tests {
             Append::Pushes(
                 EncodedPushes::new(
                     &[push("user:1", "{\"a\":1}"), push("admin", "{\"a\":1}")],
-                    started("d-1"),
+                    vec![started("d-1")],
                 )
                 .unwrap(),
                 1,
             ),
             Append::Pushes(
-                EncodedPushes::new(&[push("user:2", "{\"b\":2}")], None).unwrap(),
+                EncodedPushes::new(&[push("user:2", "{\"b\":2}")], vec![]).unwrap(),
                 2,
             ),
             Append::Pushes(
                 EncodedPushes::new(
                     &[push("user:1", "{\"c\":3}")],
-                    Some(DeviceChange::Removed {
+                    vec![DeviceChange::Removed {
                         device_id: "d-1".into(),
-                    }),
+                    }],
                 )
                 .unwrap(),
                 3,
@@ -232,7 +258,7 @@ mod tests {
         assert_eq!(
             devices,
             vec![
-                started("d-1").unwrap(),
+                started("d-1"),
                 DeviceChange::Removed {
                     device_id: "d-1".into()
                 }
@@ -250,13 +276,13 @@ mod tests {
     fn one_append_alone_is_the_record_it_always_was() {
         let alone = [push("user:9", "{}")];
         let mut queue = VecDeque::from([Append::Pushes(
-            EncodedPushes::new(&alone, started("d")).unwrap(),
+            EncodedPushes::new(&alone, vec![started("d")]).unwrap(),
             (),
         )]);
         let next = next_record("n", &mut queue).unwrap().unwrap();
         let before = LogRecord::Pushes {
             origin: "n".into(),
-            devices: vec![started("d").unwrap()],
+            devices: vec![started("d")],
             pushes: alone.to_vec(),
         };
         assert_eq!(next.bytes, before.encode().unwrap());
@@ -286,13 +312,57 @@ mod tests {
     }
 
     #[test]
+    fn marks_sessions_and_fences_queued_together_share_a_record_of_several() {
+        let mark = |o: &str| LogRecord::Mark { origin: o.into() };
+        let fence = |n| LogRecord::Fence {
+            origin: "n".into(),
+            number: n,
+        };
+        let whole = |r: &LogRecord| r.encode().unwrap();
+        let several = LogRecord::Several(vec![mark("x"), fence(8)]);
+        let mut queue = VecDeque::from([
+            Append::Whole(whole(&mark("a")), 1),
+            Append::Whole(whole(&fence(1)), 2),
+            Append::Whole(whole(&mark("b")), 3),
+            Append::Pushes(pushes(1, "r"), 4),
+            Append::Whole(whole(&fence(2)), 5),
+            Append::Alone(whole(&several), 6),
+            Append::Whole(whole(&fence(3)), 7),
+        ]);
+        let first = next_record("n", &mut queue).unwrap().unwrap();
+        assert_eq!(first.waiters, vec![1, 2, 3]);
+        assert_eq!(
+            LogRecord::decode(&first.bytes),
+            Ok(LogRecord::Several(vec![mark("a"), fence(1), mark("b")]))
+        );
+        let second = next_record("n", &mut queue).unwrap().unwrap();
+        assert_eq!(second.waiters, vec![4]); // pushes never mix with the others
+        let third = next_record("n", &mut queue).unwrap().unwrap();
+        assert_eq!(third.waiters, vec![5]); // one alone is the record it always was
+        assert_eq!(third.bytes, whole(&fence(2)));
+        let fourth = next_record("n", &mut queue).unwrap().unwrap();
+        assert_eq!((fourth.waiters, fourth.bytes), (vec![6], whole(&several)));
+        let fifth = next_record("n", &mut queue).unwrap().unwrap();
+        assert_eq!(fifth.waiters, vec![7]);
+        assert!(next_record("n", &mut queue).is_none());
+
+        // At most MAX_SEVERAL in one.
+        let mut many: VecDeque<_> = (0..=MAX_SEVERAL as u64)
+            .map(|n| Append::Whole(whole(&fence(n)), n))
+            .collect();
+        let full = next_record("n", &mut many).unwrap().unwrap();
+        assert_eq!(full.waiters.len(), MAX_SEVERAL);
+        assert_eq!(many.len(), 1);
+    }
+
+    #[test]
     fn a_large_append_goes_alone_and_the_byte_bound_splits_records() {
         let half = "x".repeat(BATCH_BYTES / 2);
         let big = "y".repeat(BATCH_BYTES * 2);
         let mut queue = VecDeque::from([
-            Append::Pushes(EncodedPushes::new(&[push("r", &half)], None).unwrap(), 1),
-            Append::Pushes(EncodedPushes::new(&[push("r", &half)], None).unwrap(), 2),
-            Append::Pushes(EncodedPushes::new(&[push("r", &big)], None).unwrap(), 3),
+            Append::Pushes(EncodedPushes::new(&[push("r", &half)], vec![]).unwrap(), 1),
+            Append::Pushes(EncodedPushes::new(&[push("r", &half)], vec![]).unwrap(), 2),
+            Append::Pushes(EncodedPushes::new(&[push("r", &big)], vec![]).unwrap(), 3),
             Append::Pushes(pushes(1, "r"), 4),
         ]);
         let waiters: Vec<Vec<i32>> = std::iter::from_fn(|| next_record("n", &mut queue))
@@ -304,25 +374,25 @@ mod tests {
     #[test]
     fn an_append_that_cannot_be_written_fails_when_queued_not_later() {
         assert_eq!(
-            EncodedPushes::new(&[], None),
+            EncodedPushes::new(&[], vec![]),
             Err(RecordError::PushCount(0))
         );
         let many: Vec<_> = (0..=MAX_PUSHES).map(|_| push("r", "{}")).collect();
         assert_eq!(
-            EncodedPushes::new(&many, None),
+            EncodedPushes::new(&many, vec![]),
             Err(RecordError::PushCount(MAX_PUSHES + 1))
         );
         assert_eq!(
-            EncodedPushes::new(&[push(&"r".repeat(70_000), "{}")], None),
+            EncodedPushes::new(&[push(&"r".repeat(70_000), "{}")], vec![]),
             Err(RecordError::TooLong("room"))
         );
         assert_eq!(
-            EncodedPushes::new(&[push("r", "{}")], started(&"d".repeat(70_000))),
+            EncodedPushes::new(&[push("r", "{}")], vec![started(&"d".repeat(70_000))]),
             Err(RecordError::TooLong("device id"))
         );
         let huge = "z".repeat(MAX_RECORD_BYTES);
         assert!(matches!(
-            EncodedPushes::new(&[push("r", &huge)], None),
+            EncodedPushes::new(&[push("r", &huge)], vec![]),
             Err(RecordError::Oversized(_))
         ));
         // Only the origin is left to fail a record, and it fails every waiter of it.

@@ -142,7 +142,19 @@ impl LogReader {
                 );
                 self.metrics.cluster_log_records_skipped.inc();
             }
-            Ok(LogRecord::Mark { origin }) => {
+            Ok(record) => self.take_record(offset, record),
+        }
+    }
+
+    /// Act on `record`, read at `offset`.
+    fn take_record(&mut self, offset: u64, record: LogRecord) {
+        match record {
+            LogRecord::Several(records) => {
+                for record in records {
+                    self.take_record(offset, record);
+                }
+            }
+            LogRecord::Mark { origin } => {
                 if origin == self.cluster.origin && !self.live {
                     self.live = true;
                     self.readiness.set_cluster_log(ClusterLogState::Reading);
@@ -152,20 +164,20 @@ impl LogReader {
                     );
                 }
             }
-            Ok(LogRecord::Fence { origin, number }) => {
+            LogRecord::Fence { origin, number } => {
                 if origin == self.cluster.origin {
                     self.fences.read(number);
                 }
             }
-            Ok(LogRecord::Session { origin, event }) => {
+            LogRecord::Session { origin, event } => {
                 // History or live alike: every node's sessions, for recovery on this one.
                 self.supervisor.do_send(LoggedSession { origin, event });
             }
-            Ok(LogRecord::Pushes {
+            LogRecord::Pushes {
                 origin,
                 devices,
                 pushes,
-            }) => {
+            } => {
                 if origin != self.cluster.origin && !devices.is_empty() {
                     let mut cache = self.devices.lock().expect("device status lock");
                     for change in devices {

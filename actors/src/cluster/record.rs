@@ -2,7 +2,7 @@
 //!
 //! A record is self-contained ("room-free"): it names its targets by room name and carries the
 //! payload bytes exactly as the pusher gave them, so a node that reads it needs nothing but
-//! its own session registry to deliver it. Two kinds:
+//! its own session registry to deliver it. The kinds:
 //!
 //! - [`LogRecord::Pushes`]: the pushes of one HTTP request or one routed publisher event (a
 //!   user's push and its admin-room copies go together, so they are durable together or not
@@ -14,11 +14,15 @@
 //!   it ([`SessionEvent`](super::session_record::SessionEvent), its own file).
 //! - [`LogRecord::Fence`]: a node that became the active device consumer waits until its
 //!   reader has read this record back before it routes ([`fence`](super::fence)).
+//! - [`LogRecord::Several`]: marks, session records and fences a node appended together
+//!   ([`batch`](super::batch)), read as if they came one after another.
 //!
 //! # Wire format (version 1)
 //!
 //! Big-endian, length-prefixed, no padding: `"PGL"`, version `1`, kind (`0` pushes, `1`
-//! mark, `2` session, `3` fence), origin (string); for a fence, its number (`u64`); for a
+//! mark, `2` session, `3` fence, `4` several); for several, their count (`u16`, 2 to
+//! [`MAX_SEVERAL`]) and each as a `u32` length and a whole record of kind 1, 2 or 3; for the
+//! others, the origin (string); for a fence, its number (`u64`); for a
 //! session, the event as
 //! [`session_record`](super::session_record) writes it; for pushes: the device changes (`0`
 //! none; one change: `1` set: id string and status `1` running / `2` stopped, or `2` removed:
@@ -34,7 +38,9 @@
 //! a log during an upgrade (the old ones skip what they cannot read). Session records are a
 //! kind added within version 1: a node that predates them skips them (`invalid kind tag`)
 //! and reads pushes on. Fences are such a kind too: a node that predates them skips them
-//! (with a warning, counted), and needs none (it routes at once, as it always did).
+//! (with a warning, counted), and needs none (it routes at once, as it always did). Records of
+//! several came with appends sharing records, after the cluster's other kinds; a node that
+//! predates them skips them likewise.
 
 use std::sync::Arc;
 
@@ -148,7 +154,13 @@ pub enum LogRecord {
         /// Its number, growing per process.
         number: u64,
     },
+    /// Several marks, session records or fences that a node appended together, in order (2 to
+    /// [`MAX_SEVERAL`]; never pushes, never several again).
+    Several(Vec<LogRecord>),
 }
+
+/// The most records one [`LogRecord::Several`] holds.
+pub const MAX_SEVERAL: usize = 1024;
 
 /// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,6 +191,9 @@ pub enum RecordError {
     /// No pushes, or more than [`MAX_PUSHES`].
     #[error("{0} pushes in one record (1 to {MAX_PUSHES} allowed)")]
     PushCount(usize),
+    /// A record of several records holding fewer than 2 or more than [`MAX_SEVERAL`].
+    #[error("{0} records in a record of several (2 to {MAX_SEVERAL} allowed)")]
+    SeveralCount(usize),
     /// A list of device changes shorter than 2 (one or none has its own tag) or longer than
     /// [`MAX_PUSHES`].
     #[error("a list of {0} device changes in one record (2 to {MAX_PUSHES} allowed)")]
@@ -225,6 +240,23 @@ impl LogRecord {
                 out.push(3);
                 put_str(&mut out, origin, "origin")?;
                 out.extend_from_slice(&number.to_be_bytes());
+            }
+            LogRecord::Several(records) => {
+                let parts = records
+                    .iter()
+                    .map(|record| match record {
+                        LogRecord::Pushes { .. } => Err(RecordError::BadTag {
+                            field: "kind in several",
+                            tag: 0,
+                        }),
+                        LogRecord::Several(_) => Err(RecordError::BadTag {
+                            field: "kind in several",
+                            tag: 4,
+                        }),
+                        other => other.encode(),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                put_several(&mut out, &parts)?;
             }
         }
         finish(out)
@@ -286,6 +318,27 @@ impl LogRecord {
                 origin: r.string("origin")?,
                 number: r.u64()?,
             },
+            4 => {
+                let count =
+                    usize::from(u16::from_be_bytes(r.take(2)?.try_into().expect("2 bytes")));
+                if !(2..=MAX_SEVERAL).contains(&count) {
+                    return Err(RecordError::SeveralCount(count));
+                }
+                let mut records = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
+                    let inner = r.take(len as usize)?;
+                    let record = LogRecord::decode(inner)?;
+                    if let LogRecord::Pushes { .. } | LogRecord::Several(_) = record {
+                        return Err(RecordError::BadTag {
+                            field: "kind in several",
+                            tag: inner[4],
+                        });
+                    }
+                    records.push(record);
+                }
+                LogRecord::Several(records)
+            }
             tag => return Err(RecordError::BadTag { field: "kind", tag }),
         };
         match r.bytes.len() {
@@ -309,6 +362,23 @@ pub(super) fn finish(out: Vec<u8>) -> Result<Vec<u8>, RecordError> {
         return Err(RecordError::Oversized(out.len()));
     }
     Ok(out)
+}
+
+/// The rest of a record of several after [`start`]: kind, count, then each record's bytes
+/// (`parts`, whole records as [`LogRecord::encode`] writes them, none of pushes or several),
+/// each after its `u32` length.
+pub(super) fn put_several(out: &mut Vec<u8>, parts: &[Vec<u8>]) -> Result<(), RecordError> {
+    if !(2..=MAX_SEVERAL).contains(&parts.len()) {
+        return Err(RecordError::SeveralCount(parts.len()));
+    }
+    out.push(4);
+    out.extend_from_slice(&(parts.len() as u16).to_be_bytes());
+    for part in parts {
+        let len = u32::try_from(part.len()).map_err(|_| RecordError::Oversized(part.len()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    Ok(())
 }
 
 /// The rest of a pushes record after [`start`]: kind, origin, the device changes, the push
@@ -677,6 +747,67 @@ mod tests {
         );
     }
 
+    fn several() -> LogRecord {
+        LogRecord::Several(vec![
+            LogRecord::Mark {
+                origin: "n1/a".into(),
+            },
+            fence(),
+            LogRecord::Mark {
+                origin: "n2/b".into(),
+            },
+        ])
+    }
+
+    #[test]
+    fn several_records_round_trip_in_order_and_only_of_the_kinds_that_share() {
+        let record = several();
+        let bytes = record.encode().unwrap();
+        assert_eq!(&bytes[..7], b"PGL\x01\x04\x00\x03");
+        assert_eq!(LogRecord::decode(&bytes), Ok(record));
+        for len in 3..bytes.len() {
+            assert_eq!(
+                LogRecord::decode(&bytes[..len]),
+                Err(RecordError::Truncated),
+                "cut at {len}"
+            );
+        }
+        for (count, err) in [(0u16, 0usize), (1, 1), (1025, 1025), (u16::MAX, 65_535)] {
+            let mut wrong = bytes.clone();
+            wrong[5..7].copy_from_slice(&count.to_be_bytes());
+            assert_eq!(
+                LogRecord::decode(&wrong),
+                Err(RecordError::SeveralCount(err))
+            );
+        }
+        // An inner length running past the end, an inner record that is no record.
+        let mut long = bytes.clone();
+        long[7..11].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(LogRecord::decode(&long), Err(RecordError::Truncated));
+        let mut broken = bytes.clone();
+        broken[11] = b'X';
+        assert_eq!(LogRecord::decode(&broken), Err(RecordError::NotARecord));
+        // Pushes and several never go inside several, written or read.
+        for inner in [sample(), several()] {
+            let tag = inner.encode().unwrap()[4];
+            let nested = LogRecord::Several(vec![fence(), inner.clone()]);
+            let refused = RecordError::BadTag {
+                field: "kind in several",
+                tag,
+            };
+            assert_eq!(nested.encode(), Err(refused.clone()));
+            let inner = inner.encode().unwrap();
+            let fence = fence().encode().unwrap();
+            let mut out = start();
+            put_several(&mut out, &[fence, inner]).unwrap();
+            assert_eq!(LogRecord::decode(&out), Err(refused));
+        }
+        assert_eq!(
+            LogRecord::Several(vec![fence()]).encode(),
+            Err(RecordError::SeveralCount(1))
+        );
+    }
+
     #[test]
     fn truncated_records_are_refused_at_every_length() {
         let bytes = sample().encode().unwrap();
@@ -798,14 +929,14 @@ mod tests {
         let mut long_origin = bytes.clone();
         long_origin[5..7].copy_from_slice(&[0xff, 0xff]);
         assert_eq!(LogRecord::decode(&long_origin), Err(RecordError::Truncated));
-        // A kind after the fence's is still refused, as fences are by the nodes before them.
+        // A kind after the last one known is refused, as fences are by the nodes before them.
         let mut unknown = bytes;
-        unknown[4] = 4;
+        unknown[4] = 5;
         assert_eq!(
             LogRecord::decode(&unknown),
             Err(RecordError::BadTag {
                 field: "kind",
-                tag: 4
+                tag: 5
             })
         );
         // The longest origin, then a number cut short.

@@ -2,8 +2,9 @@
 //! ([`SessionLog`]), and how the log reader hands it every node's ([`LoggedSession`]).
 //!
 //! The supervisor must not wait on the broker inside a handler, so [`SessionLog::append`]
-//! only queues the record; one task appends the queue in order, each with its confirm, so a
-//! session's records reach the log in the order they happened (a `Live` before its `Ended`).
+//! only queues the record with the appender, whose queue keeps the order, so a session's
+//! records reach the log in the order they happened (a `Live` before its `Ended`); the
+//! session records queued together share a record.
 //! A record that cannot be appended (no broker connection) is dropped with a warning and
 //! counted in `pushgate_cluster_log_append_failures_total`; what then holds is documented in
 //! `docs/cluster.md` (a session whose node cannot reach the broker cannot be recovered
@@ -13,10 +14,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use futures::channel::mpsc;
-use futures::StreamExt;
 
-use super::appender::LogAppender;
+use super::appender::{AppendError, LogAppender};
 use super::record::LogRecord;
 use super::session_record::SessionEvent;
 use crate::metrics::Metrics;
@@ -37,22 +36,18 @@ pub struct LoggedSession {
 #[derive(Clone)]
 pub struct SessionLog {
     origin: String,
-    queue: mpsc::UnboundedSender<LogRecord>,
+    appender: LogAppender,
+    metrics: Arc<Metrics>,
 }
 
 impl SessionLog {
-    /// Start the appending task (on the current actix system) for the node process `origin`.
-    pub fn start(appender: LogAppender, origin: String, metrics: Arc<Metrics>) -> Self {
-        let (queue, mut records) = mpsc::unbounded::<LogRecord>();
-        actix::spawn(async move {
-            while let Some(record) = records.next().await {
-                if let Err(e) = appender.append(&record).await {
-                    metrics.cluster_log_append_failures.inc();
-                    log::warn!("a session record did not reach the cluster's log: {e}");
-                }
-            }
-        });
-        SessionLog { origin, queue }
+    /// Session records of the node process `origin`, appended through `appender`.
+    pub fn new(appender: LogAppender, origin: String, metrics: Arc<Metrics>) -> Self {
+        SessionLog {
+            origin,
+            appender,
+            metrics,
+        }
     }
 
     /// This node process, as its records name it.
@@ -60,16 +55,30 @@ impl SessionLog {
         &self.origin
     }
 
-    /// Queue `event` for the log.
+    /// Queue `event` for the log (after every record queued before it); a task of the current
+    /// arbiter waits for its confirm and says when it did not go in.
     pub fn append(&self, event: SessionEvent) {
         let record = LogRecord::Session {
             origin: self.origin.clone(),
             event,
         };
-        if self.queue.unbounded_send(record).is_err() {
-            log::warn!("the session log's task is gone; a session record is lost");
+        let metrics = self.metrics.clone();
+        match self.appender.submit_record(&record) {
+            Ok(pending) => {
+                actix::spawn(async move {
+                    if let Err(e) = pending.confirmed().await {
+                        lost(&metrics, &e);
+                    }
+                });
+            }
+            Err(e) => lost(&metrics, &e),
         }
     }
+}
+
+fn lost(metrics: &Metrics, e: &AppendError) {
+    metrics.cluster_log_append_failures.inc();
+    log::warn!("a session record did not reach the cluster's log: {e}");
 }
 
 /// Now, in milliseconds since the Unix epoch (the clock session records carry).
