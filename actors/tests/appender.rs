@@ -245,3 +245,43 @@ async fn an_append_that_cannot_be_written_fails_alone_and_without_a_broker_all_f
         Err(AppendError::Unavailable)
     ));
 }
+
+#[actix::test]
+async fn marks_sessions_and_fences_queued_together_share_a_record_in_order() {
+    let vhost = Vhost::create();
+    let metrics = Arc::new(Metrics::new());
+    let (connection, appender) = appender(&vhost, Duration::from_millis(300), &metrics).await;
+    let fence = |number| LogRecord::Fence {
+        origin: "node-1/test".into(),
+        number,
+    };
+    let pending: Vec<_> = (0..20)
+        .map(|n| appender.submit_record(&fence(n)).expect("queued"))
+        .collect();
+    for append in pending {
+        append.confirmed().await.expect("every fence is in");
+    }
+    // A push after them, to know where they end.
+    appender
+        .submit(&[push(1)], None)
+        .expect("queued")
+        .confirmed()
+        .await
+        .expect("the push is in");
+    let records = records(&connection, 1).await;
+    let fences: Vec<LogRecord> = records
+        .iter()
+        .filter(|r| !matches!(r, LogRecord::Pushes { .. }))
+        .flat_map(|r| match r {
+            LogRecord::Several(inner) => inner.clone(),
+            other => vec![other.clone()],
+        })
+        .collect();
+    assert_eq!(fences, (0..20).map(fence).collect::<Vec<_>>());
+    assert!(
+        records.len() <= 3,
+        "twenty fences and a push took {} records",
+        records.len()
+    );
+    assert_eq!(metrics.cluster_log_appends.get(), 21);
+}
