@@ -25,10 +25,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
-use pushgate_test_support::broker::Vhost;
+use lapin::{BasicProperties, Connection};
+use pushgate_test_support::broker::{confirming_channel, Vhost};
 use serde_json::json;
 
 /// How long a client waits for more pushes before it counts what it got.
@@ -210,15 +210,7 @@ async fn log_state(node: &ClusterNode) -> (u16, String) {
 
 /// A publisher's channel on the test's vhost, in confirm mode.
 async fn publisher(vhost: &Vhost) -> (Connection, lapin::Channel) {
-    let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
-        .await
-        .expect("publisher connects");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    (connection, channel)
+    confirming_channel(&vhost.guest_url()).await
 }
 
 async fn publish(channel: &lapin::Channel, key: &str, body: &[u8]) {

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -23,7 +22,7 @@ use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
 use pushgate_actors::testing::{ProbeSession, Received};
 use pushgate_actors::{JoinRoom, RegisterSession, RoomSupervisor};
-use pushgate_test_support::broker::{node_id, Vhost};
+use pushgate_test_support::broker::{confirming_channel, node_id, Vhost};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -39,14 +38,7 @@ struct Publisher {
 
 impl Publisher {
     async fn connect(url: &str) -> Publisher {
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .expect("publisher connects");
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirm_select");
+        let (connection, channel) = confirming_channel(url).await;
         Publisher {
             _connection: connection,
             channel,

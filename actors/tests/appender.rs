@@ -62,6 +62,7 @@ async fn appender(
         )
         .await
         .expect("declare the stream");
+    // On the same connection as the readers, so that closing it takes the appender's away.
     let channel = connection.create_channel().await.expect("channel");
     channel
         .confirm_select(ConfirmSelectOptions::default())

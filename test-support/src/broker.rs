@@ -145,3 +145,17 @@ impl Drop for Vhost {
 pub fn node_id() -> String {
     format!("pg-test-{:08x}", rand::random::<u32>())
 }
+
+/// A connection to `url` and a channel of it in confirm mode: how the tests publish, as the
+/// backend services do (and how the cluster's appender is given its channel).
+pub async fn confirming_channel(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connects to the broker");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    (connection, channel)
+}

@@ -5,7 +5,7 @@
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pushgate::config::Config;
-use pushgate_test_support::broker::{node_id, Vhost};
+use pushgate_test_support::broker::{confirming_channel, node_id, Vhost};
 use serde_json::Value;
 
 use super::{start_with, TestServer, API_KEY, SECRET};
@@ -33,14 +33,7 @@ pub struct Publisher {
 impl Publisher {
     /// Connect to `vhost` and turn confirms on.
     pub async fn connect(vhost: &Vhost) -> Publisher {
-        let connection = Connection::connect(&vhost.guest_url(), ConnectionProperties::default())
-            .await
-            .expect("publisher connects");
-        let channel = connection.create_channel().await.expect("channel");
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirms");
+        let (connection, channel) = confirming_channel(&vhost.guest_url()).await;
         Publisher {
             connection,
             channel,
