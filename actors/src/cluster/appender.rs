@@ -122,8 +122,7 @@ impl LogAppender {
     pub fn attach(&self, channel: Channel) {
         *self.shared.channel.lock().expect("appender lock") = Some(channel);
         if let Some(receiver) = self.shared.receiver.lock().expect("appender lock").take() {
-            let interval = self.shared.interval;
-            actix::spawn(run(self.shared.clone(), receiver, interval));
+            actix::spawn(run(self.shared.clone(), receiver));
         }
     }
 
@@ -244,13 +243,9 @@ async fn confirmed(confirm: lapin::PublisherConfirm) -> Result<(), AppendError> 
 }
 
 /// The appending task: publishes the queue's records in order, at most [`IN_FLIGHT`] waiting
-/// for their confirm and at most one per `interval`, and answers each append; ends when every
-/// handle is gone and every append is answered.
-async fn run(
-    shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<Append<Waiter>>,
-    interval: Duration,
-) {
+/// for their confirm and at most one per `shared.interval`, and answers each append; ends when
+/// every handle is gone and every append is answered.
+async fn run(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Append<Waiter>>) {
     let mut waiting: VecDeque<Append<Waiter>> = VecDeque::new();
     let mut in_flight = FuturesOrdered::new();
     let mut open = true;
@@ -265,7 +260,7 @@ async fn run(
         while in_flight.len() < IN_FLIGHT && !waiting.is_empty() {
             let now = Instant::now();
             if let Some(at) = last_published
-                .map(|last| last + interval)
+                .map(|last| last + shared.interval)
                 .filter(|at| *at > now)
             {
                 due = Some(at);
@@ -338,17 +333,12 @@ fn answer_all(waiters: Vec<Waiter>, result: &Result<(), AppendError>) {
 /// callers gave up on them, so they must not go out late.
 fn fail_expired(waiting: &mut VecDeque<Append<Waiter>>) {
     let now = Instant::now();
-    let expired = |a: &Append<Waiter>| {
-        let (Append::Pushes(_, w) | Append::Whole(_, w) | Append::Alone(_, w)) = a;
-        now.duration_since(w.queued) >= CONFIRM_TIMEOUT
-    };
-    while waiting.front().is_some_and(expired) {
-        let (Some(Append::Pushes(_, w)) | Some(Append::Whole(_, w)) | Some(Append::Alone(_, w))) =
-            waiting.pop_front()
-        else {
-            unreachable!("the front was checked")
-        };
-        w.answer(Err(AppendError::TimedOut));
+    while let Some(front) = waiting.front() {
+        if now.duration_since(front.waiter().queued) < CONFIRM_TIMEOUT {
+            return;
+        }
+        let expired = waiting.pop_front().expect("the front was looked at");
+        expired.into_waiter().answer(Err(AppendError::TimedOut));
     }
 }
 

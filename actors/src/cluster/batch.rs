@@ -106,6 +106,22 @@ pub enum Append<T> {
     Alone(Vec<u8>, T),
 }
 
+impl<T> Append<T> {
+    /// Who waits for it.
+    pub fn waiter(&self) -> &T {
+        match self {
+            Append::Pushes(_, w) | Append::Whole(_, w) | Append::Alone(_, w) => w,
+        }
+    }
+
+    /// Who waits for it, the append dropped.
+    pub fn into_waiter(self) -> T {
+        match self {
+            Append::Pushes(_, w) | Append::Whole(_, w) | Append::Alone(_, w) => w,
+        }
+    }
+}
+
 /// What the next record carries: its bytes, and the waiters it answers, in order.
 #[derive(Debug)]
 pub struct NextRecord<T> {

@@ -540,7 +540,7 @@ async fn hand_over(
                 .map(|p| to_push(p, taken_at).into())
                 .collect();
             match appender.submit(&pushes, device) {
-                Ok(pending) => Ok(HandedOver::Published(pending)),
+                Ok(pending) => Ok(HandedOver::Queued(pending)),
                 Err(e) => {
                     metrics.cluster_log_append_failures.inc();
                     Err(e.to_string())
@@ -554,8 +554,8 @@ async fn hand_over(
 enum HandedOver {
     /// The supervisor took them.
     Taken,
-    /// Their record is published to the cluster's log; it is in once confirmed.
-    Published(PendingAppend),
+    /// They are queued for the cluster's log; they are in once their record is confirmed.
+    Queued(PendingAppend),
 }
 
 /// Hands the pushes of each delivery on ([`hand_over`]), in order, and each delivery's verdict
@@ -584,7 +584,7 @@ async fn settle(
                 metrics.amqp_message(key.as_str(), AmqpOutcome::Routed);
                 settler.settle(delivery.tag, Verdict::Ack);
             }
-            Ok(HandedOver::Published(pending)) => {
+            Ok(HandedOver::Queued(pending)) => {
                 let metrics = metrics.clone();
                 settler.settle_when(delivery.tag, async move {
                     match pending.confirmed().await {
