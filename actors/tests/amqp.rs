@@ -22,7 +22,7 @@ use pushgate_actors::metrics::{AmqpOutcome, Metrics};
 use pushgate_actors::readiness::{AmqpState, ConsumerKind, Readiness};
 use pushgate_actors::testing::{ProbeSession, Received};
 use pushgate_actors::{JoinRoom, RegisterSession, RoomSupervisor};
-use pushgate_test_support::broker::{confirming_channel, node_id, Vhost};
+use pushgate_test_support::broker::{confirming_channel, node_id, queue_counts, Vhost};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -97,17 +97,7 @@ impl Publisher {
     }
 
     async fn queue(&self, queue: &str) -> (u32, u32) {
-        let channel = self._connection.create_channel().await.expect("channel");
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let q = channel
-            .queue_declare(queue.into(), options, FieldTable::default())
-            .await
-            .expect("queue exists");
-        let _ = channel.close(200, "OK".into()).await;
-        (q.message_count(), q.consumer_count())
+        queue_counts(&self._connection, queue).await
     }
 
     /// Take every message of `queue` (auto-ack) and return the bodies.

@@ -11,7 +11,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pushgate_actors::consumers::settler::{Settler, Verdict};
-use pushgate_test_support::broker::Vhost;
+use pushgate_test_support::broker::{queue_counts, Vhost};
 
 const QUEUE: &str = "settler-test";
 
@@ -46,17 +46,7 @@ async fn consume(connection: &Connection, count: usize) -> (Channel, Vec<u64>) {
 
 /// Messages in `QUEUE`, ready or unacked.
 async fn queued(connection: &Connection) -> u32 {
-    let channel = connection.create_channel().await.expect("channel");
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let queue = channel
-        .queue_declare(QUEUE.into(), passive, FieldTable::default())
-        .await
-        .expect("the queue exists");
-    channel.close(200, "done".into()).await.expect("close");
-    queue.message_count()
+    queue_counts(connection, QUEUE).await.0
 }
 
 #[actix::test]

@@ -159,3 +159,19 @@ pub async fn confirming_channel(url: &str) -> (lapin::Connection, lapin::Channel
         .expect("confirm mode");
     (connection, channel)
 }
+
+/// How many messages `queue` holds (ready or unacked) and how many consumers it has, read on a
+/// channel of `connection` with a passive declare (the queue must exist).
+pub async fn queue_counts(connection: &lapin::Connection, queue: &str) -> (u32, u32) {
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .expect("the queue exists");
+    let _ = channel.close(200, "OK".into()).await;
+    (declared.message_count(), declared.consumer_count())
+}
